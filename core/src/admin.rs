@@ -1,0 +1,576 @@
+//! The admin API: parse a call, authenticate and authorise its caller,
+//! validate, write through the `Store`, and audit every write.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::rbac::authorize_admin;
+use crate::route::{is_valid_endpoint_id, is_valid_ephemeral_id, is_valid_route_name, Endpoint, Route};
+use crate::store::{AuditEntry, Store, TokenRecord};
+use crate::token::{bearer, new_token_id, random_base32, Principal, TokenIssuer, TokenRequest, TokenVerifier};
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Largest admin request body.
+pub const MAX_ADMIN_BODY: usize = 1024 * 1024;
+/// Longest lease an endpoint may take.
+pub const MAX_LEASE_SECONDS: u64 = 24 * 3600;
+/// Longest life of an ephemeral route.
+pub const MAX_EPHEMERAL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// One parsed admin call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminCommand {
+    /// `GET /routes`
+    ListRoutes,
+    /// `GET /routes/{name}`
+    GetRoute(String),
+    /// `PUT /routes/{name}`
+    PutRoute(Box<Route>),
+    /// `DELETE /routes/{name}`
+    DeleteRoute(String),
+    /// `PUT /routes/{name}/endpoints/{id}`
+    PutEndpoint { route: String, endpoint: Endpoint, lease_seconds: u64 },
+    /// `DELETE /routes/{name}/endpoints/{id}`
+    DeleteEndpoint { route: String, id: String },
+    /// `POST /ephemeral`
+    CreateEphemeral(EphemeralRequest),
+    /// `POST /tokens`
+    IssueToken(TokenRequest),
+    /// `GET /tokens?q=`
+    ListTokens { q: Option<String> },
+    /// `DELETE /tokens/{id}`
+    RevokeToken(String),
+    /// `GET /audit?before=&limit=`
+    Audit { before: Option<u64>, limit: usize },
+}
+
+/// Body of `PUT /routes/{name}/endpoints/{id}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// Endpoint URL.
+    pub url: String,
+    /// Weight, default 1.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Lease length; the endpoint drops out when it ends.
+    pub lease_seconds: Option<u64>,
+    /// Workers VPC binding.
+    #[serde(default)]
+    pub via: Option<String>,
+}
+
+/// Body of `POST /ephemeral`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EphemeralRequest {
+    /// Endpoint URL.
+    pub url: String,
+    /// Life of the route.
+    pub ttl_seconds: Option<u64>,
+    /// Groups allowed to call it.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Optional upstream secret name.
+    #[serde(default)]
+    pub upstream_api_key_secret: Option<String>,
+}
+
+/// An admin reply: status and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminReply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl AdminReply {
+    fn ok(body: Value) -> Self {
+        AdminReply { status: StatusCode::OK, body }
+    }
+    /// Serialises the reply as an HTTP response.
+    pub fn into_response(self) -> http::Response<Vec<u8>> {
+        let mut res = http::Response::new(serde_json::to_vec(&self.body).unwrap_or_default());
+        *res.status_mut() = self.status;
+        res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        res.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        res
+    }
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T> {
+    if body.len() > MAX_ADMIN_BODY {
+        return Err(Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 });
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        // serde's message names the field (`unknown field `x``, `missing field `y``) without echoing values.
+        let msg = e.to_string();
+        let field = msg.split('`').nth(1).unwrap_or("body").to_string();
+        Error::bad_request(field, msg)
+    })
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| percent_encoding::percent_decode_str(&v.replace('+', " ")).decode_utf8_lossy().into_owned())
+    })
+}
+
+impl AdminCommand {
+    /// Parses an admin call from its method, the path segments after `_gateway`, query and body.
+    pub fn parse(method: &Method, segs: &[String], query: Option<&str>, body: &[u8]) -> Result<AdminCommand> {
+        let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let route_name = |n: &str| -> Result<String> {
+            if is_valid_route_name(n) {
+                Ok(n.to_string())
+            } else {
+                Err(Error::bad_request("name", "must match ^[a-z0-9][a-z0-9-]{0,62}$ and not be reserved"))
+            }
+        };
+        match (method, s.as_slice()) {
+            (&Method::GET, ["routes"]) => Ok(AdminCommand::ListRoutes),
+            (&Method::GET, ["routes", n]) => Ok(AdminCommand::GetRoute(n.to_string())),
+            (&Method::PUT, ["routes", n]) => {
+                let name = route_name(n)?;
+                let mut v: Value = json_body(body)?;
+                // The path names the route; a body that disagrees is an error, a body without a name takes the path's.
+                match v.get("name") {
+                    None => {
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("name".into(), Value::String(name.clone()));
+                        }
+                    }
+                    Some(Value::String(b)) if *b == name => {}
+                    Some(_) => return Err(Error::bad_request("name", "must match the route name in the path")),
+                }
+                let route: Route = serde_json::from_value(v).map_err(|e| {
+                    let msg = e.to_string();
+                    Error::bad_request(msg.split('`').nth(1).unwrap_or("body").to_string(), msg)
+                })?;
+                if route.expires_at.is_some() {
+                    return Err(Error::bad_request("expires_at", "static routes do not expire; use POST /_gateway/ephemeral"));
+                }
+                route.validate()?;
+                Ok(AdminCommand::PutRoute(Box::new(route)))
+            }
+            (&Method::DELETE, ["routes", n]) => Ok(AdminCommand::DeleteRoute(n.to_string())),
+            (&Method::PUT, ["routes", n, "endpoints", id]) => {
+                let route = route_name(n)?;
+                if !is_valid_endpoint_id(id) {
+                    return Err(Error::bad_request("id", "must match ^[A-Za-z0-9._-]{1,64}$"));
+                }
+                let req: LeaseRequest = json_body(body)?;
+                let lease_seconds = req.lease_seconds.ok_or_else(|| Error::bad_request("lease_seconds", "is required"))?;
+                if !(5..=MAX_LEASE_SECONDS).contains(&lease_seconds) {
+                    return Err(Error::bad_request("lease_seconds", format!("must be between 5 and {MAX_LEASE_SECONDS}")));
+                }
+                let endpoint = Endpoint { id: id.to_string(), url: req.url, weight: req.weight.unwrap_or(1), via: req.via, lease_expires_at: None };
+                endpoint.validate("endpoint")?;
+                Ok(AdminCommand::PutEndpoint { route, endpoint, lease_seconds })
+            }
+            (&Method::DELETE, ["routes", n, "endpoints", id]) => Ok(AdminCommand::DeleteEndpoint { route: n.to_string(), id: id.to_string() }),
+            (&Method::POST, ["ephemeral"]) => Ok(AdminCommand::CreateEphemeral(json_body(body)?)),
+            (&Method::POST, ["tokens"]) => Ok(AdminCommand::IssueToken(json_body(body)?)),
+            (&Method::GET, ["tokens"]) => Ok(AdminCommand::ListTokens { q: query_param(query, "q").filter(|q| !q.is_empty()) }),
+            (&Method::DELETE, ["tokens", id]) => Ok(AdminCommand::RevokeToken(id.to_string())),
+            (&Method::GET, ["audit"]) => {
+                let before = match query_param(query, "before") {
+                    Some(b) => Some(b.parse().map_err(|_| Error::bad_request("before", "must be a sequence number"))?),
+                    None => None,
+                };
+                let limit = match query_param(query, "limit") {
+                    Some(l) => l.parse().ok().filter(|l| (1..=1000).contains(l)).ok_or_else(|| Error::bad_request("limit", "must be between 1 and 1000"))?,
+                    None => 100,
+                };
+                Ok(AdminCommand::Audit { before, limit })
+            }
+            (_, ["routes"] | ["routes", _] | ["routes", _, "endpoints", _] | ["ephemeral"] | ["tokens"] | ["tokens", _] | ["audit"]) => {
+                Err(Error::MethodNotAllowed)
+            }
+            _ => Err(Error::NotFound("no such admin call".into())),
+        }
+    }
+
+    /// The audit action and object of a write; `None` for reads.
+    fn audit_label(&self) -> Option<(&'static str, String)> {
+        Some(match self {
+            AdminCommand::PutRoute(r) => ("route.put", format!("route/{}", r.name)),
+            AdminCommand::DeleteRoute(n) => ("route.delete", format!("route/{n}")),
+            AdminCommand::PutEndpoint { route, endpoint, .. } => ("endpoint.register", format!("route/{route}/endpoint/{}", endpoint.id)),
+            AdminCommand::DeleteEndpoint { route, id } => ("endpoint.deregister", format!("route/{route}/endpoint/{id}")),
+            AdminCommand::CreateEphemeral(_) => ("ephemeral.create", "ephemeral".into()),
+            AdminCommand::IssueToken(r) => ("token.issue", format!("subject/{}", r.subject)),
+            AdminCommand::RevokeToken(id) => ("token.revoke", format!("token/{id}")),
+            _ => return None,
+        })
+    }
+}
+
+/// The caller-independent inputs of an admin call.
+pub struct AdminRequest<'a> {
+    /// HTTP method.
+    pub method: &'a Method,
+    /// Path segments after `_gateway`.
+    pub segments: &'a [String],
+    /// Raw query string.
+    pub query: Option<&'a str>,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a http::HeaderValue>,
+    /// Request body (at most [`MAX_ADMIN_BODY`]).
+    pub body: &'a [u8],
+}
+
+/// Answers one admin call end to end. Every write, allowed or not, is audited.
+pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminRequest<'_>) -> Result<AdminReply> {
+    if req.segments.first().map(String::as_str) == Some("healthz") && req.segments.len() == 1 {
+        return Ok(AdminReply::ok(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})));
+    }
+    let is_write = !matches!(*req.method, Method::GET | Method::HEAD);
+    // Authenticate first, so nobody learns the admin API's shape without a token.
+    let principal = match authenticate(cfg, store, now, req.authorization).await {
+        Ok(p) => p,
+        Err(e) => {
+            if is_write {
+                audit(store, now, None, "admin.write", format!("{} /_gateway/{}", req.method, req.segments.join("/")), e.code()).await;
+            }
+            return Err(e);
+        }
+    };
+    if let Err(e) = authorize_admin(&principal) {
+        if is_write {
+            audit(store, now, Some(&principal), "admin.write", format!("{} /_gateway/{}", req.method, req.segments.join("/")), e.code()).await;
+        }
+        return Err(e);
+    }
+    let cmd = match AdminCommand::parse(req.method, req.segments, req.query, req.body) {
+        Ok(c) => c,
+        Err(e) => {
+            if is_write {
+                audit(store, now, Some(&principal), "admin.write", format!("{} /_gateway/{}", req.method, req.segments.join("/")), e.code()).await;
+            }
+            return Err(e);
+        }
+    };
+    let label = cmd.audit_label();
+    let result = execute(cfg, store, now, &principal, cmd).await;
+    if let Some((action, mut object)) = label {
+        if let (Ok(reply), "ephemeral.create" | "token.issue") = (&result, action) {
+            if let Some(id) = reply.body.get("id").and_then(Value::as_str) {
+                object = if action == "token.issue" { format!("token/{id}") } else { format!("ephemeral/{id}") };
+            }
+        }
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        audit(store, now, Some(&principal), action, object, outcome).await;
+    }
+    result
+}
+
+async fn authenticate<S: Store>(cfg: &Config, store: &S, now: u64, authorization: Option<&http::HeaderValue>) -> Result<Principal> {
+    let token = bearer(authorization)?;
+    let principal = TokenVerifier::new(cfg).verify(token, now)?;
+    if store.is_revoked(&principal.token_id).await? {
+        return Err(Error::TokenRevoked);
+    }
+    Ok(principal)
+}
+
+async fn audit<S: Store>(store: &S, now: u64, who: Option<&Principal>, action: &str, object: String, outcome: &str) {
+    let entry = AuditEntry {
+        seq: 0,
+        at: now,
+        actor: who.map_or_else(|| "anonymous".to_string(), |p| p.subject.clone()),
+        actor_token: who.map(|p| p.token_id.clone()),
+        action: action.to_string(),
+        object,
+        outcome: outcome.to_string(),
+    };
+    // The write already happened or was refused; a lost audit line must not undo or fail it,
+    // but the adapter's store logs the failure.
+    let _ = store.append_audit(entry).await;
+}
+
+fn refuse_managed(route: &Route) -> Result<()> {
+    if route.is_externally_managed() {
+        Err(Error::Conflict(format!(
+            "route `{}` is managed by {}; change it there",
+            route.name,
+            route.managed_by.as_deref().unwrap_or("another owner")
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Executes a parsed command for an authorised admin.
+pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, cmd: AdminCommand) -> Result<AdminReply> {
+    match cmd {
+        AdminCommand::ListRoutes => {
+            let routes = store.list_routes().await?;
+            Ok(AdminReply::ok(json!({ "routes": routes })))
+        }
+        AdminCommand::GetRoute(name) => {
+            let route = store.route(&name).await?.ok_or_else(|| Error::NotFound(format!("no route `{name}`")))?;
+            let leases: Vec<Endpoint> = store.leases(&name).await?.into_iter().filter(|e| e.is_live(now)).collect();
+            let mut v = serde_json::to_value(&route).map_err(|e| Error::Internal(e.to_string()))?;
+            v["leased_endpoints"] = serde_json::to_value(leases).map_err(|e| Error::Internal(e.to_string()))?;
+            Ok(AdminReply::ok(v))
+        }
+        AdminCommand::PutRoute(mut route) => {
+            let previous = store.route(&route.name).await?;
+            if let Some(p) = &previous {
+                refuse_managed(p)?;
+            }
+            // Only Terraform writes managed routes; through this API a route is the API's own.
+            if route.managed_by.is_some() {
+                return Err(Error::bad_request("managed_by", "is set by Terraform, not through the admin API"));
+            }
+            if let Some(host) = &route.host {
+                if let Some(other) = store.route_for_host(host).await? {
+                    if other.name != route.name {
+                        return Err(Error::Conflict(format!("host `{host}` already belongs to route `{}`", other.name)));
+                    }
+                }
+            }
+            route.expires_at = None;
+            store.put_route(&route, previous.as_ref()).await?;
+            let status = if previous.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+            Ok(AdminReply { status, body: serde_json::to_value(&*route).map_err(|e| Error::Internal(e.to_string()))? })
+        }
+        AdminCommand::DeleteRoute(name) => {
+            let route = store.route(&name).await?.ok_or_else(|| Error::NotFound(format!("no route `{name}`")))?;
+            refuse_managed(&route)?;
+            store.delete_route(&route).await?;
+            Ok(AdminReply::ok(json!({ "deleted": name })))
+        }
+        AdminCommand::PutEndpoint { route, mut endpoint, lease_seconds } => {
+            // Leases are the instances' own, so they may join Terraform-managed routes too.
+            let r = store.route(&route).await?.ok_or_else(|| Error::NotFound(format!("no route `{route}`")))?;
+            if r.endpoints.iter().any(|e| e.id == endpoint.id) {
+                return Err(Error::Conflict(format!("endpoint `{}` is defined by the route itself", endpoint.id)));
+            }
+            let live = store.leases(&route).await?.into_iter().filter(|e| e.is_live(now) && e.id != endpoint.id).count();
+            if r.endpoints.len() + live + 1 > crate::route::MAX_ENDPOINTS {
+                return Err(Error::bad_request("id", "the route has too many endpoints"));
+            }
+            endpoint.lease_expires_at = Some(now + lease_seconds);
+            store.put_lease(&route, &endpoint).await?;
+            Ok(AdminReply::ok(json!({ "route": route, "endpoint": endpoint.id, "lease_expires_at": now + lease_seconds })))
+        }
+        AdminCommand::DeleteEndpoint { route, id } => {
+            if store.delete_lease(&route, &id).await? {
+                Ok(AdminReply::ok(json!({ "route": route, "deregistered": id })))
+            } else {
+                Err(Error::NotFound(format!("no leased endpoint `{id}` on route `{route}`")))
+            }
+        }
+        AdminCommand::CreateEphemeral(req) => {
+            let ttl = req.ttl_seconds.ok_or_else(|| Error::bad_request("ttl_seconds", "is required"))?;
+            if !(60..=MAX_EPHEMERAL_SECONDS).contains(&ttl) {
+                return Err(Error::bad_request("ttl_seconds", format!("must be between 60 and {MAX_EPHEMERAL_SECONDS}")));
+            }
+            let id = random_base32(10)?;
+            debug_assert!(is_valid_ephemeral_id(&id));
+            let mut route = Route::new(id.clone(), vec![Endpoint::new("e0", req.url)]);
+            route.auth.groups = req.groups;
+            route.upstream_api_key_secret = req.upstream_api_key_secret;
+            route.expires_at = Some(now + ttl);
+            // Ephemeral ids are not route names; validate the rest under a stand-in name.
+            let mut check = route.clone();
+            check.name = "ephemeral".into();
+            check.validate().map_err(|e| match e {
+                Error::BadRequest { field, message } => Error::bad_request(field.replace("endpoints[0].", ""), message),
+                other => other,
+            })?;
+            store.put_ephemeral(&route).await?;
+            Ok(AdminReply {
+                status: StatusCode::CREATED,
+                body: json!({ "id": id, "path": format!("/e/{id}/"), "expires_at": now + ttl }),
+            })
+        }
+        AdminCommand::IssueToken(req) => {
+            let jti = new_token_id()?;
+            let (token, claims) = TokenIssuer::new(cfg).issue(&req, now, jti)?;
+            let record = TokenRecord {
+                id: claims.jti.clone(),
+                subject: claims.sub,
+                kind: claims.kind,
+                groups: claims.groups,
+                routes: claims.routes,
+                description: req.description,
+                metadata: req.metadata,
+                created_by: who.subject.clone(),
+                created_at: now,
+                expires_at: claims.exp,
+                revoked_at: None,
+                last_used_at: None,
+                request_count: 0,
+            };
+            store.put_token(&record).await?;
+            Ok(AdminReply { status: StatusCode::CREATED, body: json!({ "id": record.id, "token": token, "expires_at": record.expires_at }) })
+        }
+        AdminCommand::ListTokens { q } => {
+            let mut tokens = store.list_tokens().await?;
+            if let Some(q) = q {
+                let q = q.to_lowercase();
+                tokens.retain(|t| t.subject.to_lowercase().contains(&q) || t.description.to_lowercase().contains(&q));
+            }
+            tokens.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+            let list: Vec<Value> = tokens
+                .into_iter()
+                .map(|t| {
+                    let expired = now >= t.expires_at;
+                    let mut v = serde_json::to_value(&t).unwrap_or(Value::Null);
+                    v["revoked"] = Value::Bool(t.revoked_at.is_some());
+                    v["expired"] = Value::Bool(expired);
+                    v
+                })
+                .collect();
+            Ok(AdminReply::ok(json!({ "tokens": list })))
+        }
+        AdminCommand::RevokeToken(id) => {
+            let mut record = store.token(&id).await?.ok_or_else(|| Error::NotFound(format!("no token `{id}`")))?;
+            if record.revoked_at.is_some() {
+                return Err(Error::Conflict(format!("token `{id}` is already revoked")));
+            }
+            record.revoked_at = Some(now);
+            store.revoke(&record).await?;
+            Ok(AdminReply::ok(json!({ "id": id, "revoked": true, "revoked_at": now })))
+        }
+        AdminCommand::Audit { before, limit } => {
+            let entries = store.audit(before, limit).await?;
+            let next = if entries.len() == limit { entries.last().map(|e| e.seq) } else { None };
+            Ok(AdminReply::ok(json!({ "entries": entries, "next_before": next })))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::test_config;
+    use crate::store::{MemoryStore, RouteSource};
+    use crate::token::{TokenKind, TokenRequest};
+    use futures_executor::block_on;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn admin_token(cfg: &Config, groups: &[&str]) -> http::HeaderValue {
+        let req = TokenRequest {
+            subject: "ops".into(),
+            kind: TokenKind::User,
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            routes: None,
+            ttl_seconds: Some(3600),
+            description: String::new(),
+            metadata: Default::default(),
+        };
+        let (t, _) = TokenIssuer::new(cfg).issue(&req, NOW, "tok_admin".into()).unwrap();
+        http::HeaderValue::from_str(&format!("Bearer {t}")).unwrap()
+    }
+
+    fn call(cfg: &Config, store: &MemoryStore, auth: Option<&http::HeaderValue>, method: Method, path: &str, body: &str) -> Result<AdminReply> {
+        let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(String::from).collect();
+        block_on(handle(cfg, store, NOW, AdminRequest { method: &method, segments: &segs, query: None, authorization: auth, body: body.as_bytes() }))
+    }
+
+    #[test]
+    fn route_lifecycle_is_audited() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        let r = call(&cfg, &store, Some(&auth), Method::PUT, "routes/llama", r#"{"endpoints":[{"id":"a","url":"http://127.0.0.1:9"}]}"#).unwrap();
+        assert_eq!(r.status, StatusCode::CREATED);
+        let r = call(&cfg, &store, Some(&auth), Method::GET, "routes/llama", "").unwrap();
+        assert_eq!(r.body["name"], "llama");
+        call(&cfg, &store, Some(&auth), Method::DELETE, "routes/llama", "").unwrap();
+        let log = block_on(store.audit(None, 10)).unwrap();
+        assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["route.delete", "route.put"]);
+        assert!(log.iter().all(|e| e.actor == "ops" && e.outcome == "ok"));
+    }
+
+    #[test]
+    fn non_admin_and_missing_tokens_are_refused_and_audited() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let user = admin_token(&cfg, &["ml-team"]);
+        assert!(matches!(call(&cfg, &store, Some(&user), Method::PUT, "routes/x", "{}"), Err(Error::Forbidden(_))));
+        assert_eq!(call(&cfg, &store, None, Method::DELETE, "tokens/tok_x", ""), Err(Error::MissingToken));
+        let log = block_on(store.audit(None, 10)).unwrap();
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[0].outcome, "missing_token");
+        assert_eq!(log[1].outcome, "forbidden");
+    }
+
+    #[test]
+    fn terraform_routes_are_refused_with_409() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let mut r = Route::new("tf", vec![Endpoint::new("a", "http://h")]);
+        r.managed_by = Some("terraform".into());
+        block_on(store.put_route(&r, None)).unwrap();
+        let auth = admin_token(&cfg, &["admin"]);
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/tf", r#"{"endpoints":[]}"#).unwrap_err();
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        assert_eq!(call(&cfg, &store, Some(&auth), Method::DELETE, "routes/tf", "").unwrap_err().status(), StatusCode::CONFLICT);
+        // Instances may still take leases on it.
+        call(&cfg, &store, Some(&auth), Method::PUT, "routes/tf/endpoints/b", r#"{"url":"http://h2","lease_seconds":30}"#).unwrap();
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/x", r#"{"endpoints":[{"id":"a","url":"http://h","weight":0}]}"#).unwrap_err();
+        assert!(matches!(e, Error::BadRequest { ref field, .. } if field == "endpoints[0].weight"), "{e:?}");
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/x", r#"{"endpoints":[],"colour":"red"}"#).unwrap_err();
+        assert!(matches!(e, Error::BadRequest { ref field, .. } if field == "colour"), "{e:?}");
+        let e = call(&cfg, &store, Some(&auth), Method::POST, "tokens", r#"{"subject":"a","kind":"user","groups":[]}"#).unwrap_err();
+        assert!(matches!(e, Error::BadRequest { ref field, .. } if field == "ttl_seconds"), "{e:?}");
+        assert!(call(&cfg, &store, Some(&auth), Method::PUT, "routes/x", "not json").is_err());
+        assert!(call(&cfg, &store, Some(&auth), Method::PUT, "routes/_x", "{}").is_err());
+    }
+
+    #[test]
+    fn tokens_issue_list_revoke() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        let r = call(&cfg, &store, Some(&auth), Method::POST, "tokens", r#"{"subject":"bob","kind":"user","groups":["ml-team"],"ttl_seconds":600,"description":"notebook"}"#).unwrap();
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let token = r.body["token"].as_str().unwrap();
+        assert!(TokenVerifier::new(&cfg).verify(token, NOW).is_ok());
+        let list = call(&cfg, &store, Some(&auth), Method::GET, "tokens", "").unwrap();
+        let listed = serde_json::to_string(&list.body).unwrap();
+        assert!(listed.contains(&id) && !listed.contains(token), "the list never holds the token");
+        call(&cfg, &store, Some(&auth), Method::DELETE, &format!("tokens/{id}"), "").unwrap();
+        assert!(block_on(store.is_revoked(&id)).unwrap());
+        assert_eq!(call(&cfg, &store, Some(&auth), Method::DELETE, &format!("tokens/{id}"), "").unwrap_err().status(), StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn ephemeral_routes_expire() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        let r = call(&cfg, &store, Some(&auth), Method::POST, "ephemeral", r#"{"url":"http://h:1","ttl_seconds":120,"groups":["dev"]}"#).unwrap();
+        let id = r.body["id"].as_str().unwrap();
+        assert!(is_valid_ephemeral_id(id));
+        let route = block_on(store.ephemeral(id)).unwrap().unwrap();
+        assert!(route.is_active(NOW + 119) && !route.is_active(NOW + 120));
+        assert!(call(&cfg, &store, Some(&auth), Method::POST, "ephemeral", r#"{"url":"http://h:1","groups":[]}"#).is_err());
+    }
+
+    #[test]
+    fn healthz_needs_no_token() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        assert_eq!(call(&cfg, &store, None, Method::GET, "healthz", "").unwrap().body["status"], "ok");
+    }
+}

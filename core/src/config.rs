@@ -1,0 +1,192 @@
+//! The gateway's configuration: one struct, read once from the platform's
+//! environment (Worker vars and secrets, Lambda environment), validated at
+//! start with errors that name the setting.
+
+use crate::token::{KeySet, SigningKeySpec};
+use jsonwebtoken::Algorithm;
+
+/// Default and ceiling of a token's lifetime when `GATEWAY_MAX_TOKEN_TTL_SECONDS` is unset: 90 days.
+pub const DEFAULT_MAX_TOKEN_TTL: u64 = 90 * 24 * 3600;
+/// Shortest lifetime a token may be issued with.
+pub const MIN_TOKEN_TTL: u64 = 60;
+
+/// Request size limits applied before any route logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Sum of header name and value bytes.
+    pub max_header_bytes: usize,
+    /// Number of header fields.
+    pub max_headers: usize,
+    /// Length of path plus query.
+    pub max_url_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_header_bytes: 32 * 1024, max_headers: 100, max_url_bytes: 8 * 1024 }
+    }
+}
+
+/// Everything the gateway needs to know at start.
+#[derive(Clone)]
+pub struct Config {
+    /// `iss` of issued tokens, and the only one accepted.
+    pub issuer: String,
+    /// `aud` of issued tokens, and the only one accepted.
+    pub audience: String,
+    /// Verification keys by `kid`, and the one that signs.
+    pub keys: KeySet,
+    /// Longest lifetime of any token, in seconds.
+    pub max_token_ttl: u64,
+    /// Clock skew tolerated on `exp`, `nbf`, `iat`, in seconds.
+    pub leeway: u64,
+    /// Request size limits.
+    pub limits: Limits,
+    /// How long an isolate may reuse a route or revocation lookup, in seconds.
+    pub cache_seconds: u64,
+    /// Answer plain-HTTP requests (local development only).
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for Config {
+    // Never print keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("kids", &self.keys.kids())
+            .field("max_token_ttl", &self.max_token_ttl)
+            .field("leeway", &self.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A setting that is missing or wrong, named so operators can fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub setting: &'static str,
+    /// What is wrong with it (never its value).
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration {}: {}", self.setting, self.message)
+    }
+}
+impl std::error::Error for ConfigError {}
+
+fn err(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { setting, message: message.into() }
+}
+
+fn parse_u64(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(v) if v.trim().is_empty() => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| err(name, "must be a whole number")),
+    }
+}
+
+impl Config {
+    /// Reads the configuration through `lookup` (environment variable or Worker binding).
+    ///
+    /// Settings: `GATEWAY_SIGNING_KEYS` (JSON array of keys, required),
+    /// `GATEWAY_SIGNING_KID` (the key that signs; default the first),
+    /// `GATEWAY_ALGORITHMS` (comma list accepted; default the keys' own),
+    /// `GATEWAY_ISSUER`, `GATEWAY_AUDIENCE`, `GATEWAY_MAX_TOKEN_TTL_SECONDS`,
+    /// `GATEWAY_LEEWAY_SECONDS`, `GATEWAY_CACHE_SECONDS`, `GATEWAY_ALLOW_HTTP`.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let keys_json = lookup("GATEWAY_SIGNING_KEYS")
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| err("GATEWAY_SIGNING_KEYS", "is required (a JSON array of signing keys)"))?;
+        let specs: Vec<SigningKeySpec> = serde_json::from_str(&keys_json)
+            .map_err(|e| err("GATEWAY_SIGNING_KEYS", format!("is not a JSON array of keys (line {}, column {})", e.line(), e.column())))?;
+        let algorithms = match lookup("GATEWAY_ALGORITHMS").filter(|s| !s.trim().is_empty()) {
+            None => None,
+            Some(list) => Some(
+                list.split(',')
+                    .map(|a| match a.trim() {
+                        "HS256" => Ok(Algorithm::HS256),
+                        "HS384" => Ok(Algorithm::HS384),
+                        "HS512" => Ok(Algorithm::HS512),
+                        "EdDSA" => Ok(Algorithm::EdDSA),
+                        other => Err(err("GATEWAY_ALGORITHMS", format!("unsupported algorithm `{other}` (HS256, HS384, HS512, EdDSA)"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let signing_kid = lookup("GATEWAY_SIGNING_KID").filter(|s| !s.trim().is_empty());
+        let keys = KeySet::from_specs(&specs, signing_kid.as_deref(), algorithms.as_deref())
+            .map_err(|m| err("GATEWAY_SIGNING_KEYS", m))?;
+        let max_token_ttl = parse_u64(lookup, "GATEWAY_MAX_TOKEN_TTL_SECONDS", DEFAULT_MAX_TOKEN_TTL)?;
+        if max_token_ttl < MIN_TOKEN_TTL || max_token_ttl > 366 * 24 * 3600 {
+            return Err(err("GATEWAY_MAX_TOKEN_TTL_SECONDS", "must be between 60 and 31622400 (366 days)"));
+        }
+        let leeway = parse_u64(lookup, "GATEWAY_LEEWAY_SECONDS", 5)?;
+        if leeway > 30 {
+            return Err(err("GATEWAY_LEEWAY_SECONDS", "must be at most 30"));
+        }
+        let cache_seconds = parse_u64(lookup, "GATEWAY_CACHE_SECONDS", 5)?;
+        if cache_seconds > 60 {
+            return Err(err("GATEWAY_CACHE_SECONDS", "must be at most 60"));
+        }
+        let allow_http = matches!(lookup("GATEWAY_ALLOW_HTTP").as_deref().map(str::trim), Some("1" | "true" | "yes"));
+        Ok(Config {
+            issuer: lookup("GATEWAY_ISSUER").filter(|s| !s.is_empty()).unwrap_or_else(|| "ai-gateway".into()),
+            audience: lookup("GATEWAY_AUDIENCE").filter(|s| !s.is_empty()).unwrap_or_else(|| "ai-gateway".into()),
+            keys,
+            max_token_ttl,
+            leeway,
+            limits: Limits::default(),
+            cache_seconds,
+            allow_http,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A configuration with one HS256 key, for tests across the crate.
+    pub fn test_config() -> Config {
+        let env = HashMap::from([(
+            "GATEWAY_SIGNING_KEYS",
+            r#"[{"kid":"k1","alg":"HS256","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]"#.to_string(),
+        )]);
+        Config::from_lookup(&|k| env.get(k).cloned()).unwrap()
+    }
+
+    #[test]
+    fn missing_keys_name_the_setting() {
+        let e = Config::from_lookup(&|_| None).unwrap_err();
+        assert_eq!(e.setting, "GATEWAY_SIGNING_KEYS");
+    }
+
+    #[test]
+    fn short_hmac_key_is_refused() {
+        // "short" in base64: 5 bytes.
+        let env = HashMap::from([("GATEWAY_SIGNING_KEYS", r#"[{"kid":"k","alg":"HS256","secret":"c2hvcnQ="}]"#)]);
+        let e = Config::from_lookup(&|k| env.get(k).map(|s| s.to_string())).unwrap_err();
+        assert!(e.message.contains("32 bytes"), "{e}");
+    }
+
+    #[test]
+    fn bad_numbers_are_named() {
+        let env = HashMap::from([
+            ("GATEWAY_SIGNING_KEYS", r#"[{"kid":"k1","alg":"HS256","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]"#),
+            ("GATEWAY_MAX_TOKEN_TTL_SECONDS", "forever"),
+        ]);
+        let e = Config::from_lookup(&|k| env.get(k).map(|s| s.to_string())).unwrap_err();
+        assert_eq!(e.setting, "GATEWAY_MAX_TOKEN_TTL_SECONDS");
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let s = format!("{:?}", test_config());
+        assert!(!s.contains("MDEy"));
+    }
+}

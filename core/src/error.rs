@@ -1,0 +1,228 @@
+//! The failures a caller can see, and the one place that maps them to a status,
+//! an OpenAI-shaped JSON body and a stable `code`.
+
+use http::StatusCode;
+use serde::Serialize;
+use std::fmt;
+
+/// Every failure the gateway reports to a client or an admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A malformed admin request; `field` names what is wrong.
+    BadRequest { field: String, message: String },
+    /// A data-plane request the gateway will not interpret (bad path encoding, dot segments).
+    InvalidRequest(String),
+    /// No `Authorization: Bearer` header.
+    MissingToken,
+    /// The token is not one the gateway accepts; the reason is kept short and generic.
+    InvalidToken(&'static str),
+    /// The token's `exp` has passed.
+    TokenExpired,
+    /// The token's `nbf` or `iat` is in the future.
+    TokenNotYetValid,
+    /// The token's `jti` was revoked.
+    TokenRevoked,
+    /// A valid token without access to this route or call.
+    Forbidden(String),
+    /// No such route (also said to unauthenticated callers), or no such admin object.
+    NotFound(String),
+    /// The object exists and the write would clobber what another owner manages.
+    Conflict(String),
+    /// Method not allowed on an admin path.
+    MethodNotAllowed,
+    /// The request body is over the route's limit.
+    PayloadTooLarge { limit: u64 },
+    /// Request headers or URL over the limits.
+    HeadersTooLarge(String),
+    /// Every endpoint failed to connect.
+    BadGateway,
+    /// The route has no live endpoint.
+    NoLiveEndpoint,
+    /// The upstream did not answer in time.
+    GatewayTimeout,
+    /// Something in the gateway itself failed (store unreachable, misconfiguration).
+    Internal(String),
+}
+
+/// The JSON body of every error response, in OpenAI's shape so SDK clients show the message.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    /// The wrapped error.
+    pub error: ErrorDetail<'a>,
+}
+
+/// The inside of [`ErrorBody`].
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    /// Human-readable message.
+    pub message: String,
+    /// OpenAI's error family (`authentication_error`, `invalid_request_error`, ...).
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// Stable machine-readable code.
+    pub code: &'a str,
+    /// The request field at fault, for 400s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param: Option<&'a str>,
+}
+
+impl Error {
+    /// Shorthand for a 400 naming the field at fault.
+    pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::BadRequest { field: field.into(), message: message.into() }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        use Error::*;
+        match self {
+            BadRequest { .. } | InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            MissingToken | InvalidToken(_) | TokenExpired | TokenNotYetValid | TokenRevoked => {
+                StatusCode::UNAUTHORIZED
+            }
+            Forbidden(_) => StatusCode::FORBIDDEN,
+            NotFound(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Conflict(_) => StatusCode::CONFLICT,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            BadGateway => StatusCode::BAD_GATEWAY,
+            NoLiveEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `code` of the JSON body.
+    pub fn code(&self) -> &'static str {
+        use Error::*;
+        match self {
+            BadRequest { .. } => "invalid_field",
+            InvalidRequest(_) => "invalid_request",
+            MissingToken => "missing_token",
+            InvalidToken(_) => "invalid_token",
+            TokenExpired => "token_expired",
+            TokenNotYetValid => "token_not_yet_valid",
+            TokenRevoked => "token_revoked",
+            Forbidden(_) => "forbidden",
+            NotFound(_) => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            Conflict(_) => "conflict",
+            PayloadTooLarge { .. } => "body_too_large",
+            HeadersTooLarge(_) => "headers_too_large",
+            BadGateway => "upstream_unreachable",
+            NoLiveEndpoint => "no_live_endpoint",
+            GatewayTimeout => "upstream_timeout",
+            Internal(_) => "internal_error",
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        use Error::*;
+        match self {
+            MissingToken | InvalidToken(_) | TokenExpired | TokenNotYetValid | TokenRevoked => {
+                "authentication_error"
+            }
+            Forbidden(_) => "permission_error",
+            NotFound(_) => "not_found_error",
+            BadRequest { .. } | InvalidRequest(_) | MethodNotAllowed | PayloadTooLarge { .. }
+            | HeadersTooLarge(_) => "invalid_request_error",
+            Conflict(_) => "conflict_error",
+            BadGateway | NoLiveEndpoint | GatewayTimeout | Internal(_) => "api_error",
+        }
+    }
+
+    /// Headers that must accompany this error (`WWW-Authenticate` on 401s).
+    pub fn extra_headers(&self) -> &'static [(&'static str, &'static str)] {
+        if self.status() == StatusCode::UNAUTHORIZED {
+            &[("www-authenticate", "Bearer error=\"invalid_token\"")]
+        } else {
+            &[]
+        }
+    }
+
+    /// The OpenAI-shaped JSON body.
+    pub fn body(&self) -> Vec<u8> {
+        let param = match self {
+            Error::BadRequest { field, .. } => Some(field.as_str()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail { message: self.to_string(), kind: self.kind(), code: self.code(), param },
+        };
+        serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+    }
+
+    /// Status, headers and body, ready for an adapter to send.
+    pub fn into_response(&self) -> http::Response<Vec<u8>> {
+        let mut res = http::Response::new(self.body());
+        *res.status_mut() = self.status();
+        let headers = res.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        for (name, value) in self.extra_headers() {
+            headers.insert(*name, http::HeaderValue::from_static(value));
+        }
+        res
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Error::*;
+        match self {
+            BadRequest { field, message } => write!(f, "invalid `{field}`: {message}"),
+            InvalidRequest(m) => write!(f, "invalid request: {m}"),
+            MissingToken => f.write_str("missing bearer token"),
+            InvalidToken(why) => write!(f, "invalid token: {why}"),
+            TokenExpired => f.write_str("token expired"),
+            TokenNotYetValid => f.write_str("token not yet valid"),
+            TokenRevoked => f.write_str("token revoked"),
+            Forbidden(m) => f.write_str(m),
+            NotFound(m) => f.write_str(m),
+            MethodNotAllowed => f.write_str("method not allowed"),
+            Conflict(m) => f.write_str(m),
+            PayloadTooLarge { limit } => write!(f, "request body over the route's limit of {limit} bytes"),
+            HeadersTooLarge(m) => f.write_str(m),
+            BadGateway => f.write_str("no endpoint of this route could be reached"),
+            NoLiveEndpoint => f.write_str("this route has no live endpoint"),
+            GatewayTimeout => f.write_str("the upstream did not answer in time"),
+            // Internal details are logged by the adapter, not shown to callers.
+            Internal(_) => f.write_str("internal gateway error"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result with the gateway's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_token_has_openai_shape_and_www_authenticate() {
+        let res = Error::TokenExpired.into_response();
+        assert_eq!(res.status(), 401);
+        assert_eq!(res.headers()["www-authenticate"], "Bearer error=\"invalid_token\"");
+        let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(v["error"]["message"], "token expired");
+        assert_eq!(v["error"]["type"], "authentication_error");
+        assert_eq!(v["error"]["code"], "token_expired");
+    }
+
+    #[test]
+    fn bad_request_names_the_field() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&Error::bad_request("ttl_seconds", "too long").body()).unwrap();
+        assert_eq!(v["error"]["param"], "ttl_seconds");
+        assert!(v["error"]["message"].as_str().unwrap().contains("ttl_seconds"));
+    }
+
+    #[test]
+    fn internal_details_are_not_shown() {
+        let body = String::from_utf8(Error::Internal("kv at 10.0.0.1 down".into()).body()).unwrap();
+        assert!(!body.contains("10.0.0.1"));
+    }
+}

@@ -1,0 +1,347 @@
+//! The whole per-request decision of the data plane, in the order the gateway
+//! applies it: limits, routing, authentication, RBAC, balancing, forwarding plan.
+
+use crate::balance::Balancer;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::forward::{is_valid_request_id, request_headers, upstream_url, ForwardPlan, Upstream};
+use crate::rbac::authorize;
+use crate::route::{parse_target, Endpoint, Route, Target};
+use crate::store::RouteSource;
+use crate::token::{bearer, Principal, TokenVerifier};
+use http::request::Parts;
+
+/// What the adapter must do with a request.
+#[derive(Debug)]
+pub enum Routed {
+    /// An admin API call: hand it to [`crate::admin::handle`] with these segments.
+    Admin(Vec<String>),
+    /// Forward it as planned.
+    Proxy(Box<ForwardPlan>),
+}
+
+/// Facts about the request that only the platform knows.
+pub struct RequestContext<'a> {
+    /// Unix seconds.
+    pub now: u64,
+    /// The client's address, as the platform reports it.
+    pub client_ip: Option<&'a str>,
+    /// `https` or `http`, as the client reached the platform.
+    pub proto: &'a str,
+    /// A fresh request id, used unless the client sent a valid one.
+    pub new_request_id: &'a str,
+    /// Looks up a platform secret by name (for `upstream_api_key_secret`).
+    pub secret: &'a dyn Fn(&str) -> Option<String>,
+    /// True for an endpoint (route, id) that failed recently.
+    pub avoid: &'a dyn Fn(&str, &str) -> bool,
+}
+
+/// Checks header count and size and URL length, before anything else.
+pub fn check_limits(cfg: &Config, parts: &Parts) -> Result<()> {
+    let url_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if url_len > cfg.limits.max_url_bytes {
+        return Err(Error::HeadersTooLarge(format!("URL over {} bytes", cfg.limits.max_url_bytes)));
+    }
+    if parts.headers.len() > cfg.limits.max_headers {
+        return Err(Error::HeadersTooLarge(format!("more than {} header fields", cfg.limits.max_headers)));
+    }
+    let bytes: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if bytes > cfg.limits.max_header_bytes {
+        return Err(Error::HeadersTooLarge(format!("request headers over {} bytes", cfg.limits.max_header_bytes)));
+    }
+    Ok(())
+}
+
+/// The host the client addressed, lowercased and without port.
+fn request_host(parts: &Parts) -> Option<String> {
+    let raw = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host())?;
+    let host = raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw });
+    Some(host.to_ascii_lowercase())
+}
+
+/// Finds the cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+/// The affinity key: route header, then route cookie, each scoped to the
+/// caller's subject; else the token id; else the request id (no affinity).
+pub fn affinity_key(route: &Route, parts: &Parts, principal: Option<&Principal>, request_id: &str) -> String {
+    let scope = principal.map_or("anonymous", |p| p.subject.as_str());
+    let from_header = route.affinity.header.as_deref().and_then(|h| parts.headers.get(h)).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+    let from_cookie = || route.affinity.cookie.as_deref().and_then(|c| cookie(parts, c)).filter(|v| !v.is_empty());
+    match from_header.or_else(from_cookie) {
+        Some(session) => format!("s\u{0}{scope}\u{0}{session}"),
+        None => match principal {
+            Some(p) => format!("t\u{0}{}", p.token_id),
+            None => format!("r\u{0}{request_id}"),
+        },
+    }
+}
+
+/// Verifies the bearer token if one is sent; `Ok(None)` when none is.
+async fn principal_of<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now: u64) -> Result<Option<Principal>> {
+    match bearer(parts.headers.get(http::header::AUTHORIZATION)) {
+        Err(Error::MissingToken) => Ok(None),
+        Err(e) => Err(e),
+        Ok(token) => {
+            let p = TokenVerifier::new(cfg).verify(token, now)?;
+            if store.is_revoked(&p.token_id).await? {
+                return Err(Error::TokenRevoked);
+            }
+            Ok(Some(p))
+        }
+    }
+}
+
+/// Decides what to do with a request: admin call, or a forwarding plan.
+pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, ctx: &RequestContext<'_>) -> Result<Routed> {
+    check_limits(cfg, parts)?;
+    let path = parts.uri.path();
+    // Host routes first: every path on their host but /_gateway/ belongs to them.
+    let host_route = match request_host(parts) {
+        Some(h) => store.route_for_host(&h).await?.filter(|r| r.is_active(ctx.now)),
+        None => None,
+    };
+    let target = parse_target(path, host_route.is_some())?;
+    let (route, key, rest, prefix) = match target {
+        Target::Admin(segs) => return Ok(Routed::Admin(segs)),
+        Target::Host { rest } => {
+            let r = host_route.ok_or_else(|| Error::NotFound("no such route".into()))?;
+            let key = r.name.clone();
+            (r, key, rest, "/".to_string())
+        }
+        Target::Static { name, rest } => {
+            let r = store.route(&name).await?.filter(|r| r.is_active(ctx.now) && r.expires_at.is_none());
+            let prefix = format!("/{name}/");
+            (r.ok_or_else(|| Error::NotFound("no such route".into()))?, name, rest, prefix)
+        }
+        Target::Ephemeral { id, rest } => {
+            let r = store.ephemeral(&id).await?.filter(|r| r.is_active(ctx.now));
+            let prefix = format!("/e/{id}/");
+            (r.ok_or_else(|| Error::NotFound("no such route".into()))?, id, rest, prefix)
+        }
+    };
+
+    // Authentication, then RBAC.
+    let principal = principal_of(cfg, store, parts, ctx.now).await?;
+    authorize(&route, &key, principal.as_ref())?;
+
+    if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
+        let len: u64 = len.trim().parse().map_err(|_| Error::InvalidRequest("malformed Content-Length".into()))?;
+        if len > route.max_body_bytes {
+            return Err(Error::PayloadTooLarge { limit: route.max_body_bytes });
+        }
+    }
+
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_valid_request_id(v))
+        .unwrap_or(ctx.new_request_id)
+        .to_string();
+
+    // Endpoints: the route's own plus live leases (a lease never shadows a defined endpoint).
+    let mut endpoints: Vec<Endpoint> = route.endpoints.clone();
+    if route.expires_at.is_none() {
+        for lease in store.leases(&route.name).await? {
+            if !endpoints.iter().any(|e| e.id == lease.id) {
+                endpoints.push(lease);
+            }
+        }
+    }
+    let affinity = affinity_key(&route, parts, principal.as_ref(), &request_id);
+    let ranked = Balancer::rank(&affinity, &endpoints, ctx.now, &|id| (ctx.avoid)(&key, id));
+    if ranked.is_empty() {
+        return Err(Error::NoLiveEndpoint);
+    }
+    let upstream_key = match &route.upstream_api_key_secret {
+        Some(name) => Some((ctx.secret)(name).ok_or_else(|| Error::Internal(format!("secret `{name}` is not configured")))?),
+        None => None,
+    };
+    let query = parts.uri.query();
+    let upstreams = ranked
+        .into_iter()
+        .map(|e| Upstream { endpoint_id: e.id.clone(), url: upstream_url(&e.url, &rest, query), via: e.via.clone() })
+        .collect();
+    let headers = request_headers(&parts.headers, &request_id, ctx.client_ip, ctx.proto, upstream_key.as_deref());
+    Ok(Routed::Proxy(Box::new(ForwardPlan {
+        route: key,
+        upstreams,
+        headers,
+        connect_timeout_ms: route.timeouts.connect_ms,
+        response_timeout_ms: route.timeouts.response_ms,
+        max_body_bytes: route.max_body_bytes,
+        request_id,
+        token_id: principal.map(|p| p.token_id),
+        public_prefix: prefix,
+    })))
+}
+
+/// Base URL of an upstream, for [`crate::forward::response_headers`]; looked up by endpoint id.
+pub fn endpoint_base<'a>(route_endpoints: &'a [Endpoint], endpoint_id: &str) -> Option<&'a str> {
+    route_endpoints.iter().find(|e| e.id == endpoint_id).map(|e| e.url.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::test_config;
+    use crate::store::{MemoryStore, Store};
+    use crate::token::{TokenIssuer, TokenKind, TokenRequest};
+    use futures_executor::block_on;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn token(cfg: &Config, sub: &str, groups: &[&str]) -> String {
+        let req = TokenRequest {
+            subject: sub.into(),
+            kind: TokenKind::User,
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            routes: None,
+            ttl_seconds: Some(600),
+            description: String::new(),
+            metadata: Default::default(),
+        };
+        TokenIssuer::new(cfg).issue(&req, NOW, format!("tok_{sub}")).unwrap().0
+    }
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().uri(uri).header("host", "gw.example.com");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn store_with_route() -> MemoryStore {
+        let s = MemoryStore::default();
+        let mut r = Route::new("llama", vec![Endpoint::new("a", "http://10.0.0.1:8000"), Endpoint::new("b", "http://10.0.0.2:8000")]);
+        r.auth.groups = vec!["ml-team".into()];
+        r.upstream_api_key_secret = Some("VLLM_KEY".into());
+        block_on(s.put_route(&r, None)).unwrap();
+        s
+    }
+
+    fn decide(cfg: &Config, s: &MemoryStore, p: &Parts) -> Result<Routed> {
+        let secret = |n: &str| (n == "VLLM_KEY").then(|| "upstream-secret".to_string());
+        let ctx = RequestContext { now: NOW, client_ip: Some("203.0.113.9"), proto: "https", new_request_id: "rid-new", secret: &secret, avoid: &|_, _| false };
+        block_on(route_request(cfg, s, p, &ctx))
+    }
+
+    fn plan(r: Result<Routed>) -> ForwardPlan {
+        match r {
+            Ok(Routed::Proxy(p)) => *p,
+            other => panic!("not a plan: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn order_is_route_then_auth_then_rbac() {
+        let cfg = test_config();
+        let s = store_with_route();
+        // Unknown route: 404 even without a token.
+        assert!(matches!(decide(&cfg, &s, &parts("/nope/v1/models", &[])), Err(Error::NotFound(_))));
+        assert_eq!(decide(&cfg, &s, &parts("/llama/v1/models", &[])).unwrap_err(), Error::MissingToken);
+        let other = format!("Bearer {}", token(&cfg, "eve", &["other"]));
+        assert!(matches!(decide(&cfg, &s, &parts("/llama/v1/models", &[("authorization", &other)])), Err(Error::Forbidden(_))));
+        let ok = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        let p = plan(decide(&cfg, &s, &parts("/llama/v1/models?x=1", &[("authorization", &ok)])));
+        assert!(p.upstreams[0].url.ends_with("/v1/models?x=1"));
+        assert_eq!(p.headers["authorization"], "Bearer upstream-secret");
+        assert_eq!(p.request_id, "rid-new");
+        assert_eq!(p.token_id.as_deref(), Some("tok_alice"));
+    }
+
+    #[test]
+    fn revoked_tokens_are_refused() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let t = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        let mut rec = crate::store::TokenRecord {
+            id: "tok_alice".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None,
+            description: String::new(), metadata: Default::default(), created_by: "ops".into(), created_at: NOW,
+            expires_at: NOW + 600, revoked_at: None, last_used_at: None, request_count: 0,
+        };
+        rec.revoked_at = Some(NOW);
+        block_on(s.revoke(&rec)).unwrap();
+        assert_eq!(decide(&cfg, &s, &parts("/llama/x", &[("authorization", &t)])).unwrap_err(), Error::TokenRevoked);
+    }
+
+    #[test]
+    fn session_header_is_scoped_to_the_subject() {
+        let cfg = test_config();
+        let route = Route::new("r", vec![]);
+        let a = Principal { token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0 };
+        let b = Principal { subject: "bob".into(), ..a.clone() };
+        let p = parts("/r/x", &[("x-session-id", "s1")]);
+        assert_ne!(affinity_key(&route, &p, Some(&a), "r"), affinity_key(&route, &p, Some(&b), "r"));
+        assert_eq!(affinity_key(&route, &p, Some(&a), "r1"), affinity_key(&route, &p, Some(&a), "r2"));
+        let p = parts("/r/x", &[]);
+        assert_eq!(affinity_key(&route, &p, Some(&a), "r"), "t\u{0}tok_1");
+        let mut with_cookie = route.clone();
+        with_cookie.affinity.cookie = Some("sid".into());
+        let p = parts("/r/x", &[("cookie", "a=1; sid=zz")]);
+        assert!(affinity_key(&with_cookie, &p, Some(&a), "r").ends_with("zz"));
+        let _ = cfg;
+    }
+
+    #[test]
+    fn disabled_and_leased_routes() {
+        let cfg = test_config();
+        let s = MemoryStore::default();
+        let mut r = Route::new("pub", vec![]);
+        r.auth.required = false;
+        block_on(s.put_route(&r, None)).unwrap();
+        assert_eq!(decide(&cfg, &s, &parts("/pub/x", &[])).unwrap_err(), Error::NoLiveEndpoint);
+        let mut lease = Endpoint::new("l1", "http://10.0.0.9:8000");
+        lease.lease_expires_at = Some(NOW + 30);
+        block_on(s.put_lease("pub", &lease)).unwrap();
+        assert_eq!(plan(decide(&cfg, &s, &parts("/pub/x", &[]))).upstreams[0].endpoint_id, "l1");
+        lease.lease_expires_at = Some(NOW);
+        block_on(s.put_lease("pub", &lease)).unwrap();
+        assert_eq!(decide(&cfg, &s, &parts("/pub/x", &[])).unwrap_err(), Error::NoLiveEndpoint);
+        r.enabled = false;
+        block_on(s.put_route(&r, None)).unwrap();
+        assert!(matches!(decide(&cfg, &s, &parts("/pub/x", &[])), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn limits_and_body_size() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let ok = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        let big = "x".repeat(cfg.limits.max_header_bytes);
+        assert!(matches!(decide(&cfg, &s, &parts("/llama/x", &[("x-big", &big)])), Err(Error::HeadersTooLarge(_))));
+        let long = format!("/llama/{}", "a".repeat(cfg.limits.max_url_bytes));
+        assert!(matches!(decide(&cfg, &s, &parts(&long, &[])), Err(Error::HeadersTooLarge(_))));
+        let too_big = (10 * 1024 * 1024 + 1).to_string();
+        assert!(matches!(
+            decide(&cfg, &s, &parts("/llama/x", &[("authorization", &ok), ("content-length", &too_big)])),
+            Err(Error::PayloadTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn host_routes_take_every_path() {
+        let cfg = test_config();
+        let s = MemoryStore::default();
+        let mut r = Route::new("hosted", vec![Endpoint::new("a", "http://10.0.0.1:8000")]);
+        r.host = Some("gw.example.com".into());
+        r.auth.required = false;
+        block_on(s.put_route(&r, None)).unwrap();
+        let p = plan(decide(&cfg, &s, &parts("/v1/models", &[])));
+        assert_eq!(p.upstreams[0].url, "http://10.0.0.1:8000/v1/models");
+        assert!(matches!(decide(&cfg, &s, &parts("/_gateway/routes", &[])), Ok(Routed::Admin(_))));
+    }
+}

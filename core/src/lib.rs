@@ -1,0 +1,21 @@
+//! gateway-core: every rule of the AI gateway that both deployments share.
+//!
+//! The crate decides and never does I/O: it receives the time (`now`), what
+//! the store returned, and the request's parts, and returns a decision (route,
+//! principal, endpoint order, headers to drop and add) or an [`Error`] that
+//! maps to exactly one status and OpenAI-shaped body. The Cloudflare Worker
+//! (`gateway-edge`) and the AWS Lambda (`gateway-lambda`) perform the I/O.
+
+pub mod admin;
+pub mod balance;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod gateway;
+pub mod rbac;
+pub mod route;
+pub mod store;
+pub mod token;
+
+pub use config::Config;
+pub use error::{Error, Result};

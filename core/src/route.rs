@@ -1,0 +1,554 @@
+//! Routes: the model admins and Terraform write, its validation, and how a
+//! request path is decoded, normalised and matched to a route.
+
+use crate::error::{Error, Result};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use serde::{Deserialize, Serialize};
+
+/// Largest accepted route body limit (1 GiB); the default is 10 MiB.
+pub const MAX_BODY_LIMIT: u64 = 1 << 30;
+/// Default body limit of a route.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Most endpoints a route may have (static plus leased).
+pub const MAX_ENDPOINTS: usize = 256;
+
+/// A static or ephemeral route, exactly as API.md's route object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// `^[a-z0-9][a-z0-9-]{0,62}$`; for ephemeral routes, the id.
+    pub name: String,
+    /// Optional host that maps every path on it to this route.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// A disabled route answers 404 as if absent.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The endpoints defined with the route (leased ones are kept apart).
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    /// Who may call it.
+    #[serde(default)]
+    pub auth: Auth,
+    /// Where the session key comes from.
+    #[serde(default)]
+    pub affinity: Affinity,
+    /// Name of a platform secret sent upstream as `Authorization: Bearer`.
+    #[serde(default)]
+    pub upstream_api_key_secret: Option<String>,
+    /// Upstream timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Request body limit in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// `"terraform"` when Terraform owns the route; admin writes are then refused.
+    #[serde(default)]
+    pub managed_by: Option<String>,
+    /// Set on ephemeral routes: unix seconds after which the route is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// One upstream vLLM instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Stable id within the route (`^[A-Za-z0-9._-]{1,64}$`).
+    pub id: String,
+    /// `http(s)://host[:port][/prefix]`.
+    pub url: String,
+    /// Relative share of sessions, 1..=1000.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// At the edge, the Workers VPC service binding to fetch through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// For leased endpoints: unix seconds when the lease ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<u64>,
+}
+
+/// Route access rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// A route is public only when it says so.
+    #[serde(default = "yes")]
+    pub required: bool,
+    /// Groups granted access.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Where the affinity key comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Affinity {
+    /// Header carrying the session id.
+    #[serde(default = "default_affinity_header")]
+    pub header: Option<String>,
+    /// Cookie carrying the session id.
+    #[serde(default)]
+    pub cookie: Option<String>,
+}
+
+/// Upstream timeouts in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Time to establish the upstream connection.
+    #[serde(default = "default_connect_ms")]
+    pub connect_ms: u64,
+    /// Time until the upstream's response headers.
+    #[serde(default = "default_response_ms")]
+    pub response_ms: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn default_max_body() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_affinity_header() -> Option<String> {
+    Some("x-session-id".into())
+}
+fn default_connect_ms() -> u64 {
+    2_000
+}
+fn default_response_ms() -> u64 {
+    300_000
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { required: true, groups: Vec::new() }
+    }
+}
+impl Default for Affinity {
+    fn default() -> Self {
+        Affinity { header: default_affinity_header(), cookie: None }
+    }
+}
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect_ms: default_connect_ms(), response_ms: default_response_ms() }
+    }
+}
+
+/// True for a valid route name; `e` and `_`-prefixed names are reserved.
+pub fn is_valid_route_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && name != "e"
+}
+
+/// True for a valid endpoint id.
+pub fn is_valid_endpoint_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+fn is_valid_group(g: &str) -> bool {
+    !g.is_empty()
+        && g.len() <= 64
+        && g.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':'))
+}
+
+fn is_valid_header_name(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 64 && http::HeaderName::from_bytes(h.as_bytes()).is_ok()
+}
+
+/// Checks an endpoint URL: http or https, a host, no credentials, query or fragment.
+pub fn validate_endpoint_url(url: &str) -> std::result::Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if url.len() > 2048 {
+        return Err("too long");
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must not contain spaces or control characters");
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return Err("must name a host");
+    }
+    if authority.contains('@') {
+        return Err("must not carry credentials; use upstream_api_key_secret");
+    }
+    if rest.contains('?') || rest.contains('#') {
+        return Err("must not have a query or fragment");
+    }
+    // Parse as an http URI to catch malformed ports and hosts.
+    let uri: http::Uri = url.parse().map_err(|_| "is not a valid URL")?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("must name a host");
+    }
+    Ok(())
+}
+
+impl Endpoint {
+    /// Validates one endpoint; `at` names its place for error messages.
+    pub fn validate(&self, at: &str) -> Result<()> {
+        if !is_valid_endpoint_id(&self.id) {
+            return Err(Error::bad_request(format!("{at}.id"), "must match ^[A-Za-z0-9._-]{1,64}$"));
+        }
+        validate_endpoint_url(&self.url).map_err(|m| Error::bad_request(format!("{at}.url"), m))?;
+        if !(1..=1000).contains(&self.weight) {
+            return Err(Error::bad_request(format!("{at}.weight"), "must be between 1 and 1000"));
+        }
+        if let Some(via) = &self.via {
+            let ok = !via.is_empty()
+                && via.len() <= 64
+                && via.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+            if !ok {
+                return Err(Error::bad_request(format!("{at}.via"), "must be a binding name ([A-Za-z0-9_]{1,64})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// True while the endpoint is in service: static endpoints always, leased ones until the lease ends.
+    pub fn is_live(&self, now: u64) -> bool {
+        self.lease_expires_at.is_none_or(|end| now < end)
+    }
+}
+
+impl Route {
+    /// Validates every field; the error names the field at fault.
+    pub fn validate(&self) -> Result<()> {
+        if !is_valid_route_name(&self.name) {
+            return Err(Error::bad_request(
+                "name",
+                "must match ^[a-z0-9][a-z0-9-]{0,62}$ and not be the reserved `e`",
+            ));
+        }
+        if let Some(host) = &self.host {
+            let ok = !host.is_empty()
+                && host.len() <= 253
+                && host.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-'))
+                && !host.starts_with('.')
+                && !host.ends_with('.');
+            if !ok {
+                return Err(Error::bad_request("host", "must be a lowercase DNS name"));
+            }
+        }
+        if self.endpoints.len() > MAX_ENDPOINTS {
+            return Err(Error::bad_request("endpoints", format!("at most {MAX_ENDPOINTS} endpoints")));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, ep) in self.endpoints.iter().enumerate() {
+            ep.validate(&format!("endpoints[{i}]"))?;
+            if !seen.insert(ep.id.as_str()) {
+                return Err(Error::bad_request(format!("endpoints[{i}].id"), "duplicate endpoint id"));
+            }
+        }
+        for (i, g) in self.auth.groups.iter().enumerate() {
+            if !is_valid_group(g) {
+                return Err(Error::bad_request(format!("auth.groups[{i}]"), "must match ^[A-Za-z0-9._:-]{1,64}$"));
+            }
+        }
+        if self.auth.required && self.auth.groups.is_empty() {
+            // Still valid: partners with an allow-list can reach it. Nothing to refuse.
+        }
+        if let Some(h) = &self.affinity.header {
+            if !is_valid_header_name(h) {
+                return Err(Error::bad_request("affinity.header", "must be a valid header name"));
+            }
+        }
+        if let Some(c) = &self.affinity.cookie {
+            if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+                return Err(Error::bad_request("affinity.cookie", "must be a cookie name ([A-Za-z0-9._-]{1,64})"));
+            }
+        }
+        if let Some(s) = &self.upstream_api_key_secret {
+            let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+            if !ok {
+                return Err(Error::bad_request(
+                    "upstream_api_key_secret",
+                    "must name a secret ([A-Z0-9_]{1,128}), never hold its value",
+                ));
+            }
+        }
+        if !(1..=60_000).contains(&self.timeouts.connect_ms) {
+            return Err(Error::bad_request("timeouts.connect_ms", "must be between 1 and 60000"));
+        }
+        if !(1..=3_600_000).contains(&self.timeouts.response_ms) {
+            return Err(Error::bad_request("timeouts.response_ms", "must be between 1 and 3600000"));
+        }
+        if self.max_body_bytes == 0 || self.max_body_bytes > MAX_BODY_LIMIT {
+            return Err(Error::bad_request("max_body_bytes", format!("must be between 1 and {MAX_BODY_LIMIT}")));
+        }
+        if let Some(m) = &self.managed_by {
+            if m.is_empty() || m.len() > 32 {
+                return Err(Error::bad_request("managed_by", "must be a short owner name"));
+            }
+        }
+        Ok(())
+    }
+
+    /// True when Terraform (or another owner) manages the route, so admin writes are refused.
+    pub fn is_externally_managed(&self) -> bool {
+        self.managed_by.as_deref().is_some_and(|m| m != "admin-api")
+    }
+
+    /// True when the route answers requests at `now` (enabled and not expired).
+    pub fn is_active(&self, now: u64) -> bool {
+        self.enabled && self.expires_at.is_none_or(|end| now < end)
+    }
+
+    /// A route with defaults for everything but name and endpoints; handy for tests and the CLI.
+    pub fn new(name: impl Into<String>, endpoints: Vec<Endpoint>) -> Self {
+        Route {
+            name: name.into(),
+            host: None,
+            enabled: true,
+            endpoints,
+            auth: Auth::default(),
+            affinity: Affinity::default(),
+            upstream_api_key_secret: None,
+            timeouts: Timeouts::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            managed_by: None,
+            expires_at: None,
+        }
+    }
+}
+
+impl Endpoint {
+    /// An endpoint of weight 1.
+    pub fn new(id: impl Into<String>, url: impl Into<String>) -> Self {
+        Endpoint { id: id.into(), url: url.into(), weight: 1, via: None, lease_expires_at: None }
+    }
+}
+
+/// What a request path addresses, after decoding and normalising it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `/_gateway/...`: the admin API; the segments after `_gateway`.
+    Admin(Vec<String>),
+    /// `/{route}/{rest}`.
+    Static { name: String, rest: String },
+    /// `/e/{id}/{rest}`.
+    Ephemeral { id: String, rest: String },
+    /// Any path on a host route: the whole normalised path.
+    Host { rest: String },
+}
+
+/// Characters re-encoded in forwarded path segments: everything outside RFC 3986 `pchar`.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// Decodes a raw request path into segments, refusing every form of traversal.
+///
+/// Each segment is percent-decoded once; a decoded segment that is `.` or `..`,
+/// or holds `/`, `\`, NUL or another control character, is refused, so neither
+/// `..` nor `%2e%2e` nor `%2f` can step out of a route or reach `/_gateway/`.
+/// Empty segments (`//`) collapse. Returned segments are decoded text.
+pub fn normalise_path(raw: &str) -> Result<Vec<String>> {
+    if !raw.starts_with('/') {
+        return Err(Error::InvalidRequest("path must start with /".into()));
+    }
+    let mut out = Vec::new();
+    for seg in raw.split('/').skip(1) {
+        let decoded = percent_decode_str(seg)
+            .decode_utf8()
+            .map_err(|_| Error::InvalidRequest("path is not valid UTF-8".into()))?;
+        if decoded.is_empty() {
+            continue;
+        }
+        if decoded == "." || decoded == ".." {
+            return Err(Error::InvalidRequest("path must not contain . or .. segments".into()));
+        }
+        if decoded.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+            return Err(Error::InvalidRequest("path segment holds an encoded separator or control character".into()));
+        }
+        out.push(decoded.into_owned());
+    }
+    Ok(out)
+}
+
+/// Re-encodes decoded segments into the path sent upstream (`a/b c` → `a/b%20c`).
+pub fn encode_segments(segments: &[String]) -> String {
+    let mut s = String::new();
+    for (i, seg) in segments.iter().enumerate() {
+        if i > 0 {
+            s.push('/');
+        }
+        s.extend(utf8_percent_encode(seg, SEGMENT));
+    }
+    s
+}
+
+/// Maps a raw path to what it addresses. `host_route` says whether the request's
+/// host belongs to a host route (then every path but `/_gateway/` goes to it).
+pub fn parse_target(raw_path: &str, host_route: bool) -> Result<Target> {
+    let segs = normalise_path(raw_path)?;
+    let trailing_slash = raw_path.len() > 1 && raw_path.ends_with('/');
+    let rest_of = |from: usize| {
+        let mut r = encode_segments(&segs[from.min(segs.len())..]);
+        if trailing_slash && !r.is_empty() {
+            r.push('/');
+        }
+        r
+    };
+    match segs.first().map(String::as_str) {
+        Some("_gateway") => Ok(Target::Admin(segs[1..].to_vec())),
+        _ if host_route => Ok(Target::Host { rest: rest_of(0) }),
+        Some("e") => match segs.get(1) {
+            Some(id) if is_valid_ephemeral_id(id) => Ok(Target::Ephemeral { id: id.clone(), rest: rest_of(2) }),
+            _ => Err(Error::NotFound("no such route".into())),
+        },
+        Some(name) if is_valid_route_name(name) => Ok(Target::Static { name: name.to_string(), rest: rest_of(1) }),
+        _ => Err(Error::NotFound("no such route".into())),
+    }
+}
+
+/// Ephemeral ids are 16 lowercase base32 characters.
+pub fn is_valid_ephemeral_id(id: &str) -> bool {
+    id.len() == 16 && id.bytes().all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn route_names() {
+        for ok in ["llama", "a", "llama-prod-2", &"a".repeat(63)] {
+            assert!(is_valid_route_name(ok), "{ok}");
+        }
+        for bad in ["", "e", "_gateway", "-a", "Llama", "a_b", &"a".repeat(64), "a/b", "é"] {
+            assert!(!is_valid_route_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn route_json_defaults_require_auth() {
+        let r: Route = serde_json::from_str(r#"{"name":"x","endpoints":[{"id":"a","url":"http://10.0.0.1:8000"}]}"#).unwrap();
+        assert!(r.auth.required);
+        assert_eq!(r.affinity.header.as_deref(), Some("x-session-id"));
+        assert_eq!(r.endpoints[0].weight, 1);
+        r.validate().unwrap();
+    }
+
+    #[test]
+    fn api_md_example_decodes_and_validates() {
+        let r: Route = serde_json::from_str(r#"{
+          "name": "llama-prod", "host": null, "enabled": true,
+          "endpoints": [{"id": "a", "url": "http://10.0.1.5:8000", "weight": 1}],
+          "auth": {"required": true, "groups": ["ml-team", "partner-acme"]},
+          "affinity": {"header": "x-session-id", "cookie": null},
+          "upstream_api_key_secret": "VLLM_API_KEY",
+          "timeouts": {"connect_ms": 2000, "response_ms": 300000},
+          "max_body_bytes": 10485760, "managed_by": "terraform"}"#).unwrap();
+        r.validate().unwrap();
+        assert!(r.is_externally_managed());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut r = Route::new("x", vec![Endpoint::new("a", "ftp://h")]);
+        assert!(matches!(r.validate(), Err(Error::BadRequest { field, .. }) if field == "endpoints[0].url"));
+        r.endpoints[0].url = "http://user:pw@h".into();
+        assert!(r.validate().is_err());
+        r.endpoints[0].url = "http://h:8000/v".into();
+        r.endpoints[0].weight = 0;
+        assert!(matches!(r.validate(), Err(Error::BadRequest { field, .. }) if field == "endpoints[0].weight"));
+        r.endpoints[0].weight = 1;
+        r.upstream_api_key_secret = Some("sk-live-123".into());
+        assert!(matches!(r.validate(), Err(Error::BadRequest { field, .. }) if field == "upstream_api_key_secret"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<Route>(r#"{"name":"x","endpoint":[]}"#).is_err());
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            parse_target("/llama/v1/chat/completions", false).unwrap(),
+            Target::Static { name: "llama".into(), rest: "v1/chat/completions".into() }
+        );
+        assert_eq!(
+            parse_target("/e/abcdefghijklmnop/v1/models", false).unwrap(),
+            Target::Ephemeral { id: "abcdefghijklmnop".into(), rest: "v1/models".into() }
+        );
+        assert_eq!(parse_target("/_gateway/routes/x", false).unwrap(), Target::Admin(vec!["routes".into(), "x".into()]));
+        assert_eq!(parse_target("/v1/models", true).unwrap(), Target::Host { rest: "v1/models".into() });
+        assert_eq!(parse_target("/_gateway/healthz", true).unwrap(), Target::Admin(vec!["healthz".into()]));
+        assert_eq!(parse_target("/llama/a%20b/", false).unwrap(), Target::Static { name: "llama".into(), rest: "a%20b/".into() });
+    }
+
+    #[test]
+    fn traversal_is_refused() {
+        for p in [
+            "/llama/../_gateway/routes",
+            "/llama/%2e%2e/_gateway/routes",
+            "/llama/%2E%2E/x",
+            "/llama/.%2e/x",
+            "/llama/a%2f..%2f..%2f_gateway",
+            "/llama%2f..%2f_gateway/routes",
+            "/llama/a%5c..",
+            "/llama/%00",
+            "/./_gateway/routes",
+            "/llama/%ff",
+        ] {
+            assert!(parse_target(p, false).is_err(), "{p}");
+        }
+        assert!(matches!(parse_target("/_x/y", false), Err(Error::NotFound(_))));
+        assert!(matches!(parse_target("/e/short/y", false), Err(Error::NotFound(_))));
+    }
+
+    proptest! {
+        // Whatever the input, a path either fails or yields segments free of separators and dot segments,
+        // and re-encoding then decoding gives the same segments back.
+        #[test]
+        fn normalised_segments_are_clean(raw in "/[a-z%./\\\\0-9A-F_]{0,40}") {
+            if let Ok(segs) = normalise_path(&raw) {
+                for s in &segs {
+                    prop_assert!(!s.is_empty() && s != "." && s != "..");
+                    prop_assert!(!s.contains('/') && !s.contains('\\'));
+                }
+                let again = normalise_path(&format!("/{}", encode_segments(&segs))).unwrap();
+                prop_assert_eq!(again, segs);
+            }
+        }
+
+        // No path reaches the admin API unless its first decoded segment is literally `_gateway`.
+        #[test]
+        fn admin_only_by_first_segment(tail in "[a-z%./0-9A-F_]{0,30}") {
+            let raw = format!("/llama/{tail}");
+            if let Ok(t) = parse_target(&raw, false) {
+                prop_assert!(matches!(t, Target::Static { ref name, .. } if name == "llama"), "escaped the route: {:?}", t);
+            }
+        }
+    }
+}

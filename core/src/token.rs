@@ -1,0 +1,555 @@
+//! Bearer tokens: JWTs the gateway signs and verifies. Every token expires;
+//! verification pins the algorithms, looks `kid` up in the configured key set
+//! (never fetches a key), and checks `iss`, `aud`, `exp`, `nbf`, `iat` against
+//! the `now` it is given. Revocation by `jti` is checked by the caller against
+//! the store.
+
+use crate::config::{Config, MIN_TOKEN_TTL};
+use crate::error::{Error, Result};
+use base64::Engine as _;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Tokens longer than this are refused before any decoding.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The `typ` header of every gateway token.
+pub const TOKEN_TYP: &str = "JWT";
+
+/// Who holds a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// A person inside the company.
+    User,
+    /// A service inside the company.
+    Service,
+    /// An external partner; must carry a `routes` allow-list.
+    Partner,
+}
+
+/// The claims of a gateway token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer.
+    pub iss: String,
+    /// Audience.
+    pub aud: String,
+    /// Principal.
+    pub sub: String,
+    /// Token id, `tok_…`.
+    pub jti: String,
+    /// Issued at (unix seconds).
+    pub iat: u64,
+    /// Not before.
+    pub nbf: u64,
+    /// Expiry; always present.
+    pub exp: u64,
+    /// Groups of the principal.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// user, service or partner.
+    pub kind: TokenKind,
+    /// Optional allow-list of route names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Vec<String>>,
+}
+
+/// A verified caller, as the rest of the gateway sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `jti`.
+    pub token_id: String,
+    /// `sub`.
+    pub subject: String,
+    /// Token kind.
+    pub kind: TokenKind,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Allow-list of routes, if any.
+    pub routes: Option<Vec<String>>,
+    /// Expiry, unix seconds.
+    pub expires_at: u64,
+}
+
+impl Principal {
+    /// True when the principal holds `group`.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// One key as written in `GATEWAY_SIGNING_KEYS`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeySpec {
+    /// Key id, sent in the token header.
+    pub kid: String,
+    /// `HS256` (default), `HS384`, `HS512` or `EdDSA`.
+    #[serde(default = "default_alg")]
+    pub alg: String,
+    /// HMAC secret, standard base64, at least 32 bytes decoded.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Ed25519 private key (PKCS#8 PEM); absent for verify-only keys.
+    #[serde(default)]
+    pub private_key_pem: Option<String>,
+    /// Ed25519 public key (SPKI PEM).
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+}
+
+fn default_alg() -> String {
+    "HS256".into()
+}
+
+#[derive(Clone)]
+struct Key {
+    kid: String,
+    alg: Algorithm,
+    encoding: Option<EncodingKey>,
+    decoding: DecodingKey,
+}
+
+/// The configured keys: several verify (rotation), one signs.
+#[derive(Clone)]
+pub struct KeySet {
+    keys: Vec<Key>,
+    signing: usize,
+    algorithms: Vec<Algorithm>,
+}
+
+impl KeySet {
+    /// Builds the key set; errors name the key but never print key material.
+    pub fn from_specs(specs: &[SigningKeySpec], signing_kid: Option<&str>, algorithms: Option<&[Algorithm]>) -> Result<KeySet, String> {
+        if specs.is_empty() {
+            return Err("must hold at least one key".into());
+        }
+        let mut keys = Vec::new();
+        for spec in specs {
+            let kid = &spec.kid;
+            if kid.is_empty() || kid.len() > 64 || !kid.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+                return Err("every key needs a kid of 1-64 characters [A-Za-z0-9._-]".into());
+            }
+            if keys.iter().any(|k: &Key| &k.kid == kid) {
+                return Err(format!("kid `{kid}` appears twice"));
+            }
+            let key = match spec.alg.as_str() {
+                "HS256" | "HS384" | "HS512" => {
+                    let alg = match spec.alg.as_str() {
+                        "HS256" => Algorithm::HS256,
+                        "HS384" => Algorithm::HS384,
+                        _ => Algorithm::HS512,
+                    };
+                    let secret = spec.secret.as_deref().ok_or(format!("key `{kid}` needs `secret` (base64)"))?;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(secret.trim())
+                        .map_err(|_| format!("key `{kid}`: secret is not valid base64"))?;
+                    if bytes.len() < 32 {
+                        return Err(format!("key `{kid}`: HMAC secret must be at least 32 bytes, got {}", bytes.len()));
+                    }
+                    Key { kid: kid.clone(), alg, encoding: Some(EncodingKey::from_secret(&bytes)), decoding: DecodingKey::from_secret(&bytes) }
+                }
+                "EdDSA" => {
+                    let public = spec.public_key_pem.as_deref().ok_or(format!("key `{kid}` needs `public_key_pem`"))?;
+                    let decoding = DecodingKey::from_ed_pem(public.as_bytes()).map_err(|_| format!("key `{kid}`: public_key_pem is not an Ed25519 public key"))?;
+                    let encoding = match spec.private_key_pem.as_deref() {
+                        Some(p) => Some(EncodingKey::from_ed_pem(p.as_bytes()).map_err(|_| format!("key `{kid}`: private_key_pem is not an Ed25519 private key"))?),
+                        None => None,
+                    };
+                    Key { kid: kid.clone(), alg: Algorithm::EdDSA, encoding, decoding }
+                }
+                other => return Err(format!("key `{kid}`: unsupported alg `{other}`")),
+            };
+            keys.push(key);
+        }
+        let signing = match signing_kid {
+            Some(kid) => keys.iter().position(|k| k.kid == kid).ok_or(format!("GATEWAY_SIGNING_KID `{kid}` is not among the keys"))?,
+            None => 0,
+        };
+        if keys[signing].encoding.is_none() {
+            return Err(format!("signing key `{}` has no private key", keys[signing].kid));
+        }
+        let algorithms = match algorithms {
+            Some(list) => list.to_vec(),
+            None => {
+                let mut v: Vec<Algorithm> = keys.iter().map(|k| k.alg).collect();
+                v.dedup();
+                v
+            }
+        };
+        if !algorithms.contains(&keys[signing].alg) {
+            return Err("the signing key's algorithm is not in GATEWAY_ALGORITHMS".into());
+        }
+        Ok(KeySet { keys, signing, algorithms })
+    }
+
+    /// The key ids, for logs.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
+    }
+
+    fn find(&self, kid: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+/// What an admin asks for when issuing a token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Principal.
+    pub subject: String,
+    /// user, service or partner.
+    pub kind: TokenKind,
+    /// Groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Allow-list (required for partners).
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
+    /// Lifetime; required.
+    pub ttl_seconds: Option<u64>,
+    /// What the token is for.
+    #[serde(default)]
+    pub description: String,
+    /// Small string map kept with the record.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl TokenRequest {
+    /// Checks the request against the lifetime rules and shapes; returns the lifetime.
+    pub fn validate(&self, cfg: &Config) -> Result<u64> {
+        let ttl = self.ttl_seconds.ok_or_else(|| Error::bad_request("ttl_seconds", "is required; there are no non-expiring tokens"))?;
+        if ttl < MIN_TOKEN_TTL || ttl > cfg.max_token_ttl {
+            return Err(Error::bad_request(
+                "ttl_seconds",
+                format!("must be between {MIN_TOKEN_TTL} and {} seconds", cfg.max_token_ttl),
+            ));
+        }
+        if self.subject.is_empty() || self.subject.len() > 128 || self.subject.chars().any(char::is_control) {
+            return Err(Error::bad_request("subject", "must be 1-128 printable characters"));
+        }
+        if self.groups.len() > 64 || self.groups.iter().any(|g| g.is_empty() || g.len() > 64 || !g.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b':'))) {
+            return Err(Error::bad_request("groups", "at most 64 groups, each ^[A-Za-z0-9._:-]{1,64}$"));
+        }
+        if let Some(routes) = &self.routes {
+            if routes.len() > 256 || routes.iter().any(|r| !crate::route::is_valid_route_name(r) && !crate::route::is_valid_ephemeral_id(r)) {
+                return Err(Error::bad_request("routes", "must be a list of route names"));
+            }
+        }
+        if self.kind == TokenKind::Partner && self.routes.as_ref().is_none_or(Vec::is_empty) {
+            return Err(Error::bad_request("routes", "a partner token must name the routes it may reach"));
+        }
+        if self.description.len() > 256 {
+            return Err(Error::bad_request("description", "at most 256 characters"));
+        }
+        if self.metadata.len() > 16 || self.metadata.iter().any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256) {
+            return Err(Error::bad_request("metadata", "at most 16 entries, keys 1-64 and values up to 256 characters"));
+        }
+        Ok(ttl)
+    }
+}
+
+/// Makes a fresh token id, `tok_` and 26 base32 characters (128 random bits).
+pub fn new_token_id() -> Result<String> {
+    Ok(format!("tok_{}", random_base32(16)?))
+}
+
+/// Lowercase RFC 4648 base32 of `n` random bytes, no padding.
+pub fn random_base32(n: usize) -> Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::getrandom(&mut bytes).map_err(|_| Error::Internal("no randomness available".into()))?;
+    Ok(base32(&bytes))
+}
+
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::new();
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buf = (buf << 8) | b as u32;
+        bits += 8;
+        while bits >= 5 {
+            out.push(ALPHABET[((buf >> (bits - 5)) & 31) as usize] as char);
+            bits -= 5;
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// Signs tokens with the configured signing key.
+pub struct TokenIssuer<'a> {
+    cfg: &'a Config,
+}
+
+impl<'a> TokenIssuer<'a> {
+    /// An issuer over `cfg`.
+    pub fn new(cfg: &'a Config) -> Self {
+        TokenIssuer { cfg }
+    }
+
+    /// Mints a token for a validated request. Returns the signed token and its claims.
+    pub fn issue(&self, req: &TokenRequest, now: u64, jti: String) -> Result<(String, Claims)> {
+        let ttl = req.validate(self.cfg)?;
+        let claims = Claims {
+            iss: self.cfg.issuer.clone(),
+            aud: self.cfg.audience.clone(),
+            sub: req.subject.clone(),
+            jti,
+            iat: now,
+            nbf: now,
+            exp: now + ttl,
+            groups: req.groups.clone(),
+            kind: req.kind,
+            routes: req.routes.clone(),
+        };
+        Ok((self.sign(&claims)?, claims))
+    }
+
+    /// Signs arbitrary claims with the signing key (tests use it to forge edge cases).
+    pub fn sign(&self, claims: &Claims) -> Result<String> {
+        let key = &self.cfg.keys.keys[self.cfg.keys.signing];
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(TOKEN_TYP.into());
+        let enc = key.encoding.as_ref().ok_or_else(|| Error::Internal("signing key has no private part".into()))?;
+        jsonwebtoken::encode(&header, claims, enc).map_err(|_| Error::Internal("signing failed".into()))
+    }
+}
+
+/// Verifies bearer tokens.
+pub struct TokenVerifier<'a> {
+    cfg: &'a Config,
+}
+
+impl<'a> TokenVerifier<'a> {
+    /// A verifier over `cfg`.
+    pub fn new(cfg: &'a Config) -> Self {
+        TokenVerifier { cfg }
+    }
+
+    /// Verifies everything but revocation; returns the principal.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Principal> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Error::InvalidToken("too large"));
+        }
+        if token.bytes().filter(|&b| b == b'.').count() != 2 {
+            return Err(Error::InvalidToken("malformed"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken("malformed header"))?;
+        if header.typ.as_deref() != Some(TOKEN_TYP) {
+            return Err(Error::InvalidToken("unexpected typ"));
+        }
+        // Keys are never taken from the token itself.
+        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some() || header.crit.is_some() {
+            return Err(Error::InvalidToken("unsupported header parameters"));
+        }
+        if !self.cfg.keys.algorithms.contains(&header.alg) {
+            return Err(Error::InvalidToken("algorithm not allowed"));
+        }
+        let kid = header.kid.as_deref().ok_or(Error::InvalidToken("missing kid"))?;
+        let key = self.cfg.keys.find(kid).ok_or(Error::InvalidToken("unknown kid"))?;
+        if key.alg != header.alg {
+            return Err(Error::InvalidToken("algorithm does not match the key"));
+        }
+        let mut v = Validation::new(key.alg);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub", "nbf"]);
+        v.set_issuer(&[&self.cfg.issuer]);
+        v.set_audience(&[&self.cfg.audience]);
+        v.leeway = self.cfg.leeway;
+        // Time is checked below against the caller's `now`, not the crate's clock.
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => Error::InvalidToken("bad signature"),
+            ErrorKind::InvalidIssuer => Error::InvalidToken("wrong issuer"),
+            ErrorKind::InvalidAudience => Error::InvalidToken("wrong audience"),
+            ErrorKind::MissingRequiredClaim(_) => Error::InvalidToken("missing claim"),
+            ErrorKind::InvalidAlgorithm => Error::InvalidToken("algorithm not allowed"),
+            _ => Error::InvalidToken("malformed claims"),
+        })?;
+        let c = data.claims;
+        let leeway = self.cfg.leeway;
+        if now > c.exp.saturating_add(leeway) {
+            return Err(Error::TokenExpired);
+        }
+        if c.nbf > now.saturating_add(leeway) || c.iat > now.saturating_add(leeway) {
+            return Err(Error::TokenNotYetValid);
+        }
+        if c.exp < c.iat || c.exp - c.iat > self.cfg.max_token_ttl {
+            return Err(Error::InvalidToken("lifetime over the maximum"));
+        }
+        if !c.jti.starts_with("tok_") || c.jti.len() > 64 {
+            return Err(Error::InvalidToken("malformed jti"));
+        }
+        if c.kind == TokenKind::Partner && c.routes.as_ref().is_none_or(Vec::is_empty) {
+            return Err(Error::InvalidToken("partner token without routes"));
+        }
+        Ok(Principal { token_id: c.jti, subject: c.sub, kind: c.kind, groups: c.groups, routes: c.routes, expires_at: c.exp })
+    }
+}
+
+/// Takes the token out of an `Authorization: Bearer …` header value.
+pub fn bearer(value: Option<&http::HeaderValue>) -> Result<&str> {
+    let v = value.ok_or(Error::MissingToken)?;
+    let s = v.to_str().map_err(|_| Error::InvalidToken("malformed header"))?;
+    let (scheme, token) = s.split_once(' ').ok_or(Error::InvalidToken("malformed header"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::MissingToken);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Error::MissingToken);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::test_config;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn req(ttl: u64) -> TokenRequest {
+        TokenRequest {
+            subject: "alice".into(),
+            kind: TokenKind::User,
+            groups: vec!["ml-team".into()],
+            routes: None,
+            ttl_seconds: Some(ttl),
+            description: String::new(),
+            metadata: Default::default(),
+        }
+    }
+
+    fn claims(cfg: &Config) -> Claims {
+        TokenIssuer::new(cfg).issue(&req(3600), NOW, "tok_x".into()).unwrap().1
+    }
+
+    #[test]
+    fn issued_token_verifies() {
+        let cfg = test_config();
+        let (tok, _) = TokenIssuer::new(&cfg).issue(&req(3600), NOW, "tok_abc".into()).unwrap();
+        let p = TokenVerifier::new(&cfg).verify(&tok, NOW + 10).unwrap();
+        assert_eq!(p.subject, "alice");
+        assert_eq!(p.token_id, "tok_abc");
+        assert_eq!(p.expires_at, NOW + 3600);
+    }
+
+    #[test]
+    fn lifetime_rules() {
+        let cfg = test_config();
+        let issuer = TokenIssuer::new(&cfg);
+        assert!(matches!(issuer.issue(&req(59), NOW, "tok_a".into()), Err(Error::BadRequest { field, .. }) if field == "ttl_seconds"));
+        assert!(issuer.issue(&req(cfg.max_token_ttl + 1), NOW, "tok_a".into()).is_err());
+        let mut forever = req(60);
+        forever.ttl_seconds = None;
+        assert!(issuer.issue(&forever, NOW, "tok_a".into()).is_err());
+        assert!(issuer.issue(&req(cfg.max_token_ttl), NOW, "tok_a".into()).is_ok());
+    }
+
+    #[test]
+    fn partner_needs_routes() {
+        let cfg = test_config();
+        let mut r = req(600);
+        r.kind = TokenKind::Partner;
+        assert!(r.validate(&cfg).is_err());
+        r.routes = Some(vec!["llama".into()]);
+        assert!(r.validate(&cfg).is_ok());
+    }
+
+    #[test]
+    fn time_checks_use_now_with_small_leeway() {
+        let cfg = test_config();
+        let (tok, c) = TokenIssuer::new(&cfg).issue(&req(60), NOW, "tok_a".into()).unwrap();
+        let v = TokenVerifier::new(&cfg);
+        assert!(v.verify(&tok, c.exp + cfg.leeway).is_ok());
+        assert_eq!(v.verify(&tok, c.exp + cfg.leeway + 1), Err(Error::TokenExpired));
+        assert_eq!(v.verify(&tok, NOW - cfg.leeway - 1), Err(Error::TokenNotYetValid));
+    }
+
+    #[test]
+    fn over_long_lifetime_is_refused_even_if_signed() {
+        let cfg = test_config();
+        let mut c = claims(&cfg);
+        c.exp = c.iat + cfg.max_token_ttl + 1;
+        let tok = TokenIssuer::new(&cfg).sign(&c).unwrap();
+        assert!(matches!(TokenVerifier::new(&cfg).verify(&tok, NOW), Err(Error::InvalidToken(_))));
+    }
+
+    #[test]
+    fn wrong_issuer_audience_and_tampering() {
+        let cfg = test_config();
+        let v = TokenVerifier::new(&cfg);
+        let mut c = claims(&cfg);
+        c.iss = "evil".into();
+        assert!(v.verify(&TokenIssuer::new(&cfg).sign(&c).unwrap(), NOW).is_err());
+        let mut c = claims(&cfg);
+        c.aud = "other".into();
+        assert!(v.verify(&TokenIssuer::new(&cfg).sign(&c).unwrap(), NOW).is_err());
+        // Swap the payload of a valid token for one with more groups.
+        let tok = TokenIssuer::new(&cfg).sign(&claims(&cfg)).unwrap();
+        let mut c = claims(&cfg);
+        c.groups.push("admin".into());
+        let forged_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
+        let parts: Vec<&str> = tok.split('.').collect();
+        let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert_eq!(v.verify(&forged, NOW), Err(Error::InvalidToken("bad signature")));
+    }
+
+    #[test]
+    fn alg_none_and_oversized_and_jwe_shapes_are_refused() {
+        let cfg = test_config();
+        let v = TokenVerifier::new(&cfg);
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let payload = b64(&serde_json::to_string(&claims(&cfg)).unwrap());
+        for alg in ["none", "None", "NONE"] {
+            let t = format!("{}.{}.", b64(&format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"k1"}}"#)), payload);
+            assert!(v.verify(&t, NOW).is_err(), "{alg}");
+        }
+        assert_eq!(v.verify(&"a".repeat(MAX_TOKEN_BYTES + 1), NOW), Err(Error::InvalidToken("too large")));
+        assert_eq!(v.verify("a.b.c.d.e", NOW), Err(Error::InvalidToken("malformed")));
+    }
+
+    #[test]
+    fn unknown_kid_and_key_rotation() {
+        let specs: Vec<SigningKeySpec> = serde_json::from_str(
+            r#"[{"kid":"new","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},
+                {"kid":"old","secret":"YWJjZGVmYWJjZGVmYWJjZGVmYWJjZGVmYWJjZGVmYWI="}]"#,
+        )
+        .unwrap();
+        let mut old_cfg = test_config();
+        old_cfg.keys = KeySet::from_specs(&specs, Some("old"), None).unwrap();
+        let mut new_cfg = test_config();
+        new_cfg.keys = KeySet::from_specs(&specs, Some("new"), None).unwrap();
+        let (old_tok, _) = TokenIssuer::new(&old_cfg).issue(&req(600), NOW, "tok_o".into()).unwrap();
+        // A token signed by the previous key still verifies after rotation.
+        assert!(TokenVerifier::new(&new_cfg).verify(&old_tok, NOW).is_ok());
+        // Dropping the old key refuses it as unknown.
+        let only_new = test_config();
+        assert_eq!(TokenVerifier::new(&only_new).verify(&old_tok, NOW), Err(Error::InvalidToken("unknown kid")));
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        let hv = |s: &str| http::HeaderValue::from_str(s).unwrap();
+        assert_eq!(bearer(Some(&hv("Bearer abc"))).unwrap(), "abc");
+        assert_eq!(bearer(Some(&hv("bearer  abc "))).unwrap(), "abc");
+        assert_eq!(bearer(None), Err(Error::MissingToken));
+        assert_eq!(bearer(Some(&hv("Basic abc"))), Err(Error::MissingToken));
+        assert!(bearer(Some(&hv("Bearer"))).is_err());
+    }
+
+    #[test]
+    fn base32_ids() {
+        assert_eq!(base32(&[0xff; 5]), "77777777");
+        let id = new_token_id().unwrap();
+        assert!(id.starts_with("tok_") && id.len() == 4 + 26);
+    }
+}
