@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 pub const MAX_ADMIN_BODY: usize = 1024 * 1024;
 /// Longest lease an endpoint may take.
 pub const MAX_LEASE_SECONDS: u64 = 24 * 3600;
+/// Shortest life of an ephemeral route.
+pub const MIN_EPHEMERAL_SECONDS: u64 = 5;
 /// Longest life of an ephemeral route.
 pub const MAX_EPHEMERAL_SECONDS: u64 = 7 * 24 * 3600;
 
@@ -223,10 +225,20 @@ pub struct AdminRequest<'a> {
     pub body: &'a [u8],
 }
 
+/// True for `GET /_gateway/healthz`, the one call that needs no token.
+pub fn is_healthz(segments: &[String]) -> bool {
+    segments.len() == 1 && segments[0] == "healthz"
+}
+
+/// The liveness answer.
+pub fn healthz() -> AdminReply {
+    AdminReply::ok(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
 /// Answers one admin call end to end. Every write, allowed or not, is audited.
 pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminRequest<'_>) -> Result<AdminReply> {
-    if req.segments.first().map(String::as_str) == Some("healthz") && req.segments.len() == 1 {
-        return Ok(AdminReply::ok(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})));
+    if is_healthz(req.segments) {
+        return Ok(healthz());
     }
     let is_write = !matches!(*req.method, Method::GET | Method::HEAD);
     // Authenticate first, so nobody learns the admin API's shape without a token.
@@ -371,8 +383,8 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
         }
         AdminCommand::CreateEphemeral(req) => {
             let ttl = req.ttl_seconds.ok_or_else(|| Error::bad_request("ttl_seconds", "is required"))?;
-            if !(60..=MAX_EPHEMERAL_SECONDS).contains(&ttl) {
-                return Err(Error::bad_request("ttl_seconds", format!("must be between 60 and {MAX_EPHEMERAL_SECONDS}")));
+            if !(MIN_EPHEMERAL_SECONDS..=MAX_EPHEMERAL_SECONDS).contains(&ttl) {
+                return Err(Error::bad_request("ttl_seconds", format!("must be between {MIN_EPHEMERAL_SECONDS} and {MAX_EPHEMERAL_SECONDS}")));
             }
             let id = random_base32(10)?;
             debug_assert!(is_valid_ephemeral_id(&id));

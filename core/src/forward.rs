@@ -35,6 +35,8 @@ pub struct Upstream {
     pub endpoint_id: String,
     /// Full URL to request.
     pub url: String,
+    /// The endpoint's base URL (private; used only to rewrite `Location`).
+    pub base: String,
     /// Workers VPC service binding to fetch through, if any.
     pub via: Option<String>,
 }

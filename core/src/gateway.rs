@@ -172,7 +172,7 @@ pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Part
     let query = parts.uri.query();
     let upstreams = ranked
         .into_iter()
-        .map(|e| Upstream { endpoint_id: e.id.clone(), url: upstream_url(&e.url, &rest, query), via: e.via.clone() })
+        .map(|e| Upstream { endpoint_id: e.id.clone(), url: upstream_url(&e.url, &rest, query), base: e.url.clone(), via: e.via.clone() })
         .collect();
     let headers = request_headers(&parts.headers, &request_id, ctx.client_ip, ctx.proto, upstream_key.as_deref());
     Ok(Routed::Proxy(Box::new(ForwardPlan {
@@ -188,10 +188,6 @@ pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Part
     })))
 }
 
-/// Base URL of an upstream, for [`crate::forward::response_headers`]; looked up by endpoint id.
-pub fn endpoint_base<'a>(route_endpoints: &'a [Endpoint], endpoint_id: &str) -> Option<&'a str> {
-    route_endpoints.iter().find(|e| e.id == endpoint_id).map(|e| e.url.as_str())
-}
 
 #[cfg(test)]
 mod tests {

@@ -273,6 +273,10 @@ impl Route {
         }
         if let Some(s) = &self.upstream_api_key_secret {
             let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+            // The gateway's own settings (signing keys) must never be sendable upstream.
+            if s.starts_with("GATEWAY_") {
+                return Err(Error::bad_request("upstream_api_key_secret", "must not name one of the gateway's own GATEWAY_* settings"));
+            }
             if !ok {
                 return Err(Error::bad_request(
                     "upstream_api_key_secret",
@@ -483,6 +487,8 @@ mod tests {
         assert!(matches!(r.validate(), Err(Error::BadRequest { field, .. }) if field == "endpoints[0].weight"));
         r.endpoints[0].weight = 1;
         r.upstream_api_key_secret = Some("sk-live-123".into());
+        assert!(matches!(r.validate(), Err(Error::BadRequest { field, .. }) if field == "upstream_api_key_secret"));
+        r.upstream_api_key_secret = Some("GATEWAY_SIGNING_KEYS".into());
         assert!(matches!(r.validate(), Err(Error::BadRequest { field, .. }) if field == "upstream_api_key_secret"));
     }
 

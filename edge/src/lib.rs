@@ -1,1 +1,95 @@
-//! placeholder
+//! gateway-edge: the gateway as a Cloudflare Worker.
+//!
+//! The Worker parses the request, asks `gateway-core` what to do, and does the
+//! I/O the decision names: route lookups from Workers KV (cached in the
+//! isolate), the upstream fetch (streamed both ways, with failover), and admin
+//! calls handed to the `GatewayState` Durable Object, which serialises every
+//! write and mirrors what the data plane reads back into KV.
+
+mod kv;
+mod proxy;
+mod state;
+
+use gateway_core::{Config, Error};
+use std::cell::RefCell;
+use std::rc::Rc;
+use worker::*;
+
+pub use state::GatewayState;
+
+/// KV namespace binding holding routes, leases, host bindings and revocations.
+pub(crate) const KV_BINDING: &str = "GATEWAY_KV";
+/// Durable Object namespace binding of [`GatewayState`].
+pub(crate) const DO_BINDING: &str = "GATEWAY_STATE";
+
+/// What an isolate keeps between requests.
+pub(crate) struct Isolate {
+    pub cfg: std::result::Result<Config, gateway_core::config::ConfigError>,
+    pub kv_cache: RefCell<kv::Cache>,
+    pub failures: RefCell<gateway_core::forward::FailureMemory>,
+}
+
+thread_local! {
+    static ISOLATE: RefCell<Option<Rc<Isolate>>> = const { RefCell::new(None) };
+}
+
+/// Reads a setting from Worker secrets first, then plain vars.
+pub(crate) fn setting(env: &Env, name: &str) -> Option<String> {
+    env.secret(name).ok().map(|s| s.to_string()).or_else(|| env.var(name).ok().map(|v| v.to_string()))
+}
+
+/// The isolate's state, built on the first request (configuration is read once).
+pub(crate) fn isolate(env: &Env) -> Rc<Isolate> {
+    ISOLATE.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| {
+                let cfg = Config::from_lookup(&|name| setting(env, name));
+                if let Err(e) = &cfg {
+                    console_error!("{{\"level\":\"error\",\"msg\":\"bad configuration\",\"detail\":{}}}", json_str(&e.to_string()));
+                }
+                Rc::new(Isolate { cfg, kv_cache: RefCell::new(kv::Cache::default()), failures: RefCell::default() })
+            })
+            .clone()
+    })
+}
+
+/// Unix seconds from the platform clock.
+pub(crate) fn now_secs() -> u64 {
+    (js_sys::Date::now() / 1000.0) as u64
+}
+
+pub(crate) fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Turns a core HTTP response into a Worker response.
+pub(crate) fn to_worker(res: http::Response<Vec<u8>>, request_id: &str) -> Result<Response> {
+    let (parts, body) = res.into_parts();
+    let headers = Headers::from(&parts.headers);
+    headers.set("x-request-id", request_id)?;
+    Ok(Response::from_bytes(body)?.with_status(parts.status.as_u16()).with_headers(headers))
+}
+
+/// An error as the client sees it.
+pub(crate) fn error_response(e: &Error, request_id: &str) -> Result<Response> {
+    to_worker(e.into_response(), request_id)
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let started = js_sys::Date::now();
+    let iso = isolate(&env);
+    let request_id = format!("req_{}", gateway_core::token::random_base32(10).unwrap_or_else(|_| "unknown".into()));
+    let cfg = match &iso.cfg {
+        Ok(c) => c,
+        Err(_) => return error_response(&Error::Internal("configuration".into()), &request_id),
+    };
+    let res = proxy::handle(req, &env, &ctx, cfg, &iso, &request_id, started).await;
+    match res {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            console_error!("{{\"level\":\"error\",\"request_id\":{},\"msg\":\"internal\",\"detail\":{}}}", json_str(&request_id), json_str(&e.to_string()));
+            error_response(&Error::Internal(e.to_string()), &request_id)
+        }
+    }
+}

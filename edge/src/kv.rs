@@ -1,0 +1,115 @@
+//! The data plane's reads from Workers KV, with a short per-isolate cache so
+//! the hot path does not wait on KV for every request.
+//!
+//! Keys (also written by Terraform for managed routes):
+//! `route:{name}` route JSON · `host:{host}` route name · `leases:{name}` JSON
+//! map of leased endpoints · `eph:{id}` ephemeral route JSON · `revoked:{jti}`.
+
+use gateway_core::route::{Endpoint, Route};
+use gateway_core::store::RouteSource;
+use gateway_core::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
+use worker::kv::KvStore;
+
+/// Key of a static route.
+pub fn route_key(name: &str) -> String {
+    format!("route:{name}")
+}
+/// Key of a host binding.
+pub fn host_key(host: &str) -> String {
+    format!("host:{host}")
+}
+/// Key of a route's leases.
+pub fn leases_key(name: &str) -> String {
+    format!("leases:{name}")
+}
+/// Key of an ephemeral route.
+pub fn ephemeral_key(id: &str) -> String {
+    format!("eph:{id}")
+}
+/// Key of a revocation.
+pub fn revoked_key(jti: &str) -> String {
+    format!("revoked:{jti}")
+}
+
+/// Raw KV values (or their absence) by key, each until a deadline in ms.
+#[derive(Default)]
+pub struct Cache {
+    entries: HashMap<String, (f64, Option<String>)>,
+}
+
+impl Cache {
+    fn get(&self, key: &str, now_ms: f64) -> Option<Option<String>> {
+        self.entries.get(key).filter(|(until, _)| *until > now_ms).map(|(_, v)| v.clone())
+    }
+    fn put(&mut self, key: String, value: Option<String>, until: f64) {
+        if self.entries.len() > 4096 {
+            self.entries.retain(|_, (u, _)| *u > until - 60_000.0);
+        }
+        self.entries.insert(key, (until, value));
+    }
+}
+
+/// Reads routes and revocations from KV through the isolate cache.
+pub struct KvReader<'a> {
+    pub kv: KvStore,
+    pub cache: &'a std::cell::RefCell<Cache>,
+    pub cache_ms: f64,
+}
+
+fn kv_err(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("kv: {e}"))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &str) -> Result<T> {
+    serde_json::from_str(raw).map_err(|e| Error::Internal(format!("kv value {key} does not decode: {e}")))
+}
+
+impl KvReader<'_> {
+    async fn text(&self, key: String) -> Result<Option<String>> {
+        let now = js_sys::Date::now();
+        if self.cache_ms > 0.0 {
+            if let Some(hit) = self.cache.borrow().get(&key, now) {
+                return Ok(hit);
+            }
+        }
+        let v = self.kv.get(&key).text().await.map_err(kv_err)?;
+        if self.cache_ms > 0.0 {
+            self.cache.borrow_mut().put(key, v.clone(), now + self.cache_ms);
+        }
+        Ok(v)
+    }
+}
+
+impl RouteSource for KvReader<'_> {
+    async fn route(&self, name: &str) -> Result<Option<Route>> {
+        let key = route_key(name);
+        match self.text(key.clone()).await? {
+            Some(raw) => Ok(Some(decode(&key, &raw)?)),
+            None => Ok(None),
+        }
+    }
+    async fn ephemeral(&self, id: &str) -> Result<Option<Route>> {
+        let key = ephemeral_key(id);
+        match self.text(key.clone()).await? {
+            Some(raw) => Ok(Some(decode(&key, &raw)?)),
+            None => Ok(None),
+        }
+    }
+    async fn route_for_host(&self, host: &str) -> Result<Option<Route>> {
+        match self.text(host_key(host)).await? {
+            Some(name) => Ok(self.route(&name).await?.filter(|r| r.host.as_deref() == Some(host))),
+            None => Ok(None),
+        }
+    }
+    async fn leases(&self, route: &str) -> Result<Vec<Endpoint>> {
+        let key = leases_key(route);
+        match self.text(key.clone()).await? {
+            Some(raw) => Ok(decode::<BTreeMap<String, Endpoint>>(&key, &raw)?.into_values().collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+    async fn is_revoked(&self, token_id: &str) -> Result<bool> {
+        Ok(self.text(revoked_key(token_id)).await?.is_some())
+    }
+}

@@ -1,0 +1,252 @@
+//! One request through the Worker: parse, let core decide, then forward to
+//! the upstream (streamed both ways, failing over on connection errors) or hand
+//! an admin call to the Durable Object.
+
+use crate::kv::KvReader;
+use crate::state::{METHOD_HEADER, QUERY_HEADER, SEGMENTS_HEADER};
+use crate::{error_response, json_str, now_secs, to_worker, Isolate};
+use futures_util::future::{select, Either, LocalBoxFuture};
+use futures_util::{FutureExt, StreamExt};
+use gateway_core::admin::{healthz, is_healthz, MAX_ADMIN_BODY};
+use gateway_core::forward::{response_headers, ForwardPlan};
+use gateway_core::gateway::{route_request, RequestContext, Routed};
+use gateway_core::{Config, Error};
+use http::HeaderMap;
+use js_sys::Uint8Array;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{console_log, console_warn, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response};
+
+/// Splits `scheme://authority/path?query` into the scheme and `/path?query`.
+fn split_url(url: &str) -> (&str, &str) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    (scheme, path)
+}
+
+/// Entry point for every request the Worker receives.
+pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &Isolate, request_id: &str, started: f64) -> worker::Result<Response> {
+    let raw_url = req.inner().url();
+    let (proto, path_and_query) = split_url(&raw_url);
+    if proto != "https" && !cfg.allow_http {
+        return error_response(&Error::InvalidRequest("this gateway only answers HTTPS".into()), request_id);
+    }
+    let uri: http::Uri = match path_and_query.parse() {
+        Ok(u) => u,
+        Err(_) => return error_response(&Error::InvalidRequest("malformed URL".into()), request_id),
+    };
+    let method: http::Method = match req.method().to_string().parse() {
+        Ok(m) => m,
+        Err(_) => return error_response(&Error::InvalidRequest("unsupported method".into()), request_id),
+    };
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.headers = HeaderMap::from(req.headers());
+
+    let now = now_secs();
+    let kv = KvReader { kv: env.kv(crate::KV_BINDING)?, cache: &iso.kv_cache, cache_ms: cfg.cache_seconds as f64 * 1000.0 };
+    let client_ip = parts.headers.get("cf-connecting-ip").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let secret = |name: &str| env.secret(name).ok().map(|s| s.to_string());
+    let avoid = |route: &str, ep: &str| iso.failures.borrow().is_avoided(route, ep, now);
+    let rctx = RequestContext { now, client_ip: client_ip.as_deref(), proto, new_request_id: request_id, secret: &secret, avoid: &avoid };
+
+    match route_request(cfg, &kv, &parts, &rctx).await {
+        Err(e) => {
+            if let Error::Internal(detail) = &e {
+                worker::console_error!("{{\"level\":\"error\",\"request_id\":{},\"msg\":\"decision failed\",\"detail\":{}}}", json_str(request_id), json_str(detail));
+            }
+            log_line(request_id, None, None, e.status().as_u16(), started, None);
+            error_response(&e, request_id)
+        }
+        Ok(Routed::Admin(segments)) if is_healthz(&segments) => to_worker(healthz().into_response(), request_id),
+        Ok(Routed::Admin(segments)) => admin(req, env, &parts, segments, request_id).await,
+        Ok(Routed::Proxy(plan)) => forward(req, env, ctx, iso, *plan, started).await,
+    }
+}
+
+/// Hands an admin call to the Durable Object, which authenticates, writes and audits.
+async fn admin(mut req: Request, env: &Env, parts: &http::request::Parts, segments: Vec<String>, request_id: &str) -> worker::Result<Response> {
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_ADMIN_BODY) {
+        return error_response(&Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 }, request_id);
+    }
+    let body = req.bytes().await.unwrap_or_default();
+    if body.len() > MAX_ADMIN_BODY {
+        return error_response(&Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 }, request_id);
+    }
+    let headers = Headers::new();
+    headers.set(METHOD_HEADER, parts.method.as_str())?;
+    headers.set(SEGMENTS_HEADER, &serde_json::to_string(&segments).unwrap_or_else(|_| "[]".into()))?;
+    headers.set(QUERY_HEADER, parts.uri.query().unwrap_or(""))?;
+    headers.set("x-request-id", request_id)?;
+    if let Some(auth) = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        headers.set("authorization", auth)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(Uint8Array::from(&body[..]).into()));
+    let stub = env.durable_object(crate::DO_BINDING)?.get_by_name("global")?;
+    stub.fetch_with_request(Request::new_with_init("https://gateway-state/admin", &init)?).await
+}
+
+/// The client's request body, shared by the attempts of one request so a
+/// connection failure before any body byte was read can go to the next endpoint.
+struct BodySource {
+    stream: RefCell<Option<wasm_streams::readable::IntoStream<'static>>>,
+    sent: Cell<u64>,
+    over_limit: Cell<bool>,
+    limit: u64,
+}
+
+impl BodySource {
+    /// A stream for one attempt: passes chunks through untouched (no copy),
+    /// counting bytes as they stream so a lying or absent Content-Length cannot pass the limit.
+    fn attempt(self: &Rc<Self>) -> web_sys::ReadableStream {
+        let src = self.clone();
+        let s = futures_util::stream::poll_fn(move |cx| {
+            let mut guard = src.stream.borrow_mut();
+            let Some(inner) = guard.as_mut() else { return Poll::Ready(None) };
+            match inner.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    // Chunks are byte views; read byteLength rather than trusting their concrete class.
+                    let len = js_sys::Reflect::get(&chunk, &JsValue::from_str("byteLength")).ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as u64;
+                    let total = src.sent.get() + len;
+                    src.sent.set(total);
+                    if total > src.limit {
+                        src.over_limit.set(true);
+                        *guard = None;
+                        return Poll::Ready(Some(Err(JsValue::from_str("request body over the route's limit"))));
+                    }
+                    Poll::Ready(Some(Ok(chunk)))
+                }
+                Poll::Ready(None) => {
+                    *guard = None;
+                    Poll::Ready(None)
+                }
+                other => other,
+            }
+        });
+        wasm_streams::ReadableStream::from_stream(s).into_raw().unchecked_into()
+    }
+}
+
+/// HTTP statuses whose responses carry no body.
+fn null_body(status: u16) -> bool {
+    matches!(status, 101 | 204 | 205 | 304)
+}
+
+/// Forwards the request along the plan, streaming both ways.
+async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: ForwardPlan, started: f64) -> worker::Result<Response> {
+    let method = req.inner().method();
+    let has_body = !matches!(method.as_str(), "GET" | "HEAD");
+    let body = if has_body {
+        req.inner().body().map(|b| {
+            Rc::new(BodySource {
+                stream: RefCell::new(Some(wasm_streams::ReadableStream::from_raw(b.unchecked_into()).into_stream())),
+                sent: Cell::new(0),
+                over_limit: Cell::new(false),
+                limit: plan.max_body_bytes,
+            })
+        })
+    } else {
+        None
+    };
+    let upstream_headers = Headers::from(&plan.headers);
+    for up in &plan.upstreams {
+        // A request whose body has started to flow is never sent twice.
+        if body.as_ref().is_some_and(|b| b.sent.get() > 0) {
+            break;
+        }
+        let controller = web_sys::AbortController::new()?;
+        let init = web_sys::RequestInit::new();
+        init.set_method(&method);
+        init.set_headers(&upstream_headers.0);
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+        init.set_signal(Some(&controller.signal()));
+        if let Some(b) = &body {
+            init.set_body(&b.attempt());
+        }
+        let wreq = web_sys::Request::new_with_str_and_init(&up.url, &init)?;
+        let gateway_ms = js_sys::Date::now() - started;
+        let sent: LocalBoxFuture<worker::Result<Response>> = match &up.via {
+            // Private pools behind a Cloudflare Tunnel: fetch through the Workers VPC service binding.
+            Some(binding) => {
+                let fetcher = env.service(binding)?;
+                async move { fetcher.fetch_request(Request::from(wreq)).await }.boxed_local()
+            }
+            None => async move { Fetch::Request(Request::from(wreq)).send().await }.boxed_local(),
+        };
+        let timeout = Delay::from(Duration::from_millis(plan.response_timeout_ms));
+        match select(sent, timeout).await {
+            Either::Right(((), _)) => {
+                controller.abort();
+                log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), 504, started, plan.token_id.as_deref());
+                return error_response(&Error::GatewayTimeout, &plan.request_id);
+            }
+            Either::Left((Ok(resp), _)) => {
+                iso.failures.borrow_mut().mark_ok(&plan.route, &up.endpoint_id);
+                let upstream: web_sys::Response = resp.into();
+                let status = upstream.status();
+                let headers = response_headers(&HeaderMap::from(&Headers(upstream.headers())), &plan, &up.base, gateway_ms);
+                let init = web_sys::ResponseInit::new();
+                init.set_status(status);
+                init.set_headers(&Headers::from(&headers).0);
+                let stream = if null_body(status) { None } else { upstream.body() };
+                let out = web_sys::Response::new_with_opt_readable_stream_and_init(stream.as_ref(), &init)?;
+                log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), status, started, plan.token_id.as_deref());
+                record_usage(env, ctx, plan.token_id.as_deref());
+                return Ok(Response::from(out));
+            }
+            Either::Left((Err(e), _)) => {
+                if body.as_ref().is_some_and(|b| b.over_limit.get()) {
+                    log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), 413, started, plan.token_id.as_deref());
+                    return error_response(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, &plan.request_id);
+                }
+                iso.failures.borrow_mut().mark_failed(&plan.route, &up.endpoint_id, now_secs());
+                console_warn!(
+                    "{{\"level\":\"warn\",\"request_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"upstream connection failed\",\"detail\":{}}}",
+                    json_str(&plan.request_id),
+                    json_str(&plan.route),
+                    json_str(&up.endpoint_id),
+                    json_str(&e.to_string())
+                );
+            }
+        }
+    }
+    log_line(&plan.request_id, Some(&plan.route), None, 502, started, plan.token_id.as_deref());
+    error_response(&Error::BadGateway, &plan.request_id)
+}
+
+/// Counts the request against its token, after the response is on its way.
+fn record_usage(env: &Env, ctx: &Context, token_id: Option<&str>) {
+    let Some(token_id) = token_id else { return };
+    let body = serde_json::json!({ "token_id": token_id, "at": now_secs() }).to_string();
+    let env = env.clone();
+    ctx.wait_until(async move {
+        let run = async {
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
+            let stub = env.durable_object(crate::DO_BINDING)?.get_by_name("global")?;
+            stub.fetch_with_request(Request::new_with_init("https://gateway-state/usage", &init)?).await
+        };
+        if let Err(e) = run.await {
+            worker::console_error!("{{\"level\":\"error\",\"msg\":\"usage not recorded\",\"detail\":{}}}", json_str(&e.to_string()));
+        }
+    });
+}
+
+/// One JSON log line per request; never the token, only its id.
+fn log_line(request_id: &str, route: Option<&str>, endpoint: Option<&str>, status: u16, started: f64, token_id: Option<&str>) {
+    let line = serde_json::json!({
+        "request_id": request_id,
+        "route": route,
+        "endpoint": endpoint,
+        "status": status,
+        "latency_ms": js_sys::Date::now() - started,
+        "token_id": token_id,
+    });
+    console_log!("{}", line);
+}

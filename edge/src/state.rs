@@ -1,0 +1,315 @@
+//! The `GatewayState` Durable Object: one instance serialises every admin
+//! write, keeps what must not be lost or reordered (token records and their
+//! usage counters, the audit log, leases, revocations) in its transactional
+//! storage, and mirrors what the data plane reads into Workers KV.
+
+use crate::kv::{ephemeral_key, host_key, leases_key, revoked_key, route_key};
+use gateway_core::admin::{self, AdminRequest, MAX_ADMIN_BODY};
+use gateway_core::route::{Endpoint, Route};
+use gateway_core::store::{AuditEntry, RouteSource, Store, TokenRecord};
+use gateway_core::{Error, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use worker::kv::KvStore;
+use worker::{durable_object, wasm_bindgen, DurableObject, Env, ListOptions, Request, Response, State, Storage};
+
+/// Header carrying the admin path segments (JSON array) from the Worker to the object.
+pub const SEGMENTS_HEADER: &str = "x-gateway-segments";
+/// Header carrying the original method.
+pub const METHOD_HEADER: &str = "x-gateway-method";
+/// Header carrying the original query string.
+pub const QUERY_HEADER: &str = "x-gateway-query";
+
+const TOKEN_PREFIX: &str = "tok:";
+const AUDIT_PREFIX: &str = "audit:";
+const AUDIT_SEQ: &str = "audit-seq";
+
+fn audit_key(seq: u64) -> String {
+    format!("{AUDIT_PREFIX}{seq:020}")
+}
+
+fn store_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("{what}: {e}"))
+}
+
+/// The Durable Object class.
+#[durable_object]
+pub struct GatewayState {
+    state: State,
+    env: Env,
+}
+
+/// `Store` over the object's storage, mirroring data-plane keys into KV.
+pub struct DoStore {
+    storage: Storage,
+    kv: KvStore,
+}
+
+impl DoStore {
+    async fn get_text(&self, key: &str) -> Result<Option<String>> {
+        self.storage.get::<String>(key).await.map_err(|e| store_err("storage get", e))
+    }
+    async fn put_text(&self, key: &str, value: String) -> Result<()> {
+        self.storage.put(key, value).await.map_err(|e| store_err("storage put", e))
+    }
+    async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<String> {
+        let raw = serde_json::to_string(value).map_err(|e| store_err("encode", e))?;
+        self.put_text(key, raw.clone()).await?;
+        Ok(raw)
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.storage.delete(key).await.map(|_| ()).map_err(|e| store_err("storage delete", e))
+    }
+    async fn kv_put(&self, key: &str, value: String, expiration: Option<u64>) -> Result<()> {
+        let mut put = self.kv.put(key, value).map_err(|e| store_err("kv put", e))?;
+        if let Some(at) = expiration {
+            put = put.expiration(at);
+        }
+        put.execute().await.map_err(|e| store_err("kv put", e))
+    }
+    async fn kv_delete(&self, key: &str) -> Result<()> {
+        self.kv.delete(key).await.map_err(|e| store_err("kv delete", e))
+    }
+    async fn list_values(&self, prefix: &str, reverse: bool, end: Option<&str>, limit: Option<usize>) -> Result<Vec<String>> {
+        let mut opts = ListOptions::new().prefix(prefix).reverse(reverse);
+        if let Some(end) = end {
+            opts = opts.end(end);
+        }
+        if let Some(limit) = limit {
+            opts = opts.limit(limit);
+        }
+        let map = self.storage.list_with_options(opts).await.map_err(|e| store_err("storage list", e))?;
+        Ok(map.values().into_iter().filter_map(|v| v.ok().and_then(|v| v.as_string())).collect())
+    }
+    async fn lease_map(&self, route: &str) -> Result<BTreeMap<String, Endpoint>> {
+        match self.get_text(&leases_key(route)).await? {
+            Some(raw) => serde_json::from_str(&raw).map_err(|e| store_err("leases decode", e)),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+    async fn write_leases(&self, route: &str, mut map: BTreeMap<String, Endpoint>) -> Result<()> {
+        let now = crate::now_secs();
+        map.retain(|_, e| e.is_live(now));
+        let key = leases_key(route);
+        if map.is_empty() {
+            self.delete(&key).await?;
+            return self.kv_delete(&key).await;
+        }
+        let raw = self.put_json(&key, &map).await?;
+        self.kv_put(&key, raw, None).await
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T> {
+    serde_json::from_str(raw).map_err(|e| store_err("decode", e))
+}
+
+impl RouteSource for DoStore {
+    async fn route(&self, name: &str) -> Result<Option<Route>> {
+        let key = route_key(name);
+        // Admin-written routes live here; Terraform-written ones only in KV.
+        let raw = match self.get_text(&key).await? {
+            Some(raw) => Some(raw),
+            None => self.kv.get(&key).text().await.map_err(|e| store_err("kv get", e))?,
+        };
+        raw.map(|r| decode(&r)).transpose()
+    }
+    async fn ephemeral(&self, id: &str) -> Result<Option<Route>> {
+        self.get_text(&ephemeral_key(id)).await?.map(|r| decode(&r)).transpose()
+    }
+    async fn route_for_host(&self, host: &str) -> Result<Option<Route>> {
+        let name = match self.get_text(&host_key(host)).await? {
+            Some(n) => Some(n),
+            None => self.kv.get(&host_key(host)).text().await.map_err(|e| store_err("kv get", e))?,
+        };
+        match name {
+            Some(n) => Ok(self.route(&n).await?.filter(|r| r.host.as_deref() == Some(host))),
+            None => Ok(None),
+        }
+    }
+    async fn leases(&self, route: &str) -> Result<Vec<Endpoint>> {
+        Ok(self.lease_map(route).await?.into_values().collect())
+    }
+    async fn is_revoked(&self, token_id: &str) -> Result<bool> {
+        Ok(self.get_text(&revoked_key(token_id)).await?.is_some())
+    }
+}
+
+impl Store for DoStore {
+    async fn list_routes(&self) -> Result<Vec<Route>> {
+        let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+        for raw in self.list_values("route:", false, None, None).await? {
+            let r: Route = decode(&raw)?;
+            routes.insert(r.name.clone(), r);
+        }
+        // Terraform-managed routes exist only in KV.
+        let listed = self.kv.list().prefix("route:".into()).execute().await.map_err(|e| store_err("kv list", e))?;
+        for key in listed.keys {
+            let name = key.name.trim_start_matches("route:").to_string();
+            if !routes.contains_key(&name) {
+                if let Some(r) = self.route(&name).await? {
+                    routes.insert(name, r);
+                }
+            }
+        }
+        Ok(routes.into_values().collect())
+    }
+    async fn put_route(&self, route: &Route, previous: Option<&Route>) -> Result<()> {
+        let key = route_key(&route.name);
+        let raw = self.put_json(&key, route).await?;
+        if let Some(old_host) = previous.and_then(|p| p.host.as_deref()) {
+            if route.host.as_deref() != Some(old_host) {
+                self.delete(&host_key(old_host)).await?;
+                self.kv_delete(&host_key(old_host)).await?;
+            }
+        }
+        if let Some(host) = &route.host {
+            self.put_text(&host_key(host), route.name.clone()).await?;
+            self.kv_put(&host_key(host), route.name.clone(), None).await?;
+        }
+        self.kv_put(&key, raw, None).await
+    }
+    async fn delete_route(&self, route: &Route) -> Result<()> {
+        for key in [route_key(&route.name), leases_key(&route.name)] {
+            self.delete(&key).await?;
+            self.kv_delete(&key).await?;
+        }
+        if let Some(host) = &route.host {
+            self.delete(&host_key(host)).await?;
+            self.kv_delete(&host_key(host)).await?;
+        }
+        Ok(())
+    }
+    async fn put_lease(&self, route: &str, endpoint: &Endpoint) -> Result<()> {
+        let mut map = self.lease_map(route).await?;
+        map.insert(endpoint.id.clone(), endpoint.clone());
+        self.write_leases(route, map).await
+    }
+    async fn delete_lease(&self, route: &str, id: &str) -> Result<bool> {
+        let mut map = self.lease_map(route).await?;
+        let had = map.remove(id).is_some();
+        if had {
+            self.write_leases(route, map).await?;
+        }
+        Ok(had)
+    }
+    async fn put_ephemeral(&self, route: &Route) -> Result<()> {
+        let key = ephemeral_key(&route.name);
+        let raw = self.put_json(&key, route).await?;
+        // KV expirations must be at least 60 s ahead; reads check `expires_at` themselves.
+        let expiration = route.expires_at.map(|at| at.max(crate::now_secs() + 60));
+        self.kv_put(&key, raw, expiration).await
+    }
+    async fn put_token(&self, record: &TokenRecord) -> Result<()> {
+        self.put_json(&format!("{TOKEN_PREFIX}{}", record.id), record).await.map(|_| ())
+    }
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        self.get_text(&format!("{TOKEN_PREFIX}{id}")).await?.map(|r| decode(&r)).transpose()
+    }
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.list_values(TOKEN_PREFIX, false, None, None).await?.iter().map(|r| decode(r)).collect()
+    }
+    async fn revoke(&self, record: &TokenRecord) -> Result<()> {
+        self.put_token(record).await?;
+        let key = revoked_key(&record.id);
+        self.put_text(&key, "1".into()).await?;
+        // KV needs an expiration at least 60 s ahead; the entry outlives the token it refuses.
+        let until = record.expires_at.max(crate::now_secs()) + 120;
+        self.kv_put(&key, "1".into(), Some(until)).await
+    }
+    async fn append_audit(&self, mut entry: AuditEntry) -> Result<()> {
+        let seq = self.get_text(AUDIT_SEQ).await?.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
+        entry.seq = seq;
+        self.put_json(&audit_key(seq), &entry).await?;
+        self.put_text(AUDIT_SEQ, seq.to_string()).await
+    }
+    async fn audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let end = before.map(audit_key);
+        self.list_values(AUDIT_PREFIX, true, end.as_deref(), Some(limit)).await?.iter().map(|r| decode(r)).collect()
+    }
+}
+
+impl GatewayState {
+    fn store(&self) -> worker::Result<DoStore> {
+        Ok(DoStore { storage: self.state.storage(), kv: self.env.kv(crate::KV_BINDING)? })
+    }
+
+    async fn admin(&self, mut req: Request) -> worker::Result<Response> {
+        let request_id = req.headers().get("x-request-id")?.unwrap_or_default();
+        let iso = crate::isolate(&self.env);
+        if iso.cfg.is_err() {
+            return crate::error_response(&Error::Internal("configuration".into()), &request_id);
+        }
+        let method: http::Method = req.headers().get(METHOD_HEADER)?.unwrap_or_default().parse().unwrap_or(http::Method::GET);
+        let segments: Vec<String> = serde_json::from_str(&req.headers().get(SEGMENTS_HEADER)?.unwrap_or_default()).unwrap_or_default();
+        let query = req.headers().get(QUERY_HEADER)?.filter(|q| !q.is_empty());
+        let authorization = req.headers().get("authorization")?.and_then(|v| http::HeaderValue::from_str(&v).ok());
+        let body = req.bytes().await.unwrap_or_default();
+        if body.len() > MAX_ADMIN_BODY {
+            return crate::error_response(&Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 }, &request_id);
+        }
+        let store = self.store()?;
+        let now = crate::now_secs();
+        // No other event may interleave with a write (KV calls would otherwise open the input gate).
+        let reply = self
+            .state
+            .block_concurrency_while(async move {
+                let Ok(cfg) = &iso.cfg else { return Ok(Err(Error::Internal("configuration".into()))) };
+                let areq = AdminRequest { method: &method, segments: &segments, query: query.as_deref(), authorization: authorization.as_ref(), body: &body };
+                Ok(admin::handle(cfg, &store, now, areq).await)
+            })
+            .await?;
+        match reply {
+            Ok(reply) => crate::to_worker(reply.into_response(), &request_id),
+            Err(e) => {
+                if let Error::Internal(detail) = &e {
+                    worker::console_error!("{{\"level\":\"error\",\"request_id\":{},\"msg\":\"admin store\",\"detail\":{}}}", crate::json_str(&request_id), crate::json_str(detail));
+                }
+                crate::error_response(&e, &request_id)
+            }
+        }
+    }
+
+    async fn usage(&self, mut req: Request) -> worker::Result<Response> {
+        #[derive(serde::Deserialize)]
+        struct Usage {
+            token_id: String,
+            at: u64,
+        }
+        let u: Usage = req.json().await?;
+        let store = self.store()?;
+        let updated = self
+            .state
+            .block_concurrency_while(async move {
+                let count = async {
+                    if let Some(mut rec) = store.token(&u.token_id).await? {
+                        rec.request_count += 1;
+                        rec.last_used_at = Some(rec.last_used_at.unwrap_or(0).max(u.at));
+                        store.put_token(&rec).await?;
+                    }
+                    Ok::<(), Error>(())
+                };
+                Ok(count.await)
+            })
+            .await?;
+        match updated {
+            Ok(()) => Response::empty().map(|r| r.with_status(204)),
+            Err(e) => Response::error(e.to_string(), 500),
+        }
+    }
+}
+
+impl DurableObject for GatewayState {
+    fn new(state: State, env: Env) -> Self {
+        GatewayState { state, env }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        let path = req.path();
+        if path == "/usage" {
+            self.usage(req).await
+        } else {
+            self.admin(req).await
+        }
+    }
+}
