@@ -446,7 +446,29 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             Ok(AdminReply::ok(json!({ "tokens": list })))
         }
         AdminCommand::RevokeToken(id) => {
-            let mut record = store.token(&id).await?.ok_or_else(|| Error::NotFound(format!("no token `{id}`")))?;
+            if !id.starts_with("tok_") || id.len() > 64 || !id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                return Err(Error::NotFound(format!("no token `{id}`")));
+            }
+            // Tokens minted offline (gatewayctl bootstrap) have no record; they must still be revocable,
+            // so the revocation outlives any token the gateway would accept.
+            let mut record = match store.token(&id).await? {
+                Some(r) => r,
+                None => TokenRecord {
+                    id: id.clone(),
+                    subject: "(minted offline)".into(),
+                    kind: crate::token::TokenKind::User,
+                    groups: Vec::new(),
+                    routes: None,
+                    description: "revoked without a record".into(),
+                    metadata: Default::default(),
+                    created_by: who.subject.clone(),
+                    created_at: now,
+                    expires_at: now + cfg.max_token_ttl,
+                    revoked_at: None,
+                    last_used_at: None,
+                    request_count: 0,
+                },
+            };
             if record.revoked_at.is_some() {
                 return Err(Error::Conflict(format!("token `{id}` is already revoked")));
             }

@@ -99,6 +99,9 @@ struct BodySource {
     sent: Cell<u64>,
     over_limit: Cell<bool>,
     limit: u64,
+    /// The current attempt's abort handle: going over the limit cancels the upstream request
+    /// rather than erroring the stream (an uncaught stream error would poison the isolate).
+    abort: RefCell<Option<web_sys::AbortController>>,
 }
 
 impl BodySource {
@@ -118,7 +121,10 @@ impl BodySource {
                     if total > src.limit {
                         src.over_limit.set(true);
                         *guard = None;
-                        return Poll::Ready(Some(Err(JsValue::from_str("request body over the route's limit"))));
+                        if let Some(controller) = src.abort.borrow_mut().take() {
+                            controller.abort();
+                        }
+                        return Poll::Ready(None);
                     }
                     Poll::Ready(Some(Ok(chunk)))
                 }
@@ -149,6 +155,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
                 sent: Cell::new(0),
                 over_limit: Cell::new(false),
                 limit: plan.max_body_bytes,
+                abort: RefCell::new(None),
             })
         })
     } else {
@@ -168,6 +175,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
         init.set_signal(Some(&controller.signal()));
         if let Some(b) = &body {
             init.set_body(&b.attempt());
+            *b.abort.borrow_mut() = Some(controller.clone());
         }
         let wreq = web_sys::Request::new_with_str_and_init(&up.url, &init)?;
         let gateway_ms = js_sys::Date::now() - started;
@@ -180,7 +188,13 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
             None => async move { Fetch::Request(Request::from(wreq)).send().await }.boxed_local(),
         };
         let timeout = Delay::from(Duration::from_millis(plan.response_timeout_ms));
-        match select(sent, timeout).await {
+        let outcome = select(sent, timeout).await;
+        if body.as_ref().is_some_and(|b| b.over_limit.get()) {
+            controller.abort();
+            log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), 413, started, plan.token_id.as_deref());
+            return error_response(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, &plan.request_id);
+        }
+        match outcome {
             Either::Right(((), _)) => {
                 controller.abort();
                 log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), 504, started, plan.token_id.as_deref());
@@ -201,10 +215,6 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
                 return Ok(Response::from(out));
             }
             Either::Left((Err(e), _)) => {
-                if body.as_ref().is_some_and(|b| b.over_limit.get()) {
-                    log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), 413, started, plan.token_id.as_deref());
-                    return error_response(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, &plan.request_id);
-                }
                 iso.failures.borrow_mut().mark_failed(&plan.route, &up.endpoint_id, now_secs());
                 console_warn!(
                     "{{\"level\":\"warn\",\"request_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"upstream connection failed\",\"detail\":{}}}",

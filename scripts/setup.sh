@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need and is missing; safe to run any number of times.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+# worker-build drives the wasm build; pinned to the `worker` crate's version.
+if ! worker-build --version 2>/dev/null | grep -q "0.8.7"; then
+  cargo install worker-build --version 0.8.7 --locked
+fi
+
+# wasm-bindgen's CLI must match the library version in Cargo.lock exactly.
+wbg=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+if ! "$HOME/.cargo/bin/wasm-bindgen" --version 2>/dev/null | grep -q " $wbg\$"; then
+  # Not --locked: one of its locked dependencies is no longer on the registry.
+  cargo install wasm-bindgen-cli --version "$wbg"
+fi
+
+# wrangler (workerd) and esbuild, pinned by package-lock.json.
+if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The one test command: unit and property tests of every crate, the Worker bundle
+# checked by `wrangler deploy --dry-run`, and the contract suite against the Worker on workerd.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+./scripts/setup.sh
+sh scripts/build-edge.sh
+GATEWAY_EDGE_PREBUILT=1 node_modules/.bin/wrangler deploy --dry-run --outdir target/wrangler-dry-run >target/wrangler-dry-run.log 2>&1 \
+  || { cat target/wrangler-dry-run.log; exit 1; }
+grep -E "Total Upload" target/wrangler-dry-run.log || true
+# Host crates (core, tests, cli); the contract suite runs against the edge deployment.
+GATEWAY_DEPLOYMENT=edge cargo test
