@@ -445,15 +445,15 @@ async fn body_limit_counts_streamed_bytes(c: &Ctx) -> CaseResult {
     ensure!(res.status() == 200, "under the limit: {}", res.status());
     let v: Value = res.json().await.map_err(|e| e.to_string())?;
     ensure!(v["body_len"] == 900, "the whole body reached the upstream: {v}");
-    let (s, code, _) = error_code(c.http.post(&url).bearer_auth(&tok).body(vec![b'x'; 2000]).send().await.map_err(|e| e.to_string())?).await;
+    // Over-limit requests use their own connections: the gateway answers 413 without reading the
+    // body, and wrangler's local proxy cannot reuse a connection left in that state.
+    let one_off = || reqwest::Client::builder().pool_max_idle_per_host(0).build().map_err(|e| e.to_string());
+    let (s, code, _) = error_code(one_off()?.post(&url).bearer_auth(&tok).body(vec![b'x'; 2000]).send().await.map_err(|e| e.to_string())?).await;
     ensure!(s == 413 && code == "body_too_large", "declared over the limit: {s} {code}");
     // Chunked, no Content-Length: counted as it streams.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![b'y'; 400])).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    // Its own connection: the gateway answers 413 before the client finishes sending, and a
-    // pooled connection in that state is not reusable.
-    let one_off = reqwest::Client::builder().pool_max_idle_per_host(0).build().map_err(|e| e.to_string())?;
-    let res = one_off.post(&url).bearer_auth(&tok).body(body).send().await;
+    let res = one_off()?.post(&url).bearer_auth(&tok).body(body).send().await;
     match res {
         Ok(r) => ensure!(r.status() == 413, "chunked over the limit: {}", r.status()),
         // The gateway may answer 413 and close before the client finished sending.
