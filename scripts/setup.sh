@@ -20,6 +20,11 @@ if ! "$HOME/.cargo/bin/wasm-bindgen" --version 2>/dev/null | grep -q " $wbg\$"; 
   cargo install wasm-bindgen-cli --version "$wbg"
 fi
 
+# cargo-lambda (the Lambda Runtime API and Function URL emulator) and moto (DynamoDB) for the Lambda tests.
+if ! cargo lambda --version >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'cargo-lambda==1.9.2' 'moto[server]==5.*'
+fi
+
 # wrangler (workerd) and esbuild, pinned by package-lock.json.
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

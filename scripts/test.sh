@@ -9,5 +9,7 @@ sh scripts/build-edge.sh
 GATEWAY_EDGE_PREBUILT=1 node_modules/.bin/wrangler deploy --dry-run --outdir target/wrangler-dry-run >target/wrangler-dry-run.log 2>&1 \
   || { cat target/wrangler-dry-run.log; exit 1; }
 grep -E "Total Upload" target/wrangler-dry-run.log || true
-# Host crates (core, tests, cli); the contract suite runs against the edge deployment.
-GATEWAY_DEPLOYMENT=edge cargo test
+# Every host crate (core, lambda with its DynamoDB store tests, infra checks, cli, tests), and the
+# contract suite against both deployments: the Worker on workerd, then the Lambda on cargo-lambda's
+# emulator with moto as DynamoDB. One cargo invocation, so the Lambda binary is built once.
+GATEWAY_DEPLOYMENT=all cargo test

@@ -103,37 +103,62 @@ async fn principal_of<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, no
     }
 }
 
-/// Decides what to do with a request: admin call, or a forwarding plan.
-pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, ctx: &RequestContext<'_>) -> Result<Routed> {
+/// What the store said about a request's route and caller: everything [`plan`] needs.
+#[derive(Debug)]
+pub struct Resolved {
+    route: Route,
+    key: String,
+    rest: String,
+    prefix: String,
+    principal: Option<Principal>,
+    leases: Vec<Endpoint>,
+}
+
+/// The outcome of [`resolve`].
+#[derive(Debug)]
+pub enum Resolution {
+    /// An admin API call: hand it to [`crate::admin::handle`] with these segments.
+    Admin(Vec<String>),
+    /// A data-plane request the caller may make.
+    Route(Box<Resolved>),
+}
+
+/// The part of the decision that reads the store: limits, routing, authentication, RBAC.
+pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now: u64) -> Result<Resolution> {
     check_limits(cfg, parts)?;
     let path = parts.uri.path();
-    // Host routes first: every path on their host but /_gateway/ belongs to them.
+    // The admin API answers on every host, before any store read (healthz needs none).
+    let target = parse_target(path, false)?;
+    if let Target::Admin(segs) = target {
+        return Ok(Resolution::Admin(segs));
+    }
+    // Host routes take every other path on their host.
     let host_route = match request_host(parts) {
-        Some(h) => store.route_for_host(&h).await?.filter(|r| r.is_active(ctx.now)),
+        Some(h) => store.route_for_host(&h).await?.filter(|r| r.is_active(now)),
         None => None,
     };
-    let target = parse_target(path, host_route.is_some())?;
+    let target = if host_route.is_some() { parse_target(path, true)? } else { target };
     let (route, key, rest, prefix) = match target {
-        Target::Admin(segs) => return Ok(Routed::Admin(segs)),
+        Target::Admin(segs) => return Ok(Resolution::Admin(segs)),
         Target::Host { rest } => {
             let r = host_route.ok_or_else(|| Error::NotFound("no such route".into()))?;
             let key = r.name.clone();
             (r, key, rest, "/".to_string())
         }
         Target::Static { name, rest } => {
-            let r = store.route(&name).await?.filter(|r| r.is_active(ctx.now) && r.expires_at.is_none());
+            let r = store.route(&name).await?.filter(|r| r.is_active(now) && r.expires_at.is_none());
             let prefix = format!("/{name}/");
             (r.ok_or_else(|| Error::NotFound("no such route".into()))?, name, rest, prefix)
         }
         Target::Ephemeral { id, rest } => {
-            let r = store.ephemeral(&id).await?.filter(|r| r.is_active(ctx.now));
+            let r = store.ephemeral(&id).await?.filter(|r| r.is_active(now));
             let prefix = format!("/e/{id}/");
             (r.ok_or_else(|| Error::NotFound("no such route".into()))?, id, rest, prefix)
         }
     };
 
     // Authentication, then RBAC.
-    let principal = principal_of(cfg, store, parts, ctx.now).await?;
+    let principal = principal_of(cfg, store, parts, now).await?;
     authorize(&route, &key, principal.as_ref())?;
 
     if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
@@ -142,7 +167,12 @@ pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Part
             return Err(Error::PayloadTooLarge { limit: route.max_body_bytes });
         }
     }
+    let leases = if route.expires_at.is_none() { store.leases(&route.name).await? } else { Vec::new() };
+    Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases })))
+}
 
+/// The part of the decision that needs no store: balancing and the forwarding plan.
+pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<ForwardPlan> {
     let request_id = parts
         .headers
         .get("x-request-id")
@@ -152,42 +182,47 @@ pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Part
         .to_string();
 
     // Endpoints: the route's own plus live leases (a lease never shadows a defined endpoint).
-    let mut endpoints: Vec<Endpoint> = route.endpoints.clone();
-    if route.expires_at.is_none() {
-        for lease in store.leases(&route.name).await? {
-            if !endpoints.iter().any(|e| e.id == lease.id) {
-                endpoints.push(lease);
-            }
+    let mut endpoints: Vec<Endpoint> = r.route.endpoints.clone();
+    for lease in r.leases {
+        if !endpoints.iter().any(|e| e.id == lease.id) {
+            endpoints.push(lease);
         }
     }
-    let affinity = affinity_key(&route, parts, principal.as_ref(), &request_id);
-    let ranked = Balancer::rank(&affinity, &endpoints, ctx.now, &|id| (ctx.avoid)(&key, id));
+    let affinity = affinity_key(&r.route, parts, r.principal.as_ref(), &request_id);
+    let ranked = Balancer::rank(&affinity, &endpoints, ctx.now, &|id| (ctx.avoid)(&r.key, id));
     if ranked.is_empty() {
         return Err(Error::NoLiveEndpoint);
     }
-    let upstream_key = match &route.upstream_api_key_secret {
+    let upstream_key = match &r.route.upstream_api_key_secret {
         Some(name) => Some((ctx.secret)(name).ok_or_else(|| Error::Internal(format!("secret `{name}` is not configured")))?),
         None => None,
     };
     let query = parts.uri.query();
     let upstreams = ranked
         .into_iter()
-        .map(|e| Upstream { endpoint_id: e.id.clone(), url: upstream_url(&e.url, &rest, query), base: e.url.clone(), via: e.via.clone() })
+        .map(|e| Upstream { endpoint_id: e.id.clone(), url: upstream_url(&e.url, &r.rest, query), base: e.url.clone(), via: e.via.clone() })
         .collect();
     let headers = request_headers(&parts.headers, &request_id, ctx.client_ip, ctx.proto, upstream_key.as_deref());
-    Ok(Routed::Proxy(Box::new(ForwardPlan {
-        route: key,
+    Ok(ForwardPlan {
+        route: r.key,
         upstreams,
         headers,
-        connect_timeout_ms: route.timeouts.connect_ms,
-        response_timeout_ms: route.timeouts.response_ms,
-        max_body_bytes: route.max_body_bytes,
+        connect_timeout_ms: r.route.timeouts.connect_ms,
+        response_timeout_ms: r.route.timeouts.response_ms,
+        max_body_bytes: r.route.max_body_bytes,
         request_id,
-        token_id: principal.map(|p| p.token_id),
-        public_prefix: prefix,
-    })))
+        token_id: r.principal.map(|p| p.token_id),
+        public_prefix: r.prefix,
+    })
 }
 
+/// Decides what to do with a request: [`resolve`] then [`plan`].
+pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, ctx: &RequestContext<'_>) -> Result<Routed> {
+    match resolve(cfg, store, parts, ctx.now).await? {
+        Resolution::Admin(segs) => Ok(Routed::Admin(segs)),
+        Resolution::Route(r) => Ok(Routed::Proxy(Box::new(plan(parts, *r, ctx)?))),
+    }
+}
 
 #[cfg(test)]
 mod tests {

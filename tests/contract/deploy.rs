@@ -17,11 +17,13 @@ pub enum Deployment {
 }
 
 impl Deployment {
-    pub fn from_env() -> Result<Deployment, String> {
+    /// `GATEWAY_DEPLOYMENT=edge|lambda|all` (default all): the same cases run against each.
+    pub fn from_env() -> Result<Vec<Deployment>, String> {
         match std::env::var("GATEWAY_DEPLOYMENT").as_deref() {
-            Err(_) | Ok("edge") => Ok(Deployment::Edge),
-            Ok("lambda") => Ok(Deployment::Lambda),
-            Ok(other) => Err(format!("GATEWAY_DEPLOYMENT={other}: expected edge or lambda")),
+            Err(_) | Ok("all") | Ok("") => Ok(vec![Deployment::Edge, Deployment::Lambda]),
+            Ok("edge") => Ok(vec![Deployment::Edge]),
+            Ok("lambda") => Ok(vec![Deployment::Lambda]),
+            Ok(other) => Err(format!("GATEWAY_DEPLOYMENT={other}: expected edge, lambda or all")),
         }
     }
 }
@@ -139,4 +141,129 @@ pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed]) -> Running {
     }
     running.log = running.log.clone();
     running
+}
+
+/// Waits until `GET {base}/_gateway/healthz` answers 200, or the child exits, or `limit` passes.
+fn wait_healthy(running: &mut Running, port: u16, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = running.child.try_wait() {
+            return Err(format!("exited with {status}:\n{}", tail(&running.log)));
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.write_all(b"GET /_gateway/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            // Read to the end: hanging up early would break the function's streamed response.
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+            if buf.len() >= 12 && &buf[9..12] == b"200" {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not ready in {limit:?}:\n{}", tail(&running.log)));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn spawn_logged(mut cmd: Command, log: PathBuf) -> Child {
+    let out = std::fs::File::create(&log).expect("log file");
+    cmd.stdin(Stdio::null()).stdout(out.try_clone().expect("log fd")).stderr(out).process_group(0).spawn().expect("spawn")
+}
+
+/// The Lambda deployment: moto as DynamoDB, the table created as Terraform declares it,
+/// `seeds` written as Terraform writes route items, then `cargo lambda watch`.
+pub struct LambdaDeployment {
+    pub gateway: Running,
+    pub _emulator: Running,
+    pub _dynamo: Running,
+}
+
+/// The Cargo target directory (`CARGO_TARGET_DIR` or `target/` at the repository root).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
+
+pub async fn start_lambda(vars: &[(&str, String)], seeds: &[Seed]) -> LambdaDeployment {
+    let root = repo_root();
+    let dir = std::env::temp_dir().join(format!("gw-contract-lambda-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+
+    let moto_port = free_port();
+    let mut moto = Command::new("moto_server");
+    moto.args(["-H", "127.0.0.1", "-p", &moto_port.to_string()]);
+    let moto_log = dir.join("moto.log");
+    let mut dynamo = Running { base: format!("http://127.0.0.1:{moto_port}"), child: spawn_logged(moto, moto_log.clone()), log: moto_log };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
+        if Instant::now() > deadline || matches!(dynamo.child.try_wait(), Ok(Some(_))) {
+            panic!("moto_server did not start:\n{}", tail(&dynamo.log));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let table = "gateway";
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&dynamo.base)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "contract"))
+        .load()
+        .await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    gateway_lambda::table::create_table(&client, table).await.expect("create table");
+    for seed in seeds {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        client
+            .put_item()
+            .table_name(table)
+            .item("entity", S(format!("route#{}", seed.name)))
+            .item("item", S("def".into()))
+            .item("route", S(seed.json.clone()))
+            .send()
+            .await
+            .expect("seed route item");
+    }
+
+    // `cargo lambda watch` only emulates the Runtime API and the Function URL here; the function
+    // is the binary `cargo test` built in this same invocation (no second build with other features).
+    let port = free_port();
+    let mut watch = Command::new("cargo");
+    watch.current_dir(&root).args(["lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()]);
+    let watch_log = dir.join("cargo-lambda.log");
+    let mut emulator = Running { base: String::new(), child: spawn_logged(watch, watch_log.clone()), log: watch_log };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline || matches!(emulator.child.try_wait(), Ok(Some(_))) {
+            panic!("cargo lambda watch did not start:\n{}", tail(&emulator.log));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bin = target_dir().join("debug").join("gateway-lambda");
+    assert!(bin.exists(), "{} is missing: run the suite through `cargo test` (it builds the Lambda binary) or `cargo build -p gateway-lambda`", bin.display());
+    let mut function = Command::new(&bin);
+    function
+        .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt"))
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env("GATEWAY_TABLE", table)
+        .env("AWS_ENDPOINT_URL", &dynamo.base)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test");
+    for (k, v) in vars {
+        function.env(k, v);
+    }
+    let log = dir.join("function.log");
+    let mut gateway = Running { base: format!("http://127.0.0.1:{port}"), child: spawn_logged(function, log.clone()), log };
+    let ready = tokio::task::block_in_place(|| wait_healthy(&mut gateway, port, Duration::from_secs(60)));
+    if let Err(e) = ready {
+        drop(gateway);
+        drop(emulator);
+        drop(dynamo);
+        panic!("the Lambda function: {e}");
+    }
+    LambdaDeployment { gateway, _emulator: emulator, _dynamo: dynamo }
 }

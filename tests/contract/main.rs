@@ -157,7 +157,7 @@ pub async fn error_code(res: reqwest::Response) -> (u16, String, Value) {
 
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let deployment = match deploy::Deployment::from_env() {
+    let deployments = match deploy::Deployment::from_env() {
         Ok(d) => d,
         Err(e) => {
             eprintln!("{e}");
@@ -165,7 +165,10 @@ fn main() {
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build().expect("tokio runtime");
-    let failed = rt.block_on(run(deployment, &filter));
+    let mut failed = 0;
+    for deployment in deployments {
+        failed += rt.block_on(run(deployment, &filter));
+    }
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
 
@@ -190,11 +193,14 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
         ("VLLM_CONTRACT_KEY", UPSTREAM_KEY.to_string()),
     ];
     let seeds = [deploy::Seed { name: tf_route.clone(), json: tf_json }];
+    // Kept alive until the end: dropping them stops the processes.
+    let mut lambda_parts = None;
     let running = match deployment {
         deploy::Deployment::Edge => tokio::task::spawn_blocking(move || deploy::start_edge(&vars, &seeds)).await.expect("start edge"),
         deploy::Deployment::Lambda => {
-            eprintln!("the Lambda deployment is not built yet (issue 3); run with GATEWAY_DEPLOYMENT=edge");
-            return 1;
+            let d = deploy::start_lambda(&vars, &seeds).await;
+            lambda_parts = Some((d._emulator, d._dynamo));
+            d.gateway
         }
     };
     let cfg = Config::from_lookup(&|k| match k {
@@ -249,6 +255,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
         println!("failed: {}\nworker log: {}", failed.join(", "), running.log.display());
     }
     drop(running);
+    drop(lambda_parts);
     failed.len()
 }
 

@@ -1,0 +1,251 @@
+# The gateway as an AWS Lambda behind a Function URL (response streaming), with its DynamoDB table,
+# a least-privilege role, an optional VPC attachment to reach private vLLM hosts, and its logs.
+
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  table_name = coalesce(var.table_name, var.name)
+  in_vpc     = var.vpc_id != null
+
+  # What the gateway reads at start (lambda/src): the table, the keys, the token settings, and the
+  # upstream API keys under the names routes give in upstream_api_key_secret.
+  environment = merge(
+    var.extra_environment,
+    var.upstream_api_keys,
+    {
+      GATEWAY_TABLE                 = aws_dynamodb_table.this.name
+      GATEWAY_SIGNING_KEYS          = var.signing_keys
+      GATEWAY_ISSUER                = var.issuer
+      GATEWAY_AUDIENCE              = var.audience
+      GATEWAY_MAX_TOKEN_TTL_SECONDS = tostring(var.max_ttl_seconds)
+    },
+  )
+}
+
+# ---- state: one table, entity/item keys, TTL on `ttl` -------------------------------------------
+
+resource "aws_dynamodb_table" "this" {
+  name         = local.table_name
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "entity"
+  range_key    = "item"
+
+  attribute {
+    name = "entity"
+    type = "S"
+  }
+
+  attribute {
+    name = "item"
+    type = "S"
+  }
+
+  # Leases, ephemeral routes and revocations carry `ttl` (unix seconds); DynamoDB removes them
+  # after it passes (the gateway also ignores expired items, as deletion can lag).
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+
+  deletion_protection_enabled = true
+
+  tags = var.tags
+}
+
+# ---- logs ---------------------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "this" {
+  name              = "/aws/lambda/${var.name}"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+# ---- identity: only the table's actions the gateway uses, only on the table; logs to its group ---
+
+resource "aws_iam_role" "this" {
+  name = "${var.name}-lambda"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "lambda.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+    }]
+  })
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "this" {
+  name = "${var.name}-gateway"
+  role = aws_iam_role.this.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid    = "GatewayTable"
+        Effect = "Allow"
+        Action = [
+          "dynamodb:GetItem",
+          "dynamodb:PutItem",
+          "dynamodb:UpdateItem",
+          "dynamodb:DeleteItem",
+          "dynamodb:Query",
+          "dynamodb:Scan",
+          "dynamodb:TransactWriteItems",
+        ]
+        # The table only: it has no indexes, so no "<arn>/index/..." resource is needed.
+        Resource = [aws_dynamodb_table.this.arn]
+      },
+      {
+        Sid    = "OwnLogGroup"
+        Effect = "Allow"
+        Action = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        # Log streams are named by Lambda at run time, so the streams of this one log group are
+        # addressed as "<log group arn>:*", the narrowest ARN CloudWatch Logs allows here.
+        Resource = ["${aws_cloudwatch_log_group.this.arn}:*"]
+      },
+    ]
+  })
+}
+
+# ENI management for the VPC attachment needs Resource "*" (AWS requires it); it comes from the AWS
+# managed policy that holds only those EC2 actions, so the policy above stays wildcard-free.
+resource "aws_iam_role_policy_attachment" "vpc_eni" {
+  count      = local.in_vpc ? 1 : 0
+  role       = aws_iam_role.this.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaENIManagementAccess"
+}
+
+# ---- network: egress only to the vLLM port (and DynamoDB through its gateway endpoint) ----------
+
+resource "aws_security_group" "this" {
+  count       = local.in_vpc ? 1 : 0
+  name        = "${var.name}-lambda"
+  description = "AI gateway Lambda: egress to vLLM hosts and DynamoDB only"
+  vpc_id      = var.vpc_id
+  tags        = var.tags
+  # No inline rules: Terraform removes the default allow-all egress, and the rules below add
+  # exactly what the gateway needs. Function URL requests do not pass through this group.
+}
+
+resource "aws_vpc_security_group_egress_rule" "vllm" {
+  for_each          = local.in_vpc ? toset(var.vllm_cidr_blocks) : toset([])
+  security_group_id = aws_security_group.this[0].id
+  description       = "vLLM"
+  ip_protocol       = "tcp"
+  from_port         = var.vllm_port
+  to_port           = var.vllm_port
+  cidr_ipv4         = each.value
+}
+
+data "aws_ec2_managed_prefix_list" "dynamodb" {
+  count = local.in_vpc ? 1 : 0
+  name  = "com.amazonaws.${data.aws_region.current.region}.dynamodb"
+}
+
+resource "aws_vpc_security_group_egress_rule" "dynamodb" {
+  count             = local.in_vpc ? 1 : 0
+  security_group_id = aws_security_group.this[0].id
+  description       = "DynamoDB over its gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = data.aws_ec2_managed_prefix_list.dynamodb[0].id
+}
+
+resource "aws_vpc_endpoint" "dynamodb" {
+  count             = local.in_vpc && var.create_dynamodb_endpoint ? 1 : 0
+  vpc_id            = var.vpc_id
+  service_name      = "com.amazonaws.${data.aws_region.current.region}.dynamodb"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = var.route_table_ids
+  tags              = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(var.route_table_ids) > 0
+      error_message = "route_table_ids are required to create the DynamoDB gateway endpoint (or set create_dynamodb_endpoint = false)."
+    }
+  }
+}
+
+# ---- the function and its URL ------------------------------------------------------------------
+
+resource "aws_lambda_function" "this" {
+  function_name    = var.name
+  role             = aws_iam_role.this.arn
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.architecture]
+  filename         = var.artifact_path
+  source_code_hash = filebase64sha256(var.artifact_path)
+  memory_size      = var.memory_size
+  timeout          = var.timeout_seconds
+  kms_key_arn      = var.env_kms_arn
+
+  environment {
+    variables = local.environment
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.this.name
+  }
+
+  dynamic "vpc_config" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = [aws_security_group.this[0].id]
+    }
+  }
+
+  tags = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.in_vpc ? length(var.subnet_ids) > 0 && length(var.vllm_cidr_blocks) > 0 : true
+      error_message = "With vpc_id set, subnet_ids and vllm_cidr_blocks are required."
+    }
+  }
+
+  depends_on = [
+    aws_iam_role_policy.this,
+    aws_iam_role_policy_attachment.vpc_eni,
+    aws_cloudwatch_log_group.this,
+  ]
+}
+
+resource "aws_lambda_function_url" "this" {
+  function_name = aws_lambda_function.this.function_name
+  # The gateway authenticates every request itself (bearer tokens); AWS_IAM would demand SigV4.
+  authorization_type = "NONE"
+  # Server-sent events reach the client chunk by chunk.
+  invoke_mode = "RESPONSE_STREAM"
+}
+
+# A NONE-auth URL still needs a resource policy that lets anyone call it through the URL.
+resource "aws_lambda_permission" "url" {
+  statement_id           = "AllowPublicFunctionUrl"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.this.function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}
+
+resource "aws_lambda_permission" "url_invoke" {
+  statement_id             = "AllowInvokeViaFunctionUrl"
+  action                   = "lambda:InvokeFunction"
+  function_name            = aws_lambda_function.this.function_name
+  principal                = "*"
+  invoked_via_function_url = true
+}

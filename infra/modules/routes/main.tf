@@ -1,0 +1,53 @@
+# Renders the routes into the exact entries the gateway reads. No resources here: ./edge writes
+# `kv_entries` to Workers KV, ./lambda writes `dynamodb_items` to the DynamoDB table. Both use
+# for_each over these maps, so renaming or removing a route removes its entries.
+
+locals {
+  # The route object of API.md, field for field; `via` only when set.
+  routes = {
+    for name, r in var.routes : name => {
+      name    = name
+      host    = r.host
+      enabled = r.enabled
+      endpoints = [
+        for e in r.endpoints : merge(
+          { id = e.id, url = e.url, weight = e.weight },
+          { for k, v in { via = e.via } : k => v if v != null },
+        )
+      ]
+      auth                    = { required = r.auth.required, groups = r.auth.groups }
+      affinity                = { header = r.affinity.header, cookie = r.affinity.cookie }
+      upstream_api_key_secret = r.upstream_api_key_secret
+      timeouts                = { connect_ms = r.timeouts.connect_ms, response_ms = r.timeouts.response_ms }
+      max_body_bytes          = r.max_body_bytes
+      managed_by              = "terraform"
+    }
+  }
+
+  route_json = { for name, r in local.routes : name => jsonencode(r) }
+
+  # Workers KV (binding GATEWAY_KV): `route:{name}` → route JSON, `host:{host}` → route name.
+  kv_entries = merge(
+    { for name, json in local.route_json : "route:${name}" => json },
+    { for name, r in var.routes : "host:${r.host}" => name if r.host != null },
+  )
+
+  # DynamoDB (table GATEWAY_TABLE, keys entity/item), in DynamoDB JSON as aws_dynamodb_table_item wants:
+  # route#{name}/def with `route` = route JSON, host#{host}/def with `route_name`.
+  dynamodb_items = merge(
+    {
+      for name, json in local.route_json : "route#${name}" => jsonencode({
+        entity = { S = "route#${name}" }
+        item   = { S = "def" }
+        route  = { S = json }
+      })
+    },
+    {
+      for name, r in var.routes : "host#${r.host}" => jsonencode({
+        entity     = { S = "host#${r.host}" }
+        item       = { S = "def" }
+        route_name = { S = name }
+      }) if r.host != null
+    },
+  )
+}

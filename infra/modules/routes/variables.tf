@@ -1,0 +1,125 @@
+# The route object of ../../../shared/API.md, keyed by route name. Every rule below mirrors
+# gateway-core's Route::validate (core/src/route.rs) so that `terraform plan` refuses what the
+# gateway would refuse; infra/check/tests/hcl.rs evaluates these conditions against the core.
+#
+# Conditions guard nullable attributes with `? :` rather than `||`: Terraform evaluates both
+# operands of `||`, so `x == null || length(x) > 0` fails on null.
+
+variable "routes" {
+  description = "Static routes, keyed by route name, each exactly the route object of API.md without `name` (the key is the name) and without `managed_by` (set to \"terraform\" by this module). Upstream API keys never go here: `upstream_api_key_secret` names a platform secret whose value is passed to the deployment module as a sensitive variable."
+  type = map(object({
+    # Optional; when set it must equal the map key.
+    name    = optional(string)
+    host    = optional(string)
+    enabled = optional(bool, true)
+    endpoints = optional(list(object({
+      id     = string
+      url    = string
+      weight = optional(number, 1)
+      # At the edge: the Workers VPC service binding to fetch through. The Lambda ignores it.
+      via = optional(string)
+    })), [])
+    auth = optional(object({
+      required = optional(bool, true)
+      groups   = optional(list(string), [])
+    }), {})
+    affinity = optional(object({
+      header = optional(string, "x-session-id")
+      cookie = optional(string)
+    }), {})
+    upstream_api_key_secret = optional(string)
+    timeouts = optional(object({
+      connect_ms  = optional(number, 2000)
+      response_ms = optional(number, 300000)
+    }), {})
+    max_body_bytes = optional(number, 10485760)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name, r in var.routes : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", name)) && name != "e"])
+    error_message = "Route names must match ^[a-z0-9][a-z0-9-]{0,62}$; `e` and names starting with `_` are reserved."
+  }
+
+  validation {
+    condition     = alltrue([for name, r in var.routes : r.name == null ? true : r.name == name])
+    error_message = "A route's `name`, when given, must equal its key in the routes map."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.host == null ? true : (length(r.host) <= 253 && can(regex("^[a-z0-9-]+(\\.[a-z0-9-]+)*$", r.host)))])
+    error_message = "A route's host must be a lowercase DNS name (letters, digits, `-`, dots between labels; at most 253 characters)."
+  }
+
+  validation {
+    condition     = length(distinct([for r in var.routes : r.host if r.host != null])) == length([for r in var.routes : r.host if r.host != null])
+    error_message = "Two routes cannot claim the same host."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : length(r.endpoints) <= 256])
+    error_message = "A route has at most 256 endpoints."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : alltrue([for e in r.endpoints : can(regex("^[A-Za-z0-9._-]{1,64}$", e.id))])])
+    error_message = "Endpoint ids must match ^[A-Za-z0-9._-]{1,64}$."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : length(distinct([for e in r.endpoints : e.id])) == length(r.endpoints)])
+    error_message = "Endpoint ids must be unique within a route."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : alltrue([for e in r.endpoints : length(e.url) <= 2048 && can(regex("^https?://([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?$", e.url))])])
+    error_message = "Endpoint urls must be http:// or https:// with a host, an optional port and path, and no credentials, query or fragment (keys go in upstream_api_key_secret)."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : alltrue([for e in r.endpoints : e.weight >= 1 && e.weight <= 1000 && floor(e.weight) == e.weight])])
+    error_message = "Endpoint weights must be whole numbers from 1 to 1000."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : alltrue([for e in r.endpoints : e.via == null ? true : can(regex("^[A-Za-z0-9_]{1,64}$", e.via))])])
+    error_message = "An endpoint's `via` must be a binding name ([A-Za-z0-9_]{1,64})."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : alltrue([for g in r.auth.groups : can(regex("^[A-Za-z0-9._:-]{1,64}$", g))])])
+    error_message = "Groups must match ^[A-Za-z0-9._:-]{1,64}$."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.affinity.header == null ? true : can(regex("^[A-Za-z0-9!#$%&'*+.^_|~-]{1,64}$", r.affinity.header))])
+    error_message = "The affinity header must be a valid HTTP header name of at most 64 characters."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.affinity.cookie == null ? true : can(regex("^[A-Za-z0-9._-]{1,64}$", r.affinity.cookie))])
+    error_message = "The affinity cookie must be a cookie name ([A-Za-z0-9._-]{1,64})."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.upstream_api_key_secret == null ? true : (can(regex("^[A-Z0-9_]{1,128}$", r.upstream_api_key_secret)) && !startswith(r.upstream_api_key_secret, "GATEWAY_"))])
+    error_message = "upstream_api_key_secret must NAME a secret ([A-Z0-9_]{1,128}, not one of the gateway's own GATEWAY_* settings), never hold its value."
+  }
+
+  validation {
+    # A heuristic net for keys pasted where a name or URL belongs: OpenAI/Anthropic-style
+    # `sk-…`, Hugging Face `hf_…`, GitHub `gh?_…`, AWS access key ids, JWTs.
+    condition     = alltrue([for r in var.routes : !can(regex("\\b(sk-(proj-|ant-)?[A-Za-z0-9_]{20,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{30,}|AKIA[0-9A-Z]{16}|eyJ[A-Za-z0-9_-]{10,}\\.[A-Za-z0-9_-]+)", jsonencode(r)))])
+    error_message = "A route holds something that looks like an API key or token. Put the key in a sensitive secret variable and name it in upstream_api_key_secret."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.timeouts.connect_ms >= 1 && r.timeouts.connect_ms <= 60000 && r.timeouts.response_ms >= 1 && r.timeouts.response_ms <= 3600000])
+    error_message = "timeouts.connect_ms must be 1..60000 and timeouts.response_ms 1..3600000."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.max_body_bytes >= 1 && r.max_body_bytes <= 1073741824 && floor(r.max_body_bytes) == r.max_body_bytes])
+    error_message = "max_body_bytes must be a whole number from 1 to 1073741824 (1 GiB)."
+  }
+}

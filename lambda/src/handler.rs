@@ -1,0 +1,196 @@
+//! One invocation: parse, let core decide, then forward upstream (streaming the
+//! answer back, failing over on connection errors) or answer an admin call.
+
+use crate::store::DynamoStore;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use gateway_core::admin::{self, AdminRequest};
+use gateway_core::forward::{response_headers, FailureMemory, ForwardPlan};
+use gateway_core::gateway::{plan, resolve, RequestContext, Resolution, Routed};
+use gateway_core::{Config, Error};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use lambda_http::RequestExt;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Errors a streamed body may end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The response body: either a whole JSON document or the upstream's stream.
+pub type GwBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// What lives for the whole life of a Lambda instance.
+pub struct App {
+    cfg: Config,
+    store: DynamoStore,
+    /// One kept-alive client per connect timeout in use (reqwest sets it per client).
+    clients: Mutex<HashMap<u64, reqwest::Client>>,
+    failures: Mutex<FailureMemory>,
+}
+
+impl App {
+    /// Builds the instance state; nothing here does I/O.
+    pub fn new(cfg: Config, dynamo: aws_sdk_dynamodb::Client, table: String) -> Self {
+        App { cfg, store: DynamoStore::new(dynamo, table), clients: Mutex::default(), failures: Mutex::default() }
+    }
+
+    fn client(&self, connect_ms: u64) -> Result<reqwest::Client, Error> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&connect_ms) {
+            return Ok(c.clone());
+        }
+        let c = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(connect_ms))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .map_err(|e| Error::Internal(format!("http client: {e}")))?;
+        clients.insert(connect_ms, c.clone());
+        Ok(c)
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn full(bytes: impl Into<Bytes>) -> GwBody {
+    Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
+}
+
+fn respond(res: http::Response<Vec<u8>>, request_id: &str) -> http::Response<GwBody> {
+    let (mut parts, body) = res.into_parts();
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
+        parts.headers.insert("x-request-id", v);
+    }
+    http::Response::from_parts(parts, full(body))
+}
+
+fn error(e: &Error, request_id: &str) -> http::Response<GwBody> {
+    if let Error::Internal(detail) = e {
+        tracing::error!(request_id, detail = detail.as_str(), "internal error");
+    }
+    respond(e.into_response(), request_id)
+}
+
+fn log(request_id: &str, route: Option<&str>, endpoint: Option<&str>, status: u16, started: Instant, token_id: Option<&str>) {
+    tracing::info!(request_id, route, endpoint, status, latency_ms = started.elapsed().as_secs_f64() * 1000.0, token_id, "request");
+}
+
+/// Serves one request. Never fails: every error becomes an OpenAI-shaped response.
+pub async fn handle(app: Arc<App>, req: lambda_http::Request) -> Result<http::Response<GwBody>, Infallible> {
+    let started = Instant::now();
+    let request_id = format!("req_{}", gateway_core::token::random_base32(10).unwrap_or_else(|_| "unknown".into()));
+    let client_ip = match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        _ => None,
+    };
+    let (parts, body) = req.into_parts();
+    let body: Bytes = match body {
+        lambda_http::Body::Empty => Bytes::new(),
+        lambda_http::Body::Text(t) => Bytes::from(t),
+        lambda_http::Body::Binary(b) => Bytes::from(b),
+        _ => Bytes::new(),
+    };
+    // Function URLs terminate TLS and say so in X-Forwarded-Proto.
+    let proto = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http").to_string();
+    if proto != "https" && !app.cfg.allow_http {
+        return Ok(error(&Error::InvalidRequest("this gateway only answers HTTPS".into()), &request_id));
+    }
+    let now = now_secs();
+    let resolution = resolve(&app.cfg, &app.store, &parts, now).await;
+    // Planning is synchronous, so its lookups need not be Send.
+    let routed = resolution.and_then(|r| match r {
+        Resolution::Admin(segs) => Ok(Routed::Admin(segs)),
+        Resolution::Route(resolved) => {
+            let secret = |name: &str| std::env::var(name).ok();
+            let avoid = |route: &str, ep: &str| app.failures.lock().map(|f| f.is_avoided(route, ep, now)).unwrap_or(false);
+            let rctx = RequestContext { now, client_ip: client_ip.as_deref(), proto: &proto, new_request_id: &request_id, secret: &secret, avoid: &avoid };
+            plan(&parts, *resolved, &rctx).map(|p| Routed::Proxy(Box::new(p)))
+        }
+    });
+    Ok(match routed {
+        Err(e) => {
+            log(&request_id, None, None, e.status().as_u16(), started, None);
+            error(&e, &request_id)
+        }
+        Ok(Routed::Admin(segments)) => {
+            let areq = AdminRequest {
+                method: &parts.method,
+                segments: &segments,
+                query: parts.uri.query(),
+                authorization: parts.headers.get(http::header::AUTHORIZATION),
+                body: &body,
+            };
+            match admin::handle(&app.cfg, &app.store, now, areq).await {
+                Ok(reply) => respond(reply.into_response(), &request_id),
+                Err(e) => error(&e, &request_id),
+            }
+        }
+        Ok(Routed::Proxy(plan)) => forward(&app, *plan, parts.method, body, started).await,
+    })
+}
+
+/// Forwards along the plan; the response body streams as the upstream sends it.
+async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: Bytes, started: Instant) -> http::Response<GwBody> {
+    // The Function URL delivers the whole request body in the event; its size is known here.
+    if body.len() as u64 > plan.max_body_bytes {
+        log(&plan.request_id, Some(&plan.route), None, 413, started, plan.token_id.as_deref());
+        return error(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, &plan.request_id);
+    }
+    let client = match app.client(plan.connect_timeout_ms) {
+        Ok(c) => c,
+        Err(e) => return error(&e, &plan.request_id),
+    };
+    for up in &plan.upstreams {
+        let gateway_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let send = client.request(method.clone(), &up.url).headers(plan.headers.clone()).body(body.clone()).send();
+        match tokio::time::timeout(Duration::from_millis(plan.response_timeout_ms), send).await {
+            Err(_) => {
+                log(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), 504, started, plan.token_id.as_deref());
+                return error(&Error::GatewayTimeout, &plan.request_id);
+            }
+            Ok(Ok(resp)) => {
+                if let Ok(mut f) = app.failures.lock() {
+                    f.mark_ok(&plan.route, &up.endpoint_id);
+                }
+                let status = resp.status();
+                let headers = response_headers(resp.headers(), &plan, &up.base, gateway_ms);
+                let stream = resp.bytes_stream().map_ok(http_body::Frame::data).map_err(|e| -> BoxError {
+                    tracing::warn!(error = %e, "upstream stream ended abnormally");
+                    Box::new(e)
+                });
+                let mut res = http::Response::new(StreamBody::new(stream).boxed_unsync());
+                *res.status_mut() = status;
+                *res.headers_mut() = headers;
+                log(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), status.as_u16(), started, plan.token_id.as_deref());
+                if let Some(token_id) = plan.token_id.clone() {
+                    // Counted off the response path; an atomic ADD loses nothing under concurrency.
+                    let store = app.store.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store.record_use(&token_id, now_secs()).await {
+                            tracing::warn!(error = %e, "usage not recorded");
+                        }
+                    });
+                }
+                return res;
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                // Nothing was sent: safe to try the next endpoint.
+                if let Ok(mut f) = app.failures.lock() {
+                    f.mark_failed(&plan.route, &up.endpoint_id, now_secs());
+                }
+                tracing::warn!(request_id = plan.request_id.as_str(), route = plan.route.as_str(), endpoint = up.endpoint_id.as_str(), "upstream connection failed");
+            }
+            Ok(Err(e)) => {
+                // The request may have reached the upstream: never sent twice.
+                tracing::warn!(request_id = plan.request_id.as_str(), route = plan.route.as_str(), endpoint = up.endpoint_id.as_str(), error = %e, "upstream failed after connecting");
+                break;
+            }
+        }
+    }
+    log(&plan.request_id, Some(&plan.route), None, 502, started, plan.token_id.as_deref());
+    error(&Error::BadGateway, &plan.request_id)
+}

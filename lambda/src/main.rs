@@ -1,0 +1,46 @@
+//! Lambda entry point: read configuration once per cold start, build the
+//! long-lived clients once, then serve streamed responses.
+
+use gateway_core::Config;
+use gateway_lambda::handler::{handle, App};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false) // no module name in every line
+        .without_time() // CloudWatch adds the ingestion time
+        .with_current_span(false)
+        .init();
+    // A bad setting is fatal at start, with the setting's name (never its value).
+    let cfg = Config::from_lookup(&|k| std::env::var(k).ok()).map_err(|e| {
+        tracing::error!(setting = e.setting, "{e}");
+        e
+    })?;
+    let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
+    let aws = aws_config::load_from_env().await;
+    let app = Arc::new(App::new(cfg, aws_sdk_dynamodb::Client::new(&aws), table));
+    // The runtime loop ends when a streamed response cannot be delivered (the client went
+    // away mid-stream); the instance itself is healthy, so ask for the next invocation again
+    // rather than exiting into a cold start. Persistent failures still end the process.
+    let mut consecutive = 0u32;
+    loop {
+        let app = app.clone();
+        let started = std::time::Instant::now();
+        let ended = lambda_http::run_with_streaming_response(lambda_http::service_fn(move |req| handle(app.clone(), req))).await;
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            consecutive = 0;
+        }
+        match ended {
+            Ok(()) => return Ok(()),
+            Err(e) if consecutive < 5 => {
+                consecutive += 1;
+                tracing::warn!(error = %e, "runtime loop ended; resuming");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(consecutive))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! `Store` over one DynamoDB table.
+//!
+//! Items (partition key `entity`, sort key `item`, TTL attribute `ttl`):
+//!
+//! | entity | item | attributes |
+//! | --- | --- | --- |
+//! | `route#{name}` | `def` | `route` (JSON; Terraform writes these too) |
+//! | `route#{name}` | `lease#{id}` | `endpoint` (JSON), `expires_at`, `ttl` |
+//! | `host#{host}` | `def` | `route_name` |
+//! | `eph#{id}` | `def` | `route` (JSON), `ttl` |
+//! | `token#{id}` | `def` | `record` (JSON), `request_count`, `last_used_at`, `ttl` |
+//! | `token#{id}` | `revoked` | `ttl` |
+//! | `audit` | `counter` | `seq` |
+//! | `audit` | `seq#{seq:020}` | `entry` (JSON) |
+//!
+//! DynamoDB's TTL deletes items up to days late, so expiry is always checked in
+//! code on read; `ttl` only lets old items go eventually.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use gateway_core::route::{Endpoint, Route};
+use gateway_core::store::{AuditEntry, RouteSource, Store, TokenRecord};
+use gateway_core::{Error, Result};
+use std::collections::HashMap;
+
+/// Attribute names of the key schema, shared with Terraform (infra/modules/lambda).
+pub const PK: &str = "entity";
+/// Sort key attribute.
+pub const SK: &str = "item";
+/// TTL attribute.
+pub const TTL: &str = "ttl";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The gateway's state in DynamoDB.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(entity: &str, item: &str) -> Item {
+    HashMap::from([(PK.to_string(), s(entity)), (SK.to_string(), s(item))])
+}
+
+fn db_err<E: std::fmt::Debug>(what: &str, e: E) -> Error {
+    Error::Internal(format!("dynamodb {what}: {e:?}"))
+}
+
+fn is_condition_failure<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    matches!(e.as_service_error().and_then(|se| se.code()), Some("ConditionalCheckFailedException" | "TransactionCanceledException"))
+}
+
+fn text<'a>(item: &'a Item, attr: &str) -> Option<&'a str> {
+    item.get(attr).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn number(item: &Item, attr: &str) -> Option<u64> {
+    item.get(attr).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(item: &Item, attr: &str) -> Result<T> {
+    let raw = text(item, attr).ok_or_else(|| Error::Internal(format!("item lacks `{attr}`")))?;
+    serde_json::from_str(raw).map_err(|e| Error::Internal(format!("`{attr}` does not decode: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<AttributeValue> {
+    serde_json::to_string(v).map(s).map_err(|e| Error::Internal(format!("encode: {e}")))
+}
+
+fn route_entity(name: &str) -> String {
+    format!("route#{name}")
+}
+fn token_entity(id: &str) -> String {
+    format!("token#{id}")
+}
+
+/// Token records are kept a month past their expiry, so listings still show recently expired ones.
+const TOKEN_RECORD_GRACE: u64 = 30 * 24 * 3600;
+
+impl DynamoStore {
+    /// A store over `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    async fn get(&self, entity: &str, item: &str, consistent: bool) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(entity, item)))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .map_err(|e| db_err("get", e))?;
+        Ok(out.item)
+    }
+
+    /// Every item of a partition whose sort key starts with `prefix`, in key order.
+    async fn query_prefix(&self, entity: &str, prefix: &str, newest_first: bool, limit: Option<i32>, below: Option<String>) -> Result<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(if below.is_some() { "#pk = :pk AND #sk BETWEEN :lo AND :hi" } else { "#pk = :pk AND begins_with(#sk, :p)" })
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(entity))
+                .scan_index_forward(!newest_first)
+                .set_exclusive_start_key(start.take());
+            q = match &below {
+                Some(hi) => q.expression_attribute_values(":lo", s(prefix)).expression_attribute_values(":hi", s(hi.clone())),
+                None => q.expression_attribute_values(":p", s(prefix)),
+            };
+            if let Some(l) = limit {
+                q = q.limit(l);
+            }
+            let page = q.send().await.map_err(|e| db_err("query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            if limit.is_some_and(|l| out.len() >= l as usize) {
+                break;
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every `def` item whose partition starts with `prefix` (admin listings only).
+    async fn scan_defs(&self, prefix: &str) -> Result<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(#pk, :p) AND #sk = :d")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":p", s(prefix))
+                .expression_attribute_values(":d", s("def"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| db_err("scan", e))?;
+            out.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, entity: &str, item: &str) -> Result<()> {
+        self.client.delete_item().table_name(&self.table).set_key(Some(key(entity, item))).send().await.map_err(|e| db_err("delete", e))?;
+        Ok(())
+    }
+
+    /// Counts one request against a token: `ADD` is atomic, so concurrent requests are never lost.
+    /// Only existing records are counted (offline-minted tokens have none).
+    pub async fn record_use(&self, token_id: &str, at: u64) -> Result<()> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&token_entity(token_id), "def")))
+            .update_expression("ADD request_count :one SET last_used_at = :at")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(db_err("count use", e)),
+        }
+    }
+}
+
+impl RouteSource for DynamoStore {
+    async fn route(&self, name: &str) -> Result<Option<Route>> {
+        self.get(&route_entity(name), "def", false).await?.map(|i| decode(&i, "route")).transpose()
+    }
+    async fn ephemeral(&self, id: &str) -> Result<Option<Route>> {
+        self.get(&format!("eph#{id}"), "def", false).await?.map(|i| decode(&i, "route")).transpose()
+    }
+    async fn route_for_host(&self, host: &str) -> Result<Option<Route>> {
+        let Some(item) = self.get(&format!("host#{host}"), "def", false).await? else { return Ok(None) };
+        let Some(name) = text(&item, "route_name") else { return Ok(None) };
+        Ok(self.route(name).await?.filter(|r| r.host.as_deref() == Some(host)))
+    }
+    async fn leases(&self, route: &str) -> Result<Vec<Endpoint>> {
+        self.query_prefix(&route_entity(route), "lease#", false, None, None).await?.iter().map(|i| decode(i, "endpoint")).collect()
+    }
+    async fn is_revoked(&self, token_id: &str) -> Result<bool> {
+        // Strongly consistent: a stale read here would let a revoked token through.
+        Ok(self.get(&token_entity(token_id), "revoked", true).await?.is_some())
+    }
+}
+
+impl Store for DynamoStore {
+    async fn list_routes(&self) -> Result<Vec<Route>> {
+        let mut routes: Vec<Route> = self.scan_defs("route#").await?.iter().map(|i| decode(i, "route")).collect::<Result<_>>()?;
+        routes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(routes)
+    }
+
+    async fn put_route(&self, route: &Route, previous: Option<&Route>) -> Result<()> {
+        let mut item = key(&route_entity(&route.name), "def");
+        item.insert("route".into(), encode(route)?);
+        // Optimistic concurrency: create only if absent, replace only what we read.
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        put = match previous {
+            None => put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", PK),
+            Some(p) => put.condition_expression("#r = :prev").expression_attribute_names("#r", "route").expression_attribute_values(":prev", encode(p)?),
+        };
+        let mut writes = vec![TransactWriteItem::builder().put(put.build().map_err(|e| db_err("build", e))?).build()];
+        if let Some(old) = previous.and_then(|p| p.host.as_deref()).filter(|h| route.host.as_deref() != Some(*h)) {
+            writes.push(
+                TransactWriteItem::builder()
+                    .delete(aws_sdk_dynamodb::types::Delete::builder().table_name(&self.table).set_key(Some(key(&format!("host#{old}"), "def"))).build().map_err(|e| db_err("build", e))?)
+                    .build(),
+            );
+        }
+        if let Some(host) = &route.host {
+            let mut h = key(&format!("host#{host}"), "def");
+            h.insert("route_name".into(), s(&route.name));
+            writes.push(TransactWriteItem::builder().put(Put::builder().table_name(&self.table).set_item(Some(h)).build().map_err(|e| db_err("build", e))?).build());
+        }
+        match self.client.transact_write_items().set_transact_items(Some(writes)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => {
+                Err(Error::Conflict(format!("route `{}` was changed by another writer meanwhile; read it again and retry", route.name)))
+            }
+            Err(e) => Err(db_err("put route", e)),
+        }
+    }
+
+    async fn delete_route(&self, route: &Route) -> Result<()> {
+        for lease in self.query_prefix(&route_entity(&route.name), "lease#", false, None, None).await? {
+            if let Some(sk) = text(&lease, SK) {
+                self.delete(&route_entity(&route.name), sk).await?;
+            }
+        }
+        if let Some(host) = &route.host {
+            self.delete(&format!("host#{host}"), "def").await?;
+        }
+        self.delete(&route_entity(&route.name), "def").await
+    }
+
+    async fn put_lease(&self, route: &str, endpoint: &Endpoint) -> Result<()> {
+        let expires = endpoint.lease_expires_at.unwrap_or(0);
+        let mut item = key(&route_entity(route), &format!("lease#{}", endpoint.id));
+        item.insert("endpoint".into(), encode(endpoint)?);
+        item.insert("expires_at".into(), n(expires));
+        item.insert(TTL.into(), n(expires + 3600));
+        // The route must still exist when the lease lands (no lease on a route deleted meanwhile).
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&route_entity(route), "def")))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(|e| db_err("build", e))?;
+        let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(|e| db_err("build", e))?;
+        let writes = vec![TransactWriteItem::builder().condition_check(check).build(), TransactWriteItem::builder().put(put).build()];
+        match self.client.transact_write_items().set_transact_items(Some(writes)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(Error::Conflict(format!("route `{route}` was deleted meanwhile; the lease was not registered"))),
+            Err(e) => Err(db_err("put lease", e)),
+        }
+    }
+
+    async fn delete_lease(&self, route: &str, id: &str) -> Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&route_entity(route), &format!("lease#{id}"))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| db_err("delete lease", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn put_ephemeral(&self, route: &Route) -> Result<()> {
+        let mut item = key(&format!("eph#{}", route.name), "def");
+        item.insert("route".into(), encode(route)?);
+        item.insert(TTL.into(), n(route.expires_at.unwrap_or(0)));
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(Error::Conflict("ephemeral id collision; retry".into())),
+            Err(e) => Err(db_err("put ephemeral", e)),
+        }
+    }
+
+    async fn put_token(&self, record: &TokenRecord) -> Result<()> {
+        let mut item = key(&token_entity(&record.id), "def");
+        item.insert("record".into(), encode(record)?);
+        item.insert("request_count".into(), n(record.request_count));
+        item.insert(TTL.into(), n(record.expires_at + TOKEN_RECORD_GRACE));
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(Error::Conflict(format!("token `{}` already exists", record.id))),
+            Err(e) => Err(db_err("put token", e)),
+        }
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
+        let Some(item) = self.get(&token_entity(id), "def", true).await? else { return Ok(None) };
+        let mut rec: TokenRecord = decode(&item, "record")?;
+        rec.request_count = number(&item, "request_count").unwrap_or(0);
+        rec.last_used_at = number(&item, "last_used_at");
+        if let Some(at) = number(&item, "revoked_at") {
+            rec.revoked_at = Some(at);
+        }
+        Ok(Some(rec))
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
+        self.scan_defs("token#")
+            .await?
+            .iter()
+            .map(|item| {
+                let mut rec: TokenRecord = decode(item, "record")?;
+                rec.request_count = number(item, "request_count").unwrap_or(0);
+                rec.last_used_at = number(item, "last_used_at");
+                if let Some(at) = number(item, "revoked_at") {
+                    rec.revoked_at = Some(at);
+                }
+                Ok(rec)
+            })
+            .collect()
+    }
+
+    async fn revoke(&self, record: &TokenRecord) -> Result<()> {
+        let at = record.revoked_at.unwrap_or(0);
+        let mut revoked = key(&token_entity(&record.id), "revoked");
+        revoked.insert(TTL.into(), n(record.expires_at + 3600));
+        // The revocation is written once; a second revoke is a conflict, not a silent success.
+        let put_revoked = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(revoked))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(|e| db_err("build", e))?;
+        let mut rec_item = key(&token_entity(&record.id), "def");
+        rec_item.insert("record".into(), encode(record)?);
+        rec_item.insert("request_count".into(), n(record.request_count));
+        rec_item.insert("revoked_at".into(), n(at));
+        if let Some(t) = record.last_used_at {
+            rec_item.insert("last_used_at".into(), n(t));
+        }
+        rec_item.insert(TTL.into(), n(record.expires_at + TOKEN_RECORD_GRACE));
+        let put_record = Put::builder().table_name(&self.table).set_item(Some(rec_item)).build().map_err(|e| db_err("build", e))?;
+        let writes = vec![TransactWriteItem::builder().put(put_revoked).build(), TransactWriteItem::builder().put(put_record).build()];
+        match self.client.transact_write_items().set_transact_items(Some(writes)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(Error::Conflict(format!("token `{}` is already revoked", record.id))),
+            Err(e) => Err(db_err("revoke", e)),
+        }
+    }
+
+    async fn append_audit(&self, mut entry: AuditEntry) -> Result<()> {
+        // An atomic counter gives every entry its own place in a total order.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key("audit", "counter")))
+            .update_expression("ADD seq :one")
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| db_err("audit counter", e))?;
+        entry.seq = out.attributes.as_ref().and_then(|a| number(a, "seq")).ok_or_else(|| Error::Internal("audit counter missing".into()))?;
+        let mut item = key("audit", &format!("seq#{:020}", entry.seq));
+        item.insert("entry".into(), encode(&entry)?);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("audit", e))?;
+        Ok(())
+    }
+
+    async fn audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let below = before.map(|b| format!("seq#{:020}", b.saturating_sub(1)));
+        let items = self.query_prefix("audit", "seq#", true, Some(limit as i32), below).await?;
+        items.iter().take(limit).map(|i| decode(i, "entry")).collect()
+    }
+}
