@@ -89,7 +89,7 @@ pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed]) -> Running {
     for seed in seeds {
         let status = Command::new(&wrangler)
             .current_dir(&root)
-            .args(["kv", "key", "put", &format!("route:{}", seed.name), &seed.json, "--binding", "GATEWAY_KV", "--local", "--persist-to"])
+            .args(["kv", "key", "put", &format!("route:{}", seed.name), &seed.json, "--binding", "GATEWAY_KV", "--env", "contract", "--local", "--persist-to"])
             .arg(&state)
             .env("GATEWAY_EDGE_PREBUILT", "1")
             .stdout(Stdio::null())
@@ -103,7 +103,9 @@ pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed]) -> Running {
     let out = std::fs::File::create(&log).expect("log file");
     let child = Command::new(&wrangler)
         .current_dir(&root)
-        .args(["dev", "--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false", "--log-level", "log"])
+        // The `contract` environment adds a service binding to a stand-in VPC service (tests/tunnel).
+        .args(["dev", "--env", "contract", "-c", "wrangler.toml", "-c", "tests/tunnel/wrangler.toml"])
+        .args(["--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false", "--log-level", "log"])
         .args(["--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
         .arg("--persist-to")
         .arg(&state)

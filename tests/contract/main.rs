@@ -37,6 +37,7 @@ macro_rules! ensure {
 
 /// Everything a case needs.
 pub struct Ctx {
+    pub deployment: deploy::Deployment,
     pub base: String,
     pub http: reqwest::Client,
     pub cfg: Config,
@@ -221,6 +222,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
         TokenIssuer::new(&cfg).issue(&req, now(), new_token_id().expect("randomness")).expect("admin token").0
     };
     let ctx = Ctx {
+        deployment,
         base: running.base.clone(),
         http: reqwest::Client::builder().timeout(Duration::from_secs(30)).redirect(reqwest::redirect::Policy::none()).build().expect("client"),
         cfg,
