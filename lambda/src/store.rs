@@ -79,6 +79,17 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<AttributeValue> {
     serde_json::to_string(v).map(s).map_err(|e| Error::Internal(format!("encode: {e}")))
 }
 
+/// A token record with its counters, which live in their own attributes so `ADD` can update them.
+fn token_record(item: &Item) -> Result<TokenRecord> {
+    let mut rec: TokenRecord = decode(item, "record")?;
+    rec.request_count = number(item, "request_count").unwrap_or(0);
+    rec.last_used_at = number(item, "last_used_at");
+    if let Some(at) = number(item, "revoked_at") {
+        rec.revoked_at = Some(at);
+    }
+    Ok(rec)
+}
+
 fn route_entity(name: &str) -> String {
     format!("route#{name}")
 }
@@ -347,30 +358,11 @@ impl Store for DynamoStore {
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
-        let Some(item) = self.get(&token_entity(id), "def", true).await? else { return Ok(None) };
-        let mut rec: TokenRecord = decode(&item, "record")?;
-        rec.request_count = number(&item, "request_count").unwrap_or(0);
-        rec.last_used_at = number(&item, "last_used_at");
-        if let Some(at) = number(&item, "revoked_at") {
-            rec.revoked_at = Some(at);
-        }
-        Ok(Some(rec))
+        self.get(&token_entity(id), "def", true).await?.map(|i| token_record(&i)).transpose()
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
-        self.scan_defs("token#")
-            .await?
-            .iter()
-            .map(|item| {
-                let mut rec: TokenRecord = decode(item, "record")?;
-                rec.request_count = number(item, "request_count").unwrap_or(0);
-                rec.last_used_at = number(item, "last_used_at");
-                if let Some(at) = number(item, "revoked_at") {
-                    rec.revoked_at = Some(at);
-                }
-                Ok(rec)
-            })
-            .collect()
+        self.scan_defs("token#").await?.iter().map(token_record).collect()
     }
 
     async fn revoke(&self, record: &TokenRecord) -> Result<()> {
