@@ -39,6 +39,7 @@ pub const ALL: &[Case] = &[
     ("route_crud_and_audit_newest_first", |c| boxed(route_crud_and_audit_newest_first(c))),
     ("token_usage_is_counted", |c| boxed(token_usage_is_counted(c))),
     ("via_endpoint_goes_through_its_binding", |c| boxed(via_endpoint_goes_through_its_binding(c))),
+    ("client_hanging_up_stops_the_upstream_stream", |c| boxed(client_hanging_up_stops_the_upstream_stream(c))),
 ];
 
 fn instance(res: &reqwest::Response) -> String {
@@ -652,4 +653,29 @@ async fn via_endpoint_goes_through_its_binding(c: &Ctx) -> CaseResult {
         crate::deploy::Deployment::Lambda => ensure!(through.is_none(), "the Lambda has no bindings: {through:?}"),
     }
     Ok(())
+}
+
+async fn client_hanging_up_stops_the_upstream_stream(c: &Ctx) -> CaseResult {
+    let name = c.name("hangup");
+    c.route_over(&name, &[&c.c]).await?;
+    let before = c.c.cancelled_streams();
+    // Its own connection, so hanging up closes it.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().map_err(|e| e.to_string())?;
+    let res = client
+        .post(c.url(&format!("/{name}/v1/chat/completions")))
+        .bearer_auth(c.user(&["ml-team"]))
+        .header("x-standin-chunks", "200")
+        .header("x-standin-interval-ms", "50")
+        .json(&json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "long"}]}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure!(res.status() == 200, "status {}", res.status());
+    let mut stream = res.bytes_stream();
+    let first = stream.next().await;
+    ensure!(first.is_some_and(|r| r.is_ok()), "a first chunk arrives");
+    drop(stream);
+    drop(client);
+    // 200 chunks at 50 ms would take 10 s; vLLM must learn of the hang-up well before.
+    c.eventually("the stand-in saw its stream cancelled", Duration::from_secs(6), || async { Ok(c.c.cancelled_streams() > before) }).await
 }
