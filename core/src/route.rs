@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_BODY_LIMIT: u64 = 1 << 30;
 /// Default body limit of a route.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Prefixes of environment names a route may not send upstream: the gateway's own settings and the
+/// platform's (on Lambda, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` hold the role's credentials).
+pub const RESERVED_SECRET_PREFIXES: &[&str] = &["GATEWAY_", "AWS_", "LAMBDA_", "CLOUDFLARE_", "_"];
 /// Most endpoints a route may have (static plus leased).
 pub const MAX_ENDPOINTS: usize = 256;
 
@@ -273,9 +276,13 @@ impl Route {
         }
         if let Some(s) = &self.upstream_api_key_secret {
             let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
-            // The gateway's own settings (signing keys) must never be sendable upstream.
-            if s.starts_with("GATEWAY_") {
-                return Err(Error::bad_request("upstream_api_key_secret", "must not name one of the gateway's own GATEWAY_* settings"));
+            // The gateway's own settings (signing keys) and the platform's (a Lambda's role
+            // credentials live in AWS_* variables) must never be sendable upstream.
+            if RESERVED_SECRET_PREFIXES.iter().any(|p| s.starts_with(p)) {
+                return Err(Error::bad_request(
+                    "upstream_api_key_secret",
+                    "must not name a GATEWAY_*, AWS_*, LAMBDA_*, CLOUDFLARE_* or _* variable (the gateway's or the platform's own)",
+                ));
             }
             if !ok {
                 return Err(Error::bad_request(
@@ -488,8 +495,12 @@ mod tests {
         r.endpoints[0].weight = 1;
         r.upstream_api_key_secret = Some("sk-live-123".into());
         assert!(matches!(r.validate(), Err(Error::BadRequest { field, .. }) if field == "upstream_api_key_secret"));
-        r.upstream_api_key_secret = Some("GATEWAY_SIGNING_KEYS".into());
-        assert!(matches!(r.validate(), Err(Error::BadRequest { field, .. }) if field == "upstream_api_key_secret"));
+        for reserved in ["GATEWAY_SIGNING_KEYS", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "LAMBDA_TASK_ROOT", "CLOUDFLARE_API_TOKEN", "_HANDLER"] {
+            r.upstream_api_key_secret = Some(reserved.into());
+            assert!(matches!(r.validate(), Err(Error::BadRequest { ref field, .. }) if field == "upstream_api_key_secret"), "{reserved}");
+        }
+        r.upstream_api_key_secret = Some("VLLM_API_KEY".into());
+        assert!(r.validate().is_ok());
     }
 
     #[test]

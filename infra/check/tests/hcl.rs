@@ -716,6 +716,7 @@ fn routes_the_core_refuses_are_refused_by_the_module_validation() {
         ("zero weight", "w0", ep(json!({"id": "a", "url": "http://10.0.0.1:8000", "weight": 0})), "weights"),
         ("weight over 1000", "w1001", ep(json!({"id": "a", "url": "http://10.0.0.1:8000", "weight": 1001})), "weights"),
         ("gateway's own key", "own", json!({"upstream_api_key_secret": "GATEWAY_SIGNING_KEYS"}), "upstream_api_key_secret must NAME"),
+        ("the Lambda role's credentials", "aws", json!({"upstream_api_key_secret": "AWS_SECRET_ACCESS_KEY"}), "upstream_api_key_secret must NAME"),
         ("key value instead of name", "val", json!({"upstream_api_key_secret": "sk-live-0123456789abcdef"}), "upstream_api_key_secret must NAME"),
         ("ftp url", "ftp", ep(json!({"id": "a", "url": "ftp://10.0.0.1/"})), "Endpoint urls"),
         ("credentials in url", "creds", ep(json!({"id": "a", "url": "http://user:pw@10.0.0.1:8000"})), "Endpoint urls"),
@@ -755,7 +756,7 @@ fn routes_the_core_refuses_are_refused_by_the_module_validation() {
         assert!(route.validate().is_err(), "{what}: the core accepts {text}");
         checked += 1;
     }
-    assert_eq!(checked, 23);
+    assert_eq!(checked, 24);
 }
 
 #[test]

@@ -102,8 +102,8 @@ variable "routes" {
   }
 
   validation {
-    condition     = alltrue([for r in var.routes : r.upstream_api_key_secret == null ? true : (can(regex("^[A-Z0-9_]{1,128}$", r.upstream_api_key_secret)) && !startswith(r.upstream_api_key_secret, "GATEWAY_"))])
-    error_message = "upstream_api_key_secret must NAME a secret ([A-Z0-9_]{1,128}, not one of the gateway's own GATEWAY_* settings), never hold its value."
+    condition     = alltrue([for r in var.routes : r.upstream_api_key_secret == null ? true : (can(regex("^[A-Z0-9_]{1,128}$", r.upstream_api_key_secret)) && !startswith(r.upstream_api_key_secret, "GATEWAY_") && !startswith(r.upstream_api_key_secret, "AWS_") && !startswith(r.upstream_api_key_secret, "LAMBDA_") && !startswith(r.upstream_api_key_secret, "CLOUDFLARE_") && !startswith(r.upstream_api_key_secret, "_"))])
+    error_message = "upstream_api_key_secret must NAME a secret ([A-Z0-9_]{1,128}, not a GATEWAY_*, AWS_*, LAMBDA_*, CLOUDFLARE_* or _* variable, which are the gateway's or the platform's own), never hold its value."
   }
 
   validation {
