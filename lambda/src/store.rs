@@ -79,6 +79,18 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<AttributeValue> {
     serde_json::to_string(v).map(s).map_err(|e| Error::Internal(format!("encode: {e}")))
 }
 
+/// The item of a token record; its counters live in their own attributes so `ADD` can update them.
+fn token_item(record: &TokenRecord) -> Result<Item> {
+    let mut item = key(&token_entity(&record.id), "def");
+    item.insert("record".into(), encode(record)?);
+    item.insert("request_count".into(), n(record.request_count));
+    if let Some(t) = record.last_used_at {
+        item.insert("last_used_at".into(), n(t));
+    }
+    item.insert(TTL.into(), n(record.expires_at + TOKEN_RECORD_GRACE));
+    Ok(item)
+}
+
 /// A token record with its counters, which live in their own attributes so `ADD` can update them.
 fn token_record(item: &Item) -> Result<TokenRecord> {
     let mut rec: TokenRecord = decode(item, "record")?;
@@ -179,6 +191,24 @@ impl DynamoStore {
             }
         }
         Ok(out)
+    }
+
+    /// Writes an item that must not exist yet; a duplicate is a conflict, never an overwrite.
+    async fn put_new(&self, item: Item, what: &str, conflict: impl FnOnce() -> String) -> Result<()> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(Error::Conflict(conflict())),
+            Err(e) => Err(db_err(what, e)),
+        }
     }
 
     async fn delete(&self, entity: &str, item: &str) -> Result<()> {
@@ -320,41 +350,11 @@ impl Store for DynamoStore {
         let mut item = key(&format!("eph#{}", route.name), "def");
         item.insert("route".into(), encode(route)?);
         item.insert(TTL.into(), n(route.expires_at.unwrap_or(0)));
-        let r = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(Error::Conflict("ephemeral id collision; retry".into())),
-            Err(e) => Err(db_err("put ephemeral", e)),
-        }
+        self.put_new(item, "put ephemeral", || "ephemeral id collision; retry".into()).await
     }
 
     async fn put_token(&self, record: &TokenRecord) -> Result<()> {
-        let mut item = key(&token_entity(&record.id), "def");
-        item.insert("record".into(), encode(record)?);
-        item.insert("request_count".into(), n(record.request_count));
-        item.insert(TTL.into(), n(record.expires_at + TOKEN_RECORD_GRACE));
-        let r = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(Error::Conflict(format!("token `{}` already exists", record.id))),
-            Err(e) => Err(db_err("put token", e)),
-        }
+        self.put_new(token_item(record)?, "put token", || format!("token `{}` already exists", record.id)).await
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
@@ -377,14 +377,8 @@ impl Store for DynamoStore {
             .expression_attribute_names("#pk", PK)
             .build()
             .map_err(|e| db_err("build", e))?;
-        let mut rec_item = key(&token_entity(&record.id), "def");
-        rec_item.insert("record".into(), encode(record)?);
-        rec_item.insert("request_count".into(), n(record.request_count));
+        let mut rec_item = token_item(record)?;
         rec_item.insert("revoked_at".into(), n(at));
-        if let Some(t) = record.last_used_at {
-            rec_item.insert("last_used_at".into(), n(t));
-        }
-        rec_item.insert(TTL.into(), n(record.expires_at + TOKEN_RECORD_GRACE));
         let put_record = Put::builder().table_name(&self.table).set_item(Some(rec_item)).build().map_err(|e| db_err("build", e))?;
         let writes = vec![TransactWriteItem::builder().put(put_revoked).build(), TransactWriteItem::builder().put(put_record).build()];
         match self.client.transact_write_items().set_transact_items(Some(writes)).send().await {
