@@ -409,6 +409,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             let jti = new_token_id()?;
             let (token, claims) = TokenIssuer::new(cfg).issue(&req, now, jti)?;
             let record = TokenRecord {
+                rate_limit_rpm: claims.rpm,
                 id: claims.jti.clone(),
                 subject: claims.sub,
                 kind: claims.kind,
@@ -454,6 +455,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             let mut record = match store.token(&id).await? {
                 Some(r) => r,
                 None => TokenRecord {
+                    rate_limit_rpm: None,
                     id: id.clone(),
                     subject: "(minted offline)".into(),
                     kind: crate::token::TokenKind::User,
@@ -496,6 +498,7 @@ mod tests {
 
     fn admin_token(cfg: &Config, groups: &[&str]) -> http::HeaderValue {
         let req = TokenRequest {
+            rate_limit_rpm: None,
             subject: "ops".into(),
             kind: TokenKind::User,
             groups: groups.iter().map(|s| s.to_string()).collect(),

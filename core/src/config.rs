@@ -46,6 +46,8 @@ pub struct Config {
     pub cache_seconds: u64,
     /// Answer plain-HTTP requests (local development only).
     pub allow_http: bool,
+    /// When plain HTTP is not allowed: redirect `GET`/`HEAD` to HTTPS (308) instead of refusing (403).
+    pub redirect_http: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -96,7 +98,8 @@ impl Config {
     /// `GATEWAY_SIGNING_KID` (the key that signs; default the first),
     /// `GATEWAY_ALGORITHMS` (comma list accepted; default the keys' own),
     /// `GATEWAY_ISSUER`, `GATEWAY_AUDIENCE`, `GATEWAY_MAX_TOKEN_TTL_SECONDS`,
-    /// `GATEWAY_LEEWAY_SECONDS`, `GATEWAY_CACHE_SECONDS`, `GATEWAY_ALLOW_HTTP`.
+    /// `GATEWAY_LEEWAY_SECONDS`, `GATEWAY_CACHE_SECONDS`, `GATEWAY_ALLOW_HTTP`,
+    /// `GATEWAY_PLAIN_HTTP` (`refuse`, the default, or `redirect`).
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let keys_json = lookup("GATEWAY_SIGNING_KEYS")
             .filter(|s| !s.trim().is_empty())
@@ -133,6 +136,11 @@ impl Config {
             return Err(err("GATEWAY_CACHE_SECONDS", "must be at most 60"));
         }
         let allow_http = matches!(lookup("GATEWAY_ALLOW_HTTP").as_deref().map(str::trim), Some("1" | "true" | "yes"));
+        let redirect_http = match lookup("GATEWAY_PLAIN_HTTP").as_deref().map(str::trim) {
+            None | Some("" | "refuse") => false,
+            Some("redirect") => true,
+            Some(_) => return Err(err("GATEWAY_PLAIN_HTTP", "must be `refuse` or `redirect`")),
+        };
         Ok(Config {
             issuer: lookup("GATEWAY_ISSUER").filter(|s| !s.is_empty()).unwrap_or_else(|| "ai-gateway".into()),
             audience: lookup("GATEWAY_AUDIENCE").filter(|s| !s.is_empty()).unwrap_or_else(|| "ai-gateway".into()),
@@ -142,6 +150,7 @@ impl Config {
             limits: Limits::default(),
             cache_seconds,
             allow_http,
+            redirect_http,
         })
     }
 }
@@ -182,6 +191,18 @@ pub(crate) mod tests {
         ]);
         let e = Config::from_lookup(&|k| env.get(k).map(|s| s.to_string())).unwrap_err();
         assert_eq!(e.setting, "GATEWAY_MAX_TOKEN_TTL_SECONDS");
+    }
+
+    #[test]
+    fn plain_http_policy_is_checked() {
+        let key = r#"[{"kid":"k1","alg":"HS256","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]"#;
+        let with = |v: &str| {
+            let env = HashMap::from([("GATEWAY_SIGNING_KEYS", key.to_string()), ("GATEWAY_PLAIN_HTTP", v.to_string())]);
+            Config::from_lookup(&|k| env.get(k).cloned())
+        };
+        assert!(with("redirect").unwrap().redirect_http);
+        assert!(!with("refuse").unwrap().redirect_http);
+        assert_eq!(with("allow").unwrap_err().setting, "GATEWAY_PLAIN_HTTP");
     }
 
     #[test]

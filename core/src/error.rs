@@ -32,8 +32,14 @@ pub enum Error {
     MethodNotAllowed,
     /// The request body is over the route's limit.
     PayloadTooLarge { limit: u64 },
-    /// Request headers or URL over the limits.
+    /// Request headers over the limits.
     HeadersTooLarge(String),
+    /// The URL (path and query) is over the limit.
+    UriTooLong { limit: usize },
+    /// The token (or token on this route) is over its requests-per-minute limit.
+    RateLimited { limit: u32, retry_after: u64 },
+    /// A plain-HTTP request to a gateway that only answers HTTPS.
+    HttpsRequired,
     /// Every endpoint failed to connect.
     BadGateway,
     /// The route has no live endpoint.
@@ -86,6 +92,9 @@ impl Error {
             Conflict(_) => StatusCode::CONFLICT,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            HttpsRequired => StatusCode::FORBIDDEN,
             BadGateway => StatusCode::BAD_GATEWAY,
             NoLiveEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -110,6 +119,10 @@ impl Error {
             Conflict(_) => "conflict",
             PayloadTooLarge { .. } => "body_too_large",
             HeadersTooLarge(_) => "headers_too_large",
+            UriTooLong { .. } => "url_too_long",
+            // OpenAI's own code, so SDKs and dashboards recognise it.
+            RateLimited { .. } => "rate_limit_exceeded",
+            HttpsRequired => "https_required",
             BadGateway => "upstream_unreachable",
             NoLiveEndpoint => "no_live_endpoint",
             GatewayTimeout => "upstream_timeout",
@@ -126,7 +139,9 @@ impl Error {
             Forbidden(_) => "permission_error",
             NotFound(_) => "not_found_error",
             BadRequest { .. } | InvalidRequest(_) | MethodNotAllowed | PayloadTooLarge { .. }
-            | HeadersTooLarge(_) => "invalid_request_error",
+            | HeadersTooLarge(_) | UriTooLong { .. } | HttpsRequired => "invalid_request_error",
+            // OpenAI's type for request-rate limits.
+            RateLimited { .. } => "requests",
             Conflict(_) => "conflict_error",
             BadGateway | NoLiveEndpoint | GatewayTimeout | Internal(_) => "api_error",
         }
@@ -162,6 +177,9 @@ impl Error {
         for (name, value) in self.extra_headers() {
             headers.insert(*name, http::HeaderValue::from_static(value));
         }
+        if let Error::RateLimited { retry_after, .. } = self {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after));
+        }
         res
     }
 }
@@ -183,6 +201,11 @@ impl fmt::Display for Error {
             Conflict(m) => f.write_str(m),
             PayloadTooLarge { limit } => write!(f, "request body over the route's limit of {limit} bytes"),
             HeadersTooLarge(m) => f.write_str(m),
+            UriTooLong { limit } => write!(f, "URL (path and query) over {limit} bytes"),
+            RateLimited { limit, retry_after } => {
+                write!(f, "rate limit of {limit} requests per minute reached; retry in {retry_after} s")
+            }
+            HttpsRequired => f.write_str("this gateway only answers HTTPS"),
             BadGateway => f.write_str("no endpoint of this route could be reached"),
             NoLiveEndpoint => f.write_str("this route has no live endpoint"),
             GatewayTimeout => f.write_str("the upstream did not answer in time"),
@@ -218,6 +241,16 @@ mod tests {
             serde_json::from_slice(&Error::bad_request("ttl_seconds", "too long").body()).unwrap();
         assert_eq!(v["error"]["param"], "ttl_seconds");
         assert!(v["error"]["message"].as_str().unwrap().contains("ttl_seconds"));
+    }
+
+    #[test]
+    fn rate_limited_is_429_with_retry_after_in_openai_shape() {
+        let res = Error::RateLimited { limit: 10, retry_after: 7 }.into_response();
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()["retry-after"], "7");
+        let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+        assert!(v["error"]["message"].as_str().unwrap().contains("10 requests per minute"));
     }
 
     #[test]

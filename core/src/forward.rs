@@ -54,6 +54,10 @@ pub struct ForwardPlan {
     pub connect_timeout_ms: u64,
     /// Time to response headers, ms.
     pub response_timeout_ms: u64,
+    /// Longest silence between two chunks of the response body, ms.
+    pub idle_timeout_ms: u64,
+    /// The request-rate limit to check before forwarding, if one applies.
+    pub rate_limit: Option<crate::ratelimit::RateLimit>,
     /// Body limit, bytes.
     pub max_body_bytes: u64,
     /// The request id sent upstream and returned.
@@ -231,6 +235,8 @@ mod tests {
             headers: HeaderMap::new(),
             connect_timeout_ms: 1,
             response_timeout_ms: 1,
+            idle_timeout_ms: 1,
+            rate_limit: None,
             max_body_bytes: 1,
             request_id: "rid-1".into(),
             token_id: None,

@@ -40,7 +40,7 @@ pub struct RequestContext<'a> {
 pub fn check_limits(cfg: &Config, parts: &Parts) -> Result<()> {
     let url_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if url_len > cfg.limits.max_url_bytes {
-        return Err(Error::HeadersTooLarge(format!("URL over {} bytes", cfg.limits.max_url_bytes)));
+        return Err(Error::UriTooLong { limit: cfg.limits.max_url_bytes });
     }
     if parts.headers.len() > cfg.limits.max_headers {
         return Err(Error::HeadersTooLarge(format!("more than {} header fields", cfg.limits.max_headers)));
@@ -50,6 +50,46 @@ pub fn check_limits(cfg: &Config, parts: &Parts) -> Result<()> {
         return Err(Error::HeadersTooLarge(format!("request headers over {} bytes", cfg.limits.max_header_bytes)));
     }
     Ok(())
+}
+
+/// What to do with a request given the scheme the client used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Carry on.
+    Proceed,
+    /// Answer 308 with this `Location` (plain-HTTP `GET`/`HEAD` under `GATEWAY_PLAIN_HTTP=redirect`).
+    Redirect(String),
+}
+
+/// HTTPS only, outside local development: plain HTTP is refused, or for
+/// `GET`/`HEAD` redirected when so configured. A request with a body is never
+/// redirected: it has already crossed the network in clear, and a redirect would
+/// teach the client to send it twice.
+pub fn check_transport(cfg: &Config, proto: &str, parts: &Parts) -> Result<Transport> {
+    if proto.eq_ignore_ascii_case("https") || cfg.allow_http {
+        return Ok(Transport::Proceed);
+    }
+    let safe = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
+    match (cfg.redirect_http, safe, request_host(parts)) {
+        (true, true, Some(host)) => {
+            let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            Ok(Transport::Redirect(format!("https://{host}{pq}")))
+        }
+        _ => Err(Error::HttpsRequired),
+    }
+}
+
+/// Headers every response of the gateway carries: HSTS (outside local
+/// development), and no content sniffing.
+pub fn security_headers(cfg: &Config) -> &'static [(&'static str, &'static str)] {
+    const HTTPS: &[(&str, &str)] =
+        &[("strict-transport-security", "max-age=31536000; includeSubDomains"), ("x-content-type-options", "nosniff")];
+    const LOCAL: &[(&str, &str)] = &[("x-content-type-options", "nosniff")];
+    if cfg.allow_http {
+        LOCAL
+    } else {
+        HTTPS
+    }
 }
 
 /// The host the client addressed, lowercased and without port.
@@ -209,6 +249,8 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         headers,
         connect_timeout_ms: r.route.timeouts.connect_ms,
         response_timeout_ms: r.route.timeouts.response_ms,
+        idle_timeout_ms: r.route.timeouts.idle_ms,
+        rate_limit: crate::ratelimit::limit_for(&r.route, r.principal.as_ref()),
         max_body_bytes: r.route.max_body_bytes,
         request_id,
         token_id: r.principal.map(|p| p.token_id),
@@ -236,6 +278,7 @@ mod tests {
 
     fn token(cfg: &Config, sub: &str, groups: &[&str]) -> String {
         let req = TokenRequest {
+            rate_limit_rpm: None,
             subject: sub.into(),
             kind: TokenKind::User,
             groups: groups.iter().map(|s| s.to_string()).collect(),
@@ -300,6 +343,7 @@ mod tests {
         let s = store_with_route();
         let t = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
         let mut rec = crate::store::TokenRecord {
+            rate_limit_rpm: None,
             id: "tok_alice".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None,
             description: String::new(), metadata: Default::default(), created_by: "ops".into(), created_at: NOW,
             expires_at: NOW + 600, revoked_at: None, last_used_at: None, request_count: 0,
@@ -313,7 +357,7 @@ mod tests {
     fn session_header_is_scoped_to_the_subject() {
         let cfg = test_config();
         let route = Route::new("r", vec![]);
-        let a = Principal { token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0 };
+        let a = Principal { rate_limit_rpm: None, token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0 };
         let b = Principal { subject: "bob".into(), ..a.clone() };
         let p = parts("/r/x", &[("x-session-id", "s1")]);
         assert_ne!(affinity_key(&route, &p, Some(&a), "r"), affinity_key(&route, &p, Some(&b), "r"));
@@ -355,7 +399,7 @@ mod tests {
         let big = "x".repeat(cfg.limits.max_header_bytes);
         assert!(matches!(decide(&cfg, &s, &parts("/llama/x", &[("x-big", &big)])), Err(Error::HeadersTooLarge(_))));
         let long = format!("/llama/{}", "a".repeat(cfg.limits.max_url_bytes));
-        assert!(matches!(decide(&cfg, &s, &parts(&long, &[])), Err(Error::HeadersTooLarge(_))));
+        assert!(matches!(decide(&cfg, &s, &parts(&long, &[])), Err(Error::UriTooLong { .. })));
         let too_big = (10 * 1024 * 1024 + 1).to_string();
         assert!(matches!(
             decide(&cfg, &s, &parts("/llama/x", &[("authorization", &ok), ("content-length", &too_big)])),
@@ -374,5 +418,22 @@ mod tests {
         let p = plan(decide(&cfg, &s, &parts("/v1/models", &[])));
         assert_eq!(p.upstreams[0].url, "http://10.0.0.1:8000/v1/models");
         assert!(matches!(decide(&cfg, &s, &parts("/_gateway/routes", &[])), Ok(Routed::Admin(_))));
+    }
+
+    #[test]
+    fn plain_http_is_refused_or_redirected_and_hsts_is_sent() {
+        let mut cfg = test_config();
+        let get = parts("/llama/x?q=1", &[]);
+        assert_eq!(check_transport(&cfg, "https", &get), Ok(Transport::Proceed));
+        assert_eq!(check_transport(&cfg, "http", &get), Err(Error::HttpsRequired));
+        assert!(security_headers(&cfg).iter().any(|(n, v)| *n == "strict-transport-security" && v.contains("max-age=")));
+        cfg.redirect_http = true;
+        assert_eq!(check_transport(&cfg, "http", &get), Ok(Transport::Redirect("https://gw.example.com/llama/x?q=1".into())));
+        let mut post = parts("/llama/x", &[]);
+        post.method = http::Method::POST;
+        assert_eq!(check_transport(&cfg, "http", &post), Err(Error::HttpsRequired));
+        cfg.allow_http = true;
+        assert_eq!(check_transport(&cfg, "http", &post), Ok(Transport::Proceed));
+        assert!(!security_headers(&cfg).iter().any(|(n, _)| *n == "strict-transport-security"));
     }
 }

@@ -11,9 +11,13 @@ pub mod balance;
 pub mod config;
 pub mod error;
 pub mod forward;
+#[cfg(any(test, feature = "forge"))]
+pub mod forge;
 pub mod gateway;
+pub mod ratelimit;
 pub mod rbac;
 pub mod route;
+pub mod stream;
 pub mod store;
 pub mod token;
 

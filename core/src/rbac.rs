@@ -55,6 +55,7 @@ mod tests {
 
     fn who(kind: TokenKind, groups: &[&str], routes: Option<&[&str]>) -> Principal {
         Principal {
+            rate_limit_rpm: None,
             token_id: "tok_t".into(),
             subject: "s".into(),
             kind,

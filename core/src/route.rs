@@ -45,6 +45,9 @@ pub struct Route {
     /// Request body limit in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// Default requests per minute for each token on this route (a token's own limit wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_rpm: Option<u32>,
     /// `"terraform"` when Terraform owns the route; admin writes are then refused.
     #[serde(default)]
     pub managed_by: Option<String>,
@@ -106,6 +109,9 @@ pub struct Timeouts {
     /// Time until the upstream's response headers.
     #[serde(default = "default_response_ms")]
     pub response_ms: u64,
+    /// Longest silence between two chunks of a streamed response.
+    #[serde(default = "default_idle_ms")]
+    pub idle_ms: u64,
 }
 
 fn yes() -> bool {
@@ -126,6 +132,9 @@ fn default_connect_ms() -> u64 {
 fn default_response_ms() -> u64 {
     300_000
 }
+fn default_idle_ms() -> u64 {
+    120_000
+}
 
 impl Default for Auth {
     fn default() -> Self {
@@ -139,7 +148,7 @@ impl Default for Affinity {
 }
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect_ms: default_connect_ms(), response_ms: default_response_ms() }
+        Timeouts { connect_ms: default_connect_ms(), response_ms: default_response_ms(), idle_ms: default_idle_ms() }
     }
 }
 
@@ -297,6 +306,12 @@ impl Route {
         if !(1..=3_600_000).contains(&self.timeouts.response_ms) {
             return Err(Error::bad_request("timeouts.response_ms", "must be between 1 and 3600000"));
         }
+        if !(1_000..=3_600_000).contains(&self.timeouts.idle_ms) {
+            return Err(Error::bad_request("timeouts.idle_ms", "must be between 1000 and 3600000"));
+        }
+        if self.rate_limit_rpm.is_some_and(|n| !(1..=crate::ratelimit::MAX_RPM).contains(&n)) {
+            return Err(Error::bad_request("rate_limit_rpm", format!("must be between 1 and {}", crate::ratelimit::MAX_RPM)));
+        }
         if self.max_body_bytes == 0 || self.max_body_bytes > MAX_BODY_LIMIT {
             return Err(Error::bad_request("max_body_bytes", format!("must be between 1 and {MAX_BODY_LIMIT}")));
         }
@@ -330,6 +345,7 @@ impl Route {
             upstream_api_key_secret: None,
             timeouts: Timeouts::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            rate_limit_rpm: None,
             managed_by: None,
             expires_at: None,
         }

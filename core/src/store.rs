@@ -41,6 +41,9 @@ pub struct TokenRecord {
     /// Requests seen with it.
     #[serde(default)]
     pub request_count: u64,
+    /// Requests per minute set at issuance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_rpm: Option<u32>,
 }
 
 /// One admin action, kept in the audit log.

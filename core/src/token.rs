@@ -53,6 +53,9 @@ pub struct Claims {
     /// Optional allow-list of route names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routes: Option<Vec<String>>,
+    /// Requests per minute this token may make; when absent the route's default applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
 }
 
 /// A verified caller, as the rest of the gateway sees it.
@@ -70,6 +73,8 @@ pub struct Principal {
     pub routes: Option<Vec<String>>,
     /// Expiry, unix seconds.
     pub expires_at: u64,
+    /// Requests per minute set at issuance, if any.
+    pub rate_limit_rpm: Option<u32>,
 }
 
 impl Principal {
@@ -189,6 +194,13 @@ impl KeySet {
         self.keys.iter().map(|k| k.kid.as_str()).collect()
     }
 
+    /// The signing key's id and encoding key (for [`crate::forge`]).
+    #[cfg(any(test, feature = "forge"))]
+    pub(crate) fn signing_parts(&self) -> (&str, Algorithm, Option<&EncodingKey>) {
+        let k = &self.keys[self.signing];
+        (&k.kid, k.alg, k.encoding.as_ref())
+    }
+
     fn find(&self, kid: &str) -> Option<&Key> {
         self.keys.iter().find(|k| k.kid == kid)
     }
@@ -216,6 +228,9 @@ pub struct TokenRequest {
     /// Small string map kept with the record.
     #[serde(default)]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Requests per minute; when absent, each route's default applies.
+    #[serde(default)]
+    pub rate_limit_rpm: Option<u32>,
 }
 
 impl TokenRequest {
@@ -241,6 +256,9 @@ impl TokenRequest {
         }
         if self.kind == TokenKind::Partner && self.routes.as_ref().is_none_or(Vec::is_empty) {
             return Err(Error::bad_request("routes", "a partner token must name the routes it may reach"));
+        }
+        if self.rate_limit_rpm.is_some_and(|n| !(1..=crate::ratelimit::MAX_RPM).contains(&n)) {
+            return Err(Error::bad_request("rate_limit_rpm", format!("must be between 1 and {}", crate::ratelimit::MAX_RPM)));
         }
         if self.description.len() > 256 {
             return Err(Error::bad_request("description", "at most 256 characters"));
@@ -307,6 +325,7 @@ impl<'a> TokenIssuer<'a> {
             groups: req.groups.clone(),
             kind: req.kind,
             routes: req.routes.clone(),
+            rpm: req.rate_limit_rpm,
         };
         Ok((self.sign(&claims)?, claims))
     }
@@ -390,7 +409,15 @@ impl<'a> TokenVerifier<'a> {
         if c.kind == TokenKind::Partner && c.routes.as_ref().is_none_or(Vec::is_empty) {
             return Err(Error::InvalidToken("partner token without routes"));
         }
-        Ok(Principal { token_id: c.jti, subject: c.sub, kind: c.kind, groups: c.groups, routes: c.routes, expires_at: c.exp })
+        Ok(Principal {
+            token_id: c.jti,
+            subject: c.sub,
+            kind: c.kind,
+            groups: c.groups,
+            routes: c.routes,
+            expires_at: c.exp,
+            rate_limit_rpm: c.rpm,
+        })
     }
 }
 
@@ -425,6 +452,7 @@ mod tests {
             ttl_seconds: Some(ttl),
             description: String::new(),
             metadata: Default::default(),
+            rate_limit_rpm: None,
         }
     }
 
