@@ -8,6 +8,7 @@
 
 mod kv;
 mod proxy;
+mod ratelimit;
 mod state;
 
 use gateway_core::{Config, Error};
@@ -15,12 +16,15 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use worker::*;
 
+pub use ratelimit::RateLimiter;
 pub use state::GatewayState;
 
 /// KV namespace binding holding routes, leases, host bindings and revocations.
 pub(crate) const KV_BINDING: &str = "GATEWAY_KV";
 /// Durable Object namespace binding of [`GatewayState`].
 pub(crate) const DO_BINDING: &str = "GATEWAY_STATE";
+/// Durable Object namespace binding of [`RateLimiter`] (one object per limiter key).
+pub(crate) const DO_RATE_BINDING: &str = "GATEWAY_RATE";
 
 /// What an isolate keeps between requests.
 pub(crate) struct Isolate {
@@ -84,12 +88,28 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
         Ok(c) => c,
         Err(_) => return error_response(&Error::Internal("configuration".into()), &request_id),
     };
-    let res = proxy::handle(req, &env, &ctx, cfg, &iso, &request_id, started).await;
-    match res {
+    let res = match proxy::handle(req, &env, &ctx, cfg, &iso, &request_id, started).await {
         Ok(r) => Ok(r),
         Err(e) => {
             console_error!("{{\"level\":\"error\",\"request_id\":{},\"msg\":\"internal\",\"detail\":{}}}", json_str(&request_id), json_str(&e.to_string()));
             error_response(&Error::Internal(e.to_string()), &request_id)
         }
+    };
+    res.and_then(|r| with_security_headers(r, cfg))
+}
+
+/// Adds HSTS and `nosniff` to a response. Responses that came from a fetch
+/// (the Durable Object's) have immutable headers, so the response is rebuilt
+/// around the same body stream, which is not read or copied.
+fn with_security_headers(res: Response, cfg: &Config) -> Result<Response> {
+    let inner: web_sys::Response = res.into();
+    let headers = web_sys::Headers::new_with_headers(&inner.headers())?;
+    for (name, value) in gateway_core::gateway::security_headers(cfg) {
+        headers.set(name, value)?;
     }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(inner.status());
+    init.set_headers(&headers);
+    let out = web_sys::Response::new_with_opt_readable_stream_and_init(inner.body().as_ref(), &init)?;
+    Ok(Response::from(out))
 }

@@ -9,7 +9,8 @@ use futures_util::future::{select, Either, LocalBoxFuture};
 use futures_util::{FutureExt, StreamExt};
 use gateway_core::admin::{healthz, is_healthz, MAX_ADMIN_BODY};
 use gateway_core::forward::{response_headers, ForwardPlan};
-use gateway_core::gateway::{route_request, RequestContext, Routed};
+use gateway_core::gateway::{check_transport, route_request, RequestContext, Routed, Transport};
+use gateway_core::stream::{is_event_stream, Fault, Guarded};
 use gateway_core::{Config, Error};
 use http::HeaderMap;
 use js_sys::Uint8Array;
@@ -31,9 +32,6 @@ fn split_url(url: &str) -> (&str, &str) {
 pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &Isolate, request_id: &str, started: f64) -> worker::Result<Response> {
     let raw_url = req.inner().url();
     let (proto, path_and_query) = split_url(&raw_url);
-    if proto != "https" && !cfg.allow_http {
-        return error_response(&Error::InvalidRequest("this gateway only answers HTTPS".into()), request_id);
-    }
     let uri: http::Uri = match path_and_query.parse() {
         Ok(u) => u,
         Err(_) => return error_response(&Error::InvalidRequest("malformed URL".into()), request_id),
@@ -46,6 +44,16 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     parts.method = method;
     parts.uri = uri;
     parts.headers = HeaderMap::from(req.headers());
+    match check_transport(cfg, proto, &parts) {
+        Ok(Transport::Proceed) => {}
+        Ok(Transport::Redirect(location)) => {
+            let headers = Headers::new();
+            headers.set("location", &location)?;
+            headers.set("x-request-id", request_id)?;
+            return Ok(Response::empty()?.with_status(308).with_headers(headers));
+        }
+        Err(e) => return error_response(&e, request_id),
+    }
 
     let now = now_secs();
     let kv = KvReader { kv: env.kv(crate::KV_BINDING)?, cache: &iso.kv_cache, cache_ms: cfg.cache_seconds as f64 * 1000.0 };
@@ -146,6 +154,12 @@ fn null_body(status: u16) -> bool {
 
 /// Forwards the request along the plan, streaming both ways.
 async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: ForwardPlan, started: f64) -> worker::Result<Response> {
+    if let Some(limit) = &plan.rate_limit {
+        if let Err(e) = crate::ratelimit::check(env, limit, &plan.request_id).await {
+            log_line(&plan.request_id, Some(&plan.route), None, e.status().as_u16(), started, plan.token_id.as_deref());
+            return error_response(&e, &plan.request_id);
+        }
+    }
     let method = req.inner().method();
     let has_body = !matches!(method.as_str(), "GET" | "HEAD");
     let body = if has_body {
@@ -208,7 +222,8 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
                 let init = web_sys::ResponseInit::new();
                 init.set_status(status);
                 init.set_headers(&Headers::from(&headers).0);
-                let stream = if null_body(status) { None } else { upstream.body() };
+                let sse = is_event_stream(&headers);
+                let stream = if null_body(status) { None } else { upstream.body().map(|b| guarded(b, controller, &plan, &up.endpoint_id, sse)) };
                 let out = web_sys::Response::new_with_opt_readable_stream_and_init(stream.as_ref(), &init)?;
                 log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), status, started, plan.token_id.as_deref());
                 record_usage(env, ctx, plan.token_id.as_deref());
@@ -228,6 +243,40 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
     }
     log_line(&plan.request_id, Some(&plan.route), None, 502, started, plan.token_id.as_deref());
     error_response(&Error::BadGateway, &plan.request_id)
+}
+
+/// Aborts the upstream fetch when dropped: when the client goes away, workerd
+/// cancels the response stream, which drops this, so vLLM stops generating.
+struct AbortOnDrop(web_sys::AbortController);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The upstream's body on its way to the client: chunks pass through as the
+/// same JS objects (no copy), with core's idle timeout and explained end.
+fn guarded(body: web_sys::ReadableStream, controller: web_sys::AbortController, plan: &ForwardPlan, endpoint: &str, sse: bool) -> web_sys::ReadableStream {
+    let upstream = wasm_streams::ReadableStream::from_raw(body.unchecked_into()).into_stream().map(|r| r.map_err(|e| format!("{e:?}")));
+    let (request_id, route, endpoint) = (plan.request_id.clone(), plan.route.clone(), endpoint.to_string());
+    let log_fault = move |f: &Fault| {
+        console_warn!(
+            "{{\"level\":\"warn\",\"request_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"response stream cut short\",\"detail\":{}}}",
+            json_str(&request_id),
+            json_str(&route),
+            json_str(&endpoint),
+            json_str(&f.to_string())
+        );
+    };
+    let sleep = |ms: u64| Delay::from(Duration::from_millis(ms));
+    let to_chunk = |b: bytes::Bytes| -> JsValue { Uint8Array::from(&b[..]).into() };
+    let guard = AbortOnDrop(controller);
+    let s = Guarded::new(upstream, plan.idle_timeout_ms, sse, sleep, to_chunk, log_fault).map(move |item| {
+        let _ = &guard;
+        item.map_err(|f| JsValue::from(js_sys::Error::new(&f.message())))
+    });
+    wasm_streams::ReadableStream::from_stream(s).into_raw().unchecked_into()
 }
 
 /// Counts the request against its token, after the response is on its way.
