@@ -84,6 +84,7 @@ impl TokenSpec {
     /// The core request the admin API would receive.
     pub fn to_request(&self) -> TokenRequest {
         TokenRequest {
+            rate_limit_rpm: None,
             subject: self.subject.clone(),
             kind: self.kind,
             groups: self.groups.clone(),

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use gateway_core::admin::{self, AdminRequest};
 use gateway_core::forward::{response_headers, FailureMemory, ForwardPlan};
-use gateway_core::gateway::{plan, resolve, RequestContext, Resolution, Routed};
+use gateway_core::gateway::{check_transport, plan, resolve, security_headers, RequestContext, Resolution, Routed, Transport};
+use gateway_core::stream::{is_event_stream, Fault, Guarded};
 use gateway_core::{Config, Error};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use lambda_http::RequestExt;
@@ -81,6 +82,14 @@ fn log(request_id: &str, route: Option<&str>, endpoint: Option<&str>, status: u1
 
 /// Serves one request. Never fails: every error becomes an OpenAI-shaped response.
 pub async fn handle(app: Arc<App>, req: lambda_http::Request) -> Result<http::Response<GwBody>, Infallible> {
+    let mut res = serve(&app, req).await;
+    for (name, value) in security_headers(&app.cfg) {
+        res.headers_mut().insert(*name, http::HeaderValue::from_static(value));
+    }
+    Ok(res)
+}
+
+async fn serve(app: &Arc<App>, req: lambda_http::Request) -> http::Response<GwBody> {
     let started = Instant::now();
     let request_id = format!("req_{}", gateway_core::token::random_base32(10).unwrap_or_else(|_| "unknown".into()));
     let client_ip = match req.request_context_ref() {
@@ -96,8 +105,17 @@ pub async fn handle(app: Arc<App>, req: lambda_http::Request) -> Result<http::Re
     };
     // Function URLs terminate TLS and say so in X-Forwarded-Proto.
     let proto = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).unwrap_or("http").to_string();
-    if proto != "https" && !app.cfg.allow_http {
-        return Ok(error(&Error::InvalidRequest("this gateway only answers HTTPS".into()), &request_id));
+    match check_transport(&app.cfg, &proto, &parts) {
+        Ok(Transport::Proceed) => {}
+        Ok(Transport::Redirect(location)) => {
+            let mut res = respond(http::Response::new(Vec::new()), &request_id);
+            *res.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+            if let Ok(v) = http::HeaderValue::from_str(&location) {
+                res.headers_mut().insert(http::header::LOCATION, v);
+            }
+            return res;
+        }
+        Err(e) => return error(&e, &request_id),
     }
     let now = now_secs();
     let resolution = resolve(&app.cfg, &app.store, &parts, now).await;
@@ -111,7 +129,7 @@ pub async fn handle(app: Arc<App>, req: lambda_http::Request) -> Result<http::Re
             plan(&parts, *resolved, &rctx).map(|p| Routed::Proxy(Box::new(p)))
         }
     });
-    Ok(match routed {
+    match routed {
         Err(e) => {
             log(&request_id, None, None, e.status().as_u16(), started, None);
             error(&e, &request_id)
@@ -129,8 +147,8 @@ pub async fn handle(app: Arc<App>, req: lambda_http::Request) -> Result<http::Re
                 Err(e) => error(&e, &request_id),
             }
         }
-        Ok(Routed::Proxy(plan)) => forward(&app, *plan, parts.method, body, started).await,
-    })
+        Ok(Routed::Proxy(plan)) => forward(app, *plan, parts.method, body, started).await,
+    }
 }
 
 /// Forwards along the plan; the response body streams as the upstream sends it.
@@ -139,6 +157,18 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
     if body.len() as u64 > plan.max_body_bytes {
         log(&plan.request_id, Some(&plan.route), None, 413, started, plan.token_id.as_deref());
         return error(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, &plan.request_id);
+    }
+    if let Some(limit) = &plan.rate_limit {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        match app.store.rate_hit(limit, now_ms).await {
+            Ok(()) => {}
+            Err(e @ Error::RateLimited { .. }) => {
+                log(&plan.request_id, Some(&plan.route), None, 429, started, plan.token_id.as_deref());
+                return error(&e, &plan.request_id);
+            }
+            // A rate limit protects capacity, not access (RBAC guards that): let the request through.
+            Err(e) => tracing::error!(request_id = plan.request_id.as_str(), error = %e, "rate limiter unavailable; request let through"),
+        }
     }
     let client = match app.client(plan.connect_timeout_ms) {
         Ok(c) => c,
@@ -158,10 +188,15 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
                 }
                 let status = resp.status();
                 let headers = response_headers(resp.headers(), &plan, &up.base, gateway_ms);
-                let stream = resp.bytes_stream().map_ok(http_body::Frame::data).map_err(|e| -> BoxError {
-                    tracing::warn!(error = %e, "upstream stream ended abnormally");
-                    Box::new(e)
-                });
+                let (request_id, route, endpoint) = (plan.request_id.clone(), plan.route.clone(), up.endpoint_id.clone());
+                let log_fault = move |f: &Fault| {
+                    tracing::warn!(request_id = request_id.as_str(), route = route.as_str(), endpoint = endpoint.as_str(), fault = %f, "response stream cut short");
+                };
+                let sleep = |ms: u64| tokio::time::sleep(Duration::from_millis(ms));
+                let sse = is_event_stream(&headers);
+                let stream = Guarded::new(Box::pin(resp.bytes_stream()), plan.idle_timeout_ms, sse, sleep, |b| b, log_fault)
+                    .map_ok(http_body::Frame::data)
+                    .map_err(|f| -> BoxError { Box::new(f) });
                 let mut res = http::Response::new(StreamBody::new(stream).boxed_unsync());
                 *res.status_mut() = status;
                 *res.headers_mut() = headers;

@@ -1,6 +1,10 @@
 //! Lambda entry point: read configuration once per cold start, build the
 //! long-lived clients once, then serve streamed responses.
 
+// The streamed response body's type (guarded upstream stream in boxed HTTP bodies) nests
+// deeper than the compiler's default layout depth.
+#![recursion_limit = "256"]
+
 use gateway_core::Config;
 use gateway_lambda::handler::{handle, App};
 use std::sync::Arc;

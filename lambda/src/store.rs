@@ -19,6 +19,9 @@
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use gateway_core::ratelimit::{self, RateLimit};
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::{AuditEntry, RouteSource, Store, TokenRecord};
 use gateway_core::{Error, Result};
@@ -235,6 +238,57 @@ impl DynamoStore {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(db_err("count use", e)),
+        }
+    }
+
+    /// Counts one request against `limit`, or refuses it with `Err(RateLimited)`.
+    ///
+    /// Each minute of each limiter key is one item. The previous minute's count
+    /// no longer changes, so an eventually consistent read is enough; the current
+    /// minute's count is incremented only while under core's threshold (a
+    /// conditional `ADD`), so instances running in parallel never admit more than
+    /// the window allows, and refused requests are not counted.
+    pub async fn rate_hit(&self, limit: &RateLimit, now_ms: u64) -> Result<()> {
+        let (start, elapsed) = ratelimit::window_of(now_ms);
+        let entity = format!("rate#{}", limit.key);
+        let previous = match start.checked_sub(ratelimit::WINDOW_MS) {
+            Some(p) => self.get(&entity, &p.to_string(), false).await?.and_then(|i| number(&i, "count")).unwrap_or(0),
+            None => 0,
+        };
+        let threshold = ratelimit::threshold(limit.per_minute, previous, elapsed);
+        let refuse = |current: u64| Error::RateLimited {
+            limit: limit.per_minute,
+            retry_after: ratelimit::retry_after(limit.per_minute, previous, current, now_ms),
+        };
+        if threshold == 0 {
+            let current = self.get(&entity, &start.to_string(), false).await?.and_then(|i| number(&i, "count")).unwrap_or(0);
+            return Err(refuse(current));
+        }
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&entity, &start.to_string())))
+            .update_expression("ADD #c :one SET #ttl = :ttl")
+            .condition_expression("attribute_not_exists(#c) OR #c < :threshold")
+            .expression_attribute_names("#c", "count")
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":threshold", n(threshold))
+            .expression_attribute_values(":ttl", n(start / 1000 + 3 * ratelimit::WINDOW_MS / 1000))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => {
+                let current = match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().and_then(|i| number(i, "count")),
+                    _ => None,
+                };
+                Err(refuse(current.unwrap_or(threshold)))
+            }
+            Err(e) => Err(db_err("rate limit", e)),
         }
     }
 }

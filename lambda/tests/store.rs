@@ -52,6 +52,7 @@ fn route(name: &str) -> Route {
 
 fn record(id: &str, expires_at: u64) -> TokenRecord {
     TokenRecord {
+        rate_limit_rpm: None,
         id: id.into(),
         subject: "s".into(),
         kind: TokenKind::User,
