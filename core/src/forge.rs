@@ -103,7 +103,7 @@ pub fn hostile_tokens(cfg: &Config, now: u64, groups: &[&str]) -> Vec<Hostile> {
         Hostile { name: "jku header", token: with_header(&|h| h["jku"] = json!("https://attacker.example/jwks.json")) },
         Hostile { name: "x5u header", token: with_header(&|h| h["x5u"] = json!("https://attacker.example/cert.pem")) },
         Hostile { name: "crit header", token: with_header(&|h| h["crit"] = json!(["exp"])) },
-        Hostile { name: "tens of kilobytes", token: with_claims(&|p| p["pad"] = json!("A".repeat(40 * 1024))) },
+        Hostile { name: "tens of kilobytes", token: with_claims(&|p| p["pad"] = json!("A".repeat(20 * 1024))) },
         Hostile { name: "JWE-shaped (5 segments)", token: format!("{}.{}..{}.{}", b64(br#"{"alg":"dir","enc":"A256GCM","kid":"k"}"#), b64(b"iv"), b64(b"ciphertext"), b64(b"tag")) },
         Hostile { name: "not base64", token: "a!b.c$d.e%f".into() },
         Hostile { name: "jti not a gateway token id", token: with_claims(&|p| p["jti"] = json!("../../admin")) },

@@ -3,7 +3,7 @@
 use crate::{boxed, ensure, error_code, Case, CaseResult, Ctx, UPSTREAM_KEY};
 use futures_util::StreamExt;
 use gateway_core::token::TokenKind;
-use gateway_tests::standin::refused_addr;
+use gateway_tests::standin::{refused_addr, BodyDropper};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -40,6 +40,13 @@ pub const ALL: &[Case] = &[
     ("token_usage_is_counted", |c| boxed(token_usage_is_counted(c))),
     ("via_endpoint_goes_through_its_binding", |c| boxed(via_endpoint_goes_through_its_binding(c))),
     ("client_hanging_up_stops_the_upstream_stream", |c| boxed(client_hanging_up_stops_the_upstream_stream(c))),
+    ("hostile_tokens_never_reach_an_upstream", |c| boxed(hostile_tokens_never_reach_an_upstream(c))),
+    ("rate_limits_per_token_are_429_with_retry_after", |c| boxed(rate_limits_per_token_are_429_with_retry_after(c))),
+    ("upstream_reset_mid_stream_ends_with_an_error_event", |c| boxed(upstream_reset_mid_stream_ends_with_an_error_event(c))),
+    ("idle_stream_is_closed_and_the_upstream_cancelled", |c| boxed(idle_stream_is_closed_and_the_upstream_cancelled(c))),
+    ("request_already_sent_is_never_retried", |c| boxed(request_already_sent_is_never_retried(c))),
+    ("security_headers_on_every_response", |c| boxed(security_headers_on_every_response(c))),
+    ("plain_http_is_refused_or_redirected_with_hsts", |c| boxed(plain_http_is_refused_or_redirected_with_hsts(c))),
 ];
 
 fn instance(res: &reqwest::Response) -> String {
@@ -123,6 +130,7 @@ async fn auth_failures_are_401_with_codes(c: &Ctx) -> CaseResult {
         groups: vec!["ml-team".into()],
         kind: TokenKind::User,
         routes: None,
+        rpm: None,
     };
     let expired = issuer.sign(&claims(now - 7200, now - 3600)).map_err(|e| e.to_string())?;
     let (s, code, _) = error_code(c.get(&path, Some(&expired), &[]).await?).await;
@@ -486,7 +494,7 @@ async fn header_and_url_limits(c: &Ctx) -> CaseResult {
     ensure!(s == 431, "header bytes: {s}");
     let long = format!("/{name}/v1/models?{}", "q".repeat(9000));
     let (s, _, _) = error_code(c.get(&long, Some(&tok), &[]).await?).await;
-    ensure!(s == 431 || s == 414, "long URL: {s}");
+    ensure!(s == 414, "long URL: {s}");
     Ok(())
 }
 
@@ -678,4 +686,194 @@ async fn client_hanging_up_stops_the_upstream_stream(c: &Ctx) -> CaseResult {
     drop(client);
     // 200 chunks at 50 ms would take 10 s; vLLM must learn of the hang-up well before.
     c.eventually("the stand-in saw its stream cancelled", Duration::from_secs(6), || async { Ok(c.c.cancelled_streams() > before) }).await
+}
+
+async fn hostile_tokens_never_reach_an_upstream(c: &Ctx) -> CaseResult {
+    let name = c.name("hostile");
+    c.route_over(&name, &[&c.a]).await?;
+    let before = c.a.requests();
+    // Each carries groups that would pass RBAC (and the admin API) if the token were accepted.
+    let all = gateway_core::forge::hostile_tokens(&c.cfg, crate::now(), &["ml-team", "admin"]);
+    ensure!(all.len() >= 35, "the hostile corpus has {} tokens", all.len());
+    for h in &all {
+        let res = c.get(&format!("/{name}/echo"), Some(&h.token), &[]).await?;
+        let challenged = res.headers().get("www-authenticate").is_some_and(|v| v.to_str().unwrap_or("").starts_with("Bearer"));
+        let (s, code, _) = error_code(res).await;
+        ensure!(s == 401 && challenged, "`{}` on the data plane: {s} {code}", h.name);
+        let (s, v) = c.call_as(&h.token, Method::GET, "routes", None).await?;
+        ensure!(s == 401, "`{}` on the admin API: {s} {v}", h.name);
+    }
+    ensure!(c.a.requests() == before, "a hostile token reached the upstream ({} requests)", c.a.requests() - before);
+    Ok(())
+}
+
+/// Waits until the current minute has at least `margin` left, so a case that
+/// counts within one rate-limit window does not straddle two.
+async fn clear_of_minute_boundary(margin: Duration) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let into = Duration::from_millis((now.as_millis() % 60_000) as u64);
+    if into + margin > Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(60) - into + Duration::from_millis(200)).await;
+    }
+}
+
+async fn rate_limits_per_token_are_429_with_retry_after(c: &Ctx) -> CaseResult {
+    clear_of_minute_boundary(Duration::from_secs(20)).await;
+    // The route's default: 3 a minute for each token.
+    let name = c.name("rl");
+    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "rate_limit_rpm": 3})).await?;
+    let (t1, t2) = (c.user(&["ml-team"]), c.user(&["ml-team"]));
+    let path = format!("/{name}/v1/models");
+    for i in 0..3 {
+        let s = c.get(&path, Some(&t1), &[]).await?.status();
+        ensure!(s == 200, "request {i} under the limit: {s}");
+    }
+    let res = c.get(&path, Some(&t1), &[]).await?;
+    let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let (s, code, v) = error_code(res).await;
+    ensure!(s == 429 && code == "rate_limit_exceeded", "over the limit: {s} {v}");
+    ensure!(retry_after.is_some_and(|r| (1..=120).contains(&r)), "Retry-After in seconds: {retry_after:?}");
+    ensure!(c.get(&path, Some(&t2), &[]).await?.status() == 200, "another token has its own count");
+
+    // A token's own limit, set at issuance, wins over routes' defaults and counts across routes,
+    // exactly, under concurrency.
+    let other = c.name("rl");
+    c.route_over(&other, &[&c.b]).await?;
+    let (_, tok) = c.issue(json!({"subject": "rl-contract", "kind": "user", "groups": ["ml-team"], "ttl_seconds": 600, "rate_limit_rpm": 5})).await?;
+    let sends = (0..12).map(|i| {
+        let route = if i % 2 == 0 { &name } else { &other };
+        let req = c.http.get(c.url(&format!("/{route}/v1/models"))).bearer_auth(&tok);
+        async move { req.send().await.map(|r| r.status().as_u16()).map_err(|e| e.to_string()) }
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(sends).await.into_iter().collect::<Result<_, _>>()?;
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    ensure!(ok == 5 && limited == 7, "12 concurrent requests under a limit of 5: {statuses:?}");
+    let (s, v) = c.admin_call(Method::GET, "tokens?q=rl-contract", None).await?;
+    let listed = v["tokens"].as_array().and_then(|a| a.first()).cloned().unwrap_or(Value::Null);
+    ensure!(s == 200 && listed["rate_limit_rpm"] == 5, "the token's limit is listed: {s} {v}");
+    Ok(())
+}
+
+/// Reads a whole streamed body, failing if it takes longer than `limit`.
+async fn read_all(res: reqwest::Response, limit: Duration) -> Result<String, String> {
+    let body = tokio::time::timeout(limit, res.bytes()).await.map_err(|_| format!("the stream did not end within {limit:?}"))?;
+    // A body that ends with an error still delivered what came before; the test looks at both.
+    Ok(match body {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => format!("<stream error: {e}>"),
+    })
+}
+
+async fn upstream_reset_mid_stream_ends_with_an_error_event(c: &Ctx) -> CaseResult {
+    let name = c.name("reset");
+    c.route_over(&name, &[&c.a]).await?;
+    let res = c.get(&format!("/{name}/reset"), Some(&c.user(&["ml-team"])), &[]).await?;
+    ensure!(res.status() == 200, "status {}", res.status());
+    let body = read_all(res, Duration::from_secs(10)).await?;
+    ensure!(body.contains("tok0") && body.contains("tok1"), "the chunks before the reset arrive: {body}");
+    // The OpenAI SDKs raise an `error` event as an APIError instead of taking a cut stream as complete.
+    let last = body.trim_end().rsplit("\n\n").next().unwrap_or("");
+    ensure!(last.starts_with("data: {\"error\"") && last.contains("upstream_stream_error"), "ends with an error event: {body}");
+    Ok(())
+}
+
+async fn idle_stream_is_closed_and_the_upstream_cancelled(c: &Ctx) -> CaseResult {
+    let name = c.name("idle");
+    c.put_route(&name, json!({"endpoints": [{"id": "c", "url": c.c.url()}], "auth": {"groups": ["ml-team"]}, "timeouts": {"idle_ms": 1500}})).await?;
+    let before = c.c.cancelled_streams();
+    let t = Instant::now();
+    let res = c.get(&format!("/{name}/stall"), Some(&c.user(&["ml-team"])), &[]).await?;
+    ensure!(res.status() == 200, "status {}", res.status());
+    let body = read_all(res, Duration::from_secs(15)).await?;
+    let took = t.elapsed();
+    ensure!(body.contains("tok0") && body.contains("upstream_idle"), "first chunk, then the idle error event: {body}");
+    ensure!(took >= Duration::from_millis(1400) && took < Duration::from_secs(10), "closed after the idle timeout: {took:?}");
+    c.eventually("the stalled upstream stream was cancelled", Duration::from_secs(6), || async { Ok(c.c.cancelled_streams() > before) }).await
+}
+
+async fn request_already_sent_is_never_retried(c: &Ctx) -> CaseResult {
+    let dropper = BodyDropper::start().await.map_err(|e| e.to_string())?;
+    let name = c.name("noretry");
+    c.put_route(&name, json!({"endpoints": [{"id": "drop", "url": dropper.url()}, {"id": "b", "url": c.b.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    let tok = c.user(&["ml-team"]);
+    let mut dropped = 0;
+    for i in 0..16 {
+        let b_before = c.b.requests();
+        let res = c
+            .http
+            .post(c.url(&format!("/{name}/echo")))
+            .bearer_auth(&tok)
+            .header("x-session-id", format!("s{i}"))
+            .body(vec![b'p'; 4000])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match res.status().as_u16() {
+            200 => ensure!(instance(&res) == "b", "served by b"),
+            502 => {
+                dropped += 1;
+                ensure!(c.b.requests() == b_before, "request {i} reached the dropping endpoint and was sent again to b");
+            }
+            s => return Err(format!("request {i}: unexpected {s}")),
+        }
+    }
+    ensure!(dropped > 0 && dropper.requests() >= dropped, "some sessions were sent to the dropping endpoint ({dropped} answered 502, it saw {})", dropper.requests());
+    Ok(())
+}
+
+async fn security_headers_on_every_response(c: &Ctx) -> CaseResult {
+    let name = c.name("sechdr");
+    c.route_over(&name, &[&c.a]).await?;
+    let responses = [
+        c.get("/_gateway/healthz", None, &[]).await?,
+        c.get(&format!("/{name}/v1/models"), Some(&c.user(&["ml-team"])), &[]).await?,
+        c.get(&format!("/{name}/v1/models"), None, &[]).await?,
+        c.get("/no-such-route/x", None, &[]).await?,
+    ];
+    for res in &responses {
+        let nosniff = res.headers().get("x-content-type-options").and_then(|v| v.to_str().ok());
+        ensure!(nosniff == Some("nosniff"), "{} {}: nosniff missing", res.status(), res.url().path());
+    }
+    let (s, _) = c.admin_call(Method::GET, "routes", None).await?;
+    ensure!(s == 200, "admin call: {s}");
+    Ok(())
+}
+
+async fn plain_http_is_refused_or_redirected_with_hsts(c: &Ctx) -> CaseResult {
+    // The suite's deployment allows plain HTTP (local development); this case starts a second
+    // one as production runs it: HTTPS only, plain-HTTP GETs redirected.
+    let vars = [("GATEWAY_SIGNING_KEYS", crate::TEST_KEYS.to_string()), ("GATEWAY_PLAIN_HTTP", "redirect".to_string())];
+    let mut lambda_parts = None;
+    let running = match c.deployment {
+        crate::deploy::Deployment::Edge => tokio::task::spawn_blocking(move || crate::deploy::start_edge(&vars, &[], "https")).await.map_err(|e| e.to_string())?,
+        crate::deploy::Deployment::Lambda => {
+            let d = crate::deploy::start_lambda(&vars, &[], "https").await;
+            lambda_parts = Some((d._emulator, d._dynamo));
+            d.gateway
+        }
+    };
+    let outcome = async {
+        // Where the platform reports the scheme in a header (a Function URL's X-Forwarded-Proto),
+        // say plain HTTP; at the edge the request URL itself is http.
+        let http = [("x-forwarded-proto", "http")];
+        let get = c.http.get(format!("{}/_gateway/healthz?x=1", running.base)).header(http[0].0, http[0].1).send().await.map_err(|e| e.to_string())?;
+        let location = get.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        ensure!(get.status() == 308 && location.starts_with("https://") && location.ends_with("/_gateway/healthz?x=1"), "plain GET: {} {location}", get.status());
+        let hsts = get.headers().get("strict-transport-security").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        ensure!(hsts.contains("max-age="), "HSTS on the redirect: {hsts:?}");
+        let post = c.http.post(format!("{}/any-route/v1/chat/completions", running.base)).header(http[0].0, http[0].1).body("{}").send().await.map_err(|e| e.to_string())?;
+        let (s, code, _) = error_code(post).await;
+        ensure!(s == 403 && code == "https_required", "plain POST is refused, not redirected: {s} {code}");
+        if matches!(c.deployment, crate::deploy::Deployment::Lambda) {
+            let ok = c.http.get(format!("{}/_gateway/healthz", running.base)).header("x-forwarded-proto", "https").send().await.map_err(|e| e.to_string())?;
+            let hsts = ok.headers().get("strict-transport-security").is_some();
+            ensure!(ok.status() == 200 && hsts, "HTTPS request: {} with HSTS {hsts}", ok.status());
+        }
+        Ok(())
+    }
+    .await;
+    drop(running);
+    drop(lambda_parts);
+    outcome
 }

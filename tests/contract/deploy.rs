@@ -73,9 +73,10 @@ fn tail(path: &Path) -> String {
 }
 
 /// Starts the Worker under `wrangler dev` with `vars` as its secrets and `seeds` written to KV first.
-pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed]) -> Running {
+/// `tag` keeps the files of several deployments of one run apart.
+pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed], tag: &str) -> Running {
     let root = repo_root();
-    let dir = std::env::temp_dir().join(format!("gw-contract-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("gw-contract-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let env_file = dir.join("gateway.env");
@@ -130,7 +131,8 @@ pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed]) -> Running {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let _ = s.write_all(b"GET /_gateway/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
             let mut buf = [0u8; 16];
-            if std::io::Read::read(&mut s, &mut buf).is_ok_and(|n| n >= 12 && &buf[9..12] == b"200") {
+            // 200, or the gateway's own answer to plain HTTP when that is not allowed (308, 403).
+            if std::io::Read::read(&mut s, &mut buf).is_ok_and(|n| n >= 12 && matches!(&buf[9..12], b"200" | b"308" | b"403")) {
                 break;
             }
         }
@@ -154,7 +156,8 @@ fn wait_healthy(running: &mut Running, port: u16, limit: Duration) -> Result<(),
         }
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = s.write_all(b"GET /_gateway/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            // As a Function URL does, say the client came over HTTPS.
+            let _ = s.write_all(b"GET /_gateway/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n");
             // Read to the end: hanging up early would break the function's streamed response.
             let mut buf = Vec::new();
             let _ = std::io::Read::read_to_end(&mut s, &mut buf);
@@ -187,9 +190,9 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
 }
 
-pub async fn start_lambda(vars: &[(&str, String)], seeds: &[Seed]) -> LambdaDeployment {
+pub async fn start_lambda(vars: &[(&str, String)], seeds: &[Seed], tag: &str) -> LambdaDeployment {
     let root = repo_root();
-    let dir = std::env::temp_dir().join(format!("gw-contract-lambda-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("gw-contract-lambda-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
 

@@ -67,6 +67,7 @@ impl Ctx {
     /// Mints a token offline with the deployment's key (no store record).
     pub fn token(&self, subject: &str, kind: TokenKind, groups: &[&str], routes: Option<&[&str]>) -> String {
         let req = TokenRequest {
+            rate_limit_rpm: None,
             subject: subject.into(),
             kind,
             groups: groups.iter().map(|s| s.to_string()).collect(),
@@ -197,9 +198,9 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
     // Kept alive until the end: dropping them stops the processes.
     let mut lambda_parts = None;
     let running = match deployment {
-        deploy::Deployment::Edge => tokio::task::spawn_blocking(move || deploy::start_edge(&vars, &seeds)).await.expect("start edge"),
+        deploy::Deployment::Edge => tokio::task::spawn_blocking(move || deploy::start_edge(&vars, &seeds, "main")).await.expect("start edge"),
         deploy::Deployment::Lambda => {
-            let d = deploy::start_lambda(&vars, &seeds).await;
+            let d = deploy::start_lambda(&vars, &seeds, "main").await;
             lambda_parts = Some((d._emulator, d._dynamo));
             d.gateway
         }
@@ -211,6 +212,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
     .expect("test config");
     let admin = {
         let req = TokenRequest {
+            rate_limit_rpm: None,
             subject: "contract-admin".into(),
             kind: TokenKind::User,
             groups: vec!["admin".into()],

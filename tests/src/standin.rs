@@ -374,6 +374,7 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<RespBod
             resp
         }
         "/reset" if method == Method::GET => reset(),
+        "/stall" if method == Method::GET => stall(Arc::clone(shared)),
         _ => not_found(method, &path),
     }
 }
@@ -591,6 +592,100 @@ fn reset() -> Response<RespBody> {
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     resp
+}
+
+/// `/stall`: one SSE chunk, then silence until the client goes away (counted
+/// as a cancelled stream), like a vLLM worker that hangs mid-generation.
+fn stall(shared: Arc<Shared>) -> Response<RespBody> {
+    let (tx, rx) = mpsc::channel::<FrameResult>(1);
+    tokio::spawn(async move {
+        let chunk = json!({
+            "object": "chat.completion.chunk",
+            "choices": [{ "index": 0, "delta": { "content": "tok0 " }, "finish_reason": null }],
+        });
+        if send_event(&tx, &chunk.to_string()).await {
+            // Bounded, so a test that forgets to hang up cannot leak the task forever.
+            tokio::select! {
+                _ = tx.closed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            }
+        }
+        shared.cancelled_streams.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut resp = Response::new(channel_body(rx));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    resp
+}
+
+/// An upstream that reads a request (head and body) and then drops the
+/// connection without answering: a request that reached it must not be sent
+/// again elsewhere, since it may have been acted on.
+pub struct BodyDropper {
+    addr: SocketAddr,
+    seen: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl BodyDropper {
+    /// Binds a free loopback port and starts accepting.
+    pub async fn start() -> std::io::Result<BodyDropper> {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut got = Vec::new();
+                    // Read until the head has ended and some body followed, or 2 s passed.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                    loop {
+                        let read = tokio::time::timeout_at(deadline, sock.read(&mut buf)).await;
+                        match read {
+                            Ok(Ok(n)) if n > 0 => {
+                                got.extend_from_slice(&buf[..n]);
+                                if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                                    if got.len() > end + 4 {
+                                        break;
+                                    }
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // Reset rather than close, as a crashed process would.
+                    // A zero linger resets at once; it never blocks the thread.
+                    #[allow(deprecated)]
+                    let _ = sock.set_linger(Some(Duration::ZERO));
+                    drop(sock);
+                });
+            }
+        });
+        Ok(BodyDropper { addr, seen, task })
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests whose head arrived.
+    pub fn requests(&self) -> u64 {
+        self.seen.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for BodyDropper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// `/echo/*`: describes the request as received.
