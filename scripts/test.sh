@@ -13,3 +13,6 @@ grep -E "Total Upload" target/wrangler-dry-run.log || true
 # contract suite against both deployments: the Worker on workerd, then the Lambda on cargo-lambda's
 # emulator with moto as DynamoDB. One cargo invocation, so the Lambda binary is built once.
 GATEWAY_DEPLOYMENT=all cargo test
+# A short coverage-guided fuzzing run of every core target (token decoding, path routing,
+# admin JSON); fails on any crash. Long runs: `scripts/fuzz.sh 600`.
+./scripts/fuzz.sh 20

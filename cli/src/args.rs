@@ -17,7 +17,7 @@ USAGE
 OFFLINE (read the gateway's own settings from the environment: GATEWAY_SIGNING_KEYS,
 GATEWAY_SIGNING_KID, GATEWAY_ALGORITHMS, GATEWAY_ISSUER, GATEWAY_AUDIENCE,
 GATEWAY_MAX_TOKEN_TTL_SECONDS)
-  token mint --subject S --groups a[,b] --ttl 1h [--kind user|service|partner]
+  token mint --subject S --groups a[,b] --ttl 1h [--kind user|service|partner] [--rpm N]
              [--routes r1,r2] [--description TEXT]
       Sign a token locally with the signing key, under the admin API's lifetime
       rules (60 s up to the configured maximum, 90 days by default). Prints only
@@ -41,7 +41,7 @@ ADMIN API (need the gateway URL and a token with group `admin`)
   routes delete NAME
   endpoints register ROUTE ID --url ENDPOINT_URL [--weight N] [--via BINDING] --lease 60s
   endpoints deregister ROUTE ID
-  tokens issue --subject S --groups a,b --ttl 30d [--kind user|service|partner]
+  tokens issue --subject S --groups a,b --ttl 30d [--kind user|service|partner] [--rpm N]
                [--routes r1,r2] [--description TEXT] [--meta KEY=VALUE]... [--token-only]
       Prints the reply, which holds the token this once; with --token-only,
       prints only the token on stdout and its id and expiry on stderr.
@@ -78,13 +78,15 @@ pub struct TokenSpec {
     pub ttl_seconds: u64,
     /// What the token is for.
     pub description: String,
+    /// Requests per minute, if the token carries its own limit.
+    pub rate_limit_rpm: Option<u32>,
 }
 
 impl TokenSpec {
     /// The core request the admin API would receive.
     pub fn to_request(&self) -> TokenRequest {
         TokenRequest {
-            rate_limit_rpm: None,
+            rate_limit_rpm: self.rate_limit_rpm,
             subject: self.subject.clone(),
             kind: self.kind,
             groups: self.groups.clone(),
@@ -243,6 +245,9 @@ impl ApiCall {
                     if let Some(r) = &spec.routes {
                         o.insert("routes".into(), json!(r));
                     }
+                    if let Some(n) = spec.rate_limit_rpm {
+                        o.insert("rate_limit_rpm".into(), json!(n));
+                    }
                     if !metadata.is_empty() {
                         let m: Map<String, Value> = metadata.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
                         o.insert("metadata".into(), Value::Object(m));
@@ -383,7 +388,7 @@ fn number<T: std::str::FromStr>(name: &str, s: &str) -> Result<T, String> {
     s.parse().map_err(|_| format!("{name} must be a whole number, not `{}`", printable(s)))
 }
 
-const TOKEN_OPTS: [&str; 6] = ["--subject", "--kind", "--groups", "--routes", "--ttl", "--description"];
+const TOKEN_OPTS: [&str; 7] = ["--subject", "--kind", "--groups", "--routes", "--ttl", "--description", "--rpm"];
 
 fn token_spec(o: &Opts) -> Result<TokenSpec, String> {
     Ok(TokenSpec {
@@ -393,6 +398,7 @@ fn token_spec(o: &Opts) -> Result<TokenSpec, String> {
         routes: o.one("--routes")?.map(|r| list(&r)),
         ttl_seconds: parse_duration(&o.required("--ttl").map_err(|_| "--ttl is required: there are no non-expiring tokens".to_string())?)?,
         description: o.one("--description")?.unwrap_or_default(),
+        rate_limit_rpm: o.one("--rpm")?.map(|n| number("--rpm", &n)).transpose()?,
     })
 }
 

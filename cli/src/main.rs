@@ -136,6 +136,7 @@ mod tests {
         assert_eq!(
             cmd,
             Command::Mint(TokenSpec {
+                rate_limit_rpm: None,
                 subject: "ops".into(),
                 kind: TokenKind::User,
                 groups: vec!["admin".into(), "ml-team".into()],

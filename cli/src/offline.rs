@@ -66,6 +66,7 @@ mod tests {
 
     fn spec(ttl: u64) -> TokenSpec {
         TokenSpec {
+            rate_limit_rpm: None,
             subject: "ops".into(),
             kind: TokenKind::User,
             groups: vec!["admin".into(), "ml-team".into()],

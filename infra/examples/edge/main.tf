@@ -26,8 +26,10 @@ locals {
       # Clients send a session id so a conversation stays on one vLLM instance (prefix cache).
       affinity                = { header = "x-session-id" }
       upstream_api_key_secret = "VLLM_API_KEY"
-      timeouts                = { connect_ms = 2000, response_ms = 300000 }
+      timeouts                = { connect_ms = 2000, response_ms = 300000, idle_ms = 120000 }
       max_body_bytes          = 10485760
+      # Each token may send 600 requests a minute here unless it carries its own limit.
+      rate_limit_rpm = 600
     }
   }
 }

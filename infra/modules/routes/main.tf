@@ -3,9 +3,9 @@
 # for_each over these maps, so renaming or removing a route removes its entries.
 
 locals {
-  # The route object of API.md, field for field; `via` only when set.
+  # The route object of API.md, field for field; `via` and `rate_limit_rpm` only when set.
   routes = {
-    for name, r in var.routes : name => {
+    for name, r in var.routes : name => merge({
       name    = name
       host    = r.host
       enabled = r.enabled
@@ -18,10 +18,10 @@ locals {
       auth                    = { required = r.auth.required, groups = r.auth.groups }
       affinity                = { header = r.affinity.header, cookie = r.affinity.cookie }
       upstream_api_key_secret = r.upstream_api_key_secret
-      timeouts                = { connect_ms = r.timeouts.connect_ms, response_ms = r.timeouts.response_ms }
+      timeouts                = { connect_ms = r.timeouts.connect_ms, response_ms = r.timeouts.response_ms, idle_ms = r.timeouts.idle_ms }
       max_body_bytes          = r.max_body_bytes
       managed_by              = "terraform"
-    }
+    }, { for k, v in { rate_limit_rpm = r.rate_limit_rpm } : k => v if v != null })
   }
 
   route_json = { for name, r in local.routes : name => jsonencode(r) }

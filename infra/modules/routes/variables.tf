@@ -31,8 +31,11 @@ variable "routes" {
     timeouts = optional(object({
       connect_ms  = optional(number, 2000)
       response_ms = optional(number, 300000)
+      idle_ms     = optional(number, 120000)
     }), {})
     max_body_bytes = optional(number, 10485760)
+    # Default requests per minute for each token on this route; a token's own limit wins.
+    rate_limit_rpm = optional(number)
   }))
   default = {}
 
@@ -116,6 +119,16 @@ variable "routes" {
   validation {
     condition     = alltrue([for r in var.routes : r.timeouts.connect_ms >= 1 && r.timeouts.connect_ms <= 60000 && r.timeouts.response_ms >= 1 && r.timeouts.response_ms <= 3600000])
     error_message = "timeouts.connect_ms must be 1..60000 and timeouts.response_ms 1..3600000."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.timeouts.idle_ms >= 1000 && r.timeouts.idle_ms <= 3600000])
+    error_message = "timeouts.idle_ms must be 1000..3600000."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.rate_limit_rpm == null ? true : (r.rate_limit_rpm >= 1 && r.rate_limit_rpm <= 1000000 && floor(r.rate_limit_rpm) == r.rate_limit_rpm)])
+    error_message = "rate_limit_rpm must be a whole number from 1 to 1000000."
   }
 
   validation {
