@@ -564,6 +564,45 @@ mod tests {
         assert_eq!(TokenVerifier::new(&only_new).verify(&old_tok, NOW), Err(Error::InvalidToken("unknown kid")));
     }
 
+    /// A throwaway Ed25519 key pair (test only), with an HS256 key beside it.
+    const ED_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKUU8HiyJz/GEVXh+UMIqmrjVY/EZ9axDibVbqClvZux\n-----END PRIVATE KEY-----\n";
+    const ED_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAJLXY79kcgV0acye6SAqdZF3hKwZETrIwTGZJP9slul8=\n-----END PUBLIC KEY-----\n";
+
+    fn ed_config() -> Config {
+        let specs = serde_json::json!([
+            {"kid": "ed", "alg": "EdDSA", "private_key_pem": ED_PRIVATE, "public_key_pem": ED_PUBLIC},
+            {"kid": "hs", "alg": "HS256", "secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}
+        ]);
+        let specs: Vec<SigningKeySpec> = serde_json::from_value(specs).unwrap();
+        let mut cfg = test_config();
+        cfg.keys = KeySet::from_specs(&specs, Some("ed"), None).unwrap();
+        cfg
+    }
+
+    #[test]
+    fn eddsa_tokens_verify() {
+        let cfg = ed_config();
+        let (tok, _) = TokenIssuer::new(&cfg).issue(&req(600), NOW, "tok_ed".into()).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&tok).unwrap().alg, Algorithm::EdDSA);
+        assert_eq!(TokenVerifier::new(&cfg).verify(&tok, NOW).unwrap().token_id, "tok_ed");
+    }
+
+    #[test]
+    fn hs256_signed_with_the_public_key_is_refused() {
+        // The classic key confusion: the attacker knows the Ed25519 public key and signs an
+        // HS256 token with it as the HMAC secret, naming the Ed25519 key's kid. HS256 is
+        // accepted here (another key uses it), so only the per-key algorithm stops it.
+        let cfg = ed_config();
+        let claims = TokenIssuer::new(&cfg).issue(&req(600), NOW, "tok_confused".into()).unwrap().1;
+        for secret in [ED_PUBLIC.as_bytes(), ED_PUBLIC.trim().as_bytes()] {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some("ed".into());
+            header.typ = Some(TOKEN_TYP.into());
+            let forged = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap();
+            assert_eq!(TokenVerifier::new(&cfg).verify(&forged, NOW), Err(Error::InvalidToken("algorithm does not match the key")));
+        }
+    }
+
     #[test]
     fn bearer_header_parsing() {
         let hv = |s: &str| http::HeaderValue::from_str(s).unwrap();
