@@ -6,7 +6,7 @@
 //! cases whose name contains NAME.
 
 mod cases;
-mod deploy;
+use gateway_tests::deploy;
 
 use gateway_core::token::{new_token_id, TokenIssuer, TokenKind, TokenRequest};
 use gateway_core::Config;

@@ -1,3 +1,4 @@
-//! Test support for the AI gateway: a stand-in vLLM server used by contract tests and the local demo.
+//! Test support for the AI gateway: a stand-in vLLM server, and starting either deployment on loopback ports (contract tests, benchmarks, the local demo).
 
+pub mod deploy;
 pub mod standin;

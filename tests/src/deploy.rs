@@ -245,7 +245,8 @@ pub async fn start_lambda(vars: &[(&str, String)], seeds: &[Seed], tag: &str) ->
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let bin = target_dir().join("debug").join("gateway-lambda");
+    // GATEWAY_LAMBDA_BIN picks another build (the benchmarks use the release one).
+    let bin = std::env::var_os("GATEWAY_LAMBDA_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug").join("gateway-lambda"));
     assert!(bin.exists(), "{} is missing: run the suite through `cargo test` (it builds the Lambda binary) or `cargo build -p gateway-lambda`", bin.display());
     let mut function = Command::new(&bin);
     function
