@@ -8,7 +8,7 @@
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::RouteSource;
 use gateway_core::{Error, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use worker::kv::KvStore;
 
 /// Key of a static route.
@@ -33,28 +33,13 @@ pub fn revoked_key(jti: &str) -> String {
 }
 
 /// Raw KV values (or their absence) by key, each until a deadline in ms.
-#[derive(Default)]
-pub struct Cache {
-    entries: HashMap<String, (f64, Option<String>)>,
-}
-
-impl Cache {
-    fn get(&self, key: &str, now_ms: f64) -> Option<Option<String>> {
-        self.entries.get(key).filter(|(until, _)| *until > now_ms).map(|(_, v)| v.clone())
-    }
-    fn put(&mut self, key: String, value: Option<String>, until: f64) {
-        if self.entries.len() > 4096 {
-            self.entries.retain(|_, (u, _)| *u > until - 60_000.0);
-        }
-        self.entries.insert(key, (until, value));
-    }
-}
+pub type Cache = gateway_core::cache::TtlCache<Option<String>>;
 
 /// Reads routes and revocations from KV through the isolate cache.
 pub struct KvReader<'a> {
     pub kv: KvStore,
     pub cache: &'a std::cell::RefCell<Cache>,
-    pub cache_ms: f64,
+    pub cache_ms: u64,
 }
 
 fn kv_err(e: impl std::fmt::Display) -> Error {
@@ -67,15 +52,15 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &str) -> Result<T> {
 
 impl KvReader<'_> {
     async fn text(&self, key: String) -> Result<Option<String>> {
-        let now = js_sys::Date::now();
-        if self.cache_ms > 0.0 {
+        let now = js_sys::Date::now() as u64;
+        if self.cache_ms > 0 {
             if let Some(hit) = self.cache.borrow().get(&key, now) {
                 return Ok(hit);
             }
         }
         let v = self.kv.get(&key).text().await.map_err(kv_err)?;
-        if self.cache_ms > 0.0 {
-            self.cache.borrow_mut().put(key, v.clone(), now + self.cache_ms);
+        if self.cache_ms > 0 {
+            self.cache.borrow_mut().put(key, v.clone(), now, now + self.cache_ms);
         }
         Ok(v)
     }

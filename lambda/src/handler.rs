@@ -5,6 +5,7 @@ use crate::store::DynamoStore;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use gateway_core::admin::{self, AdminRequest};
+use gateway_core::cache::CachedSource;
 use gateway_core::forward::{response_headers, FailureMemory, ForwardPlan};
 use gateway_core::gateway::{check_transport, plan, resolve, security_headers, RequestContext, Resolution, Routed, Transport};
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
@@ -24,6 +25,9 @@ pub type GwBody = UnsyncBoxBody<Bytes, BoxError>;
 /// What lives for the whole life of a Lambda instance.
 pub struct App {
     cfg: Config,
+    /// The data plane's reads, cached for `GATEWAY_CACHE_SECONDS` in this instance.
+    routes: CachedSource<DynamoStore>,
+    /// Writes, admin reads and counters go to DynamoDB directly.
     store: DynamoStore,
     /// One kept-alive client per connect timeout in use (reqwest sets it per client).
     clients: Mutex<HashMap<u64, reqwest::Client>>,
@@ -33,7 +37,9 @@ pub struct App {
 impl App {
     /// Builds the instance state; nothing here does I/O.
     pub fn new(cfg: Config, dynamo: aws_sdk_dynamodb::Client, table: String) -> Self {
-        App { cfg, store: DynamoStore::new(dynamo, table), clients: Mutex::default(), failures: Mutex::default() }
+        let store = DynamoStore::new(dynamo, table);
+        let routes = CachedSource::new(store.clone(), cfg.cache_seconds * 1000, now_ms);
+        App { cfg, routes, store, clients: Mutex::default(), failures: Mutex::default() }
     }
 
     fn client(&self, connect_ms: u64) -> Result<reqwest::Client, Error> {
@@ -55,6 +61,10 @@ impl App {
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn full(bytes: impl Into<Bytes>) -> GwBody {
@@ -118,7 +128,7 @@ async fn serve(app: &Arc<App>, req: lambda_http::Request) -> http::Response<GwBo
         Err(e) => return error(&e, &request_id),
     }
     let now = now_secs();
-    let resolution = resolve(&app.cfg, &app.store, &parts, now).await;
+    let resolution = resolve(&app.cfg, &app.routes, &parts, now).await;
     // Planning is synchronous, so its lookups need not be Send.
     let routed = resolution.and_then(|r| match r {
         Resolution::Admin(segs) => Ok(Routed::Admin(segs)),
@@ -159,8 +169,7 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
         return error(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, &plan.request_id);
     }
     if let Some(limit) = &plan.rate_limit {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        match app.store.rate_hit(limit, now_ms).await {
+        match app.store.rate_hit(limit, now_ms()).await {
             Ok(()) => {}
             Err(e @ Error::RateLimited { .. }) => {
                 log(&plan.request_id, Some(&plan.route), None, 429, started, plan.token_id.as_deref());
