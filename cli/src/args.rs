@@ -23,10 +23,9 @@ GATEWAY_MAX_TOKEN_TTL_SECONDS)
       rules (60 s up to the configured maximum, 90 days by default). Prints only
       the token on stdout (TOKEN=$(gatewayctl token mint ...)); id and expiry go
       to stderr. For bootstrap only: an offline token has no record in the
-      gateway's store, so GET /tokens does not list it and `tokens revoke` cannot
-      revoke it (404); only removing its signing key from GATEWAY_SIGNING_KEYS
-      invalidates it early. Keep it short-lived (minutes to hours) and use it to
-      issue recorded tokens with `tokens issue`.
+      gateway's store, so GET /tokens does not list it; `tokens revoke ID` with
+      the id printed on stderr still revokes it. Keep it short-lived (minutes to
+      hours) and use it to issue recorded tokens with `tokens issue`.
   key generate [--kid K]
       Print a fresh GATEWAY_SIGNING_KEYS value: one HS256 key of 32 random bytes
       (default kid k-YYYY-MM). To rotate, put the new key first in the existing

@@ -71,7 +71,7 @@ fn execute(cmd: Command) -> Result<(), String> {
             let (token, claims) = offline::mint(&cfg, &spec, now()?)?;
             println!("{token}");
             eprintln!("minted {} for `{}` (groups: {}), expires {} (unix {})", claims.jti, claims.sub, claims.groups.join(","), format_unix(claims.exp), claims.exp);
-            eprintln!("note: offline tokens have no record in the gateway: they are not listed and cannot be revoked by id.");
+            eprintln!("note: offline tokens have no record in the gateway: they are not listed, but `gatewayctl tokens revoke {}` revokes them by id.", claims.jti);
             if spec.ttl_seconds > offline::LONG_OFFLINE_TTL {
                 eprintln!("warning: this offline token lives longer than a day; use it to issue recorded tokens with `gatewayctl tokens issue`.");
             }

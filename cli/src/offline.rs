@@ -7,7 +7,7 @@ use base64::Engine as _;
 use gateway_core::token::{new_token_id, Claims, TokenIssuer};
 use gateway_core::{Config, Error};
 
-/// Offline tokens longer than this get a warning: they cannot be revoked.
+/// Offline tokens longer than this get a warning: they are not listed, so they are easy to forget.
 pub const LONG_OFFLINE_TTL: u64 = 24 * 3600;
 
 /// A core error as an operator message (internal details are the CLI's own, so shown).

@@ -106,6 +106,11 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T> {
     if body.len() > MAX_ADMIN_BODY {
         return Err(Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 });
     }
+    // Objects only: serde also fills a struct from a JSON array, positionally, which would let
+    // `PUT /routes/a` with `["b"]` write route `b` past the path-name check (found by fuzzing).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::bad_request("body", "must be a JSON object"));
+    }
     serde_json::from_slice(body).map_err(|e| {
         // serde's message names the field (`unknown field `x``, `missing field `y``) without echoing values.
         let msg = e.to_string();
@@ -514,6 +519,23 @@ mod tests {
     fn call(cfg: &Config, store: &MemoryStore, auth: Option<&http::HeaderValue>, method: Method, path: &str, body: &str) -> Result<AdminReply> {
         let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(String::from).collect();
         block_on(handle(cfg, store, NOW, AdminRequest { method: &method, segments: &segs, query: None, authorization: auth, body: body.as_bytes() }))
+    }
+
+    #[test]
+    fn bodies_must_be_json_objects() {
+        // Found by fuzzing: serde fills a struct from an array, positionally, so `["dev"]`
+        // at `PUT /routes/fuzzed` used to write route `dev`.
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let admin = admin_token(&cfg, &["admin"]);
+        for body in [r#"["dev"]"#, "  [\"dev\", null]", r#""dev""#, "null"] {
+            let e = call(&cfg, &store, Some(&admin), Method::PUT, "routes/fuzzed", body).unwrap_err();
+            assert!(matches!(&e, Error::BadRequest { field, .. } if field == "body"), "{body}: {e:?}");
+        }
+        let e = call(&cfg, &store, Some(&admin), Method::POST, "tokens", r#"["alice","user",[],null,600]"#).unwrap_err();
+        assert!(matches!(&e, Error::BadRequest { field, .. } if field == "body"), "{e:?}");
+        assert!(block_on(store.list_routes()).unwrap().is_empty());
+        assert!(call(&cfg, &store, Some(&admin), Method::PUT, "routes/fuzzed", " {}").is_ok());
     }
 
     #[test]

@@ -218,10 +218,19 @@ impl Store for DoStore {
         self.kv_put(&key, "1".into(), Some(until)).await
     }
     async fn append_audit(&self, mut entry: AuditEntry) -> Result<()> {
-        let seq = self.get_text(AUDIT_SEQ).await?.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
-        entry.seq = seq;
-        self.put_json(&audit_key(seq), &entry).await?;
-        self.put_text(AUDIT_SEQ, seq.to_string()).await
+        let written = async {
+            let seq = self.get_text(AUDIT_SEQ).await?.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
+            entry.seq = seq;
+            self.put_json(&audit_key(seq), &entry).await?;
+            self.put_text(AUDIT_SEQ, seq.to_string()).await
+        }
+        .await;
+        // Core does not fail the admin call over a lost audit line; it must not be lost silently.
+        if let Err(e) = &written {
+            let line = serde_json::json!({"level": "error", "msg": "audit entry not written", "detail": e.to_string(), "entry": &entry});
+            worker::console_error!("{}", line);
+        }
+        written
     }
     async fn audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
         let end = before.map(audit_key);

@@ -442,7 +442,25 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn append_audit(&self, mut entry: AuditEntry) -> Result<()> {
+    async fn append_audit(&self, entry: AuditEntry) -> Result<()> {
+        let written = self.write_audit(entry.clone()).await;
+        // Core does not fail the admin call over a lost audit line; it must not be lost silently.
+        if let Err(e) = &written {
+            tracing::error!(error = %e, entry = %serde_json::to_string(&entry).unwrap_or_default(), "audit entry not written");
+        }
+        written
+    }
+
+    async fn audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let below = before.map(|b| format!("seq#{:020}", b.saturating_sub(1)));
+        let items = self.query_prefix("audit", "seq#", true, Some(limit as i32), below).await?;
+        items.iter().take(limit).map(|i| decode(i, "entry")).collect()
+    }
+}
+
+impl DynamoStore {
+    /// Appends one audit entry at the next place of the total order.
+    async fn write_audit(&self, mut entry: AuditEntry) -> Result<()> {
         // An atomic counter gives every entry its own place in a total order.
         let out = self
             .client
@@ -460,11 +478,5 @@ impl Store for DynamoStore {
         item.insert("entry".into(), encode(&entry)?);
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("audit", e))?;
         Ok(())
-    }
-
-    async fn audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
-        let below = before.map(|b| format!("seq#{:020}", b.saturating_sub(1)));
-        let items = self.query_prefix("audit", "seq#", true, Some(limit as i32), below).await?;
-        items.iter().take(limit).map(|i| decode(i, "entry")).collect()
     }
 }
