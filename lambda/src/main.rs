@@ -28,21 +28,27 @@ async fn main() -> Result<(), lambda_http::Error> {
     let app = Arc::new(App::new(cfg, aws_sdk_dynamodb::Client::new(&aws), table));
     // The runtime loop ends when a streamed response cannot be delivered (the client went
     // away mid-stream); the instance itself is healthy, so ask for the next invocation again
-    // rather than exiting into a cold start. Persistent failures still end the process.
-    let mut consecutive = 0u32;
+    // rather than exiting into a cold start. Only loops that end without serving anything
+    // (the Runtime API unreachable) count towards giving up.
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut idle_failures = 0u32;
     loop {
-        let app = app.clone();
-        let started = std::time::Instant::now();
-        let ended = lambda_http::run_with_streaming_response(lambda_http::service_fn(move |req| handle(app.clone(), req))).await;
-        if started.elapsed() > std::time::Duration::from_secs(10) {
-            consecutive = 0;
+        let (app, counter) = (app.clone(), served.clone());
+        let before = served.load(std::sync::atomic::Ordering::SeqCst);
+        let ended = lambda_http::run_with_streaming_response(lambda_http::service_fn(move |req| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            handle(app.clone(), req)
+        }))
+        .await;
+        if served.load(std::sync::atomic::Ordering::SeqCst) > before {
+            idle_failures = 0;
         }
         match ended {
             Ok(()) => return Ok(()),
-            Err(e) if consecutive < 5 => {
-                consecutive += 1;
+            Err(e) if idle_failures < 5 => {
+                idle_failures += 1;
                 tracing::warn!(error = %e, "runtime loop ended; resuming");
-                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(consecutive))).await;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(idle_failures))).await;
             }
             Err(e) => return Err(e),
         }

@@ -235,18 +235,18 @@ async fn affinity_keeps_sessions_on_one_endpoint(c: &Ctx) -> CaseResult {
     let mut seen = HashMap::new();
     for i in 0..16 {
         let sid = format!("session-{i}");
-        let first = instance(&c.get(&path, Some(&tok), &[("x-session-id", &sid)]).await?);
+        let first = c.served_by(&path, Some(&tok), &[("x-session-id", &sid)]).await?;
         for _ in 0..3 {
-            let again = instance(&c.get(&path, Some(&tok), &[("x-session-id", &sid)]).await?);
+            let again = c.served_by(&path, Some(&tok), &[("x-session-id", &sid)]).await?;
             ensure!(again == first, "session {sid} moved from {first} to {again}");
         }
         *seen.entry(first).or_insert(0) += 1;
     }
     ensure!(seen.len() == 2, "16 sessions all on one endpoint: {seen:?}");
     // Without a session header the token's id is the key: stable too.
-    let first = instance(&c.get(&path, Some(&tok), &[]).await?);
+    let first = c.served_by(&path, Some(&tok), &[]).await?;
     for _ in 0..5 {
-        ensure!(instance(&c.get(&path, Some(&tok), &[]).await?) == first, "token-keyed affinity moved");
+        ensure!(c.served_by(&path, Some(&tok), &[]).await? == first, "token-keyed affinity moved");
     }
     Ok(())
 }
@@ -263,7 +263,7 @@ async fn removing_an_endpoint_moves_only_its_sessions(c: &Ctx) -> CaseResult {
     let place = |sid: String| {
         let path = path.clone();
         let tok = tok.clone();
-        async move { Ok::<_, String>(instance(&c.get(&path, Some(&tok), &[("x-session-id", &sid)]).await?)) }
+        async move { Ok::<_, String>(c.served_by(&path, Some(&tok), &[("x-session-id", &sid)]).await?) }
     };
     // Wait until the isolate sees all three.
     c.eventually("all three endpoints live", Duration::from_secs(5), || async {

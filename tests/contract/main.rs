@@ -131,6 +131,15 @@ impl Ctx {
         req.send().await.map_err(|e| format!("GET {path}: {e}"))
     }
 
+    /// Which stand-in served a GET: reads the whole body, so the connection is reused and
+    /// no request looks like a client hanging up (which the Lambda emulator handles slowly).
+    pub async fn served_by(&self, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Result<String, String> {
+        let res = self.get(path, token, headers).await?;
+        let who = res.headers().get("x-standin-instance").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        res.bytes().await.map_err(|e| format!("GET {path}: body: {e}"))?;
+        Ok(who)
+    }
+
     /// Polls `check` until it returns Ok(true) or `limit` passes.
     pub async fn eventually<F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> CaseResult
     where
