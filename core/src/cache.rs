@@ -95,51 +95,54 @@ impl<S> CachedSource<S> {
     }
 }
 
+impl<S> CachedSource<S> {
+    /// The cached answer under `key`, or `fetch`'s, kept as `wrap` makes it.
+    async fn through<T: Clone>(
+        &self,
+        key: String,
+        unwrap: fn(Entry) -> Option<T>,
+        wrap: fn(T) -> Entry,
+        fetch: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        if let Some(hit) = self.lookup(&key).and_then(unwrap) {
+            return Ok(hit);
+        }
+        let v = fetch.await?;
+        self.keep(key, wrap(v.clone()));
+        Ok(v)
+    }
+}
+
+fn as_route(e: Entry) -> Option<Option<Route>> {
+    match e {
+        Entry::Route(r) => Some(r),
+        _ => None,
+    }
+}
+
 impl<S: RouteSource> RouteSource for CachedSource<S> {
     async fn route(&self, name: &str) -> Result<Option<Route>> {
-        let key = format!("route\0{name}");
-        if let Some(Entry::Route(r)) = self.lookup(&key) {
-            return Ok(r);
-        }
-        let r = self.inner.route(name).await?;
-        self.keep(key, Entry::Route(r.clone()));
-        Ok(r)
+        self.through(format!("route\0{name}"), as_route, Entry::Route, self.inner.route(name)).await
     }
     async fn ephemeral(&self, id: &str) -> Result<Option<Route>> {
-        let key = format!("eph\0{id}");
-        if let Some(Entry::Route(r)) = self.lookup(&key) {
-            return Ok(r);
-        }
-        let r = self.inner.ephemeral(id).await?;
-        self.keep(key, Entry::Route(r.clone()));
-        Ok(r)
+        self.through(format!("eph\0{id}"), as_route, Entry::Route, self.inner.ephemeral(id)).await
     }
     async fn route_for_host(&self, host: &str) -> Result<Option<Route>> {
-        let key = format!("host\0{host}");
-        if let Some(Entry::Route(r)) = self.lookup(&key) {
-            return Ok(r);
-        }
-        let r = self.inner.route_for_host(host).await?;
-        self.keep(key, Entry::Route(r.clone()));
-        Ok(r)
+        self.through(format!("host\0{host}"), as_route, Entry::Route, self.inner.route_for_host(host)).await
     }
     async fn leases(&self, route: &str) -> Result<Vec<Endpoint>> {
-        let key = format!("leases\0{route}");
-        if let Some(Entry::Leases(l)) = self.lookup(&key) {
-            return Ok(l);
-        }
-        let l = self.inner.leases(route).await?;
-        self.keep(key, Entry::Leases(l.clone()));
-        Ok(l)
+        let unwrap = |e| match e {
+            Entry::Leases(l) => Some(l),
+            _ => None,
+        };
+        self.through(format!("leases\0{route}"), unwrap, Entry::Leases, self.inner.leases(route)).await
     }
     async fn is_revoked(&self, token_id: &str) -> Result<bool> {
-        let key = format!("revoked\0{token_id}");
-        if let Some(Entry::Revoked(r)) = self.lookup(&key) {
-            return Ok(r);
-        }
-        let r = self.inner.is_revoked(token_id).await?;
-        self.keep(key, Entry::Revoked(r));
-        Ok(r)
+        let unwrap = |e| match e {
+            Entry::Revoked(r) => Some(r),
+            _ => None,
+        };
+        self.through(format!("revoked\0{token_id}"), unwrap, Entry::Revoked, self.inner.is_revoked(token_id)).await
     }
 }
 
