@@ -15,12 +15,14 @@ pub mod forward;
 #[cfg(any(test, feature = "forge"))]
 pub mod forge;
 pub mod gateway;
+pub mod metrics;
 pub mod ratelimit;
 pub mod rbac;
 pub mod route;
 pub mod stream;
 pub mod store;
 pub mod token;
+pub mod usage;
 
 pub use config::Config;
 pub use error::{Error, Result};
