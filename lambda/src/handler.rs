@@ -215,7 +215,7 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
                     let store = app.store.clone();
                     tokio::spawn(async move {
                         if let Err(e) = store.record_use(&token_id, now_secs()).await {
-                            tracing::warn!(error = %e, "usage not recorded");
+                            tracing::warn!(error = ?e, "usage not recorded");
                         }
                     });
                 }

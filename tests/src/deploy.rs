@@ -41,6 +41,14 @@ pub struct Running {
     pub log: PathBuf,
 }
 
+impl Running {
+    /// The process id of the started command (wrangler, cargo lambda, moto or the function),
+    /// the leader of its process group.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let pgid = self.child.id() as i32;
@@ -93,6 +101,8 @@ pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed], tag: &str) -> Running
             .args(["kv", "key", "put", &format!("route:{}", seed.name), &seed.json, "--binding", "GATEWAY_KV", "--env", "contract", "--local", "--persist-to"])
             .arg(&state)
             .env("GATEWAY_EDGE_PREBUILT", "1")
+            // Miniflare would otherwise try to fetch the `Request.cf` object from workers.cloudflare.com.
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -114,6 +124,7 @@ pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed], tag: &str) -> Running
         .arg(&env_file)
         .env("GATEWAY_EDGE_PREBUILT", "1")
         .env("WRANGLER_SEND_METRICS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("CI", "1")
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("log fd"))
