@@ -27,7 +27,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 pa=$(free_port); pb=$(free_port)
 setsid "$bin/stand-in-vllm" --name vllm-a --port "$pa" >/tmp/gateway-standin-a.log 2>&1 & pids+=($!)
 setsid "$bin/stand-in-vllm" --name vllm-b --port "$pb" >/tmp/gateway-standin-b.log 2>&1 & pids+=($!)
-GATEWAY_EDGE_PREBUILT=1 setsid node_modules/.bin/wrangler dev --local --ip 127.0.0.1 --port "$PORT" \
+GATEWAY_EDGE_PREBUILT=1 CLOUDFLARE_CF_FETCH_ENABLED=false setsid node_modules/.bin/wrangler dev --local --ip 127.0.0.1 --port "$PORT" \
   --show-interactive-dev-session=false >/tmp/gateway-wrangler.log 2>&1 & pids+=($!)
 
 base="http://127.0.0.1:$PORT"
