@@ -98,15 +98,18 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     res.and_then(|r| with_security_headers(r, cfg))
 }
 
-/// Adds HSTS and `nosniff` to a response. Responses that came from a fetch
-/// (the Durable Object's) have immutable headers, so the response is rebuilt
+/// Adds HSTS and `nosniff` to a response. Responses the Worker built have
+/// mutable headers and are changed in place; responses that came from a fetch
+/// (the Durable Object's) have immutable headers, so those alone are rebuilt
 /// around the same body stream, which is not read or copied.
 fn with_security_headers(res: Response, cfg: &Config) -> Result<Response> {
     let inner: web_sys::Response = res.into();
-    let headers = web_sys::Headers::new_with_headers(&inner.headers())?;
-    for (name, value) in gateway_core::gateway::security_headers(cfg) {
-        headers.set(name, value)?;
+    let set_all = |headers: &web_sys::Headers| gateway_core::gateway::security_headers(cfg).iter().try_for_each(|(name, value)| headers.set(name, value));
+    if set_all(&inner.headers()).is_ok() {
+        return Ok(Response::from(inner));
     }
+    let headers = web_sys::Headers::new_with_headers(&inner.headers())?;
+    set_all(&headers)?;
     let init = web_sys::ResponseInit::new();
     init.set_status(inner.status());
     init.set_headers(&headers);
