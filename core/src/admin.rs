@@ -45,6 +45,12 @@ pub enum AdminCommand {
     RevokeToken(String),
     /// `GET /audit?before=&limit=`
     Audit { before: Option<u64>, limit: usize },
+    /// `GET /metrics`
+    Metrics,
+    /// `GET /metrics/prometheus`
+    MetricsPrometheus,
+    /// `POST /probes`: one round of health probes now.
+    RunProbes,
 }
 
 /// Body of `PUT /routes/{name}/endpoints/{id}`.
@@ -79,25 +85,51 @@ pub struct EphemeralRequest {
     pub upstream_api_key_secret: Option<String>,
 }
 
-/// An admin reply: status and JSON body.
+/// An admin reply: status and JSON body, or another kind of document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminReply {
     /// HTTP status.
     pub status: StatusCode,
-    /// JSON body.
+    /// JSON body (when `document` is `None`).
     pub body: Value,
+    /// A non-JSON answer (Prometheus text, the dashboard's files).
+    pub document: Option<Document>,
+}
+
+/// A non-JSON admin answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// Headers added to the response (the dashboard's CSP…).
+    pub headers: &'static [(&'static str, &'static str)],
 }
 
 impl AdminReply {
     fn ok(body: Value) -> Self {
-        AdminReply { status: StatusCode::OK, body }
+        AdminReply { status: StatusCode::OK, body, document: None }
+    }
+    fn with_status(status: StatusCode, body: Value) -> Self {
+        AdminReply { status, body, document: None }
+    }
+    fn document(document: Document) -> Self {
+        AdminReply { status: StatusCode::OK, body: Value::Null, document: Some(document) }
     }
     /// Serialises the reply as an HTTP response.
     pub fn into_response(self) -> http::Response<Vec<u8>> {
-        let mut res = http::Response::new(serde_json::to_vec(&self.body).unwrap_or_default());
+        let (bytes, content_type, extra) = match self.document {
+            Some(d) => (d.bytes, d.content_type, d.headers),
+            None => (serde_json::to_vec(&self.body).unwrap_or_default(), "application/json", &[][..]),
+        };
+        let mut res = http::Response::new(bytes);
         *res.status_mut() = self.status;
-        res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
         res.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        for (name, value) in extra {
+            res.headers_mut().insert(*name, http::HeaderValue::from_static(value));
+        }
         res
     }
 }
@@ -194,7 +226,14 @@ impl AdminCommand {
                 };
                 Ok(AdminCommand::Audit { before, limit })
             }
-            (_, ["routes"] | ["routes", _] | ["routes", _, "endpoints", _] | ["ephemeral"] | ["tokens"] | ["tokens", _] | ["audit"]) => {
+            (&Method::GET, ["metrics"]) => Ok(AdminCommand::Metrics),
+            (&Method::GET, ["metrics", "prometheus"]) => Ok(AdminCommand::MetricsPrometheus),
+            (&Method::POST, ["probes"]) => Ok(AdminCommand::RunProbes),
+            (
+                _,
+                ["routes"] | ["routes", _] | ["routes", _, "endpoints", _] | ["ephemeral"] | ["tokens"] | ["tokens", _] | ["audit"] | ["metrics"]
+                | ["metrics", "prometheus"] | ["probes"],
+            ) => {
                 Err(Error::MethodNotAllowed)
             }
             _ => Err(Error::NotFound("no such admin call".into())),
@@ -211,6 +250,7 @@ impl AdminCommand {
             AdminCommand::CreateEphemeral(_) => ("ephemeral.create", "ephemeral".into()),
             AdminCommand::IssueToken(r) => ("token.issue", format!("subject/{}", r.subject)),
             AdminCommand::RevokeToken(id) => ("token.revoke", format!("token/{id}")),
+            AdminCommand::RunProbes => ("probe.run", "probes".into()),
             _ => return None,
         })
     }
@@ -230,9 +270,23 @@ pub struct AdminRequest<'a> {
     pub body: &'a [u8],
 }
 
-/// True for `GET /_gateway/healthz`, the one call that needs no token.
+/// True for `GET /_gateway/healthz`, which needs no token.
 pub fn is_healthz(segments: &[String]) -> bool {
     segments.len() == 1 && segments[0] == "healthz"
+}
+
+/// The answer to a call that needs no token: the liveness check and the
+/// dashboard's own files (the page asks for a token and sends it with each
+/// data call); `None` for every other call.
+pub fn public(method: &Method, segments: &[String]) -> Option<AdminReply> {
+    if is_healthz(segments) {
+        return Some(healthz());
+    }
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+    crate::dashboard::file(&s).map(AdminReply::document)
 }
 
 /// The liveness answer.
@@ -242,8 +296,8 @@ pub fn healthz() -> AdminReply {
 
 /// Answers one admin call end to end. Every write, allowed or not, is audited.
 pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminRequest<'_>) -> Result<AdminReply> {
-    if is_healthz(req.segments) {
-        return Ok(healthz());
+    if let Some(reply) = public(req.method, req.segments) {
+        return Ok(reply);
     }
     let is_write = !matches!(*req.method, Method::GET | Method::HEAD);
     // Authenticate first, so nobody learns the admin API's shape without a token.
@@ -357,7 +411,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             route.expires_at = None;
             store.put_route(&route, previous.as_ref()).await?;
             let status = if previous.is_some() { StatusCode::OK } else { StatusCode::CREATED };
-            Ok(AdminReply { status, body: serde_json::to_value(&*route).map_err(|e| Error::Internal(e.to_string()))? })
+            Ok(AdminReply::with_status(status, serde_json::to_value(&*route).map_err(|e| Error::Internal(e.to_string()))?))
         }
         AdminCommand::DeleteRoute(name) => {
             let route = store.route(&name).await?.ok_or_else(|| Error::NotFound(format!("no route `{name}`")))?;
@@ -405,10 +459,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 other => other,
             })?;
             store.put_ephemeral(&route).await?;
-            Ok(AdminReply {
-                status: StatusCode::CREATED,
-                body: json!({ "id": id, "path": format!("/e/{id}/"), "expires_at": now + ttl }),
-            })
+            Ok(AdminReply::with_status(StatusCode::CREATED, json!({ "id": id, "path": format!("/e/{id}/"), "expires_at": now + ttl })))
         }
         AdminCommand::IssueToken(req) => {
             let jti = new_token_id()?;
@@ -430,7 +481,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 request_count: 0,
             };
             store.put_token(&record).await?;
-            Ok(AdminReply { status: StatusCode::CREATED, body: json!({ "id": record.id, "token": token, "expires_at": record.expires_at }) })
+            Ok(AdminReply::with_status(StatusCode::CREATED, json!({ "id": record.id, "token": token, "expires_at": record.expires_at })))
         }
         AdminCommand::ListTokens { q } => {
             let mut tokens = store.list_tokens().await?;
@@ -488,7 +539,30 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             let next = if entries.len() == limit { entries.last().map(|e| e.seq) } else { None };
             Ok(AdminReply::ok(json!({ "entries": entries, "next_before": next })))
         }
+        AdminCommand::Metrics => {
+            let snap = metrics_snapshot(store, now).await?;
+            Ok(AdminReply::ok(serde_json::to_value(snap).map_err(|e| Error::Internal(e.to_string()))?))
+        }
+        AdminCommand::MetricsPrometheus => {
+            let snap = metrics_snapshot(store, now).await?;
+            Ok(AdminReply::document(Document {
+                content_type: crate::metrics::PROMETHEUS_CONTENT_TYPE,
+                bytes: crate::metrics::render_prometheus(&snap).into_bytes(),
+                headers: &[],
+            }))
+        }
+        AdminCommand::RunProbes => {
+            let report = crate::probe::run(store, now).await?;
+            Ok(AdminReply::ok(serde_json::to_value(report).map_err(|e| Error::Internal(e.to_string()))?))
+        }
     }
+}
+
+/// The metrics as of `now`, from the store's counters and health records.
+async fn metrics_snapshot<S: Store>(store: &S, now: u64) -> Result<crate::metrics::Snapshot> {
+    let counters = store.counters(now).await?;
+    let health = store.health().await?;
+    Ok(crate::metrics::snapshot(now, counters, health.iter().map(|(r, e, h)| (r.as_str(), e.as_str(), h))))
 }
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ enum Entry {
     Route(Option<Route>),
     Leases(Vec<Endpoint>),
     Revoked(bool),
+    Ids(Vec<String>),
 }
 
 /// A [`RouteSource`] that remembers what `inner` answered for `ttl_ms`.
@@ -143,6 +144,13 @@ impl<S: RouteSource> RouteSource for CachedSource<S> {
             _ => None,
         };
         self.through(format!("revoked\0{token_id}"), unwrap, Entry::Revoked, self.inner.is_revoked(token_id)).await
+    }
+    async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
+        let unwrap = |e| match e {
+            Entry::Ids(ids) => Some(ids),
+            _ => None,
+        };
+        self.through(format!("down\0{route}"), unwrap, Entry::Ids, self.inner.down_endpoints(route)).await
     }
 }
 

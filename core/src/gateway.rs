@@ -152,6 +152,8 @@ pub struct Resolved {
     prefix: String,
     principal: Option<Principal>,
     leases: Vec<Endpoint>,
+    /// Endpoints health probes found down.
+    down: Vec<String>,
 }
 
 /// The outcome of [`resolve`].
@@ -208,7 +210,9 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
         }
     }
     let leases = if route.expires_at.is_none() { store.leases(&route.name).await? } else { Vec::new() };
-    Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases })))
+    // Avoiding a down endpoint only matters when there is another to go to.
+    let down = if route.endpoints.len() + leases.len() > 1 { store.down_endpoints(&key).await? } else { Vec::new() };
+    Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down })))
 }
 
 /// The part of the decision that needs no store: balancing and the forwarding plan.
@@ -228,6 +232,7 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
             endpoints.push(lease);
         }
     }
+    let endpoints = crate::metrics::exclude_down(&endpoints, ctx.now, |id| r.down.iter().any(|d| d == id));
     let affinity = affinity_key(&r.route, parts, r.principal.as_ref(), &request_id);
     let ranked = Balancer::rank(&affinity, &endpoints, ctx.now, &|id| (ctx.avoid)(&r.key, id));
     if ranked.is_empty() {
@@ -335,6 +340,25 @@ mod tests {
         assert_eq!(p.headers["authorization"], "Bearer upstream-secret");
         assert_eq!(p.request_id, "rid-new");
         assert_eq!(p.token_id.as_deref(), Some("tok_alice"));
+    }
+
+    #[test]
+    fn endpoints_found_down_are_avoided_unless_all_are() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let auth = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        let first = |s: &MemoryStore, session: &str| {
+            let p = plan(decide(&cfg, s, &parts("/llama/v1/models", &[("authorization", &auth), ("x-session-id", session)])));
+            p.upstreams.iter().map(|u| u.endpoint_id.clone()).collect::<Vec<_>>()
+        };
+        let sessions: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        assert!(sessions.iter().any(|x| first(&s, x)[0] == "a") && sessions.iter().any(|x| first(&s, x)[0] == "b"));
+        block_on(s.put_down("llama", &["a".to_string()])).unwrap();
+        for x in &sessions {
+            assert_eq!(first(&s, x), vec!["b".to_string()], "a down endpoint is not tried");
+        }
+        block_on(s.put_down("llama", &["a".to_string(), "b".to_string()])).unwrap();
+        assert_eq!(first(&s, "s1").len(), 2, "when every endpoint is down, all are tried rather than none");
     }
 
     #[test]

@@ -10,12 +10,15 @@ pub mod admin;
 pub mod balance;
 pub mod cache;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod forward;
 #[cfg(any(test, feature = "forge"))]
 pub mod forge;
 pub mod gateway;
+pub mod meter;
 pub mod metrics;
+pub mod probe;
 pub mod ratelimit;
 pub mod rbac;
 pub mod route;

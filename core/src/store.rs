@@ -4,6 +4,8 @@
 //! serves tests.
 
 use crate::error::Result;
+use crate::metrics::{Health, Updates};
+use crate::probe::ProbeTarget;
 use crate::route::{Endpoint, Route};
 use crate::token::TokenKind;
 use serde::{Deserialize, Serialize};
@@ -79,6 +81,8 @@ pub trait RouteSource {
     async fn leases(&self, route: &str) -> Result<Vec<Endpoint>>;
     /// True when the token id was revoked.
     async fn is_revoked(&self, token_id: &str) -> Result<bool>;
+    /// Endpoints of a route (by route key) that health probes found down ([`Store::put_down`]).
+    async fn down_endpoints(&self, route: &str) -> Result<Vec<String>>;
 }
 
 /// Everything the admin API reads and writes.
@@ -108,6 +112,21 @@ pub trait Store: RouteSource {
     async fn append_audit(&self, entry: AuditEntry) -> Result<()>;
     /// Audit entries newest first, strictly below `before` when given.
     async fn audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Applies metric counter updates atomically per counter (nothing lost under concurrency).
+    async fn record(&self, updates: &Updates) -> Result<()>;
+    /// The counters a metrics snapshot at `now` reads: every total, and the minute
+    /// buckets in [`crate::metrics::recent_range`].
+    async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>>;
+    /// Every endpoint's health record: route key, endpoint id, health.
+    async fn health(&self) -> Result<Vec<(String, String, Health)>>;
+    /// Replaces one endpoint's health record.
+    async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()>;
+    /// Replaces the set of a route's endpoints the data plane avoids ([`RouteSource::down_endpoints`]).
+    async fn put_down(&self, route: &str, down: &[String]) -> Result<()>;
+    /// Makes one health probe: `GET target.url` within `target.timeout_ms`; the
+    /// status, or `None` when there was no answer in time.
+    async fn probe(&self, target: &ProbeTarget) -> Option<u16>;
 }
 
 /// An in-memory store for tests and the CLI's dry runs.
@@ -124,6 +143,10 @@ struct Mem {
     tokens: BTreeMap<String, TokenRecord>,
     revoked: std::collections::BTreeSet<String>,
     audit: Vec<AuditEntry>,
+    counters: BTreeMap<String, u64>,
+    health: BTreeMap<(String, String), Health>,
+    down: BTreeMap<String, Vec<String>>,
+    probe_status: BTreeMap<String, u16>,
 }
 
 impl MemoryStore {
@@ -131,6 +154,14 @@ impl MemoryStore {
         // A poisoned lock only means another test panicked; the data is still usable.
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut g)
+    }
+
+    /// Sets what a probe of `url` answers (tests); unset URLs do not answer.
+    pub fn set_probe_status(&self, url: &str, status: Option<u16>) {
+        self.with(|m| match status {
+            Some(s) => m.probe_status.insert(url.to_string(), s),
+            None => m.probe_status.remove(url),
+        });
     }
 }
 
@@ -149,6 +180,9 @@ impl RouteSource for MemoryStore {
     }
     async fn is_revoked(&self, token_id: &str) -> Result<bool> {
         Ok(self.with(|m| m.revoked.contains(token_id)))
+    }
+    async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
+        Ok(self.with(|m| m.down.get(route).cloned().unwrap_or_default()))
     }
 }
 
@@ -206,5 +240,29 @@ impl Store for MemoryStore {
         Ok(self.with(|m| {
             m.audit.iter().rev().filter(|e| before.is_none_or(|b| e.seq < b)).take(limit).cloned().collect()
         }))
+    }
+    async fn record(&self, updates: &Updates) -> Result<()> {
+        self.with(|m| updates.apply_to(&mut m.counters));
+        Ok(())
+    }
+    async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
+        let (from, to) = crate::metrics::recent_range(now);
+        Ok(self.with(|m| {
+            m.counters.iter().filter(|(k, _)| !k.starts_with("m:") || (k.as_str() >= from.as_str() && k.as_str() < to.as_str())).map(|(k, v)| (k.clone(), *v)).collect()
+        }))
+    }
+    async fn health(&self) -> Result<Vec<(String, String, Health)>> {
+        Ok(self.with(|m| m.health.iter().map(|((r, e), h)| (r.clone(), e.clone(), h.clone())).collect()))
+    }
+    async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
+        self.with(|m| m.health.insert((route.to_string(), endpoint.to_string()), health.clone()));
+        Ok(())
+    }
+    async fn put_down(&self, route: &str, down: &[String]) -> Result<()> {
+        self.with(|m| m.down.insert(route.to_string(), down.to_vec()));
+        Ok(())
+    }
+    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
+        self.with(|m| m.probe_status.get(&target.url).copied())
     }
 }

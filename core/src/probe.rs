@@ -1,0 +1,185 @@
+//! Health probes: which endpoints to probe, and what a round of probes
+//! changes. A scheduled job (a Worker Cron Trigger; an EventBridge schedule
+//! on Lambda) and `POST /_gateway/probes` both call [`run`]; the adapter's
+//! [`Store::probe`] makes the HTTP calls.
+//!
+//! Each endpoint's [`Health`] takes one observation per round. A route's set
+//! of down endpoints is written only when it changes, and the data plane
+//! reads it (cached, like routes) to keep traffic away from them
+//! ([`crate::metrics::exclude_down`]).
+
+use crate::error::Result;
+use crate::forward::upstream_url;
+use crate::metrics::{probe_ok, Health, HealthState, PROBE_PATH};
+use crate::route::{Endpoint, Route};
+use crate::store::{RouteSource, Store};
+use futures_util::future::join_all;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How long a probe waits for an answer.
+pub const PROBE_TIMEOUT_MS: u64 = 2_000;
+
+/// One endpoint to probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeTarget {
+    /// Route key.
+    pub route: String,
+    /// Endpoint id.
+    pub endpoint: String,
+    /// `{endpoint url}/health`.
+    pub url: String,
+    /// At the edge, the Workers VPC binding to fetch through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Deadline for the answer, ms.
+    pub timeout_ms: u64,
+}
+
+/// The endpoints of `route` (its own and its live `leases`) to probe.
+pub fn targets(route: &Route, leases: &[Endpoint], now: u64) -> Vec<ProbeTarget> {
+    let mut seen = std::collections::BTreeSet::new();
+    route
+        .endpoints
+        .iter()
+        .chain(leases.iter().filter(|e| e.is_live(now)))
+        .filter(|e| seen.insert(e.id.clone()))
+        .map(|e| ProbeTarget {
+            route: route.name.clone(),
+            endpoint: e.id.clone(),
+            url: upstream_url(&e.url, PROBE_PATH, None),
+            via: e.via.clone(),
+            timeout_ms: PROBE_TIMEOUT_MS.min(route.timeouts.response_ms),
+        })
+        .collect()
+}
+
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeOutcome {
+    /// Route key.
+    pub route: String,
+    /// Endpoint id.
+    pub endpoint: String,
+    /// The status `/health` answered, if it answered in time.
+    pub status: Option<u16>,
+    /// The endpoint's state after this probe.
+    pub health: HealthState,
+    /// True when this probe changed the state.
+    pub changed: bool,
+}
+
+/// The result of one round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeReport {
+    /// Unix seconds.
+    pub at: u64,
+    /// One per endpoint probed.
+    pub probes: Vec<ProbeOutcome>,
+}
+
+/// Probes every endpoint of every active static route once, concurrently,
+/// records each result in the endpoint's [`Health`] and rewrites the down
+/// sets that changed. Ephemeral routes (one endpoint, minutes to days of
+/// life) are not probed.
+pub async fn run<S: Store>(store: &S, now: u64) -> Result<ProbeReport> {
+    let mut all = Vec::new();
+    for route in store.list_routes().await?.into_iter().filter(|r| r.is_active(now) && r.expires_at.is_none()) {
+        let leases = store.leases(&route.name).await?;
+        all.extend(targets(&route, &leases, now));
+    }
+    let statuses = join_all(all.iter().map(|t| store.probe(t))).await;
+    let mut health: BTreeMap<(String, String), Health> = store.health().await?.into_iter().map(|(r, e, h)| ((r, e), h)).collect();
+    let mut down: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut probes = Vec::with_capacity(all.len());
+    for (t, status) in all.iter().zip(statuses) {
+        let h = health.entry((t.route.clone(), t.endpoint.clone())).or_default();
+        let changed = h.observe(now, probe_ok(status)).is_some();
+        store.put_health(&t.route, &t.endpoint, h).await?;
+        let ids = down.entry(t.route.clone()).or_default();
+        if h.is_down(now) {
+            ids.push(t.endpoint.clone());
+        }
+        probes.push(ProbeOutcome { route: t.route.clone(), endpoint: t.endpoint.clone(), status, health: h.state(now), changed });
+    }
+    for (route, ids) in down {
+        let mut before = store.down_endpoints(&route).await?;
+        before.sort();
+        if before != ids {
+            store.put_down(&route, &ids).await?;
+        }
+    }
+    Ok(ProbeReport { at: now, probes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use futures_executor::block_on;
+
+    fn route_with(urls: &[(&str, &str)]) -> Route {
+        Route::new("llama", urls.iter().map(|(id, url)| Endpoint::new(*id, *url)).collect())
+    }
+
+    #[test]
+    fn targets_are_each_endpoint_once_with_the_health_path() {
+        let r = route_with(&[("a", "http://10.0.0.1:8000"), ("b", "http://10.0.0.2:8000/prefix")]);
+        let mut lease = Endpoint::new("c", "http://10.0.0.3:8000");
+        lease.lease_expires_at = Some(2_000);
+        let mut dead = Endpoint::new("d", "http://10.0.0.4:8000");
+        dead.lease_expires_at = Some(500);
+        let shadow = Endpoint::new("a", "http://10.9.9.9:8000");
+        let t = targets(&r, &[lease, dead, shadow], 1_000);
+        let urls: Vec<(&str, &str)> = t.iter().map(|t| (t.endpoint.as_str(), t.url.as_str())).collect();
+        assert_eq!(
+            urls,
+            vec![("a", "http://10.0.0.1:8000/health"), ("b", "http://10.0.0.2:8000/prefix/health"), ("c", "http://10.0.0.3:8000/health")]
+        );
+        assert!(t.iter().all(|t| t.timeout_ms == PROBE_TIMEOUT_MS && t.route == "llama"));
+    }
+
+    #[test]
+    fn two_failed_rounds_mark_down_and_one_success_brings_it_back() {
+        let store = MemoryStore::default();
+        block_on(store.put_route(&route_with(&[("a", "http://a:1"), ("b", "http://b:1")]), None)).unwrap();
+        store.set_probe_status("http://a:1/health", Some(200));
+        store.set_probe_status("http://b:1/health", Some(503));
+
+        let first = block_on(run(&store, 1_000)).unwrap();
+        assert_eq!(first.probes.len(), 2);
+        assert_eq!(first.probes[0].health, HealthState::Up);
+        assert_eq!(first.probes[1].health, HealthState::Unknown, "one failure decides nothing");
+        assert!(block_on(store.down_endpoints("llama")).unwrap().is_empty());
+
+        let second = block_on(run(&store, 1_060)).unwrap();
+        assert_eq!(second.probes[1].health, HealthState::Down);
+        assert!(second.probes[1].changed);
+        assert_eq!(block_on(store.down_endpoints("llama")).unwrap(), vec!["b".to_string()]);
+
+        store.set_probe_status("http://b:1/health", None);
+        block_on(run(&store, 1_120)).unwrap();
+        assert_eq!(block_on(store.down_endpoints("llama")).unwrap(), vec!["b".to_string()], "no answer is a failure");
+
+        store.set_probe_status("http://b:1/health", Some(200));
+        let back = block_on(run(&store, 1_180)).unwrap();
+        assert_eq!(back.probes[1].health, HealthState::Up);
+        assert!(back.probes[1].changed);
+        assert!(block_on(store.down_endpoints("llama")).unwrap().is_empty());
+
+        let h = block_on(store.health()).unwrap();
+        let b = &h.iter().find(|(_, e, _)| e == "b").unwrap().2;
+        // Down from 1060 to 1180 out of a known window starting at the first decision (1000 for a, 1060 for b).
+        assert_eq!(b.transitions().len(), 2);
+    }
+
+    #[test]
+    fn ephemeral_and_disabled_routes_are_not_probed() {
+        let store = MemoryStore::default();
+        let mut off = route_with(&[("a", "http://a:1")]);
+        off.name = "off".into();
+        off.enabled = false;
+        block_on(store.put_route(&off, None)).unwrap();
+        assert!(block_on(run(&store, 1_000)).unwrap().probes.is_empty());
+    }
+}
