@@ -1,1 +1,1048 @@
+// The Model Endpoints dashboard. Served under a strict Content-Security-Policy:
+// no inline code, no other origin. The DOM is built with createElement and
+// textContent only; route names, subjects and descriptions come from callers
+// and are never parsed as markup.
+(function () {
+  'use strict';
 
+  var TOKEN_KEY = 'gateway_admin_token';
+  var API = '/_gateway';
+  var REFRESH_MS = 10000;
+  var AUDIT_PAGE = 50;
+  var HOUR = 3600;
+  var DAY = 86400;
+  var SVG_NS = 'http://www.w3.org/2000/svg';
+  var STATUS_ORDER = ['2xx', '3xx', '4xx', '5xx', '1xx', 'other'];
+
+  var state = {
+    token: null,
+    gen: 0, // bumped at each sign-in and sign-out; stale answers are dropped
+    timer: null,
+    inFlight: null,
+    again: false,
+    data: { metrics: null, routes: null, tokens: null, audit: null },
+    errors: {},
+    pendingRevoke: null,
+    revoking: null,
+    auditBefore: null, // null: newest page
+    auditHistory: [],
+    lastRefresh: null,
+  };
+
+  // ---------------------------------------------------------------------------
+  // DOM helpers
+  // ---------------------------------------------------------------------------
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function own(obj, key) {
+    return obj && typeof obj === 'object' && Object.prototype.hasOwnProperty.call(obj, key) ? obj[key] : undefined;
+  }
+
+  function entries(obj) {
+    return obj && typeof obj === 'object' ? Object.keys(obj).map(function (k) { return [k, obj[k]]; }) : [];
+  }
+
+  function append(el, children) {
+    for (var i = 0; i < children.length; i++) {
+      var c = children[i];
+      if (c == null || c === false) continue;
+      if (Array.isArray(c)) append(el, c);
+      else if (typeof c === 'object' && c.nodeType) el.appendChild(c);
+      else el.appendChild(document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  function setAttrs(el, attrs) {
+    if (!attrs) return;
+    Object.keys(attrs).forEach(function (k) {
+      var v = attrs[k];
+      if (v == null || v === false) return;
+      if (k === 'text') el.textContent = String(v);
+      else if (typeof v === 'function') el.addEventListener(k, v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    });
+  }
+
+  // h('div', {class: 'x', 'data-a': 1}, child, 'text', [more])
+  function h(tag, attrs) {
+    var el = document.createElement(tag);
+    setAttrs(el, attrs);
+    return append(el, Array.prototype.slice.call(arguments, 2));
+  }
+
+  function s(tag, attrs) {
+    var el = document.createElementNS(SVG_NS, tag);
+    setAttrs(el, attrs);
+    return append(el, Array.prototype.slice.call(arguments, 2));
+  }
+
+  function clear(el) {
+    while (el.firstChild) el.removeChild(el.firstChild);
+    return el;
+  }
+
+  function show(el, on) {
+    el.hidden = !on;
+  }
+
+  // ---------------------------------------------------------------------------
+  // Formatting
+  // ---------------------------------------------------------------------------
+
+  var numberFmt = new Intl.NumberFormat(undefined);
+
+  function num(n) {
+    return typeof n === 'number' && isFinite(n) ? numberFmt.format(n) : '0';
+  }
+
+  function int(n) {
+    return typeof n === 'number' && isFinite(n) ? n : 0;
+  }
+
+  function compact(n) {
+    n = int(n);
+    if (n < 10000) return numberFmt.format(n);
+    var units = [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'k']];
+    for (var i = 0; i < units.length; i++) {
+      if (n >= units[i][0]) {
+        var v = n / units[i][0];
+        return (v >= 100 ? Math.round(v) : v.toFixed(1).replace(/\.0$/, '')) + units[i][1];
+      }
+    }
+    return String(n);
+  }
+
+  function bytes(n) {
+    n = int(n);
+    var units = ['B', 'KB', 'MB', 'GB', 'TB'];
+    var i = 0;
+    while (n >= 1024 && i < units.length - 1) {
+      n /= 1024;
+      i++;
+    }
+    return (i === 0 ? String(n) : n.toFixed(n >= 100 ? 0 : 1)) + ' ' + units[i];
+  }
+
+  function ms(v) {
+    if (typeof v !== 'number' || !isFinite(v)) return '—';
+    if (v >= 1000) return (v / 1000).toFixed(v >= 10000 ? 1 : 2) + ' s';
+    if (v >= 100) return Math.round(v) + ' ms';
+    if (v >= 10) return v.toFixed(1).replace(/\.0$/, '') + ' ms';
+    return v.toFixed(2).replace(/0$/, '').replace(/\.0$/, '') + ' ms';
+  }
+
+  function pct(v) {
+    if (typeof v !== 'number' || !isFinite(v)) return '—';
+    var p = v * 100;
+    if (p >= 100) return '100%';
+    return (p >= 99 ? p.toFixed(2) : p.toFixed(1)) + '%';
+  }
+
+  function nowS() {
+    return Math.floor(Date.now() / 1000);
+  }
+
+  function pad(n) {
+    return n < 10 ? '0' + n : String(n);
+  }
+
+  function clock(d) {
+    return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+  }
+
+  function dateTime(unix) {
+    if (typeof unix !== 'number') return '—';
+    var d = new Date(unix * 1000);
+    return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + clock(d);
+  }
+
+  function span(secs) {
+    secs = Math.abs(secs);
+    if (secs < 60) return Math.round(secs) + ' s';
+    if (secs < HOUR) return Math.floor(secs / 60) + ' min';
+    if (secs < 2 * DAY) return Math.floor(secs / HOUR) + ' h';
+    return Math.floor(secs / DAY) + ' d';
+  }
+
+  function relative(unix) {
+    if (typeof unix !== 'number' || !unix) return 'never';
+    var d = unix - nowS();
+    if (Math.abs(d) < 5) return 'just now';
+    return d < 0 ? span(d) + ' ago' : 'in ' + span(d);
+  }
+
+  // A <time> element showing a relative time, with the exact time on hover.
+  function when(unix, fallback) {
+    if (typeof unix !== 'number' || !unix) return h('span', { class: 'muted', text: fallback != null ? fallback : 'never' });
+    return h('time', { datetime: new Date(unix * 1000).toISOString(), title: dateTime(unix), text: relative(unix) });
+  }
+
+  function list(v) {
+    return Array.isArray(v) ? v.filter(function (x) { return typeof x === 'string'; }) : [];
+  }
+
+  function splitList(text) {
+    return text.split(',').map(function (x) { return x.trim(); }).filter(function (x) { return x.length > 0; });
+  }
+
+  // ---------------------------------------------------------------------------
+  // Admin API
+  // ---------------------------------------------------------------------------
+
+  function ApiError(status, message, code) {
+    this.status = status;
+    this.message = message;
+    this.code = code;
+  }
+
+  function isAuthError(e) {
+    return e instanceof ApiError && (e.status === 401 || e.status === 403);
+  }
+
+  function api(method, path, body) {
+    var headers = { Authorization: 'Bearer ' + state.token, Accept: 'application/json' };
+    var init = { method: method, headers: headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    return fetch(API + path, init).then(
+      function (res) {
+        return res.text().then(function (text) {
+          var data = null;
+          if (text) {
+            try {
+              data = JSON.parse(text);
+            } catch (_) {
+              data = null;
+            }
+          }
+          if (!res.ok) {
+            var err = data && typeof data === 'object' ? data.error : null;
+            var msg = err && typeof err.message === 'string' && err.message ? err.message : 'HTTP ' + res.status;
+            throw new ApiError(res.status, msg, err && typeof err.code === 'string' ? err.code : null);
+          }
+          return data;
+        });
+      },
+      function (e) {
+        throw new ApiError(0, 'cannot reach the gateway (' + (e && e.message ? e.message : 'network error') + ')', 'network');
+      }
+    );
+  }
+
+  // ---------------------------------------------------------------------------
+  // Session
+  // ---------------------------------------------------------------------------
+
+  function readStoredToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function storeToken(t) {
+    try {
+      if (t) sessionStorage.setItem(TOKEN_KEY, t);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_) {
+      // Storage disabled: the session lasts until the page is reloaded.
+    }
+  }
+
+  // The token's own claims, for the header only; the gateway verifies it.
+  function claims(token) {
+    try {
+      var part = token.split('.')[1];
+      var b64 = part.replace(/-/g, '+').replace(/_/g, '/');
+      while (b64.length % 4) b64 += '=';
+      var raw = atob(b64);
+      var bytesArr = new Uint8Array(raw.length);
+      for (var i = 0; i < raw.length; i++) bytesArr[i] = raw.charCodeAt(i);
+      var c = JSON.parse(new TextDecoder().decode(bytesArr));
+      return c && typeof c === 'object' ? c : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function signIn(token) {
+    state.token = token;
+    state.gen++;
+    storeToken(token);
+    var c = claims(token);
+    var who = $('whoami');
+    clear(who);
+    if (c && typeof c.sub === 'string') {
+      append(who, ['Signed in as ', h('strong', { text: c.sub })]);
+      if (typeof c.exp === 'number') append(who, [' · token expires ', when(c.exp)]);
+    }
+    show($('login-view'), false);
+    show($('app-view'), true);
+    show($('session'), true);
+    show($('statusbar'), true);
+    setStatus('Loading…', 'busy');
+    refresh();
+    if (state.timer) clearInterval(state.timer);
+    state.timer = setInterval(function () {
+      refresh();
+    }, REFRESH_MS);
+  }
+
+  function signOut(message) {
+    state.token = null;
+    state.gen++;
+    storeToken(null);
+    if (state.timer) clearInterval(state.timer);
+    state.timer = null;
+    state.data = { metrics: null, routes: null, tokens: null, audit: null };
+    state.errors = {};
+    state.pendingRevoke = null;
+    state.revoking = null;
+    state.auditBefore = null;
+    state.auditHistory = [];
+    state.lastRefresh = null;
+    hideNewToken();
+    ['routes', 'tokens', 'audit', 'summary', 'expiring'].forEach(function (id) { clear($(id)); });
+    show($('app-view'), false);
+    show($('session'), false);
+    show($('statusbar'), false);
+    show($('login-view'), true);
+    var err = $('login-error');
+    err.textContent = message || '';
+    show(err, !!message);
+    var input = $('token');
+    input.value = '';
+    input.focus();
+  }
+
+  function setStatus(text, kind) {
+    $('status').textContent = text;
+    $('statusbar').className = 'statusbar ' + (kind || '');
+  }
+
+  // ---------------------------------------------------------------------------
+  // Refresh
+  // ---------------------------------------------------------------------------
+
+  function auditPath() {
+    return '/audit?limit=' + AUDIT_PAGE + (state.auditBefore != null ? '&before=' + encodeURIComponent(state.auditBefore) : '');
+  }
+
+  function refresh() {
+    if (!state.token) return Promise.resolve();
+    if (state.inFlight) {
+      state.again = true;
+      return state.inFlight;
+    }
+    var gen = state.gen;
+    var names = ['metrics', 'routes', 'tokens', 'audit'];
+    $('refresh').disabled = true;
+    state.inFlight = Promise.all(
+      [api('GET', '/metrics'), api('GET', '/routes'), api('GET', '/tokens'), api('GET', auditPath())].map(function (p) {
+        return p.then(
+          function (v) { return { ok: true, value: v }; },
+          function (e) { return { ok: false, error: e }; }
+        );
+      })
+    )
+      .then(function (results) {
+        if (gen !== state.gen) return;
+        for (var i = 0; i < results.length; i++) {
+          if (!results[i].ok && isAuthError(results[i].error)) {
+            signOut(results[i].error.message);
+            return;
+          }
+        }
+        var failed = [];
+        results.forEach(function (r, i) {
+          if (r.ok) {
+            state.data[names[i]] = r.value;
+            delete state.errors[names[i]];
+          } else {
+            var msg = r.error instanceof ApiError ? r.error.message : String(r.error);
+            state.errors[names[i]] = msg;
+            failed.push(names[i] + ': ' + msg);
+          }
+        });
+        state.lastRefresh = new Date();
+        render();
+        var stamp = 'Updated ' + clock(state.lastRefresh) + ' · refreshes every ' + REFRESH_MS / 1000 + ' s';
+        if (failed.length) setStatus(stamp + ' · could not load ' + failed.join('; '), 'error');
+        else setStatus(stamp, 'ok');
+      })
+      .catch(function (e) {
+        if (gen !== state.gen) return;
+        setStatus('Display error: ' + (e && e.message ? e.message : String(e)), 'error');
+        if (window.console) console.warn(e);
+      })
+      .then(function () {
+        state.inFlight = null;
+        $('refresh').disabled = false;
+        if (state.again) {
+          state.again = false;
+          refresh();
+        }
+      });
+    return state.inFlight;
+  }
+
+  // ---------------------------------------------------------------------------
+  // Models of the fetched data
+  // ---------------------------------------------------------------------------
+
+  function tokenList() {
+    var t = state.data.tokens && state.data.tokens.tokens;
+    return Array.isArray(t) ? t.filter(function (x) { return x && typeof x.id === 'string'; }) : [];
+  }
+
+  function tokenIndex() {
+    var m = new Map();
+    tokenList().forEach(function (t) { m.set(t.id, t); });
+    return m;
+  }
+
+  function tokenMetrics() {
+    var m = state.data.metrics && state.data.metrics.tokens;
+    return m && typeof m === 'object' ? m : {};
+  }
+
+  function tokenState(t) {
+    if (t.revoked_at != null || t.revoked === true) return 'revoked';
+    if (typeof t.expires_at === 'number' && t.expires_at <= nowS()) return 'expired';
+    if (typeof t.expires_at === 'number' && t.expires_at - nowS() < DAY) return 'expiring';
+    return 'active';
+  }
+
+  function lastUse(t) {
+    var a = typeof t.last_used_at === 'number' ? t.last_used_at : null;
+    var m = own(tokenMetrics(), t.id);
+    var b = m && typeof m.last_seen === 'number' ? m.last_seen : null;
+    if (a == null) return b;
+    if (b == null) return a;
+    return Math.max(a, b);
+  }
+
+  function routeModels() {
+    var defs = state.data.routes && Array.isArray(state.data.routes.routes) ? state.data.routes.routes : [];
+    var metrics = (state.data.metrics && state.data.metrics.routes) || {};
+    var byName = new Map();
+    defs.forEach(function (r) {
+      if (r && typeof r.name === 'string') byName.set(r.name, { name: r.name, def: r, m: null });
+    });
+    entries(metrics).forEach(function (kv) {
+      var e = byName.get(kv[0]) || { name: kv[0], def: null, m: null };
+      e.m = kv[1] && typeof kv[1] === 'object' ? kv[1] : null;
+      byName.set(kv[0], e);
+    });
+    // Static routes first, then those known from metrics only (ephemeral ids), each by name.
+    return Array.from(byName.values()).sort(function (a, b) {
+      if (!a.def !== !b.def) return a.def ? -1 : 1;
+      return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    });
+  }
+
+  function endpointModels(rt) {
+    var out = new Map();
+    var defs = rt.def && Array.isArray(rt.def.endpoints) ? rt.def.endpoints : [];
+    defs.forEach(function (e) {
+      if (e && typeof e.id === 'string') out.set(e.id, { id: e.id, def: e, m: null });
+    });
+    entries(rt.m && rt.m.endpoints).forEach(function (kv) {
+      var e = out.get(kv[0]) || { id: kv[0], def: null, m: null };
+      e.m = kv[1] && typeof kv[1] === 'object' ? kv[1] : null;
+      out.set(kv[0], e);
+    });
+    return Array.from(out.values());
+  }
+
+  // ---------------------------------------------------------------------------
+  // Rendering
+  // ---------------------------------------------------------------------------
+
+  function render() {
+    var routes = routeModels();
+    renderSummary(routes);
+    renderRoutes(routes);
+    renderTokens();
+    renderAudit();
+  }
+
+  function stat(label, value, note, cls) {
+    return h('div', { class: 'stat' + (cls ? ' ' + cls : '') },
+      h('div', { class: 'stat-label', text: label }),
+      h('div', { class: 'stat-value', text: value }),
+      note ? h('div', { class: 'stat-note', text: note }) : null);
+  }
+
+  function renderSummary(routes) {
+    var reqHour = 0, errHour = 0, total = 0, up = 0, down = 0, eps = 0;
+    routes.forEach(function (rt) {
+      var m = rt.m || {};
+      total += int(m.requests_total);
+      reqHour += int(m.requests_last_hour);
+      (Array.isArray(m.series) ? m.series : []).forEach(function (p) { errHour += int(p && p.errors); });
+      endpointModels(rt).forEach(function (e) {
+        eps++;
+        var hs = e.m && e.m.health;
+        if (hs === 'up') up++;
+        else if (hs === 'down') down++;
+      });
+    });
+    var tokens = tokenList();
+    var active = 0, expiring = 0;
+    tokens.forEach(function (t) {
+      var st = tokenState(t);
+      if (st === 'active' || st === 'expiring') active++;
+      if (st === 'expiring') expiring++;
+    });
+    var el = clear($('summary'));
+    append(el, [
+      stat('Routes', num(routes.length), routes.filter(function (r) { return r.def && r.def.enabled === false; }).length + ' disabled'),
+      stat('Requests, last hour', compact(reqHour), compact(total) + ' in total'),
+      stat('5xx, last hour', compact(errHour), reqHour ? pct(errHour / reqHour) + ' of requests' : 'no traffic', errHour ? 'bad' : ''),
+      stat('Endpoints up', up + ' / ' + eps, down ? down + ' down' : eps - up ? eps - up + ' unknown' : 'all healthy', down ? 'bad' : ''),
+      stat('Active tokens', num(active), tokens.length - active + ' revoked or expired'),
+      stat('Expiring within 24 h', num(expiring), expiring ? 'see the tokens panel' : 'none', expiring ? 'warn' : ''),
+    ]);
+  }
+
+  function badge(text, cls, title) {
+    return h('span', { class: 'badge ' + (cls || ''), text: text, title: title || null });
+  }
+
+  function renderRoutes(routes) {
+    var el = clear($('routes'));
+    var note = [];
+    if (state.errors.metrics) note.push('metrics unavailable: ' + state.errors.metrics);
+    if (state.errors.routes) note.push('route list unavailable: ' + state.errors.routes);
+    $('routes-note').textContent = note.join(' · ');
+    if (!routes.length) {
+      el.appendChild(h('div', { class: 'card empty', text: 'No routes yet. Create one with PUT /_gateway/routes/{name} or Terraform.' }));
+      return;
+    }
+    var ctx = { tokens: tokenIndex(), tmetrics: tokenMetrics() };
+    routes.forEach(function (rt) {
+      el.appendChild(routeCard(rt, ctx));
+    });
+  }
+
+  function routeCard(rt, ctx) {
+    var m = rt.m || {};
+    var def = rt.def;
+    var badges = [];
+    if (!def) badges.push(badge('ephemeral', 'neutral', 'Known from metrics only: an ephemeral route id, or a route since deleted'));
+    else {
+      if (def.expires_at) badges.push(badge('ephemeral', 'neutral', 'Expires ' + dateTime(def.expires_at)));
+      badges.push(def.enabled === false ? badge('disabled', 'warn') : badge('enabled', 'good'));
+      if (def.auth && def.auth.required === false) badges.push(badge('public', 'warn', 'No token required'));
+      if (def.managed_by) badges.push(badge(String(def.managed_by), 'neutral', 'Managed by ' + def.managed_by + '; the admin API will not change it'));
+    }
+    var series = Array.isArray(m.series) ? m.series : [];
+    var err5 = 0;
+    series.forEach(function (p) { err5 += int(p && p.errors); });
+    var total = int(m.requests_total);
+
+    var sub = [];
+    if (def && def.host) sub.push('host ' + def.host);
+    if (def && def.auth && def.auth.required !== false) {
+      var g = list(def.auth.groups);
+      sub.push(g.length ? 'groups: ' + g.join(', ') : 'no group may call it');
+    }
+
+    return h('article', { class: 'card route', 'data-route': rt.name },
+      h('div', { class: 'route-head' },
+        h('h3', { class: 'route-name', title: rt.name, text: rt.name }),
+        h('div', { class: 'badges' }, badges)),
+      sub.length ? h('p', { class: 'route-sub muted small', text: sub.join(' · ') }) : null,
+      h('div', { class: 'route-stats' },
+        h('div', { class: 'kv' },
+          h('span', { class: 'k', text: 'Requests' }),
+          h('span', { class: 'v requests-total', 'data-value': total, text: String(total) })),
+        h('div', { class: 'kv' },
+          h('span', { class: 'k', text: 'Last hour' }),
+          h('span', { class: 'v requests-last-hour', text: String(int(m.requests_last_hour)) })),
+        h('div', { class: 'kv' },
+          h('span', { class: 'k', text: '5xx last hour' }),
+          h('span', { class: 'v' + (err5 ? ' bad' : ''), text: String(err5) })),
+        h('div', { class: 'kv llm' },
+          h('span', { class: 'k', text: 'LLM tokens in / out' }),
+          h('span', { class: 'v', title: 'prompt: ' + int(m.prompt_tokens) + ', completion: ' + int(m.completion_tokens) },
+            h('span', { class: 'prompt-tokens', text: compact(m.prompt_tokens) }),
+            h('span', { class: 'sep', text: ' / ' }),
+            h('span', { class: 'completion-tokens', text: compact(m.completion_tokens) })))),
+      h('div', { class: 'section' },
+        h('div', { class: 'section-head' },
+          h('span', { class: 'section-title', text: 'Requests / min · last hour' }),
+          h('span', { class: 'legend' },
+            h('span', { class: 'swatch sw-req' }), 'requests ',
+            h('span', { class: 'swatch sw-err' }), '5xx')),
+        rateChart(series)),
+      h('div', { class: 'section split' },
+        latencyTable(m),
+        statusMix(m.by_status_class)),
+      h('div', { class: 'section' },
+        h('div', { class: 'section-head' }, h('span', { class: 'section-title', text: 'Endpoints' })),
+        endpointTable(endpointModels(rt))),
+      h('div', { class: 'section' },
+        h('div', { class: 'section-head' }, h('span', { class: 'section-title', text: 'Tokens calling this route' })),
+        routeTokens(rt.name, ctx)),
+      h('p', { class: 'route-foot muted small', text: 'Traffic: ' + bytes(m.bytes_in) + ' in · ' + bytes(m.bytes_out) + ' out' }));
+  }
+
+  function niceMax(v) {
+    if (v <= 4) return 4;
+    var p = Math.pow(10, Math.floor(Math.log10(v)));
+    var steps = [1, 2, 2.5, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (steps[i] * p >= v) return steps[i] * p;
+    return 10 * p;
+  }
+
+  function rateChart(series) {
+    var W = 240, H = 56;
+    var n = Math.max(series.length, 60);
+    var max = 0;
+    series.forEach(function (p) { max = Math.max(max, int(p && p.requests)); });
+    var top = niceMax(max);
+    var slot = W / n;
+    var bw = Math.max(slot - 0.8, 0.6);
+    var svg = s('svg', { class: 'chart', viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', role: 'img', 'aria-label': 'Requests and 5xx per minute over the last 60 minutes' },
+      s('line', { class: 'grid', x1: 0, x2: W, y1: 0.5, y2: 0.5, 'vector-effect': 'non-scaling-stroke' }),
+      s('line', { class: 'grid', x1: 0, x2: W, y1: H / 2, y2: H / 2, 'vector-effect': 'non-scaling-stroke' }),
+      s('line', { class: 'axis', x1: 0, x2: W, y1: H - 0.5, y2: H - 0.5, 'vector-effect': 'non-scaling-stroke' }));
+    var offset = n - series.length;
+    series.forEach(function (p, i) {
+      var req = int(p && p.requests);
+      var err = Math.min(int(p && p.errors), req || int(p && p.errors));
+      var x = (offset + i) * slot + (slot - bw) / 2;
+      var g = s('g', null);
+      var label = (p && typeof p.at === 'number' ? clock(new Date(p.at * 1000)).slice(0, 5) + ' · ' : '') + req + ' requests, ' + int(p && p.errors) + ' 5xx';
+      g.appendChild(s('title', { text: label }));
+      // A transparent full-height rect gives every minute a hover target.
+      g.appendChild(s('rect', { class: 'hit', x: offset * slot + i * slot, y: 0, width: slot, height: H }));
+      if (req > 0) {
+        var rh = Math.max((req / top) * H, 1);
+        g.appendChild(s('rect', { class: 'bar-req', x: x, y: H - rh, width: bw, height: rh }));
+      }
+      if (err > 0) {
+        var eh = Math.max((err / top) * H, 1);
+        g.appendChild(s('rect', { class: 'bar-err', x: x, y: H - eh, width: bw, height: eh }));
+      }
+      svg.appendChild(g);
+    });
+    return h('div', { class: 'chart-wrap' },
+      h('div', { class: 'chart-y' }, h('span', { text: compact(top) }), h('span', { text: compact(top / 2) }), h('span', { text: '0' })),
+      h('div', { class: 'chart-main' },
+        svg,
+        h('div', { class: 'chart-x' }, h('span', { text: '60 min ago' }), h('span', { text: '30' }), h('span', { text: 'now' }))),
+      max === 0 ? h('div', { class: 'chart-empty', text: 'no requests in the last hour' }) : null);
+  }
+
+  function latencyTable(m) {
+    function row(label, d, keys) {
+      d = d && typeof d === 'object' ? d : {};
+      return h('tr', null,
+        h('th', { scope: 'row', text: label }),
+        keys.map(function (k) { return h('td', { class: 'num', text: k ? ms(d[k]) : '' }); }));
+    }
+    return h('div', { class: 'latency' },
+      h('div', { class: 'section-title', text: 'Latency' }),
+      h('table', { class: 'mini' },
+        h('thead', null, h('tr', null, h('th', null), h('th', { class: 'num', text: 'p50' }), h('th', { class: 'num', text: 'p95' }), h('th', { class: 'num', text: 'p99' }))),
+        h('tbody', null,
+          row('Last hour', m.latency_ms_last_hour, ['p50', 'p95', 'p99']),
+          row('All time', m.latency_ms, ['p50', 'p95', 'p99']),
+          row('Gateway', m.gateway_overhead_ms, ['p50', null, 'p99']))));
+  }
+
+  function statusMix(by) {
+    var parts = [];
+    var total = 0;
+    STATUS_ORDER.forEach(function (k) {
+      var v = int(own(by, k));
+      if (k === '2xx' || k === '4xx' || k === '5xx' || v > 0) parts.push([k, v]);
+      total += v;
+    });
+    var svg = s('svg', { class: 'stack', viewBox: '0 0 100 10', preserveAspectRatio: 'none', role: 'img', 'aria-label': 'Responses by status class' });
+    if (total === 0) {
+      svg.appendChild(s('rect', { class: 'st-none', x: 0, y: 0, width: 100, height: 10 }));
+    } else {
+      var x = 0;
+      parts.forEach(function (p) {
+        if (!p[1]) return;
+        var w = (p[1] / total) * 100;
+        svg.appendChild(s('rect', { class: 'st-' + p[0], x: x, y: 0, width: w, height: 10 }, s('title', { text: p[0] + ': ' + p[1] })));
+        x += w;
+      });
+    }
+    return h('div', { class: 'status-mix' },
+      h('div', { class: 'section-title', text: 'Status mix' }),
+      svg,
+      h('ul', { class: 'mix-legend' },
+        parts.map(function (p) {
+          return h('li', { 'data-class': p[0] },
+            h('span', { class: 'swatch st-' + p[0] }),
+            h('span', { class: 'mix-k', text: p[0] }),
+            h('span', { class: 'mix-v', text: num(p[1]) }),
+            total ? h('span', { class: 'muted', text: ' ' + pct(p[1] / total) }) : null);
+        })));
+  }
+
+  function endpointTable(eps) {
+    if (!eps.length) return h('p', { class: 'muted small', text: 'No endpoints.' });
+    return h('table', { class: 'mini endpoints' },
+      h('thead', null, h('tr', null,
+        h('th', { text: 'Endpoint' }), h('th', { text: 'Health' }),
+        h('th', { class: 'num', text: 'Up 24 h' }), h('th', { class: 'num', text: 'Up 7 d' }),
+        h('th', { class: 'num', text: 'Requests' }), h('th', { class: 'num', text: 'Failures' }))),
+      h('tbody', null, eps.map(function (e) {
+        var m = e.m || {};
+        var health = m.health === 'up' || m.health === 'down' ? m.health : 'unknown';
+        var info = [];
+        if (e.def && typeof e.def.url === 'string') info.push(e.def.url);
+        if (e.def && e.def.weight != null) info.push('weight ' + e.def.weight);
+        if (e.def && e.def.via) info.push('via ' + e.def.via);
+        if (!e.def) info.push('leased or no longer in the route');
+        if (typeof m.last_probe_at === 'number') info.push('last probe ' + dateTime(m.last_probe_at));
+        return h('tr', { class: 'endpoint', 'data-endpoint': e.id },
+          h('td', { class: 'ep-id', title: info.join(' · '), text: e.id }),
+          h('td', null, badge(health, 'health-' + health, typeof m.last_probe_at === 'number' ? 'Last probe ' + relative(m.last_probe_at) : 'Not probed yet')),
+          h('td', { class: 'num', text: pct(m.uptime_24h) }),
+          h('td', { class: 'num', text: pct(m.uptime_7d) }),
+          h('td', { class: 'num', text: compact(m.requests) }),
+          h('td', { class: 'num' + (int(m.failures) ? ' bad' : ''), text: compact(m.failures) }));
+      })));
+  }
+
+  function routeTokens(route, ctx) {
+    var rows = [];
+    entries(ctx.tmetrics).forEach(function (kv) {
+      var n = int(own(kv[1] && kv[1].routes, route));
+      if (n > 0) rows.push({ id: kv[0], n: n, m: kv[1] });
+    });
+    if (!rows.length) return h('p', { class: 'muted small', text: 'No token has called this route.' });
+    rows.sort(function (a, b) { return b.n - a.n || (a.id < b.id ? -1 : 1); });
+    var shown = rows.slice(0, 6);
+    return h('div', null,
+      h('table', { class: 'mini route-tokens' },
+        h('tbody', null, shown.map(function (r) {
+          var t = ctx.tokens.get(r.id);
+          var who = t ? t.subject : r.id;
+          var desc = t && t.description ? t.description : t ? '' : 'not in the token list';
+          var st = t ? tokenState(t) : null;
+          return h('tr', { 'data-token-id': r.id },
+            h('td', { class: 'who' },
+              h('span', { class: 'subject', title: r.id, text: who }),
+              st === 'revoked' || st === 'expired' ? badge(st, st === 'revoked' ? 'bad' : 'neutral') : null,
+              desc ? h('span', { class: 'desc muted', text: desc }) : null),
+            h('td', { class: 'num', title: 'requests on this route', text: compact(r.n) + ' req' }),
+            h('td', { class: 'num muted' }, when(r.m && r.m.last_seen)));
+        }))),
+      rows.length > shown.length ? h('p', { class: 'muted small', text: '+ ' + (rows.length - shown.length) + ' more' }) : null);
+  }
+
+  function renderTokens() {
+    var container = clear($('tokens'));
+    var all = tokenList();
+    var filter = $('token-filter').value.trim().toLowerCase();
+    var hideInactive = $('hide-inactive').checked;
+
+    // Expiring soon.
+    var soon = all.filter(function (t) { return tokenState(t) === 'expiring'; })
+      .sort(function (a, b) { return a.expires_at - b.expires_at; });
+    var exp = clear($('expiring'));
+    show(exp, soon.length > 0);
+    if (soon.length) {
+      append(exp, [
+        h('div', { class: 'expiring-title', text: 'Expiring soon (' + soon.length + ')' }),
+        h('ul', null, soon.map(function (t) {
+          return h('li', { 'data-token-id': t.id },
+            h('strong', { text: t.subject || t.id }),
+            t.description ? h('span', { class: 'muted', text: ' · ' + t.description }) : null,
+            h('span', { class: 'expiring-when' }, ' expires ', when(t.expires_at)));
+        })),
+      ]);
+    }
+
+    if (state.errors.tokens && !state.data.tokens) {
+      container.appendChild(h('p', { class: 'form-error', text: 'Could not load tokens: ' + state.errors.tokens }));
+      return;
+    }
+    var rows = all.filter(function (t) {
+      var st = tokenState(t);
+      if (hideInactive && (st === 'revoked' || st === 'expired')) return false;
+      if (!filter) return true;
+      return [t.id, t.subject, t.description, list(t.groups).join(',')].some(function (v) {
+        return typeof v === 'string' && v.toLowerCase().indexOf(filter) >= 0;
+      });
+    });
+    if (!rows.length) {
+      container.appendChild(h('p', { class: 'muted', text: all.length ? 'No token matches.' : 'No tokens issued yet.' }));
+      return;
+    }
+    container.appendChild(h('table', { class: 'data tokens-table' },
+      h('thead', null, h('tr', null,
+        h('th', { text: 'Token' }), h('th', { text: 'Kind' }), h('th', { text: 'Groups' }),
+        h('th', { text: 'Expires' }), h('th', { text: 'Last use' }), h('th', { class: 'num', text: 'Requests' }), h('th', { class: 'actions-col', text: '' }))),
+      h('tbody', null, rows.map(tokenRow))));
+  }
+
+  function tokenRow(t) {
+    var st = tokenState(t);
+    var groups = list(t.groups);
+    var allow = Array.isArray(t.routes) ? list(t.routes) : null;
+    var m = own(tokenMetrics(), t.id);
+    var requests = Math.max(int(t.request_count), int(m && m.requests));
+    var action;
+    if (st === 'revoked') {
+      action = h('span', { class: 'state' }, badge('revoked', 'bad'), when(t.revoked_at, ''));
+    } else if (st === 'expired') {
+      action = badge('expired', 'neutral');
+    } else if (state.revoking === t.id) {
+      action = h('button', { type: 'button', class: 'btn btn-small btn-danger', disabled: true, text: 'Revoking…' });
+    } else if (state.pendingRevoke === t.id) {
+      action = h('span', { class: 'confirm' },
+        h('button', { type: 'button', class: 'btn btn-small btn-danger revoke-confirm', 'data-token-id': t.id, text: 'Confirm revoke' }),
+        h('button', { type: 'button', class: 'btn btn-small btn-quiet revoke-cancel', 'data-token-id': t.id, text: 'Cancel' }));
+    } else {
+      action = h('button', { type: 'button', class: 'btn btn-small revoke', 'data-token-id': t.id, text: 'Revoke', 'aria-label': 'Revoke token ' + t.id });
+    }
+    var meta = [];
+    if (t.created_by) meta.push('by ' + t.created_by);
+    return h('tr', { class: 'token-row ' + st, 'data-token-id': t.id },
+      h('td', { class: 'who' },
+        h('div', null,
+          h('strong', { class: 'subject', text: t.subject || '(no subject)' }),
+          t.description ? h('span', { class: 'desc', text: t.description }) : null),
+        h('div', { class: 'tok-id mono muted', text: t.id }),
+        h('div', { class: 'muted small created' }, 'created ', when(t.created_at), meta.length ? ' ' + meta.join(' ') : null)),
+      h('td', null, badge(String(t.kind || '?'), 'kind-' + (t.kind || 'unknown'))),
+      h('td', null,
+        groups.length ? groups.map(function (g) { return h('span', { class: 'chip', text: g }); }) : h('span', { class: 'muted', text: '—' }),
+        allow ? h('div', { class: 'small muted', text: 'routes: ' + (allow.length ? allow.join(', ') : 'none') }) : null),
+      h('td', { class: 'nowrap' + (st === 'expiring' ? ' warn-text' : '') }, when(t.expires_at, '—')),
+      h('td', { class: 'nowrap' }, when(lastUse(t))),
+      h('td', { class: 'num', text: compact(requests) }),
+      h('td', { class: 'actions-col' }, action));
+  }
+
+  function renderAudit() {
+    var container = clear($('audit'));
+    var a = state.data.audit;
+    var rows = a && Array.isArray(a.entries) ? a.entries : [];
+    $('audit-newest').disabled = state.auditBefore == null;
+    var older = a && (a.next_before != null || rows.length >= AUDIT_PAGE) && rows.length > 0;
+    $('audit-older').disabled = !older;
+    $('audit-page').textContent = state.auditBefore == null ? 'newest first' : 'older entries, before #' + state.auditBefore;
+    if (state.errors.audit && !a) {
+      container.appendChild(h('p', { class: 'form-error', text: 'Could not load the audit trail: ' + state.errors.audit }));
+      return;
+    }
+    if (!rows.length) {
+      container.appendChild(h('p', { class: 'muted', text: 'No admin action recorded yet.' }));
+      return;
+    }
+    container.appendChild(h('table', { class: 'data audit-table' },
+      h('thead', null, h('tr', null,
+        h('th', { class: 'num', text: '#' }), h('th', { text: 'Time' }), h('th', { text: 'Actor' }),
+        h('th', { text: 'Action' }), h('th', { text: 'Object' }), h('th', { text: 'Outcome' }))),
+      h('tbody', null, rows.map(function (e) {
+        var ok = e.outcome === 'ok';
+        return h('tr', { class: 'audit-row', 'data-seq': e.seq },
+          h('td', { class: 'num muted', text: e.seq != null ? String(e.seq) : '' }),
+          h('td', { class: 'nowrap', title: relative(e.at), text: dateTime(e.at) }),
+          h('td', { title: e.actor_token || '' }, h('span', { text: e.actor || '' })),
+          h('td', null, h('code', { text: e.action || '' })),
+          h('td', { class: 'mono obj', text: e.object || '' }),
+          h('td', null, badge(String(e.outcome || '?'), ok ? 'good' : 'bad')));
+      }))));
+  }
+
+  // ---------------------------------------------------------------------------
+  // Actions
+  // ---------------------------------------------------------------------------
+
+  function revoke(id) {
+    var gen = state.gen;
+    state.revoking = id;
+    state.pendingRevoke = null;
+    renderTokens();
+    setStatus('Revoking ' + id + '…', 'busy');
+    api('DELETE', '/tokens/' + encodeURIComponent(id)).then(
+      function () {
+        if (gen !== state.gen) return;
+        state.revoking = null;
+        setStatus('Revoked ' + id, 'ok');
+        return refresh();
+      },
+      function (e) {
+        if (gen !== state.gen) return;
+        state.revoking = null;
+        if (isAuthError(e)) return signOut(e.message);
+        var msg = 'Could not revoke ' + id + ': ' + e.message;
+        setStatus(msg, 'error');
+        renderTokens();
+        if (e.status === 409) {
+          refresh().then(function () {
+            if (gen === state.gen) setStatus(msg, 'error');
+          });
+        }
+      }
+    );
+  }
+
+  function hideNewToken() {
+    $('new-token-value').value = '';
+    $('new-token-meta').textContent = '';
+    $('copy-result').textContent = '';
+    show($('new-token'), false);
+  }
+
+  function createToken(ev) {
+    ev.preventDefault();
+    var err = $('create-error');
+    show(err, false);
+    var subject = $('new-subject').value.trim();
+    var amount = Number($('new-ttl').value);
+    var unit = Number($('new-ttl-unit').value);
+    var fail = function (msg) {
+      err.textContent = msg;
+      show(err, true);
+    };
+    if (!subject) return fail('Subject is required.');
+    if (!(amount > 0) || Math.floor(amount) !== amount) return fail('Lifetime must be a whole number above zero.');
+    var body = {
+      subject: subject,
+      kind: $('new-kind').value,
+      groups: splitList($('new-groups').value),
+      ttl_seconds: amount * unit,
+      description: $('new-description').value.trim(),
+    };
+    var routes = splitList($('new-routes').value);
+    if (routes.length) body.routes = routes;
+    if (body.kind === 'partner' && !routes.length) return fail('A partner token needs a routes allow-list.');
+    var gen = state.gen;
+    var button = $('create');
+    button.disabled = true;
+    api('POST', '/tokens', body).then(
+      function (res) {
+        button.disabled = false;
+        if (gen !== state.gen) return;
+        $('create-form').reset();
+        hideNewToken();
+        $('new-token-value').value = res && typeof res.token === 'string' ? res.token : '';
+        $('new-token-meta').textContent = 'Token ' + (res && res.id ? res.id : '') + ' for ' + subject +
+          (res && typeof res.expires_at === 'number' ? ', expires ' + dateTime(res.expires_at) : '') + '.';
+        show($('new-token'), true);
+        $('new-token-value').focus();
+        $('new-token-value').select();
+        setStatus('Issued ' + (res && res.id ? res.id : 'a token') + ' for ' + subject, 'ok');
+        refresh();
+      },
+      function (e) {
+        button.disabled = false;
+        if (gen !== state.gen) return;
+        if (isAuthError(e)) return signOut(e.message);
+        fail(e.message);
+      }
+    );
+  }
+
+  function copyToken() {
+    var box = $('new-token-value');
+    var result = $('copy-result');
+    var done = function () { result.textContent = 'Copied.'; };
+    var fallback = function () {
+      box.focus();
+      box.select();
+      try {
+        result.textContent = document.execCommand('copy') ? 'Copied.' : 'Select the text and copy it.';
+      } catch (_) {
+        result.textContent = 'Select the text and copy it.';
+      }
+    };
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(box.value).then(done, fallback);
+    else fallback();
+  }
+
+  // ---------------------------------------------------------------------------
+  // Wiring
+  // ---------------------------------------------------------------------------
+
+  function init() {
+    $('login-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var t = $('token').value.trim().replace(/^bearer\s+/i, '');
+      var err = $('login-error');
+      if (!t || !/^[\x21-\x7e]+$/.test(t)) {
+        err.textContent = 'Paste the token itself: printable characters, no spaces.';
+        show(err, true);
+        return;
+      }
+      show(err, false);
+      $('token').value = '';
+      signIn(t);
+    });
+    $('logout').addEventListener('click', function () { signOut(null); });
+    $('refresh').addEventListener('click', function () { refresh(); });
+    $('token-filter').addEventListener('input', renderTokens);
+    $('hide-inactive').addEventListener('change', renderTokens);
+    $('create-form').addEventListener('submit', createToken);
+    $('copy-token').addEventListener('click', copyToken);
+    $('dismiss-token').addEventListener('click', hideNewToken);
+    $('audit-older').addEventListener('click', function () {
+      var a = state.data.audit;
+      var rows = a && Array.isArray(a.entries) ? a.entries : [];
+      if (!rows.length) return;
+      var next = a.next_before != null ? a.next_before : rows[rows.length - 1].seq;
+      state.auditHistory.push(state.auditBefore);
+      state.auditBefore = next;
+      refresh();
+    });
+    $('audit-newest').addEventListener('click', function () {
+      state.auditBefore = null;
+      state.auditHistory = [];
+      refresh();
+    });
+    $('tokens').addEventListener('click', function (ev) {
+      var b = ev.target && ev.target.closest ? ev.target.closest('button[data-token-id]') : null;
+      if (!b || b.disabled) return;
+      var id = b.getAttribute('data-token-id');
+      if (b.classList.contains('revoke')) {
+        state.pendingRevoke = id;
+        renderTokens();
+        var c = $('tokens').querySelector('button.revoke-confirm');
+        if (c) c.focus();
+      } else if (b.classList.contains('revoke-confirm')) {
+        revoke(id);
+      } else if (b.classList.contains('revoke-cancel')) {
+        state.pendingRevoke = null;
+        renderTokens();
+      }
+    });
+    document.addEventListener('keydown', function (ev) {
+      if (ev.key === 'Escape' && state.pendingRevoke) {
+        state.pendingRevoke = null;
+        renderTokens();
+      }
+    });
+    // A blocked resource or inline code would be a bug in this page: make it visible.
+    document.addEventListener('securitypolicyviolation', function (ev) {
+      if (window.console) console.error('CSP violation: ' + ev.violatedDirective + ' blocked ' + (ev.blockedURI || 'inline code'));
+    });
+
+    var saved = readStoredToken();
+    if (saved) signIn(saved);
+    else signOut(null);
+    document.body.setAttribute('data-app', 'ready');
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();

@@ -1,0 +1,187 @@
+// A stand-in for the gateway's admin API, for working on the dashboard without
+// building the gateway. It is NOT the gateway: it serves the dashboard files from
+// core/src/dashboard with the same Content-Security-Policy, and answers the admin
+// calls the page makes from canned, in-memory data (routes, tokens, metrics,
+// audit). Revoking and issuing tokens change that memory only; issued "tokens"
+// are not JWTs and the mock accepts only its own admin token.
+//
+//   node tests/browser/mock-gateway.mjs      # prints the URL and the admin token
+//   MOCK_PORT=8799 MOCK_ADMIN_TOKEN=secret node tests/browser/mock-gateway.mjs
+//
+// Listens on 127.0.0.1 only.
+
+import { createServer } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../core/src/dashboard');
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const FILES = { '/_gateway/dashboard': ['index.html', 'text/html; charset=utf-8'], '/_gateway/dashboard/app.js': ['app.js', 'text/javascript; charset=utf-8'], '/_gateway/dashboard/app.css': ['app.css', 'text/css; charset=utf-8'] };
+
+function seed(now) {
+  const id = () => 'tok_' + randomBytes(13).toString('hex').slice(0, 26);
+  const routes = [
+    { name: 'llama-prod', host: null, enabled: true, endpoints: [{ id: 'a', url: 'http://10.0.1.5:8000', weight: 1 }, { id: 'b', url: 'http://10.0.1.6:8000', weight: 1 }], auth: { required: true, groups: ['ml-team', 'partner-acme'] }, affinity: { header: 'x-session-id', cookie: null }, upstream_api_key_secret: 'VLLM_API_KEY', timeouts: { connect_ms: 2000, response_ms: 300000 }, max_body_bytes: 10485760, managed_by: 'terraform' },
+    { name: 'mistral-dev', host: null, enabled: true, endpoints: [{ id: 'gpu-1', url: 'http://10.0.2.9:8000', weight: 2 }], auth: { required: true, groups: ['ml-team'] }, affinity: { header: 'x-session-id', cookie: null }, upstream_api_key_secret: null, timeouts: { connect_ms: 2000, response_ms: 300000 }, max_body_bytes: 10485760, managed_by: null },
+    { name: 'qwen-batch', host: null, enabled: false, endpoints: [{ id: 'q1', url: 'http://10.0.3.2:8000', weight: 1 }], auth: { required: true, groups: ['batch'] }, affinity: { header: 'x-session-id', cookie: null }, upstream_api_key_secret: null, timeouts: { connect_ms: 2000, response_ms: 300000 }, max_body_bytes: 10485760, managed_by: null },
+  ];
+  const tok = (subject, kind, groups, description, createdAgo, ttl, extra = {}) => ({
+    id: id(), subject, kind, groups, routes: null, description, metadata: {}, created_by: 'admin@example.com',
+    created_at: now - createdAgo, expires_at: now - createdAgo + ttl, revoked_at: null, last_used_at: null, request_count: 0, ...extra,
+  });
+  const tokens = [
+    tok('alice@example.com', 'user', ['ml-team'], 'notebook', 3 * 86400, 30 * 86400),
+    tok('ci-eval', 'service', ['ml-team', 'batch'], 'nightly evals', 10 * 86400, 10 * 86400 + 5 * 3600),
+    tok('acme-corp', 'partner', [], 'Acme integration <b>pilot</b>', 20 * 86400, 90 * 86400, { routes: ['llama-prod'] }),
+    tok('bob@example.com', 'user', ['ml-team'], 'old laptop', 40 * 86400, 60 * 86400, { revoked_at: now - 5 * 86400 }),
+    tok('admin@example.com', 'user', ['admin'], 'dashboard', 86400, 7 * 86400),
+  ];
+  const audit = [];
+  for (let i = 1; i <= 64; i++) {
+    const t = tokens[i % tokens.length];
+    audit.push({ seq: i, at: now - (65 - i) * 1800, actor: 'admin@example.com', actor_token: 'tok_admin', action: i % 3 ? 'token.issue' : 'route.put', object: i % 3 ? `token/${t.id}` : `route/${routes[i % 2].name}`, outcome: i % 17 ? 'ok' : 'conflict' });
+  }
+  return { routes, tokens, audit };
+}
+
+function distribution(p50, p95, p99) {
+  return { p50, p95, p99, histogram: { counts: [], sum_us: 0 } };
+}
+
+function metrics(db, now) {
+  const minute = Math.floor(now / 60) * 60;
+  const series = (scale, errEvery) => Array.from({ length: 60 }, (_, i) => {
+    const requests = Math.max(0, Math.round(scale * (1 + Math.sin(i / 6)) + (i % 7)));
+    return { at: minute - (59 - i) * 60, requests, errors: errEvery && i % errEvery === 0 ? Math.min(requests, 2) : 0 };
+  });
+  const [alice, ci, acme] = db.tokens;
+  const sum = (s, k) => s.reduce((a, p) => a + p[k], 0);
+  const llama = series(7, 13);
+  const mistral = series(1.5, 0);
+  return {
+    generated_at: now,
+    histogram_bounds_ms: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000],
+    routes: {
+      'llama-prod': {
+        requests_total: 1234, requests_last_hour: sum(llama, 'requests'), by_status_class: { '2xx': 1181, '4xx': 41, '5xx': 12 },
+        latency_ms: distribution(412, 1830, 4210), latency_ms_last_hour: distribution(388, 1650, 3980), gateway_overhead_ms: distribution(0.8, 1.9, 3.4),
+        bytes_in: 3_482_112, bytes_out: 48_911_002, prompt_tokens: 912_441, completion_tokens: 210_377, series: llama,
+        endpoints: {
+          a: { requests: 640, failures: 2, health: 'up', uptime_24h: 1, uptime_7d: 0.9987, last_probe_at: now - 12 },
+          b: { requests: 606, failures: 10, health: 'down', uptime_24h: 0.912, uptime_7d: 0.981, last_probe_at: now - 12 },
+          'lease-7f': { requests: 3, failures: 0, health: 'unknown', uptime_24h: null, uptime_7d: null, last_probe_at: null },
+        },
+      },
+      'mistral-dev': {
+        requests_total: 310, requests_last_hour: sum(mistral, 'requests'), by_status_class: { '2xx': 301, '4xx': 9 },
+        latency_ms: distribution(95, 240, 610), latency_ms_last_hour: distribution(91, 230, 580), gateway_overhead_ms: distribution(0.6, 1.2, 2.1),
+        bytes_in: 210_000, bytes_out: 1_900_000, prompt_tokens: 41_200, completion_tokens: 9_800, series: mistral,
+        endpoints: { 'gpu-1': { requests: 310, failures: 0, health: 'up', uptime_24h: 1, uptime_7d: 1, last_probe_at: now - 20 } },
+      },
+      'k7q2m9x4zp': {
+        requests_total: 4, requests_last_hour: 0, by_status_class: { '2xx': 4 },
+        latency_ms: distribution(52, 80, 80), latency_ms_last_hour: distribution(null, null, null), gateway_overhead_ms: distribution(0.5, 0.7, 0.7),
+        bytes_in: 800, bytes_out: 5200, prompt_tokens: 120, completion_tokens: 300, series: series(0, 0).map((p) => ({ ...p, requests: 0 })),
+        endpoints: { e0: { requests: 4, failures: 0, health: 'unknown', uptime_24h: null, uptime_7d: null, last_probe_at: null } },
+      },
+    },
+    tokens: {
+      [alice.id]: { requests: 900, routes: { 'llama-prod': 700, 'mistral-dev': 200 }, last_seen: now - 40, prompt_tokens: 600000, completion_tokens: 150000 },
+      [ci.id]: { requests: 420, routes: { 'llama-prod': 310, 'mistral-dev': 110 }, last_seen: now - 3 * 3600, prompt_tokens: 300000, completion_tokens: 60000 },
+      [acme.id]: { requests: 224, routes: { 'llama-prod': 224 }, last_seen: now - 26 * 3600, prompt_tokens: 12000, completion_tokens: 300 },
+      tok_mintedoffline000000000000: { requests: 4, routes: { k7q2m9x4zp: 4 }, last_seen: now - 2 * 86400, prompt_tokens: 120, completion_tokens: 300 },
+    },
+  };
+}
+
+function send(res, status, body, headers = {}) {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...headers });
+  res.end(text);
+}
+
+const error = (res, status, type, code, message, headers) => send(res, status, { error: { message, type, code } }, headers);
+
+async function body(req) {
+  const chunks = [];
+  for await (const c of req) chunks.push(c);
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null');
+  } catch {
+    return undefined;
+  }
+}
+
+export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomBytes(8).toString('hex') } = {}) {
+  const now = () => Math.floor(Date.now() / 1000);
+  const db = seed(now());
+  const audit = (action, object, outcome) => db.audit.push({ seq: db.audit.length + 1, at: now(), actor: 'admin@example.com', actor_token: 'tok_admin', action, object, outcome });
+
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://127.0.0.1');
+    const file = FILES[url.pathname];
+    if (file && req.method === 'GET') {
+      const text = await readFile(path.join(DIR, file[0]));
+      res.writeHead(200, { 'content-type': file[1], 'content-security-policy': CSP, 'x-frame-options': 'DENY', 'referrer-policy': 'no-referrer', 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
+      return res.end(text);
+    }
+    if (!url.pathname.startsWith('/_gateway/')) return error(res, 404, 'invalid_request_error', 'not_found', 'no such route');
+    if (req.headers.authorization !== `Bearer ${adminToken}`) {
+      return error(res, 401, 'authentication_error', 'invalid_token', req.headers.authorization ? 'token signature is invalid' : 'missing bearer token', { 'www-authenticate': 'Bearer error="invalid_token"' });
+    }
+    const parts = url.pathname.slice('/_gateway/'.length).split('/');
+    const key = `${req.method} ${parts[0]}${parts.length > 1 ? '/:id' : ''}`;
+    switch (key) {
+      case 'GET metrics':
+        return send(res, 200, metrics(db, now()));
+      case 'GET routes':
+        return send(res, 200, { routes: db.routes });
+      case 'GET tokens':
+        return send(res, 200, { tokens: [...db.tokens].sort((a, b) => b.created_at - a.created_at).map((t) => ({ ...t, revoked: t.revoked_at != null, expired: now() >= t.expires_at })) });
+      case 'POST tokens': {
+        const b = await body(req);
+        if (!b || typeof b !== 'object') return error(res, 400, 'invalid_request_error', 'invalid_body', 'body must be a JSON object');
+        if (typeof b.subject !== 'string' || !b.subject) return error(res, 400, 'invalid_request_error', 'invalid_field', 'subject: must be 1-128 printable characters');
+        if (!['user', 'service', 'partner'].includes(b.kind)) return error(res, 400, 'invalid_request_error', 'invalid_field', 'kind: must be user, service or partner');
+        if (!Number.isInteger(b.ttl_seconds) || b.ttl_seconds < 60 || b.ttl_seconds > 90 * 86400) return error(res, 400, 'invalid_request_error', 'invalid_field', `ttl_seconds: must be between 60 and ${90 * 86400} seconds`);
+        if (b.kind === 'partner' && !Array.isArray(b.routes)) return error(res, 400, 'invalid_request_error', 'invalid_field', 'routes: a partner token needs an allow-list');
+        const t = { id: 'tok_' + randomBytes(13).toString('hex').slice(0, 26), subject: b.subject, kind: b.kind, groups: b.groups || [], routes: b.routes || null, description: b.description || '', metadata: b.metadata || {}, created_by: 'admin@example.com', created_at: now(), expires_at: now() + b.ttl_seconds, revoked_at: null, last_used_at: null, request_count: 0 };
+        db.tokens.push(t);
+        audit('token.issue', `token/${t.id}`, 'ok');
+        return send(res, 201, { id: t.id, token: 'mock.' + randomBytes(48).toString('base64url') + '.not-a-real-jwt', expires_at: t.expires_at });
+      }
+      case 'DELETE tokens/:id': {
+        const id = decodeURIComponent(parts[1]);
+        const t = db.tokens.find((x) => x.id === id);
+        if (!t) return error(res, 404, 'invalid_request_error', 'not_found', `no token \`${id}\``);
+        if (t.revoked_at != null) {
+          audit('token.revoke', `token/${id}`, 'conflict');
+          return error(res, 409, 'invalid_request_error', 'conflict', `token \`${id}\` is already revoked`);
+        }
+        t.revoked_at = now();
+        audit('token.revoke', `token/${id}`, 'ok');
+        return send(res, 200, { id, revoked: true, revoked_at: t.revoked_at });
+      }
+      case 'GET audit': {
+        const limit = Math.min(Math.max(Number(url.searchParams.get('limit')) || 50, 1), 500);
+        const before = url.searchParams.has('before') ? Number(url.searchParams.get('before')) : Infinity;
+        const entries = [...db.audit].reverse().filter((e) => e.seq < before).slice(0, limit);
+        return send(res, 200, { entries, next_before: entries.length === limit ? entries[entries.length - 1].seq : null });
+      }
+      default:
+        return error(res, 404, 'invalid_request_error', 'not_found', `no admin call ${req.method} /_gateway/${parts.join('/')}`);
+    }
+  });
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return { url, adminToken, db, close: () => new Promise((r) => server.close(r)) };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const m = await startMock({ port: Number(process.env.MOCK_PORT || 0), adminToken: process.env.MOCK_ADMIN_TOKEN || undefined });
+  const active = m.db.tokens.find((t) => t.revoked_at == null && t.subject === 'alice@example.com');
+  console.log(`mock gateway (canned data, not the real gateway) on ${m.url}/_gateway/dashboard`);
+  console.log(`GATEWAY_URL=${m.url} ADMIN_TOKEN=${m.adminToken} EXPECT_ROUTE=llama-prod EXPECT_REQUESTS=1234 REVOKE_TOKEN_ID=${active.id}`);
+}
