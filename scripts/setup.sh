@@ -29,3 +29,10 @@ fi
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+
+# Headless Chromium for the dashboard's browser test (driven by playwright-core from package.json).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
+  $apt_get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $apt_get install -y -q --no-install-recommends chromium >/dev/null
+fi

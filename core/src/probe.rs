@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::forward::upstream_url;
 use crate::metrics::{probe_ok, Health, HealthState, PROBE_PATH};
 use crate::route::{Endpoint, Route};
-use crate::store::{RouteSource, Store};
+use crate::store::Store;
 use futures_util::future::join_all;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -115,7 +115,7 @@ pub async fn run<S: Store>(store: &S, now: u64) -> Result<ProbeReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, RouteSource};
     use futures_executor::block_on;
 
     fn route_with(urls: &[(&str, &str)]) -> Route {

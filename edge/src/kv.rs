@@ -3,7 +3,8 @@
 //!
 //! Keys (also written by Terraform for managed routes):
 //! `route:{name}` route JSON · `host:{host}` route name · `leases:{name}` JSON
-//! map of leased endpoints · `eph:{id}` ephemeral route JSON · `revoked:{jti}`.
+//! map of leased endpoints · `eph:{id}` ephemeral route JSON · `revoked:{jti}` ·
+//! `down:{route}` JSON list of endpoints health probes found down.
 
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::RouteSource;
@@ -30,6 +31,11 @@ pub fn ephemeral_key(id: &str) -> String {
 /// Key of a revocation.
 pub fn revoked_key(jti: &str) -> String {
     format!("revoked:{jti}")
+}
+
+/// Key of a route's down endpoints.
+pub fn down_key(route: &str) -> String {
+    format!("down:{route}")
 }
 
 /// Raw KV values (or their absence) by key, each until a deadline in ms.
@@ -96,5 +102,12 @@ impl RouteSource for KvReader<'_> {
     }
     async fn is_revoked(&self, token_id: &str) -> Result<bool> {
         Ok(self.text(revoked_key(token_id)).await?.is_some())
+    }
+    async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
+        let key = down_key(route);
+        match self.text(key.clone()).await? {
+            Some(raw) => decode(&key, &raw),
+            None => Ok(Vec::new()),
+        }
     }
 }

@@ -116,3 +116,22 @@ fn with_security_headers(res: Response, cfg: &Config) -> Result<Response> {
     let out = web_sys::Response::new_with_opt_readable_stream_and_init(inner.body().as_ref(), &init)?;
     Ok(Response::from(out))
 }
+
+/// The Cron Trigger (`[triggers] crons` in wrangler.toml): one round of health
+/// probes, run by the state object that keeps endpoint health.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let run = async {
+        let stub = env.durable_object(DO_BINDING)?.get_by_name("global")?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post);
+        let res = stub.fetch_with_request(Request::new_with_init("https://gateway-state/probe", &init)?).await?;
+        if res.status_code() >= 300 {
+            return Err(Error::Internal(format!("probe round answered {}", res.status_code())).to_string().into());
+        }
+        Ok::<(), worker::Error>(())
+    };
+    if let Err(e) = run.await {
+        console_error!("{{\"level\":\"error\",\"msg\":\"scheduled probe round failed\",\"detail\":{}}}", json_str(&e.to_string()));
+    }
+}

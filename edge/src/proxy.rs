@@ -7,9 +7,12 @@ use crate::state::{METHOD_HEADER, QUERY_HEADER, SEGMENTS_HEADER};
 use crate::{error_response, json_str, now_secs, to_worker, Isolate};
 use futures_util::future::{select, Either, LocalBoxFuture};
 use futures_util::{FutureExt, StreamExt};
-use gateway_core::admin::{healthz, is_healthz, MAX_ADMIN_BODY};
+use gateway_core::admin::{self, MAX_ADMIN_BODY};
 use gateway_core::forward::{response_headers, ForwardPlan};
 use gateway_core::gateway::{check_transport, route_request, RequestContext, Routed, Transport};
+use gateway_core::meter::Meter;
+use gateway_core::metrics::RequestSample;
+use gateway_core::probe::ProbeTarget;
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
 use gateway_core::{Config, Error};
 use http::HeaderMap;
@@ -70,8 +73,10 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
             log_line(request_id, None, None, e.status().as_u16(), started, None);
             error_response(&e, request_id)
         }
-        Ok(Routed::Admin(segments)) if is_healthz(&segments) => to_worker(healthz().into_response(), request_id),
-        Ok(Routed::Admin(segments)) => admin(req, env, &parts, segments, request_id).await,
+        Ok(Routed::Admin(segments)) => match admin::public(&parts.method, &segments) {
+            Some(reply) => to_worker(reply.into_response(), request_id),
+            None => admin(req, env, &parts, segments, request_id).await,
+        },
         Ok(Routed::Proxy(plan)) => forward(req, env, ctx, iso, *plan, started).await,
     }
 }
@@ -154,10 +159,18 @@ fn null_body(status: u16) -> bool {
 
 /// Forwards the request along the plan, streaming both ways.
 async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: ForwardPlan, started: f64) -> worker::Result<Response> {
+    let mut meter = Meter::new(&plan, now_secs());
+    // The gateway's own answer once a route is known: logged, counted, sent.
+    let refuse = |mut meter: Meter, endpoint: Option<&str>, e: &Error| {
+        let status = e.status().as_u16();
+        log_line(&plan.request_id, Some(&plan.route), endpoint, status, started, plan.token_id.as_deref());
+        meter.refused(status);
+        record(env, ctx, async move { Some(meter.finish(js_sys::Date::now() - started)) });
+        error_response(e, &plan.request_id)
+    };
     if let Some(limit) = &plan.rate_limit {
         if let Err(e) = crate::ratelimit::check(env, limit, &plan.request_id).await {
-            log_line(&plan.request_id, Some(&plan.route), None, e.status().as_u16(), started, plan.token_id.as_deref());
-            return error_response(&e, &plan.request_id);
+            return refuse(meter, None, &e);
         }
     }
     let method = req.inner().method();
@@ -203,16 +216,17 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
         };
         let timeout = Delay::from(Duration::from_millis(plan.response_timeout_ms));
         let outcome = select(sent, timeout).await;
+        if let Some(b) = &body {
+            meter.sent(b.sent.get());
+        }
         if body.as_ref().is_some_and(|b| b.over_limit.get()) {
             controller.abort();
-            log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), 413, started, plan.token_id.as_deref());
-            return error_response(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, &plan.request_id);
+            return refuse(meter, Some(&up.endpoint_id), &Error::PayloadTooLarge { limit: plan.max_body_bytes });
         }
         match outcome {
             Either::Right(((), _)) => {
                 controller.abort();
-                log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), 504, started, plan.token_id.as_deref());
-                return error_response(&Error::GatewayTimeout, &plan.request_id);
+                return refuse(meter, Some(&up.endpoint_id), &Error::GatewayTimeout);
             }
             Either::Left((Ok(resp), _)) => {
                 iso.failures.borrow_mut().mark_ok(&plan.route, &up.endpoint_id);
@@ -223,14 +237,19 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
                 init.set_status(status);
                 init.set_headers(&Headers::from(&headers).0);
                 let sse = is_event_stream(&headers);
-                let stream = if null_body(status) { None } else { upstream.body().map(|b| guarded(b, controller, &plan, &up.endpoint_id, sse)) };
+                meter.answered(&up.endpoint_id, status, &headers, gateway_ms);
+                let (tx, rx) = futures_channel::oneshot::channel();
+                let metered = Metered { meter: Some(meter), started, done: Some(tx) };
+                let stream = if null_body(status) { None } else { upstream.body().map(|b| guarded(b, controller, &plan, &up.endpoint_id, sse, metered)) };
                 let out = web_sys::Response::new_with_opt_readable_stream_and_init(stream.as_ref(), &init)?;
                 log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), status, started, plan.token_id.as_deref());
-                record_usage(env, ctx, plan.token_id.as_deref());
+                // The sample arrives when the body ends or the client goes (a bodiless answer's at once).
+                record(env, ctx, async move { rx.await.ok() });
                 return Ok(Response::from(out));
             }
             Either::Left((Err(e), _)) => {
                 iso.failures.borrow_mut().mark_failed(&plan.route, &up.endpoint_id, now_secs());
+                meter.failed(&up.endpoint_id);
                 console_warn!(
                     "{{\"level\":\"warn\",\"request_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"upstream connection failed\",\"detail\":{}}}",
                     json_str(&plan.request_id),
@@ -241,8 +260,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
             }
         }
     }
-    log_line(&plan.request_id, Some(&plan.route), None, 502, started, plan.token_id.as_deref());
-    error_response(&Error::BadGateway, &plan.request_id)
+    refuse(meter, None, &Error::BadGateway)
 }
 
 /// Aborts the upstream fetch when dropped: when the client goes away, workerd
@@ -255,9 +273,41 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A request's [`Meter`] while its body streams: it sees every chunk the
+/// client gets and hands the finished sample over once, when the body ends
+/// or when the stream is dropped (the client went away).
+struct Metered {
+    meter: Option<Meter>,
+    started: f64,
+    done: Option<futures_channel::oneshot::Sender<RequestSample>>,
+}
+
+impl Metered {
+    fn chunk(&mut self, chunk: &JsValue) {
+        let Some(m) = self.meter.as_mut() else { return };
+        if m.wants_bytes() {
+            // Only while the usage tap reads: the copy out of JS memory costs per chunk.
+            m.chunk(&Uint8Array::new(chunk).to_vec());
+        } else {
+            m.count(js_sys::Reflect::get(chunk, &JsValue::from_str("byteLength")).ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as u64);
+        }
+    }
+    fn finish(&mut self) {
+        if let (Some(m), Some(tx)) = (self.meter.take(), self.done.take()) {
+            let _ = tx.send(m.finish(js_sys::Date::now() - self.started));
+        }
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// The upstream's body on its way to the client: chunks pass through as the
-/// same JS objects (no copy), with core's idle timeout and explained end.
-fn guarded(body: web_sys::ReadableStream, controller: web_sys::AbortController, plan: &ForwardPlan, endpoint: &str, sse: bool) -> web_sys::ReadableStream {
+/// same JS objects (no copy), with core's idle timeout and explained end, metered.
+fn guarded(body: web_sys::ReadableStream, controller: web_sys::AbortController, plan: &ForwardPlan, endpoint: &str, sse: bool, mut metered: Metered) -> web_sys::ReadableStream {
     let upstream = wasm_streams::ReadableStream::from_raw(body.unchecked_into()).into_stream().map(|r| r.map_err(|e| format!("{e:?}")));
     let (request_id, route, endpoint) = (plan.request_id.clone(), plan.route.clone(), endpoint.to_string());
     let log_fault = move |f: &Fault| {
@@ -272,29 +322,74 @@ fn guarded(body: web_sys::ReadableStream, controller: web_sys::AbortController, 
     let sleep = |ms: u64| Delay::from(Duration::from_millis(ms));
     let to_chunk = |b: bytes::Bytes| -> JsValue { Uint8Array::from(&b[..]).into() };
     let guard = AbortOnDrop(controller);
-    let s = Guarded::new(upstream, plan.idle_timeout_ms, sse, sleep, to_chunk, log_fault).map(move |item| {
+    let mut inner = Guarded::new(upstream, plan.idle_timeout_ms, sse, sleep, to_chunk, log_fault);
+    let s = futures_util::stream::poll_fn(move |cx| {
         let _ = &guard;
-        item.map_err(|f| JsValue::from(js_sys::Error::new(&f.message())))
+        match inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                metered.chunk(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(f))) => {
+                metered.finish();
+                Poll::Ready(Some(Err(JsValue::from(js_sys::Error::new(&f.message())))))
+            }
+            Poll::Ready(None) => {
+                metered.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
     });
     wasm_streams::ReadableStream::from_stream(s).into_raw().unchecked_into()
 }
 
-/// Counts the request against its token, after the response is on its way.
-fn record_usage(env: &Env, ctx: &Context, token_id: Option<&str>) {
-    let Some(token_id) = token_id else { return };
-    let body = serde_json::json!({ "token_id": token_id, "at": now_secs() }).to_string();
+/// Hands a request's sample to the state object once `sample` resolves,
+/// after the response is on its way (`wait_until`): the client never waits on it.
+fn record(env: &Env, ctx: &Context, sample: impl std::future::Future<Output = Option<RequestSample>> + 'static) {
     let env = env.clone();
     ctx.wait_until(async move {
+        let Some(sample) = sample.await else { return };
         let run = async {
+            let body = serde_json::to_string(&sample).map_err(|e| worker::Error::RustError(e.to_string()))?;
             let mut init = RequestInit::new();
             init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
             let stub = env.durable_object(crate::DO_BINDING)?.get_by_name("global")?;
-            stub.fetch_with_request(Request::new_with_init("https://gateway-state/usage", &init)?).await
+            let res = stub.fetch_with_request(Request::new_with_init("https://gateway-state/record", &init)?).await?;
+            if res.status_code() >= 300 {
+                return Err(worker::Error::RustError(format!("state object answered {}", res.status_code())));
+            }
+            Ok::<(), worker::Error>(())
         };
         if let Err(e) = run.await {
-            worker::console_error!("{{\"level\":\"error\",\"msg\":\"usage not recorded\",\"detail\":{}}}", json_str(&e.to_string()));
+            worker::console_error!("{{\"level\":\"error\",\"msg\":\"metrics not recorded\",\"route\":{},\"detail\":{}}}", json_str(&sample.route), json_str(&e.to_string()));
         }
     });
+}
+
+/// One health probe (`GET {endpoint}/health`), through the endpoint's VPC binding if it has one.
+pub(crate) async fn probe(env: &Env, target: &ProbeTarget) -> Option<u16> {
+    let controller = web_sys::AbortController::new().ok()?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    init.set_signal(Some(&controller.signal()));
+    let req = Request::from(web_sys::Request::new_with_str_and_init(&target.url, &init).ok()?);
+    let sent: LocalBoxFuture<worker::Result<Response>> = match &target.via {
+        Some(binding) => {
+            let fetcher = env.service(binding).ok()?;
+            async move { fetcher.fetch_request(req).await }.boxed_local()
+        }
+        None => async move { Fetch::Request(req).send().await }.boxed_local(),
+    };
+    match select(sent, Delay::from(Duration::from_millis(target.timeout_ms))).await {
+        Either::Left((Ok(res), _)) => Some(res.status_code()),
+        Either::Left((Err(_), _)) => None,
+        Either::Right(_) => {
+            controller.abort();
+            None
+        }
+    }
 }
 
 /// One JSON log line per request; never the token, only its id.

@@ -3,14 +3,17 @@
 //! usage counters, the audit log, leases, revocations) in its transactional
 //! storage, and mirrors what the data plane reads into Workers KV.
 
-use crate::kv::{ephemeral_key, host_key, leases_key, revoked_key, route_key};
+use crate::kv::{down_key, ephemeral_key, host_key, leases_key, revoked_key, route_key};
 use gateway_core::admin::{self, AdminRequest, MAX_ADMIN_BODY};
+use gateway_core::metrics::{self, Health, RequestSample, Updates};
+use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::{AuditEntry, RouteSource, Store, TokenRecord};
 use gateway_core::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use worker::kv::KvStore;
+use worker::wasm_bindgen::JsValue;
 use worker::{durable_object, wasm_bindgen, DurableObject, Env, ListOptions, Request, Response, State, Storage};
 
 /// Header carrying the admin path segments (JSON array) from the Worker to the object.
@@ -23,6 +26,10 @@ pub const QUERY_HEADER: &str = "x-gateway-query";
 const TOKEN_PREFIX: &str = "tok:";
 const AUDIT_PREFIX: &str = "audit:";
 const AUDIT_SEQ: &str = "audit-seq";
+/// Metric counters live under `c:{metrics key}`, one number each.
+const COUNTER_PREFIX: &str = "c:";
+/// Storage takes at most 128 keys per multi-key call.
+const MAX_KEYS_PER_CALL: usize = 128;
 
 fn audit_key(seq: u64) -> String {
     format!("{AUDIT_PREFIX}{seq:020}")
@@ -43,6 +50,7 @@ pub struct GatewayState {
 pub struct DoStore {
     storage: Storage,
     kv: KvStore,
+    env: Env,
 }
 
 impl DoStore {
@@ -80,6 +88,35 @@ impl DoStore {
         }
         let map = self.storage.list_with_options(opts).await.map_err(|e| store_err("storage list", e))?;
         Ok(map.values().into_iter().filter_map(|v| v.ok().and_then(|v| v.as_string())).collect())
+    }
+    /// Keys and values under `prefix` (or in `[start, end)` when `start` is given).
+    async fn list_entries(&self, prefix: &str, start: Option<&str>, end: Option<&str>) -> Result<Vec<(String, JsValue)>> {
+        let mut opts = ListOptions::new();
+        opts = match start {
+            Some(start) => opts.start(start),
+            None => opts.prefix(prefix),
+        };
+        if let Some(end) = end {
+            opts = opts.end(end);
+        }
+        let map = self.storage.list_with_options(opts).await.map_err(|e| store_err("storage list", e))?;
+        let mut out = Vec::with_capacity(map.size() as usize);
+        map.for_each(&mut |value, key| {
+            if let Some(k) = key.as_string() {
+                out.push((k, value));
+            }
+        });
+        Ok(out)
+    }
+    /// Deletes the minute buckets past retention (called once a minute by the probe job).
+    async fn prune_minutes(&self, now: u64) -> Result<usize> {
+        let (start, end) = metrics::expired_range(now);
+        let (start, end) = (format!("{COUNTER_PREFIX}{start}"), format!("{COUNTER_PREFIX}{end}"));
+        let keys: Vec<String> = self.list_entries("", Some(&start), Some(&end)).await?.into_iter().map(|(k, _)| k).collect();
+        for chunk in keys.chunks(MAX_KEYS_PER_CALL) {
+            self.storage.delete_multiple(chunk.to_vec()).await.map_err(|e| store_err("storage delete", e))?;
+        }
+        Ok(keys.len())
     }
     async fn lease_map(&self, route: &str) -> Result<BTreeMap<String, Endpoint>> {
         match self.get_text(&leases_key(route)).await? {
@@ -132,6 +169,9 @@ impl RouteSource for DoStore {
     }
     async fn is_revoked(&self, token_id: &str) -> Result<bool> {
         Ok(self.get_text(&revoked_key(token_id)).await?.is_some())
+    }
+    async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
+        self.get_text(&down_key(route)).await?.map(|r| decode(&r)).transpose().map(Option::unwrap_or_default)
     }
 }
 
@@ -236,11 +276,64 @@ impl Store for DoStore {
         let end = before.map(audit_key);
         self.list_values(AUDIT_PREFIX, true, end.as_deref(), Some(limit)).await?.iter().map(|r| decode(r)).collect()
     }
+    /// Callers run this inside `block_concurrency_while`, so the reads and writes of one batch
+    /// are not interleaved with another's: nothing is lost under concurrency.
+    async fn record(&self, updates: &Updates) -> Result<()> {
+        let keys: Vec<String> = updates.adds.keys().chain(updates.maxes.keys()).map(|k| format!("{COUNTER_PREFIX}{k}")).collect();
+        for chunk in keys.chunks(MAX_KEYS_PER_CALL) {
+            let current = self.storage.get_multiple(chunk.to_vec()).await.map_err(|e| store_err("storage get", e))?;
+            let next = js_sys::Object::new();
+            for key in chunk {
+                let name = &key[COUNTER_PREFIX.len()..];
+                let old = current.get(&JsValue::from_str(key)).as_f64().unwrap_or(0.0) as u64;
+                let new = match (updates.adds.get(name), updates.maxes.get(name)) {
+                    (Some(add), _) => old.saturating_add(*add),
+                    (None, Some(max)) => old.max(*max),
+                    (None, None) => continue,
+                };
+                js_sys::Reflect::set(&next, &JsValue::from_str(key), &JsValue::from_f64(new as f64)).map_err(|e| store_err("counter", format!("{e:?}")))?;
+            }
+            self.storage.put_multiple_raw(next).await.map_err(|e| store_err("storage put", e))?;
+        }
+        Ok(())
+    }
+    async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
+        let (from, to) = metrics::recent_range(now);
+        let mut out = Vec::new();
+        for prefix in ["route:", "ep:", "tok:"] {
+            out.extend(self.list_entries(&format!("{COUNTER_PREFIX}{prefix}"), None, None).await?);
+        }
+        out.extend(self.list_entries("", Some(&format!("{COUNTER_PREFIX}{from}")), Some(&format!("{COUNTER_PREFIX}{to}"))).await?);
+        Ok(out.into_iter().filter_map(|(k, v)| Some((k.strip_prefix(COUNTER_PREFIX)?.to_string(), v.as_f64()? as u64))).collect())
+    }
+    async fn health(&self) -> Result<Vec<(String, String, Health)>> {
+        let mut out = Vec::new();
+        for (key, value) in self.list_entries("health:", None, None).await? {
+            let (Some((route, endpoint)), Some(raw)) = (metrics::parse_health_key(&key), value.as_string()) else { continue };
+            out.push((route, endpoint, decode(&raw)?));
+        }
+        Ok(out)
+    }
+    async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
+        self.put_json(&metrics::health_key(route, endpoint), health).await.map(|_| ())
+    }
+    async fn put_down(&self, route: &str, down: &[String]) -> Result<()> {
+        let key = down_key(route);
+        if down.is_empty() {
+            self.delete(&key).await?;
+            return self.kv_delete(&key).await;
+        }
+        let raw = self.put_json(&key, &down).await?;
+        self.kv_put(&key, raw, None).await
+    }
+    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
+        crate::proxy::probe(&self.env, target).await
+    }
 }
 
 impl GatewayState {
     fn store(&self) -> worker::Result<DoStore> {
-        Ok(DoStore { storage: self.state.storage(), kv: self.env.kv(crate::KV_BINDING)? })
+        Ok(DoStore { storage: self.state.storage(), kv: self.env.kv(crate::KV_BINDING)?, env: self.env.clone() })
     }
 
     async fn admin(&self, mut req: Request) -> worker::Result<Response> {
@@ -279,31 +372,57 @@ impl GatewayState {
         }
     }
 
-    async fn usage(&self, mut req: Request) -> worker::Result<Response> {
-        #[derive(serde::Deserialize)]
-        struct Usage {
-            token_id: String,
-            at: u64,
-        }
-        let u: Usage = req.json().await?;
+    /// Applies one request's sample: its metric counters and its token's use.
+    async fn record_sample(&self, mut req: Request) -> worker::Result<Response> {
+        let sample: RequestSample = req.json().await?;
+        let updates = metrics::updates(&sample);
         let store = self.store()?;
-        let updated = self
+        let recorded = self
             .state
             .block_concurrency_while(async move {
-                let count = async {
-                    if let Some(mut rec) = store.token(&u.token_id).await? {
-                        rec.request_count += 1;
-                        rec.last_used_at = Some(rec.last_used_at.unwrap_or(0).max(u.at));
-                        store.put_token(&rec).await?;
+                let run = async {
+                    store.record(&updates).await?;
+                    if let Some(token_id) = &sample.token_id {
+                        if let Some(mut rec) = store.token(token_id).await? {
+                            rec.request_count += 1;
+                            rec.last_used_at = Some(rec.last_used_at.unwrap_or(0).max(sample.at));
+                            store.put_token(&rec).await?;
+                        }
                     }
                     Ok::<(), Error>(())
                 };
-                Ok(count.await)
+                Ok(run.await)
             })
             .await?;
-        match updated {
+        match recorded {
             Ok(()) => Response::empty().map(|r| r.with_status(204)),
             Err(e) => Response::error(e.to_string(), 500),
+        }
+    }
+
+    /// The scheduled round: probe every endpoint, then drop minute buckets past retention.
+    /// Probes wait on the network, so this does not block other events; only the probe
+    /// job writes health records.
+    async fn probe_round(&self) -> worker::Result<Response> {
+        let store = self.store()?;
+        let now = crate::now_secs();
+        let report = gateway_core::probe::run(&store, now).await;
+        let pruned = store.prune_minutes(now).await;
+        match report {
+            Ok(report) => {
+                for p in report.probes.iter().filter(|p| p.changed) {
+                    let line = serde_json::json!({"level": "warn", "msg": "endpoint health changed", "route": p.route, "endpoint": p.endpoint, "health": p.health, "status": p.status});
+                    worker::console_warn!("{}", line);
+                }
+                if let Err(e) = pruned {
+                    worker::console_error!("{{\"level\":\"error\",\"msg\":\"minute buckets not pruned\",\"detail\":{}}}", crate::json_str(&e.to_string()));
+                }
+                Response::from_json(&report)
+            }
+            Err(e) => {
+                worker::console_error!("{{\"level\":\"error\",\"msg\":\"probe round failed\",\"detail\":{}}}", crate::json_str(&e.to_string()));
+                Response::error(e.to_string(), 500)
+            }
         }
     }
 }
@@ -315,8 +434,10 @@ impl DurableObject for GatewayState {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let path = req.path();
-        if path == "/usage" {
-            self.usage(req).await
+        if path == "/record" {
+            self.record_sample(req).await
+        } else if path == "/probe" {
+            self.probe_round().await
         } else {
             self.admin(req).await
         }

@@ -1,6 +1,8 @@
 //! One invocation: parse, let core decide, then forward upstream (streaming the
 //! answer back, failing over on connection errors) or answer an admin call.
+//! Every request that resolved to a route is metered and recorded ([`Metered`]).
 
+use crate::metered::{Metered, Record, Recording};
 use crate::store::DynamoStore;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -8,6 +10,9 @@ use gateway_core::admin::{self, AdminRequest};
 use gateway_core::cache::CachedSource;
 use gateway_core::forward::{response_headers, FailureMemory, ForwardPlan};
 use gateway_core::gateway::{check_transport, plan, resolve, security_headers, RequestContext, Resolution, Routed, Transport};
+use gateway_core::meter::Meter;
+use gateway_core::metrics::{self, RequestSample};
+use gateway_core::store::Store;
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
 use gateway_core::{Config, Error};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
@@ -32,14 +37,46 @@ pub struct App {
     /// One kept-alive client per connect timeout in use (reqwest sets it per client).
     clients: Mutex<HashMap<u64, reqwest::Client>>,
     failures: Mutex<FailureMemory>,
+    /// CloudWatch EMF namespace (`GATEWAY_EMF_NAMESPACE`); `None` writes no EMF lines.
+    emf_namespace: Option<String>,
 }
 
 impl App {
-    /// Builds the instance state; nothing here does I/O.
+    /// Builds the instance state; nothing here does I/O. The EMF namespace is read from
+    /// `GATEWAY_EMF_NAMESPACE` ([`crate::emf::namespace`]).
     pub fn new(cfg: Config, dynamo: aws_sdk_dynamodb::Client, table: String) -> Self {
         let store = DynamoStore::new(dynamo, table);
         let routes = CachedSource::new(store.clone(), cfg.cache_seconds * 1000, now_ms);
-        App { cfg, routes, store, clients: Mutex::default(), failures: Mutex::default() }
+        let emf_namespace = crate::emf::namespace(&|k| std::env::var(k).ok());
+        App { cfg, routes, store, clients: Mutex::default(), failures: Mutex::default(), emf_namespace }
+    }
+
+    /// Records one finished request: its EMF line, its counters and its token's use.
+    async fn record(&self, sample: RequestSample, request_id: &str, arrived_ms: u64) {
+        if let Some(ns) = &self.emf_namespace {
+            // Raw JSON on stdout (not through tracing): CloudWatch Logs reads it as EMF.
+            println!("{}", crate::emf::line(ns, &sample, request_id, arrived_ms));
+        }
+        let updates = metrics::updates(&sample);
+        let counted = self.store.record(&updates);
+        let used = async {
+            match &sample.token_id {
+                Some(token_id) => self.store.record_use(token_id, sample.at).await,
+                None => Ok(()),
+            }
+        };
+        let (counted, used) = futures_util::future::join(counted, used).await;
+        for (what, r) in [("metrics", counted), ("token use", used)] {
+            if let Err(e) = r {
+                tracing::warn!(request_id, error = %e, "{what} not recorded");
+            }
+        }
+    }
+
+    /// What records the sample of the request `request_id` that arrived at `arrived_ms`.
+    fn recorder(self: &Arc<Self>, request_id: &str, arrived_ms: u64) -> Record {
+        let (app, request_id) = (self.clone(), request_id.to_string());
+        Box::new(move |sample| -> Recording { Box::pin(async move { app.record(sample, &request_id, arrived_ms).await }) })
     }
 
     fn client(&self, connect_ms: u64) -> Result<reqwest::Client, Error> {
@@ -71,19 +108,48 @@ fn full(bytes: impl Into<Bytes>) -> GwBody {
     Full::new(bytes.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
 }
 
-fn respond(res: http::Response<Vec<u8>>, request_id: &str) -> http::Response<GwBody> {
-    let (mut parts, body) = res.into_parts();
+fn with_request_id(mut res: http::Response<Vec<u8>>, request_id: &str) -> http::Response<Vec<u8>> {
     if let Ok(v) = http::HeaderValue::from_str(request_id) {
-        parts.headers.insert("x-request-id", v);
+        res.headers_mut().insert("x-request-id", v);
     }
-    http::Response::from_parts(parts, full(body))
+    res
 }
 
-fn error(e: &Error, request_id: &str) -> http::Response<GwBody> {
+fn respond(res: http::Response<Vec<u8>>, request_id: &str) -> http::Response<GwBody> {
+    with_request_id(res, request_id).map(full)
+}
+
+/// The error's response; internal details go to the log only.
+fn error_response(e: &Error, request_id: &str) -> http::Response<Vec<u8>> {
     if let Error::Internal(detail) = e {
         tracing::error!(request_id, detail = detail.as_str(), "internal error");
     }
-    respond(e.into_response(), request_id)
+    with_request_id(e.into_response(), request_id)
+}
+
+fn error(e: &Error, request_id: &str) -> http::Response<GwBody> {
+    error_response(e, request_id).map(full)
+}
+
+/// The response streamed through a [`Metered`] body that records the request at its end.
+fn metered<S, E>(res: http::Response<S>, meter: Meter, app: &Arc<App>, started: Instant, request_id: &str, arrived_ms: u64) -> http::Response<GwBody>
+where
+    S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
+    E: Into<BoxError> + Unpin + Send + 'static,
+{
+    let (parts, stream) = res.into_parts();
+    let body = Metered::new(stream, meter, started, request_id, app.recorder(request_id, arrived_ms))
+        .map_ok(http_body::Frame::data)
+        .map_err(Into::into);
+    http::Response::from_parts(parts, StreamBody::new(body).boxed_unsync())
+}
+
+/// The gateway's own answer to a request that has a plan (429, 413, 502, 504…), metered like
+/// a forwarded one.
+fn refuse(e: &Error, mut meter: Meter, app: &Arc<App>, started: Instant, request_id: &str, arrived_ms: u64) -> http::Response<GwBody> {
+    meter.refused(e.status().as_u16());
+    let res = error_response(e, request_id).map(|b| futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from(b))]));
+    metered(res, meter, app, started, request_id, arrived_ms)
 }
 
 fn log(request_id: &str, route: Option<&str>, endpoint: Option<&str>, status: u16, started: Instant, token_id: Option<&str>) {
@@ -127,7 +193,8 @@ async fn serve(app: &Arc<App>, req: lambda_http::Request) -> http::Response<GwBo
         }
         Err(e) => return error(&e, &request_id),
     }
-    let now = now_secs();
+    let arrived_ms = now_ms();
+    let now = arrived_ms / 1000;
     let resolution = resolve(&app.cfg, &app.routes, &parts, now).await;
     // Planning is synchronous, so its lookups need not be Send.
     let routed = resolution.and_then(|r| match r {
@@ -157,39 +224,44 @@ async fn serve(app: &Arc<App>, req: lambda_http::Request) -> http::Response<GwBo
                 Err(e) => error(&e, &request_id),
             }
         }
-        Ok(Routed::Proxy(plan)) => forward(app, *plan, parts.method, body, started).await,
+        Ok(Routed::Proxy(plan)) => forward(app, *plan, parts.method, body, started, arrived_ms).await,
     }
 }
 
-/// Forwards along the plan; the response body streams as the upstream sends it.
-async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: Bytes, started: Instant) -> http::Response<GwBody> {
+/// Forwards along the plan; the response body streams as the upstream sends it. Every
+/// answer from here on, the gateway's own included, is metered and recorded.
+async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: Bytes, started: Instant, arrived_ms: u64) -> http::Response<GwBody> {
+    let mut meter = Meter::new(&plan, arrived_ms / 1000);
+    let id = plan.request_id.as_str();
+    let refused = |e: &Error, meter: Meter| refuse(e, meter, app, started, id, arrived_ms);
     // The Function URL delivers the whole request body in the event; its size is known here.
     if body.len() as u64 > plan.max_body_bytes {
-        log(&plan.request_id, Some(&plan.route), None, 413, started, plan.token_id.as_deref());
-        return error(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, &plan.request_id);
+        log(id, Some(&plan.route), None, 413, started, plan.token_id.as_deref());
+        return refused(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, meter);
     }
     if let Some(limit) = &plan.rate_limit {
         match app.store.rate_hit(limit, now_ms()).await {
             Ok(()) => {}
             Err(e @ Error::RateLimited { .. }) => {
-                log(&plan.request_id, Some(&plan.route), None, 429, started, plan.token_id.as_deref());
-                return error(&e, &plan.request_id);
+                log(id, Some(&plan.route), None, 429, started, plan.token_id.as_deref());
+                return refused(&e, meter);
             }
             // A rate limit protects capacity, not access (RBAC guards that): let the request through.
-            Err(e) => tracing::error!(request_id = plan.request_id.as_str(), error = %e, "rate limiter unavailable; request let through"),
+            Err(e) => tracing::error!(request_id = id, error = %e, "rate limiter unavailable; request let through"),
         }
     }
     let client = match app.client(plan.connect_timeout_ms) {
         Ok(c) => c,
-        Err(e) => return error(&e, &plan.request_id),
+        Err(e) => return refused(&e, meter),
     };
+    meter.sent(body.len() as u64);
     for up in &plan.upstreams {
         let gateway_ms = started.elapsed().as_secs_f64() * 1000.0;
         let send = client.request(method.clone(), &up.url).headers(plan.headers.clone()).body(body.clone()).send();
         match tokio::time::timeout(Duration::from_millis(plan.response_timeout_ms), send).await {
             Err(_) => {
-                log(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), 504, started, plan.token_id.as_deref());
-                return error(&Error::GatewayTimeout, &plan.request_id);
+                log(id, Some(&plan.route), Some(&up.endpoint_id), 504, started, plan.token_id.as_deref());
+                return refused(&Error::GatewayTimeout, meter);
             }
             Ok(Ok(resp)) => {
                 if let Ok(mut f) = app.failures.lock() {
@@ -197,44 +269,35 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
                 }
                 let status = resp.status();
                 let headers = response_headers(resp.headers(), &plan, &up.base, gateway_ms);
+                meter.answered(&up.endpoint_id, status.as_u16(), &headers, gateway_ms);
                 let (request_id, route, endpoint) = (plan.request_id.clone(), plan.route.clone(), up.endpoint_id.clone());
                 let log_fault = move |f: &Fault| {
                     tracing::warn!(request_id = request_id.as_str(), route = route.as_str(), endpoint = endpoint.as_str(), fault = %f, "response stream cut short");
                 };
                 let sleep = |ms: u64| tokio::time::sleep(Duration::from_millis(ms));
                 let sse = is_event_stream(&headers);
-                let stream = Guarded::new(Box::pin(resp.bytes_stream()), plan.idle_timeout_ms, sse, sleep, |b| b, log_fault)
-                    .map_ok(http_body::Frame::data)
-                    .map_err(|f| -> BoxError { Box::new(f) });
-                let mut res = http::Response::new(StreamBody::new(stream).boxed_unsync());
+                let stream = Guarded::new(Box::pin(resp.bytes_stream()), plan.idle_timeout_ms, sse, sleep, |b| b, log_fault);
+                let mut res = http::Response::new(stream);
                 *res.status_mut() = status;
                 *res.headers_mut() = headers;
-                log(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), status.as_u16(), started, plan.token_id.as_deref());
-                if let Some(token_id) = plan.token_id.clone() {
-                    // Counted off the response path; an atomic ADD loses nothing under concurrency.
-                    let store = app.store.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = store.record_use(&token_id, now_secs()).await {
-                            tracing::warn!(error = ?e, "usage not recorded");
-                        }
-                    });
-                }
-                return res;
+                log(id, Some(&plan.route), Some(&up.endpoint_id), status.as_u16(), started, plan.token_id.as_deref());
+                return metered(res, meter, app, started, id, arrived_ms);
             }
             Ok(Err(e)) if e.is_connect() => {
                 // Nothing was sent: safe to try the next endpoint.
                 if let Ok(mut f) = app.failures.lock() {
                     f.mark_failed(&plan.route, &up.endpoint_id, now_secs());
                 }
-                tracing::warn!(request_id = plan.request_id.as_str(), route = plan.route.as_str(), endpoint = up.endpoint_id.as_str(), "upstream connection failed");
+                meter.failed(&up.endpoint_id);
+                tracing::warn!(request_id = id, route = plan.route.as_str(), endpoint = up.endpoint_id.as_str(), "upstream connection failed");
             }
             Ok(Err(e)) => {
                 // The request may have reached the upstream: never sent twice.
-                tracing::warn!(request_id = plan.request_id.as_str(), route = plan.route.as_str(), endpoint = up.endpoint_id.as_str(), error = %e, "upstream failed after connecting");
+                tracing::warn!(request_id = id, route = plan.route.as_str(), endpoint = up.endpoint_id.as_str(), error = %e, "upstream failed after connecting");
                 break;
             }
         }
     }
-    log(&plan.request_id, Some(&plan.route), None, 502, started, plan.token_id.as_deref());
-    error(&Error::BadGateway, &plan.request_id)
+    log(id, Some(&plan.route), None, 502, started, plan.token_id.as_deref());
+    refused(&Error::BadGateway, meter)
 }

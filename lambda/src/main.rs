@@ -1,5 +1,6 @@
 //! Lambda entry point: read configuration once per cold start, build the
-//! long-lived clients once, then serve streamed responses.
+//! long-lived clients once, then serve streamed responses; or, with
+//! `GATEWAY_MODE=probe`, run one round of health probes per scheduled event.
 
 // The streamed response body's type (guarded upstream stream in boxed HTTP bodies) nests
 // deeper than the compiler's default layout depth.
@@ -7,6 +8,8 @@
 
 use gateway_core::Config;
 use gateway_lambda::handler::{handle, App};
+use gateway_lambda::store::DynamoStore;
+use lambda_http::lambda_runtime::{self, LambdaEvent};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -18,6 +21,29 @@ async fn main() -> Result<(), lambda_http::Error> {
         .without_time() // CloudWatch adds the ingestion time
         .with_current_span(false)
         .init();
+    let probe = match std::env::var("GATEWAY_MODE").ok().as_deref() {
+        None | Some("") => false,
+        Some("probe") => true,
+        Some(_) => {
+            tracing::error!(setting = "GATEWAY_MODE", "GATEWAY_MODE must be `probe` or unset");
+            return Err("GATEWAY_MODE must be `probe` or unset".into());
+        }
+    };
+    if probe {
+        // The prober needs only the table: no signing keys in its environment.
+        let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
+        let aws = aws_config::load_from_env().await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
+        // Any event (an EventBridge schedule's, or `{}` by hand) runs one round.
+        return lambda_runtime::run(lambda_runtime::service_fn(move |_: LambdaEvent<serde_json::Value>| {
+            let store = store.clone();
+            async move {
+                let report = gateway_lambda::probe::round(&store, now_secs()).await?;
+                Ok::<_, lambda_http::Error>(serde_json::to_value(report)?)
+            }
+        }))
+        .await;
+    }
     // A bad setting is fatal at start, with the setting's name (never its value).
     let cfg = Config::from_lookup(&|k| std::env::var(k).ok()).map_err(|e| {
         tracing::error!(setting = e.setting, "{e}");
@@ -53,4 +79,8 @@ async fn main() -> Result<(), lambda_http::Error> {
             Err(e) => return Err(e),
         }
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -12,20 +12,30 @@
 //! | `token#{id}` | `revoked` | `ttl` |
 //! | `audit` | `counter` | `seq` |
 //! | `audit` | `seq#{seq:020}` | `entry` (JSON) |
+//! | `metric` | `{item}` of a total (`route:…`, `ep:…`, `tok:…`) | one number per field ([`gateway_core::metrics`]'s key scheme) |
+//! | `metric-m` | `{item}` of a minute bucket (`m:{minute}:route:…`) | one number per field, `ttl` |
+//! | `health` | `health:{route}:{endpoint}` ([`metrics::health_key`]) | `health` (JSON) |
+//! | `down` | `{route}` | `endpoints` (JSON list) |
 //!
 //! DynamoDB's TTL deletes items up to days late, so expiry is always checked in
 //! code on read; `ttl` only lets old items go eventually.
 
+use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem};
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use futures_util::future::join_all;
+use gateway_core::metrics::{self, Health, Updates};
+use gateway_core::probe::ProbeTarget;
 use gateway_core::ratelimit::{self, RateLimit};
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::{AuditEntry, RouteSource, Store, TokenRecord};
 use gateway_core::{Error, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 /// Attribute names of the key schema, shared with Terraform (infra/modules/lambda).
 pub const PK: &str = "entity";
@@ -41,7 +51,16 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Health probes' HTTP client, built on first use (the data plane never probes).
+    prober: Arc<OnceLock<reqwest::Client>>,
 }
+
+/// Partition of the metric totals (`route:…`, `ep:…`, `tok:…`).
+const METRIC: &str = "metric";
+/// Partition of the minute buckets (`m:…`), which expire.
+const METRIC_MINUTE: &str = "metric-m";
+/// Attributes of a metric item that are not counters.
+const NOT_COUNTERS: [&str; 3] = [PK, SK, TTL];
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -118,7 +137,7 @@ const TOKEN_RECORD_GRACE: u64 = 30 * 24 * 3600;
 impl DynamoStore {
     /// A store over `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
+        DynamoStore { client, table: table.into(), prober: Arc::default() }
     }
 
     async fn get(&self, entity: &str, item: &str, consistent: bool) -> Result<Option<Item>> {
@@ -134,7 +153,8 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// Every item of a partition whose sort key starts with `prefix`, in key order.
+    /// Every item of a partition whose sort key starts with `prefix` (all of them for ""), or
+    /// with `prefix <= key <= below` when `below` is given, in key order.
     async fn query_prefix(&self, entity: &str, prefix: &str, newest_first: bool, limit: Option<i32>, below: Option<String>) -> Result<Vec<Item>> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
@@ -143,15 +163,23 @@ impl DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression(if below.is_some() { "#pk = :pk AND #sk BETWEEN :lo AND :hi" } else { "#pk = :pk AND begins_with(#sk, :p)" })
                 .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
                 .expression_attribute_values(":pk", s(entity))
                 .scan_index_forward(!newest_first)
                 .set_exclusive_start_key(start.take());
+            // DynamoDB refuses an empty key value and unused placeholders, so an empty prefix
+            // reads the whole partition without a sort key condition.
             q = match &below {
-                Some(hi) => q.expression_attribute_values(":lo", s(prefix)).expression_attribute_values(":hi", s(hi.clone())),
-                None => q.expression_attribute_values(":p", s(prefix)),
+                Some(hi) => q
+                    .key_condition_expression("#pk = :pk AND #sk BETWEEN :lo AND :hi")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":lo", s(prefix))
+                    .expression_attribute_values(":hi", s(hi.clone())),
+                None if prefix.is_empty() => q.key_condition_expression("#pk = :pk"),
+                None => q
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :p)")
+                    .expression_attribute_names("#sk", SK)
+                    .expression_attribute_values(":p", s(prefix)),
             };
             if let Some(l) = limit {
                 q = q.limit(l);
@@ -232,6 +260,8 @@ impl DynamoStore {
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":at", n(at))
+            .customize()
+            .config_override(metric_retry())
             .send()
             .await;
         match r {
@@ -311,6 +341,10 @@ impl RouteSource for DynamoStore {
     async fn is_revoked(&self, token_id: &str) -> Result<bool> {
         // Strongly consistent: a stale read here would let a revoked token through.
         Ok(self.get(&token_entity(token_id), "revoked", true).await?.is_some())
+    }
+    async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
+        // Eventually consistent: the data plane caches this per instance anyway.
+        self.get("down", route, false).await?.map(|i| decode(&i, "endpoints")).transpose().map(Option::unwrap_or_default)
     }
 }
 
@@ -456,9 +490,194 @@ impl Store for DynamoStore {
         let items = self.query_prefix("audit", "seq#", true, Some(limit as i32), below).await?;
         items.iter().take(limit).map(|i| decode(i, "entry")).collect()
     }
+
+    async fn record(&self, updates: &Updates) -> Result<()> {
+        let writes = metric_writes(updates);
+        // Items are independent (every update is atomic on its own), so they go out together.
+        let results = join_all(writes.iter().map(|w| self.write_metric(w))).await;
+        results.into_iter().collect()
+    }
+
+    async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
+        let (from, to) = metrics::recent_range(now);
+        let totals = self.query_prefix(METRIC, "", false, None, None);
+        // BETWEEN is inclusive; `to` is exclusive, so items at or past it are dropped below.
+        let minutes = self.query_prefix(METRIC_MINUTE, &from, false, None, Some(to.clone()));
+        let (totals, minutes) = futures_util::future::try_join(totals, minutes).await?;
+        let minutes = minutes.into_iter().filter(|i| text(i, SK).is_some_and(|k| k >= from.as_str() && k < to.as_str()));
+        let mut out = Vec::new();
+        for item in totals.into_iter().chain(minutes) {
+            let Some(name) = text(&item, SK) else { continue };
+            for (field, value) in &item {
+                if NOT_COUNTERS.contains(&field.as_str()) {
+                    continue;
+                }
+                if let Some(v) = value.as_n().ok().and_then(|v| v.parse::<u64>().ok()) {
+                    out.push((format!("{name}:{field}"), v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn health(&self) -> Result<Vec<(String, String, Health)>> {
+        let mut out = Vec::new();
+        for item in self.query_prefix("health", "", false, None, None).await? {
+            let Some((route, endpoint)) = text(&item, SK).and_then(metrics::parse_health_key) else { continue };
+            // One unreadable record must not stop every probe round: it starts afresh instead.
+            match decode(&item, "health") {
+                Ok(h) => out.push((route, endpoint, h)),
+                Err(e) => tracing::warn!(route, endpoint, error = %e, "health record ignored"),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
+        let mut item = key("health", &metrics::health_key(route, endpoint));
+        item.insert("health".into(), encode(health)?);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put health", e))?;
+        Ok(())
+    }
+
+    async fn put_down(&self, route: &str, down: &[String]) -> Result<()> {
+        if down.is_empty() {
+            return self.delete("down", route).await;
+        }
+        let mut item = key("down", route);
+        item.insert("endpoints".into(), encode(&down)?);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put down", e))?;
+        Ok(())
+    }
+
+    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
+        let client = match self.prober.get() {
+            Some(c) => c.clone(),
+            None => {
+                // No kept-alive connections: rounds are a schedule's interval apart (the instance
+                // frozen in between), and a connection the server closed meanwhile would count
+                // as a failed probe.
+                let built = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .no_proxy()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .map_err(|e| tracing::error!(error = %e, "probe client not built"))
+                    .ok()?;
+                self.prober.get_or_init(|| built).clone()
+            }
+        };
+        // The timeout covers the whole request, connecting included.
+        let sent = client.get(&target.url).timeout(Duration::from_millis(target.timeout_ms)).send().await;
+        sent.ok().map(|r| r.status().as_u16())
+    }
+}
+
+/// One metric item's share of an [`Updates`]: fields to add to, or raise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MetricWrite {
+    entity: &'static str,
+    item: String,
+    /// `ADD` these fields.
+    adds: Vec<(String, u64)>,
+    /// Raise each of these fields to at least the value (one conditional `SET` each).
+    maxes: Vec<(String, u64)>,
+    /// For minute buckets, when DynamoDB may drop the item.
+    ttl: Option<u64>,
+}
+
+/// Groups `updates` by item; keys of no known kind are logged and skipped.
+fn metric_writes(updates: &Updates) -> Vec<MetricWrite> {
+    let mut by_item: BTreeMap<&str, MetricWrite> = BTreeMap::new();
+    let adds = updates.adds.iter().map(|(k, v)| (k, *v, false));
+    let maxes = updates.maxes.iter().map(|(k, v)| (k, *v, true));
+    for (key, v, is_max) in adds.chain(maxes) {
+        let Some((item, field)) = metrics::split_key(key) else {
+            tracing::warn!(key = key.as_str(), "metric key of no known kind; not recorded");
+            continue;
+        };
+        let w = by_item.entry(item).or_insert_with(|| MetricWrite {
+            entity: if item.starts_with("m:") { METRIC_MINUTE } else { METRIC },
+            item: item.to_string(),
+            adds: Vec::new(),
+            maxes: Vec::new(),
+            ttl: metrics::expires_at(key),
+        });
+        let list = if is_max { &mut w.maxes } else { &mut w.adds };
+        list.push((field.to_string(), v));
+    }
+    by_item.into_values().collect()
+}
+
+/// Retries for metric writes: the SDK's standard mode (throttling, 5xx and transient I/O
+/// errors, jittered exponential backoff) with short waits, so a request's whole recording
+/// fits in the handler's 2 s budget.
+fn metric_retry() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::config::Builder::default().retry_config(
+        RetryConfig::standard().with_max_attempts(4).with_initial_backoff(Duration::from_millis(25)).with_max_backoff(Duration::from_millis(400)),
+    )
 }
 
 impl DynamoStore {
+    /// Applies one item's share of the metric updates: one `ADD` of every field (and the
+    /// item's `ttl`), then one conditional `SET` per maximum.
+    async fn write_metric(&self, w: &MetricWrite) -> Result<()> {
+        if !w.adds.is_empty() || w.ttl.is_some() {
+            let mut names = HashMap::new();
+            let mut values = HashMap::new();
+            let mut adds = Vec::new();
+            for (i, (field, v)) in w.adds.iter().enumerate() {
+                // Field names hold `:`, so they always go through placeholders.
+                names.insert(format!("#f{i}"), field.clone());
+                values.insert(format!(":v{i}"), n(*v));
+                adds.push(format!("#f{i} :v{i}"));
+            }
+            let mut expr = String::new();
+            if !adds.is_empty() {
+                expr = format!("ADD {}", adds.join(", "));
+            }
+            if let Some(ttl) = w.ttl {
+                names.insert("#ttl".into(), TTL.into());
+                values.insert(":ttl".into(), n(ttl));
+                expr = format!("{expr} SET #ttl = :ttl").trim_start().to_string();
+            }
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(w.entity, &w.item)))
+                .update_expression(expr)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .customize()
+                .config_override(metric_retry())
+                .send()
+                .await
+                .map_err(|e| db_err("record metrics", e))?;
+        }
+        for (field, v) in &w.maxes {
+            let r = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(w.entity, &w.item)))
+                .update_expression("SET #f = :v")
+                .condition_expression("attribute_not_exists(#f) OR #f < :v")
+                .expression_attribute_names("#f", field)
+                .expression_attribute_values(":v", n(*v))
+                .customize()
+                .config_override(metric_retry())
+                .send()
+                .await;
+            match r {
+                // Already at least as high: nothing to do.
+                Ok(_) => {}
+                Err(e) if is_condition_failure(&e) => {}
+                Err(e) => return Err(db_err("record metric maximum", e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Appends one audit entry at the next place of the total order.
     async fn write_audit(&self, mut entry: AuditEntry) -> Result<()> {
         // An atomic counter gives every entry its own place in a total order.
@@ -478,5 +697,55 @@ impl DynamoStore {
         item.insert("entry".into(), encode(&entry)?);
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("audit", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_core::metrics::RequestSample;
+
+    #[test]
+    fn updates_become_one_write_per_item_with_ttl_only_on_minute_buckets() {
+        let sample = RequestSample {
+            route: "llama".into(),
+            endpoint: Some("a".into()),
+            failed_endpoints: vec!["b".into()],
+            status: 200,
+            latency_ms: 12.0,
+            gateway_ms: Some(0.5),
+            token_id: Some("tok_1".into()),
+            at: 1_700_000_000,
+            ..RequestSample::default()
+        };
+        let updates = metrics::updates(&sample);
+        let writes = metric_writes(&updates);
+        let items: Vec<(&str, &str)> = writes.iter().map(|w| (w.entity, w.item.as_str())).collect();
+        let minute = metrics::minute_item(metrics::minute_of(sample.at), "llama");
+        assert_eq!(
+            items,
+            vec![(METRIC, "ep:llama:a"), (METRIC, "ep:llama:b"), (METRIC_MINUTE, minute.as_str()), (METRIC, "route:llama"), (METRIC, "tok:tok_1")]
+        );
+        for w in &writes {
+            assert_eq!(w.ttl, (w.entity == METRIC_MINUTE).then(|| metrics::expires_at(&format!("{}:req", w.item)).unwrap()), "{}", w.item);
+            // Every field of every key is written exactly once, with its amount.
+            for (field, v) in &w.adds {
+                assert_eq!(updates.adds.get(&format!("{}:{field}", w.item)), Some(v));
+            }
+        }
+        assert_eq!(writes.iter().map(|w| w.adds.len()).sum::<usize>(), updates.adds.len());
+        let tok = writes.iter().find(|w| w.item == "tok:tok_1").unwrap();
+        assert_eq!(tok.maxes, vec![("last_seen".to_string(), sample.at)]);
+        assert!(writes.iter().filter(|w| w.item != "tok:tok_1").all(|w| w.maxes.is_empty()));
+    }
+
+    #[test]
+    fn keys_of_no_known_kind_are_skipped() {
+        let mut u = Updates::default();
+        u.add("bogus:x".into(), 1);
+        u.add("route:a:req".into(), 2);
+        let writes = metric_writes(&u);
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].adds, vec![("req".to_string(), 2)]);
     }
 }

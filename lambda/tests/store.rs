@@ -1,9 +1,13 @@
 //! The DynamoDB store against a local DynamoDB (moto): conditional writes, expiry at
-//! read time, and atomic counters under concurrency.
+//! read time, atomic counters under concurrency, metric counters read back as the
+//! reference store reads them, health records, down sets and probes (on loopback).
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
+use gateway_core::metrics::{self, Health, RequestSample};
+use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AuditEntry, RouteSource, Store, TokenRecord};
+use gateway_core::store::{AuditEntry, MemoryStore, RouteSource, Store, TokenRecord};
 use gateway_core::token::TokenKind;
 use gateway_core::Error;
 use gateway_lambda::store::DynamoStore;
@@ -160,4 +164,151 @@ async fn concurrent_counters_lose_nothing() {
     assert_eq!(seqs, (1..=20).rev().collect::<Vec<_>>(), "newest first, no gaps or repeats");
     let page = s.audit(Some(11), 5).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![10, 9, 8, 7, 6]);
+}
+
+fn sample(route: &str, at: u64, status: u16) -> RequestSample {
+    RequestSample {
+        route: route.into(),
+        endpoint: Some("a".into()),
+        failed_endpoints: vec!["b".into()],
+        status,
+        latency_ms: 42.5,
+        gateway_ms: Some(0.75),
+        request_bytes: 100,
+        response_bytes: 2_000,
+        token_id: Some("tok_m".into()),
+        prompt_tokens: Some(7),
+        completion_tokens: Some(11),
+        at,
+    }
+}
+
+fn sorted(mut v: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_counters_add_up_under_concurrency_and_read_back_like_the_reference() {
+    let (s, c, _m) = store("metrics").await;
+    let reference = MemoryStore::default();
+    let now = 1_900_000_000;
+    let updates = metrics::updates(&sample("llama", now, 200));
+    // The same updates twice, concurrently: every number doubles, the maximum does not.
+    let (a, b) = tokio::join!(s.record(&updates), s.record(&updates));
+    a.unwrap();
+    b.unwrap();
+    reference.record(&updates).await.unwrap();
+    reference.record(&updates).await.unwrap();
+    // An older request (outside the last hour) raises the totals, not the recent minutes,
+    // and leaves the token's last_seen where it was.
+    let old = metrics::updates(&sample("llama", now - 7_200, 502));
+    s.record(&old).await.unwrap();
+    reference.record(&old).await.unwrap();
+
+    let got = sorted(s.counters(now).await.unwrap());
+    assert_eq!(got, sorted(reference.counters(now).await.unwrap()), "the table reads back as the reference store");
+    let get = |k: &str| got.iter().find(|(key, _)| key == k).map(|(_, v)| *v);
+    let minute = metrics::minute_item(metrics::minute_of(now), "llama");
+    assert_eq!(get(&format!("{minute}:req")), Some(2));
+    assert_eq!(get("route:llama:req"), Some(3));
+    assert_eq!(get("route:llama:bytes_out"), Some(6_000));
+    assert_eq!(get("route:llama:lat:sum_us"), Some(3 * 42_500));
+    assert_eq!(get("ep:llama:b:fail"), Some(3));
+    assert_eq!(get("tok:tok_m:completion"), Some(33));
+    assert_eq!(get("tok:tok_m:last_seen"), Some(now));
+    let old_minute = metrics::minute_item(metrics::minute_of(now - 7_200), "llama");
+    assert!(got.iter().all(|(k, _)| !k.starts_with(&old_minute)), "minutes outside the recent range are not read");
+    assert!(got.iter().all(|(k, _)| !k.ends_with(":ttl")), "ttl is not a counter");
+
+    // The minute item carries its TTL; totals do not expire.
+    let item = |entity: &str, sk: &str| {
+        let c = c.clone();
+        let (entity, sk) = (entity.to_string(), sk.to_string());
+        async move {
+            c.get_item()
+                .table_name("metrics")
+                .key("entity", AttributeValue::S(entity))
+                .key("item", AttributeValue::S(sk))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .expect("item exists")
+        }
+    };
+    let m = item("metric-m", &minute).await;
+    let ttl: u64 = m["ttl"].as_n().unwrap().parse().unwrap();
+    assert_eq!(Some(ttl), metrics::expires_at(&format!("{minute}:req")));
+    assert!(!item("metric", "route:llama").await.contains_key("ttl"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_records_and_down_sets_round_trip() {
+    let (s, _c, _m) = store("health").await;
+    let mut h = Health::default();
+    h.observe(1_000, false);
+    h.observe(1_060, false);
+    s.put_health("llama", "gpu:a", &h).await.unwrap();
+    s.put_health("llama", "b", &Health::default()).await.unwrap();
+    let mut got = s.health().await.unwrap();
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(got, vec![("llama".into(), "b".into(), Health::default()), ("llama".into(), "gpu:a".into(), h)]);
+
+    assert!(s.down_endpoints("llama").await.unwrap().is_empty());
+    s.put_down("llama", &["gpu:a".to_string()]).await.unwrap();
+    assert_eq!(s.down_endpoints("llama").await.unwrap(), vec!["gpu:a".to_string()]);
+    assert!(s.down_endpoints("other").await.unwrap().is_empty());
+    s.put_down("llama", &[]).await.unwrap();
+    assert!(s.down_endpoints("llama").await.unwrap().is_empty());
+}
+
+/// A loopback HTTP server answering every request with `status` (or never, for `None`).
+async fn health_server(status: Option<u16>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                match status {
+                    Some(code) => {
+                        let _ = conn.write_all(format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\n\r\n").as_bytes()).await;
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(30)).await,
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_the_status_or_none_in_time_and_a_round_marks_endpoints_down() {
+    let (s, _c, _m) = store("probes").await;
+    let target = |url: String, timeout_ms| ProbeTarget { route: "r".into(), endpoint: "a".into(), url, via: None, timeout_ms };
+    let ok = health_server(Some(200)).await;
+    let sick = health_server(Some(503)).await;
+    let silent = health_server(None).await;
+    assert_eq!(s.probe(&target(format!("{ok}/health"), 2_000)).await, Some(200));
+    assert_eq!(s.probe(&target(format!("{sick}/health"), 2_000)).await, Some(503));
+    let started = Instant::now();
+    assert_eq!(s.probe(&target(format!("{silent}/health"), 300)).await, None, "no answer in time");
+    assert!(started.elapsed() < Duration::from_secs(5), "the timeout bounds the whole request");
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    assert_eq!(s.probe(&target(format!("http://{closed}/health"), 2_000)).await, None, "refused connection");
+
+    // Two rounds against the table: the failing endpoint goes down, the other stays up.
+    s.put_route(&Route::new("llama", vec![Endpoint::new("up", &ok), Endpoint::new("sick", &sick)]), None).await.unwrap();
+    gateway_core::probe::run(&s, 1_900_000_000).await.unwrap();
+    assert!(s.down_endpoints("llama").await.unwrap().is_empty(), "one failure decides nothing");
+    let report = gateway_core::probe::run(&s, 1_900_000_060).await.unwrap();
+    assert_eq!(report.probes.len(), 2);
+    assert_eq!(s.down_endpoints("llama").await.unwrap(), vec!["sick".to_string()]);
+    let health = s.health().await.unwrap();
+    let state = |id: &str| health.iter().find(|(_, e, _)| e == id).unwrap().2.state(1_900_000_060);
+    assert_eq!((state("up"), state("sick")), (metrics::HealthState::Up, metrics::HealthState::Down));
 }

@@ -6,6 +6,7 @@
 //! cases whose name contains NAME.
 
 mod cases;
+mod observe;
 use gateway_tests::deploy;
 
 use gateway_core::token::{new_token_id, TokenIssuer, TokenKind, TokenRequest};
@@ -248,7 +249,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
     println!("contract suite against {deployment:?} at {}", ctx.base);
     let mut failed = Vec::new();
     let mut ran = 0;
-    for (name, case) in cases::ALL {
+    for (name, case) in cases::ALL.iter().chain(observe::ALL) {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }

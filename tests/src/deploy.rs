@@ -116,7 +116,7 @@ pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed], tag: &str) -> Running
         .current_dir(&root)
         // The `contract` environment adds a service binding to a stand-in VPC service (tests/tunnel).
         .args(["dev", "--env", "contract", "-c", "wrangler.toml", "-c", "tests/tunnel/wrangler.toml"])
-        .args(["--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false", "--log-level", "log"])
+        .args(["--local", "--ip", "127.0.0.1", "--show-interactive-dev-session=false", "--log-level", "log", "--test-scheduled"])
         .args(["--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
         .arg("--persist-to")
         .arg(&state)

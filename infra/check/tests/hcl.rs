@@ -304,7 +304,9 @@ fn lambda_inline_policy_is_least_privilege_and_wildcard_free() {
     ];
     const LOGS: [&str; 2] = ["logs:CreateLogStream", "logs:PutLogEvents"];
     let table_arn = "aws_dynamodb_table.this.arn";
-    let log_streams = "aws_cloudwatch_log_group.this.arn:*";
+    // The gateway's and the prober's own log groups.
+    let own_groups = ["aws_cloudwatch_log_group.this.arn", "aws_cloudwatch_log_group.probe.arn"];
+    let log_streams: Vec<String> = own_groups.iter().map(|g| format!("{g}:*")).collect();
 
     let statements = lambda_policy_statements();
     let mut dynamodb_actions = BTreeSet::new();
@@ -324,12 +326,12 @@ fn lambda_inline_policy_is_least_privilege_and_wildcard_free() {
             dynamodb_actions.extend(actions.iter().cloned());
         } else {
             assert!(actions.iter().all(|a| a.starts_with("logs:")), "a statement mixes services: {s}");
-            // Log streams are named at run time; the only `*` allowed is the streams of this
-            // function's own log group.
-            assert_eq!(resources, vec![log_streams.to_string()], "logs only on the function's own log group");
+            // Log streams are named at run time; the only `*` allowed is the streams of the
+            // functions' own log groups.
+            assert_eq!(resources, log_streams, "logs only on the functions' own log groups");
         }
         for r in &resources {
-            let without_own_streams = r.strip_suffix(":*").filter(|p| *p == "aws_cloudwatch_log_group.this.arn");
+            let without_own_streams = r.strip_suffix(":*").filter(|p| own_groups.contains(p));
             assert!(!r.contains('*') || without_own_streams.is_some(), "wildcard resource {r}");
             assert_ne!(r, "*");
         }
@@ -371,9 +373,76 @@ fn function_url_streams_and_is_publicly_invocable_through_the_url_only() {
     let by_action = |a: &str| perms.iter().find(|p| p["action"].as_str() == Some(a)).unwrap_or_else(|| panic!("no {a} permission"));
     let url_perm = by_action("lambda:InvokeFunctionUrl");
     assert_eq!(js(&url_perm["function_url_auth_type"]), "NONE");
-    let invoke = by_action("lambda:InvokeFunction");
+    let gateway: Vec<&Map<String, Value>> =
+        perms.iter().filter(|p| js(&p["function_name"]) == "aws_lambda_function.this.function_name").collect();
+    assert_eq!(gateway.len(), 2, "the URL's two permissions, nothing else, on the gateway");
+    let invoke = gateway.iter().find(|p| p["action"].as_str() == Some("lambda:InvokeFunction")).expect("InvokeFunction permission");
     assert_eq!(js(&invoke["invoked_via_function_url"]), true, "InvokeFunction only through the URL");
-    assert_eq!(perms.len(), 2);
+    // The third is the prober's, for its schedule only (see the probe test).
+    assert_eq!(perms.len(), 3);
+}
+
+#[test]
+fn the_prober_runs_the_same_package_in_probe_mode_on_the_schedule() {
+    let m = load("modules/lambda");
+    let ev = eval_ok("modules/lambda", lambda_inputs(), STRICT);
+    let one = |t: &str, n: &str| ev.instances(resource(&m, t, n)).unwrap().remove(0).1;
+
+    // The schedule is the variable, every minute unless set.
+    let rule_block = resource(&m, "aws_cloudwatch_event_rule", "probe");
+    let expr = attr(rule_block.body(), "schedule_expression").expect("schedule_expression");
+    assert_eq!(expr.to_string(), "var.probe_schedule");
+    assert_eq!(js(&one("aws_cloudwatch_event_rule", "probe")["schedule_expression"]), "rate(1 minute)");
+    let mut every_five = lambda_inputs();
+    every_five["probe_schedule"] = json!("rate(5 minutes)");
+    let ev5 = eval_ok("modules/lambda", every_five, STRICT);
+    assert_eq!(js(&ev5.instances(rule_block).unwrap()[0].1["schedule_expression"]), "rate(5 minutes)");
+
+    // The rule's target is the prober.
+    let target = one("aws_cloudwatch_event_target", "probe");
+    assert_eq!(js(&target["rule"]), "aws_cloudwatch_event_rule.probe.name");
+    assert_eq!(js(&target["arn"]), "aws_lambda_function.probe.arn");
+    let targets: Vec<&Block> = m.blocks("resource").filter(|b| label(b, 0) == "aws_cloudwatch_event_target").collect();
+    assert_eq!(targets.len(), 1);
+
+    // The prober: the gateway's package and role, probe mode, the same table, and no secrets.
+    let probe_block = resource(&m, "aws_lambda_function", "probe");
+    let gateway_block = resource(&m, "aws_lambda_function", "this");
+    let probe = one("aws_lambda_function", "probe");
+    let gateway = one("aws_lambda_function", "this");
+    for same in ["role", "runtime", "handler", "architectures", "filename", "kms_key_arn"] {
+        assert_eq!(probe.get(same), gateway.get(same), "{same}");
+    }
+    assert_eq!(js(&probe["role"]), "aws_iam_role.this.arn");
+    assert_eq!(js(&probe["function_name"]), "ai-gateway-probe");
+    let timeout = js(&probe["timeout"]).as_u64().unwrap();
+    assert!((10..=60).contains(&timeout), "a round takes seconds: timeout {timeout}");
+    assert!(js(&probe["memory_size"]).as_u64().unwrap() <= 256);
+    let env_of = |b: &Block| {
+        let env_block = nested(b.body(), "environment").next().expect("environment block");
+        js(&ev.eval(attr(env_block.body(), "variables").unwrap()).unwrap())
+    };
+    let (probe_env, gateway_env) = (env_of(probe_block), env_of(gateway_block));
+    assert_eq!(probe_env["GATEWAY_MODE"], "probe");
+    assert_eq!(probe_env["GATEWAY_TABLE"], gateway_env["GATEWAY_TABLE"]);
+    assert_eq!(probe_env["GATEWAY_TABLE"], "aws_dynamodb_table.this.name");
+    assert!(gateway_env.get("GATEWAY_MODE").is_none(), "the gateway itself is not in probe mode");
+    for secret in ["GATEWAY_SIGNING_KEYS", "VLLM_API_KEY"] {
+        assert!(probe_env.get(secret).is_none(), "the prober does not get {secret}");
+    }
+    let logging = nested(probe_block.body(), "logging_config").next().expect("logging_config");
+    assert_eq!(js(&ev.eval(attr(logging.body(), "log_group").unwrap()).unwrap()), "aws_cloudwatch_log_group.probe.name");
+    // It reaches the vLLM hosts the way the gateway does.
+    let vpc = |b: &Block| nested(b.body(), "dynamic").find(|d| label(d, 0) == "vpc_config").map(|d| d.body().clone());
+    assert!(vpc(probe_block).is_some());
+    assert_eq!(vpc(probe_block), vpc(gateway_block));
+
+    // Only EventBridge, and only through this rule, may invoke it.
+    let perm = one("aws_lambda_permission", "probe_schedule");
+    assert_eq!(js(&perm["action"]), "lambda:InvokeFunction");
+    assert_eq!(js(&perm["function_name"]), "aws_lambda_function.probe.function_name");
+    assert_eq!(js(&perm["principal"]), "events.amazonaws.com");
+    assert_eq!(js(&perm["source_arn"]), "aws_cloudwatch_event_rule.probe.arn");
 }
 
 #[test]
@@ -448,6 +517,8 @@ fn lambda_module_refuses_unsafe_inputs() {
         ("vllm_cidr_blocks", json!(["0.0.0.0/0"])),
         ("signing_keys", json!("not json")),
         ("timeout_seconds", json!(901)),
+        ("extra_environment", json!({"GATEWAY_MODE": "probe"})),
+        ("probe_schedule", json!("every minute")),
     ];
     for (var, value) in cases {
         let mut inp = lambda_inputs();

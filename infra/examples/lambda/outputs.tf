@@ -12,3 +12,8 @@ output "route_keys" {
   description = "DynamoDB partition keys written for the static routes."
   value       = module.routes.keys
 }
+
+output "probe_function_name" {
+  description = "The health prober (runs every minute; `aws lambda invoke --function-name <it> out.json` runs a round now)."
+  value       = module.lambda.probe_function_name
+}

@@ -1,5 +1,6 @@
 # The gateway as an AWS Lambda behind a Function URL (response streaming), with its DynamoDB table,
-# a least-privilege role, an optional VPC attachment to reach private vLLM hosts, and its logs.
+# a least-privilege role, an optional VPC attachment to reach private vLLM hosts, and its logs; and
+# the same package as the health prober, invoked on an EventBridge schedule.
 
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
@@ -21,6 +22,13 @@ locals {
       GATEWAY_MAX_TOKEN_TTL_SECONDS = tostring(var.max_ttl_seconds)
     },
   )
+
+  # The prober reads routes and writes health records and down sets: the table is all it needs
+  # (no signing keys, no upstream keys; vLLM's /health needs no key).
+  probe_environment = {
+    GATEWAY_TABLE = aws_dynamodb_table.this.name
+    GATEWAY_MODE  = "probe"
+  }
 }
 
 # ---- state: one table, entity/item keys, TTL on `ttl` -------------------------------------------
@@ -63,8 +71,17 @@ resource "aws_dynamodb_table" "this" {
 
 # ---- logs ---------------------------------------------------------------------------------------
 
+# One JSON line per request, and one CloudWatch Embedded Metric Format line per request, which
+# CloudWatch turns into metrics in the GATEWAY_EMF_NAMESPACE namespace (default AIGateway).
 resource "aws_cloudwatch_log_group" "this" {
   name              = "/aws/lambda/${var.name}"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+# The prober's: a summary line per round and a line per endpoint state change.
+resource "aws_cloudwatch_log_group" "probe" {
+  name              = "/aws/lambda/${var.name}-probe"
   retention_in_days = var.log_retention_days
   tags              = var.tags
 }
@@ -84,6 +101,8 @@ resource "aws_iam_role" "this" {
   tags = var.tags
 }
 
+# Both functions use this role; the prober calls Query (routes' leases, health records), GetItem
+# (down sets), PutItem (health, down sets) and DeleteItem (an emptied down set), all listed below.
 resource "aws_iam_role_policy" "this" {
   name = "${var.name}-gateway"
   role = aws_iam_role.this.id
@@ -106,12 +125,16 @@ resource "aws_iam_role_policy" "this" {
         Resource = [aws_dynamodb_table.this.arn]
       },
       {
-        Sid    = "OwnLogGroup"
+        Sid    = "OwnLogGroups"
         Effect = "Allow"
         Action = ["logs:CreateLogStream", "logs:PutLogEvents"]
-        # Log streams are named by Lambda at run time, so the streams of this one log group are
-        # addressed as "<log group arn>:*", the narrowest ARN CloudWatch Logs allows here.
-        Resource = ["${aws_cloudwatch_log_group.this.arn}:*"]
+        # Log streams are named by Lambda at run time, so the streams of these log groups (the
+        # gateway's and the prober's) are addressed as "<log group arn>:*", the narrowest ARN
+        # CloudWatch Logs allows here.
+        Resource = [
+          "${aws_cloudwatch_log_group.this.arn}:*",
+          "${aws_cloudwatch_log_group.probe.arn}:*",
+        ]
       },
     ]
   })
@@ -248,4 +271,68 @@ resource "aws_lambda_permission" "url_invoke" {
   function_name            = aws_lambda_function.this.function_name
   principal                = "*"
   invoked_via_function_url = true
+}
+
+# ---- health probes: the same package with GATEWAY_MODE=probe, on a schedule -----------------------
+
+resource "aws_lambda_function" "probe" {
+  function_name    = "${var.name}-probe"
+  role             = aws_iam_role.this.arn
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.architecture]
+  filename         = var.artifact_path
+  source_code_hash = filebase64sha256(var.artifact_path)
+  # A round probes every endpoint at once, each within 2 s, then writes its health.
+  memory_size = 128
+  timeout     = 30
+  kms_key_arn = var.env_kms_arn
+
+  environment {
+    variables = local.probe_environment
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.probe.name
+  }
+
+  # It must reach the vLLM hosts as the gateway does.
+  dynamic "vpc_config" {
+    for_each = local.in_vpc ? [1] : []
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = [aws_security_group.this[0].id]
+    }
+  }
+
+  tags = var.tags
+
+  depends_on = [
+    aws_iam_role_policy.this,
+    aws_iam_role_policy_attachment.vpc_eni,
+    aws_cloudwatch_log_group.probe,
+  ]
+}
+
+resource "aws_cloudwatch_event_rule" "probe" {
+  name                = "${var.name}-probe"
+  description         = "One round of AI gateway health probes"
+  schedule_expression = var.probe_schedule
+  tags                = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "probe" {
+  rule      = aws_cloudwatch_event_rule.probe.name
+  target_id = "probe"
+  arn       = aws_lambda_function.probe.arn
+}
+
+# Only this rule may invoke the prober.
+resource "aws_lambda_permission" "probe_schedule" {
+  statement_id  = "AllowProbeSchedule"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.probe.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.probe.arn
 }

@@ -34,6 +34,16 @@ output "security_group_id" {
 }
 
 output "log_group_name" {
-  description = "CloudWatch log group of the function (one JSON line per request)."
+  description = "CloudWatch log group of the function (one JSON line and one EMF metrics line per request)."
   value       = aws_cloudwatch_log_group.this.name
+}
+
+output "probe_function_name" {
+  description = "Name of the health prober function (`aws lambda invoke --function-name <it> out.json` runs a round now)."
+  value       = aws_lambda_function.probe.function_name
+}
+
+output "probe_log_group_name" {
+  description = "CloudWatch log group of the health prober."
+  value       = aws_cloudwatch_log_group.probe.name
 }

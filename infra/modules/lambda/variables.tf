@@ -100,13 +100,13 @@ variable "upstream_api_keys" {
 }
 
 variable "extra_environment" {
-  description = "Further non-secret settings, e.g. { GATEWAY_CACHE_SECONDS = \"5\", GATEWAY_LEEWAY_SECONDS = \"5\" }. Cannot override the ones this module sets."
+  description = "Further non-secret settings of the gateway function, e.g. { GATEWAY_CACHE_SECONDS = \"5\", GATEWAY_EMF_NAMESPACE = \"AIGateway\" }. Cannot override the ones this module sets."
   type        = map(string)
   default     = {}
 
   validation {
-    condition     = alltrue([for k in keys(var.extra_environment) : !contains(["GATEWAY_TABLE", "GATEWAY_SIGNING_KEYS", "GATEWAY_ISSUER", "GATEWAY_AUDIENCE", "GATEWAY_MAX_TOKEN_TTL_SECONDS"], k)])
-    error_message = "extra_environment cannot set GATEWAY_TABLE, GATEWAY_SIGNING_KEYS, GATEWAY_ISSUER, GATEWAY_AUDIENCE or GATEWAY_MAX_TOKEN_TTL_SECONDS; use the dedicated variables."
+    condition     = alltrue([for k in keys(var.extra_environment) : !contains(["GATEWAY_TABLE", "GATEWAY_SIGNING_KEYS", "GATEWAY_ISSUER", "GATEWAY_AUDIENCE", "GATEWAY_MAX_TOKEN_TTL_SECONDS", "GATEWAY_MODE"], k)])
+    error_message = "extra_environment cannot set GATEWAY_TABLE, GATEWAY_SIGNING_KEYS, GATEWAY_ISSUER, GATEWAY_AUDIENCE or GATEWAY_MAX_TOKEN_TTL_SECONDS (use the dedicated variables), nor GATEWAY_MODE (the module runs the prober itself)."
   }
 }
 
@@ -177,4 +177,15 @@ variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "probe_schedule" {
+  description = "EventBridge schedule expression of the health prober (one round of probes of every endpoint per run); endpoints are marked down after two failed rounds."
+  type        = string
+  default     = "rate(1 minute)"
+
+  validation {
+    condition     = can(regex("^(rate|cron)\\(.+\\)$", var.probe_schedule))
+    error_message = "probe_schedule must be an EventBridge schedule expression, rate(...) or cron(...)."
+  }
 }

@@ -1,0 +1,36 @@
+//! The scheduled health prober (`GATEWAY_MODE=probe`): an EventBridge schedule invokes the
+//! function, and each invocation runs one round of core's probes ([`gateway_core::probe::run`])
+//! over the table: every endpoint's health is updated and the down sets the data plane avoids
+//! are rewritten when they change.
+
+use crate::store::DynamoStore;
+use gateway_core::metrics::HealthState;
+use gateway_core::probe::ProbeReport;
+use gateway_core::Result;
+
+/// One round at `now`: logs a line per state change and a summary, and returns the report.
+pub async fn round(store: &DynamoStore, now: u64) -> Result<ProbeReport> {
+    let report = gateway_core::probe::run(store, now).await?;
+    for p in report.probes.iter().filter(|p| p.changed) {
+        tracing::info!(route = p.route.as_str(), endpoint = p.endpoint.as_str(), status = p.status, health = state(p.health), "endpoint health changed");
+    }
+    let count = |s: HealthState| report.probes.iter().filter(|p| p.health == s).count();
+    tracing::info!(
+        at = report.at,
+        probed = report.probes.len(),
+        up = count(HealthState::Up),
+        down = count(HealthState::Down),
+        unknown = count(HealthState::Unknown),
+        changed = report.probes.iter().filter(|p| p.changed).count(),
+        "probe round"
+    );
+    Ok(report)
+}
+
+fn state(s: HealthState) -> &'static str {
+    match s {
+        HealthState::Up => "up",
+        HealthState::Down => "down",
+        HealthState::Unknown => "unknown",
+    }
+}

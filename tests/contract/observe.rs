@@ -1,0 +1,308 @@
+//! Observability (issue 5): metrics counted exactly and attributed to tokens,
+//! LLM usage read from completions, health probes, the Prometheus exposition
+//! and the dashboard.
+
+use crate::{boxed, ensure, Case, CaseResult, Ctx};
+use gateway_tests::deploy::Deployment;
+use gateway_tests::standin::{StandIn, StandInOptions};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+pub const ALL: &[Case] = &[
+    ("metrics_count_exactly_the_requests_sent", |c| boxed(metrics_count_exactly_the_requests_sent(c))),
+    ("usage_is_summed_from_streamed_and_plain_completions", |c| boxed(usage_is_summed_from_streamed_and_plain_completions(c))),
+    ("probes_mark_a_dead_endpoint_down_then_up", |c| boxed(probes_mark_a_dead_endpoint_down_then_up(c))),
+    ("prometheus_exposition_parses", |c| boxed(prometheus_exposition_parses(c))),
+    ("dashboard_is_public_with_a_strict_csp_and_its_data_is_not", |c| boxed(dashboard_is_public_with_a_strict_csp_and_its_data_is_not(c))),
+    ("cron_trigger_runs_a_probe_round", |c| boxed(cron_trigger_runs_a_probe_round(c))),
+    ("dashboard_in_a_browser", |c| boxed(dashboard_in_a_browser(c))),
+];
+
+/// How long recording may take to show: it happens after the response, off the client's path.
+const SETTLE: Duration = Duration::from_secs(20);
+
+async fn metrics(c: &Ctx) -> Result<Value, String> {
+    let (status, v) = c.admin_call(Method::GET, "metrics", None).await?;
+    ensure!(status == 200, "GET metrics: {status} {v}");
+    Ok(v)
+}
+
+/// Waits until `route`'s total reaches `n`, then checks it stays there (nothing counted twice).
+async fn settled(c: &Ctx, route: &str, n: u64) -> Result<Value, String> {
+    c.eventually(&format!("{route} requests_total reaches {n}"), SETTLE, || async {
+        let v = metrics(c).await?;
+        let got = v["routes"][route]["requests_total"].as_u64().unwrap_or(0);
+        ensure!(got <= n, "{route} counted {got} requests, more than the {n} sent");
+        Ok(got == n)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let v = metrics(c).await?;
+    ensure!(v["routes"][route]["requests_total"] == n, "{route} moved past {n} after settling: {}", v["routes"][route]);
+    Ok(v)
+}
+
+async fn chat(c: &Ctx, route: &str, token: &str, stream: bool, words: &str, chunks: u32) -> Result<String, String> {
+    let body = json!({"model": "m", "stream": stream, "stream_options": {"include_usage": stream}, "messages": [{"role": "user", "content": words}]});
+    let res = c
+        .http
+        .post(c.url(&format!("/{route}/v1/chat/completions")))
+        .bearer_auth(token)
+        .header("x-standin-chunks", chunks.to_string())
+        .header("x-standin-interval-ms", "5")
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("chat: {e}"))?;
+    ensure!(res.status() == 200, "chat: {}", res.status());
+    res.text().await.map_err(|e| format!("chat body: {e}"))
+}
+
+async fn metrics_count_exactly_the_requests_sent(c: &Ctx) -> CaseResult {
+    let name = c.name("counted");
+    c.route_over(&name, &[&c.a, &c.b]).await?;
+    let (one_id, one) = c.issue(json!({"subject": c.name("one"), "kind": "user", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
+    let (two_id, two) = c.issue(json!({"subject": c.name("two"), "kind": "service", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
+    for i in 0..5 {
+        let sid = format!("seq-{i}");
+        ensure!(c.served_by(&format!("/{name}/v1/models"), Some(&one), &[("x-session-id", &sid)]).await? != "", "sequential request {i}");
+    }
+    // Concurrent requests land on the recorder at the same time; none may be lost.
+    let concurrent = futures_util::future::join_all((0..20).map(|i| {
+        let (path, sid, two) = (format!("/{name}/v1/models"), format!("par-{i}"), two.clone());
+        async move { c.served_by(&path, Some(&two), &[("x-session-id", &sid)]).await }
+    }))
+    .await;
+    for r in concurrent {
+        ensure!(!r?.is_empty(), "a concurrent request was not served by a stand-in");
+    }
+    // A request the upstream answers 404 counts as a 4xx of the route.
+    let res = c.get(&format!("/{name}/v1/no-such-thing"), Some(&one), &[]).await?;
+    ensure!(res.status() == 404, "upstream 404 passes through: {}", res.status());
+    let v = settled(c, &name, 26).await?;
+    let r = &v["routes"][&name];
+    ensure!(r["by_status_class"]["2xx"] == 25 && r["by_status_class"]["4xx"] == 1, "status mix: {}", r["by_status_class"]);
+    let ep_total = r["endpoints"]["a"]["requests"].as_u64().unwrap_or(0) + r["endpoints"]["b"]["requests"].as_u64().unwrap_or(0);
+    ensure!(ep_total == 26, "endpoint requests add up to the route's: {ep_total} ({})", r["endpoints"]);
+    ensure!(r["requests_last_hour"] == 26, "last hour: {}", r["requests_last_hour"]);
+    let series: u64 = r["series"].as_array().map(|s| s.iter().filter_map(|p| p["requests"].as_u64()).sum()).unwrap_or(0);
+    ensure!(series == 26, "the per-minute series adds up to 26: {series}");
+    let lat_count: u64 = r["latency_ms"]["histogram"]["counts"].as_array().map(|a| a.iter().filter_map(Value::as_u64).sum()).unwrap_or(0);
+    let gw_count: u64 = r["gateway_overhead_ms"]["histogram"]["counts"].as_array().map(|a| a.iter().filter_map(Value::as_u64).sum()).unwrap_or(0);
+    ensure!(lat_count == 26 && gw_count == 26, "histograms hold every request: latency {lat_count}, overhead {gw_count}");
+    for p in ["p50", "p95", "p99"] {
+        ensure!(r["latency_ms"][p].as_f64().is_some_and(|v| v > 0.0), "latency {p}: {}", r["latency_ms"][p]);
+    }
+    ensure!(r["bytes_out"].as_u64().unwrap_or(0) > 0, "bytes out: {}", r["bytes_out"]);
+    // Attribution per token, and the token list's own counters agree.
+    let t = &v["tokens"];
+    ensure!(t[&one_id]["requests"] == 6 && t[&one_id]["routes"][&name] == 6, "token one: {}", t[&one_id]);
+    ensure!(t[&two_id]["requests"] == 20 && t[&two_id]["routes"][&name] == 20, "token two: {}", t[&two_id]);
+    ensure!(t[&two_id]["last_seen"].as_u64().is_some_and(|s| s + 120 >= crate::now()), "last seen: {}", t[&two_id]["last_seen"]);
+    Ok(())
+}
+
+async fn usage_is_summed_from_streamed_and_plain_completions(c: &Ctx) -> CaseResult {
+    let name = c.name("usage-llm");
+    c.route_over(&name, &[&c.a]).await?;
+    let (id, token) = c.issue(json!({"subject": c.name("llm"), "kind": "user", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
+    // Plain: the stand-in reports prompt = words, completion = 7.
+    let plain = chat(c, &name, &token, false, "one two three", 1).await?;
+    ensure!(plain.contains("\"completion_tokens\":7"), "plain body has usage: {plain}");
+    // Streamed with include_usage: prompt = words, completion = chunks, in the last event.
+    let streamed = chat(c, &name, &token, true, "four five six seven", 4).await?;
+    ensure!(streamed.contains("\"usage\"") && streamed.trim_end().ends_with("[DONE]"), "stream ends with usage and [DONE]: {streamed}");
+    // Streamed without include_usage has no usage to read.
+    let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "eight nine"}]});
+    let res = c.http.post(c.url(&format!("/{name}/v1/chat/completions"))).bearer_auth(&token).json(&body).send().await.map_err(|e| e.to_string())?;
+    ensure!(res.status() == 200, "stream without usage: {}", res.status());
+    res.text().await.map_err(|e| e.to_string())?;
+    let v = settled(c, &name, 3).await?;
+    let r = &v["routes"][&name];
+    ensure!(r["prompt_tokens"] == 7 && r["completion_tokens"] == 11, "route usage 3+4 prompt, 7+4 completion: {} {}", r["prompt_tokens"], r["completion_tokens"]);
+    let t = &v["tokens"][&id];
+    ensure!(t["prompt_tokens"] == 7 && t["completion_tokens"] == 11, "token usage: {t}");
+    Ok(())
+}
+
+async fn probe_round(c: &Ctx) -> Result<Value, String> {
+    let (status, v) = c.admin_call(Method::POST, "probes", None).await?;
+    ensure!(status == 200, "POST probes: {status} {v}");
+    Ok(v)
+}
+
+fn probe_of<'a>(report: &'a Value, route: &str, endpoint: &str) -> &'a Value {
+    report["probes"].as_array().and_then(|ps| ps.iter().find(|p| p["route"] == route && p["endpoint"] == endpoint)).unwrap_or(&Value::Null)
+}
+
+async fn probes_mark_a_dead_endpoint_down_then_up(c: &Ctx) -> CaseResult {
+    // A port nobody listens on, which a stand-in takes later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let name = c.name("probed");
+    let late_url = format!("http://127.0.0.1:{port}");
+    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}, {"id": "late", "url": late_url}], "auth": {"groups": ["ml-team"]}})).await?;
+
+    let first = probe_round(c).await?;
+    ensure!(probe_of(&first, &name, "a")["health"] == "up", "a is up: {}", probe_of(&first, &name, "a"));
+    ensure!(probe_of(&first, &name, "late")["health"] == "unknown", "one failure decides nothing: {}", probe_of(&first, &name, "late"));
+    let second = probe_round(c).await?;
+    ensure!(probe_of(&second, &name, "late")["health"] == "down" && probe_of(&second, &name, "late")["changed"] == true, "down after two: {}", probe_of(&second, &name, "late"));
+    let v = metrics(c).await?;
+    ensure!(v["routes"][&name]["endpoints"]["late"]["health"] == "down", "metrics show down: {}", v["routes"][&name]["endpoints"]);
+
+    // The balancer avoids it: no request tries it (its failure count stays 0) once the down set reached the data plane.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tok = c.user(&["ml-team"]);
+    for i in 0..12 {
+        let who = c.served_by(&format!("/{name}/v1/models"), Some(&tok), &[("x-session-id", &format!("p-{i}"))]).await?;
+        ensure!(who == "a", "session p-{i} served by {who:?}");
+    }
+    let v = settled(c, &name, 12).await?;
+    ensure!(v["routes"][&name]["endpoints"]["late"]["failures"].as_u64().unwrap_or(0) == 0, "a down endpoint costs no attempt: {}", v["routes"][&name]["endpoints"]);
+
+    // It comes back: one good probe, and sessions return to it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut opts = StandInOptions::new("late");
+    opts.port = port;
+    let late = StandIn::start(opts).await.map_err(|e| format!("start the late stand-in: {e}"))?;
+    let third = probe_round(c).await?;
+    ensure!(probe_of(&third, &name, "late")["health"] == "up" && probe_of(&third, &name, "late")["changed"] == true, "up again: {}", probe_of(&third, &name, "late"));
+    let v = metrics(c).await?;
+    let ep = &v["routes"][&name]["endpoints"]["late"];
+    ensure!(ep["health"] == "up", "metrics show up: {ep}");
+    ensure!(ep["uptime_24h"].as_f64().is_some_and(|u| u < 1.0) && ep["last_probe_at"].as_u64().is_some(), "uptime counts the downtime: {ep}");
+    c.eventually("sessions reach the recovered endpoint", Duration::from_secs(10), || async {
+        for i in 0..12 {
+            if c.served_by(&format!("/{name}/v1/models"), Some(&tok), &[("x-session-id", &format!("p-{i}"))]).await? == "late" {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await?;
+    late.stop().await;
+    // The endpoint stays a recorded probe subject; take the route away so later rounds skip it.
+    c.admin_call(Method::DELETE, &format!("routes/{name}"), None).await?;
+    Ok(())
+}
+
+async fn prometheus_exposition_parses(c: &Ctx) -> CaseResult {
+    let name = c.name("prom");
+    c.route_over(&name, &[&c.a]).await?;
+    let tok = c.user(&["ml-team"]);
+    for _ in 0..3 {
+        c.served_by(&format!("/{name}/v1/models"), Some(&tok), &[]).await?;
+    }
+    settled(c, &name, 3).await?;
+    let unauth = c.http.get(c.url("/_gateway/metrics/prometheus")).send().await.map_err(|e| e.to_string())?;
+    ensure!(unauth.status() == 401, "metrics need a token: {}", unauth.status());
+    let res = c.http.get(c.url("/_gateway/metrics/prometheus")).bearer_auth(&c.admin).send().await.map_err(|e| e.to_string())?;
+    ensure!(res.status() == 200, "prometheus: {}", res.status());
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    ensure!(ct.starts_with("text/plain") && ct.contains("version=0.0.4"), "content type: {ct}");
+    let text = res.text().await.map_err(|e| e.to_string())?;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).map_err(|e| format!("parse: {e}"))?;
+    let find = |metric: &str, labels: &[(&str, &str)]| {
+        scrape.samples.iter().find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))).map(|s| s.value.clone())
+    };
+    match find("gateway_requests_total", &[("route", &name), ("status_class", "2xx")]) {
+        Some(prometheus_parse::Value::Counter(n)) if n == 3.0 => {}
+        other => return Err(format!("gateway_requests_total for {name}: {other:?}")),
+    }
+    match find("gateway_request_duration_ms", &[("route", &name)]) {
+        Some(prometheus_parse::Value::Histogram(buckets)) => {
+            let inf = buckets.iter().find(|b| b.less_than.is_infinite()).map(|b| b.count);
+            ensure!(inf == Some(3.0), "+Inf bucket holds all 3: {inf:?}");
+        }
+        other => return Err(format!("latency histogram for {name}: {other:?}")),
+    }
+    ensure!(text.contains("# HELP gateway_requests_total") && text.contains("# TYPE gateway_requests_total counter"), "HELP and TYPE lines");
+    ensure!(text.contains("gateway_request_duration_ms_sum{") && text.contains("gateway_request_duration_ms_count{"), "histogram _sum and _count");
+    Ok(())
+}
+
+async fn dashboard_is_public_with_a_strict_csp_and_its_data_is_not(c: &Ctx) -> CaseResult {
+    let res = c.http.get(c.url("/_gateway/dashboard")).send().await.map_err(|e| e.to_string())?;
+    ensure!(res.status() == 200, "dashboard: {}", res.status());
+    let header = |name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    ensure!(header("content-type").starts_with("text/html"), "html: {}", header("content-type"));
+    let csp = header("content-security-policy");
+    ensure!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && !csp.contains("unsafe"), "strict CSP: {csp}");
+    ensure!(header("x-frame-options") == "DENY", "no framing");
+    let page = res.text().await.map_err(|e| e.to_string())?;
+    ensure!(page.contains("/_gateway/dashboard/app.js"), "the page loads its script from the gateway");
+    for (path, ty) in [("/_gateway/dashboard/app.js", "text/javascript"), ("/_gateway/dashboard/app.css", "text/css")] {
+        let res = c.http.get(c.url(path)).send().await.map_err(|e| e.to_string())?;
+        let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        ensure!(res.status() == 200 && ct.starts_with(ty), "{path}: {} {ct}", res.status());
+    }
+    for path in ["/_gateway/metrics", "/_gateway/dashboard/other.js"] {
+        let res = c.http.get(c.url(path)).send().await.map_err(|e| e.to_string())?;
+        ensure!(res.status() == 401, "{path} without a token: {}", res.status());
+    }
+    let res = c.http.post(c.url("/_gateway/dashboard")).send().await.map_err(|e| e.to_string())?;
+    ensure!(res.status() == 401, "POST to the page is an admin call like any other: {}", res.status());
+    Ok(())
+}
+
+async fn cron_trigger_runs_a_probe_round(c: &Ctx) -> CaseResult {
+    if c.deployment != Deployment::Edge {
+        // The Lambda's scheduled round is a second function (GATEWAY_MODE=probe) run by
+        // EventBridge; the emulator serves only the HTTP one. POST /probes runs the same code.
+        return Ok(());
+    }
+    let name = c.name("cron");
+    c.route_over(&name, &[&c.b]).await?;
+    let before = crate::now();
+    // `wrangler dev --test-scheduled` exposes the Cron Trigger at /__scheduled.
+    let res = c.http.get(c.url("/__scheduled?cron=*+*+*+*+*")).send().await.map_err(|e| e.to_string())?;
+    ensure!(res.status() == 200, "/__scheduled: {}", res.status());
+    c.eventually("the scheduled round probed the new route", Duration::from_secs(10), || async {
+        let v = metrics(c).await?;
+        let ep = &v["routes"][&name]["endpoints"]["b"];
+        Ok(ep["health"] == "up" && ep["last_probe_at"].as_u64().is_some_and(|t| t >= before))
+    })
+    .await
+}
+
+async fn dashboard_in_a_browser(c: &Ctx) -> CaseResult {
+    if c.deployment != Deployment::Edge || std::env::var("GATEWAY_BROWSER_TEST").as_deref() == Ok("0") {
+        return Ok(());
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("repo root")?.to_path_buf();
+    let name = c.name("dash");
+    c.route_over(&name, &[&c.a, &c.b]).await?;
+    let (_, user) = c.issue(json!({"subject": "alice@example.com", "kind": "user", "groups": ["ml-team"], "ttl_seconds": 3600, "description": "notebook"})).await?;
+    let (revoke_id, _) = c.issue(json!({"subject": "ci-bot", "kind": "service", "groups": ["ml-team"], "ttl_seconds": 7200, "description": "to revoke"})).await?;
+    for i in 0..7 {
+        c.served_by(&format!("/{name}/v1/models"), Some(&user), &[("x-session-id", &format!("d-{i}"))]).await?;
+    }
+    chat(c, &name, &user, true, "hello dashboard", 3).await?;
+    settled(c, &name, 8).await?;
+    probe_round(c).await?;
+    let out = root.join("target/browser");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let base = c.base.clone();
+    let admin = c.admin.clone();
+    let (script, out_dir) = (root.join("tests/browser/dashboard.mjs"), out.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .current_dir(&root)
+            .env("GATEWAY_URL", base)
+            .env("ADMIN_TOKEN", admin)
+            .env("EXPECT_ROUTE", &name)
+            .env("EXPECT_REQUESTS", "8")
+            .env("REVOKE_TOKEN_ID", &revoke_id)
+            .env("OUT_DIR", &out_dir)
+            .output()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("run node: {e}"))?;
+    let log = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    ensure!(run.status.success(), "browser test failed:\n{log}");
+    ensure!(out.join("dashboard.png").metadata().map(|m| m.len() > 10_000).unwrap_or(false), "screenshot saved: {log}");
+    Ok(())
+}
