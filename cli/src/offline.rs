@@ -113,7 +113,12 @@ mod tests {
         partner.kind = TokenKind::Partner;
         assert!(mint(&cfg, &partner, NOW).unwrap_err().contains("routes"));
         partner.routes = Some(vec!["llama".into()]);
-        let (t, _) = mint(&cfg, &partner, NOW).unwrap();
+        // Partner tokens name their partner and contract, which only the admin API takes (`--meta`).
+        assert!(mint(&cfg, &partner, NOW).unwrap_err().contains("metadata.partner"));
+        let mut service = spec(600);
+        service.kind = TokenKind::Service;
+        service.routes = Some(vec!["llama".into()]);
+        let (t, _) = mint(&cfg, &service, NOW).unwrap();
         assert_eq!(TokenVerifier::new(&cfg).verify(&t, NOW).unwrap().routes, Some(vec!["llama".to_string()]));
         let mut bad = spec(600);
         bad.groups = vec!["no spaces".into()];

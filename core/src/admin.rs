@@ -5,8 +5,9 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::rbac::authorize_admin;
 use crate::route::{is_valid_endpoint_id, is_valid_ephemeral_id, is_valid_route_name, Endpoint, Route};
-use crate::store::{AuditEntry, Store, TokenRecord};
-use crate::token::{bearer, new_token_id, random_base32, Principal, TokenIssuer, TokenRequest, TokenVerifier};
+use crate::identity::owner_of;
+use crate::store::{AuditEntry, ServiceAccount, Store, TokenRecord};
+use crate::token::{new_token_id, random_base32, Principal, TokenIssuer, TokenKind, TokenRequest};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -51,6 +52,65 @@ pub enum AdminCommand {
     MetricsPrometheus,
     /// `POST /probes`: one round of health probes now.
     RunProbes,
+    /// `GET /keys`: the signing keys and what each still has to verify.
+    Keys,
+    /// `GET /me`
+    Me,
+    /// `GET /me/tokens`
+    MyTokens,
+    /// `GET /me/tokens/{id}`
+    MyToken(String),
+    /// `POST /me/tokens`
+    IssueMyToken(ScopedTokenRequest),
+    /// `DELETE /me/tokens/{id}`
+    RevokeMyToken(String),
+    /// `POST /service-accounts`
+    CreateServiceAccount(ServiceAccountRequest),
+    /// `GET /service-accounts`
+    ListServiceAccounts,
+    /// `GET /service-accounts/{name}`
+    GetServiceAccount(String),
+    /// `DELETE /service-accounts/{name}`
+    DeleteServiceAccount(String),
+    /// `POST /service-accounts/{name}/tokens`
+    IssueServiceToken { account: String, req: ScopedTokenRequest },
+}
+
+/// Body of `POST /me/tokens` and `POST /service-accounts/{name}/tokens`: a
+/// token for a principal that already exists, so no subject or kind.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedTokenRequest {
+    /// Lifetime; required.
+    pub ttl_seconds: Option<u64>,
+    /// Self-service: a subset of the caller's groups (default all). Service accounts: not allowed.
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// Optional allow-list of routes.
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
+    /// What the token is for.
+    #[serde(default)]
+    pub description: String,
+    /// Requests per minute.
+    #[serde(default)]
+    pub rate_limit_rpm: Option<u32>,
+}
+
+/// Body of `POST /service-accounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountRequest {
+    /// Name (like a route name); the subject of its tokens.
+    pub name: String,
+    /// Groups its tokens carry.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The person or team answerable for it.
+    pub owner: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
 }
 
 /// Body of `PUT /routes/{name}/endpoints/{id}`.
@@ -229,10 +289,28 @@ impl AdminCommand {
             (&Method::GET, ["metrics"]) => Ok(AdminCommand::Metrics),
             (&Method::GET, ["metrics", "prometheus"]) => Ok(AdminCommand::MetricsPrometheus),
             (&Method::POST, ["probes"]) => Ok(AdminCommand::RunProbes),
+            (&Method::GET, ["keys"]) => Ok(AdminCommand::Keys),
+            (&Method::GET, ["me"]) => Ok(AdminCommand::Me),
+            (&Method::GET, ["me", "tokens"]) => Ok(AdminCommand::MyTokens),
+            (&Method::POST, ["me", "tokens"]) => Ok(AdminCommand::IssueMyToken(json_body(body)?)),
+            (&Method::GET, ["me", "tokens", id]) => Ok(AdminCommand::MyToken(id.to_string())),
+            (&Method::DELETE, ["me", "tokens", id]) => Ok(AdminCommand::RevokeMyToken(id.to_string())),
+            (&Method::POST, ["service-accounts"]) => {
+                let req: ServiceAccountRequest = json_body(body)?;
+                route_name(&req.name).map_err(|_| Error::bad_request("name", "must match ^[a-z0-9][a-z0-9-]{0,62}$"))?;
+                Ok(AdminCommand::CreateServiceAccount(req))
+            }
+            (&Method::GET, ["service-accounts"]) => Ok(AdminCommand::ListServiceAccounts),
+            (&Method::GET, ["service-accounts", n]) => Ok(AdminCommand::GetServiceAccount(n.to_string())),
+            (&Method::DELETE, ["service-accounts", n]) => Ok(AdminCommand::DeleteServiceAccount(n.to_string())),
+            (&Method::POST, ["service-accounts", n, "tokens"]) => {
+                Ok(AdminCommand::IssueServiceToken { account: n.to_string(), req: json_body(body)? })
+            }
             (
                 _,
                 ["routes"] | ["routes", _] | ["routes", _, "endpoints", _] | ["ephemeral"] | ["tokens"] | ["tokens", _] | ["audit"] | ["metrics"]
-                | ["metrics", "prometheus"] | ["probes"],
+                | ["metrics", "prometheus"] | ["probes"] | ["keys"] | ["me"] | ["me", "tokens"] | ["me", "tokens", _] | ["service-accounts"]
+                | ["service-accounts", _] | ["service-accounts", _, "tokens"],
             ) => {
                 Err(Error::MethodNotAllowed)
             }
@@ -251,6 +329,11 @@ impl AdminCommand {
             AdminCommand::IssueToken(r) => ("token.issue", format!("subject/{}", r.subject)),
             AdminCommand::RevokeToken(id) => ("token.revoke", format!("token/{id}")),
             AdminCommand::RunProbes => ("probe.run", "probes".into()),
+            AdminCommand::IssueMyToken(_) => ("token.issue", "self-service".into()),
+            AdminCommand::RevokeMyToken(id) => ("token.revoke", format!("token/{id}")),
+            AdminCommand::CreateServiceAccount(r) => ("service_account.create", format!("service-account/{}", r.name)),
+            AdminCommand::DeleteServiceAccount(n) => ("service_account.delete", format!("service-account/{n}")),
+            AdminCommand::IssueServiceToken { account, .. } => ("token.issue", format!("service-account/{account}")),
             _ => return None,
         })
     }
@@ -301,7 +384,7 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
     }
     let is_write = !matches!(*req.method, Method::GET | Method::HEAD);
     // Authenticate first, so nobody learns the admin API's shape without a token.
-    let principal = match authenticate(cfg, store, now, req.authorization).await {
+    let principal = match crate::identity::authenticate(cfg, store, req.authorization, now).await {
         Ok(p) => p,
         Err(e) => {
             if is_write {
@@ -310,7 +393,9 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
             return Err(e);
         }
     };
-    if let Err(e) = authorize_admin(&principal) {
+    // `/me…` is each principal's own; everything else is the admins'.
+    let own = req.segments.first().is_some_and(|s| s == "me");
+    if let Err(e) = if own { Ok(()) } else { authorize_admin(&principal) } {
         if is_write {
             audit(store, now, Some(&principal), "admin.write", format!("{} /_gateway/{}", req.method, req.segments.join("/")), e.code()).await;
         }
@@ -340,15 +425,6 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
         audit(store, now, Some(&principal), action, object, outcome).await;
     }
     result
-}
-
-async fn authenticate<S: Store>(cfg: &Config, store: &S, now: u64, authorization: Option<&http::HeaderValue>) -> Result<Principal> {
-    let token = bearer(authorization)?;
-    let principal = TokenVerifier::new(cfg).verify(token, now)?;
-    if store.is_revoked(&principal.token_id).await? {
-        return Err(Error::TokenRevoked);
-    }
-    Ok(principal)
 }
 
 async fn audit<S: Store>(store: &S, now: u64, who: Option<&Principal>, action: &str, object: String, outcome: &str) {
@@ -461,46 +537,14 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             store.put_ephemeral(&route).await?;
             Ok(AdminReply::with_status(StatusCode::CREATED, json!({ "id": id, "path": format!("/e/{id}/"), "expires_at": now + ttl })))
         }
-        AdminCommand::IssueToken(req) => {
-            let jti = new_token_id()?;
-            let (token, claims) = TokenIssuer::new(cfg).issue(&req, now, jti)?;
-            let record = TokenRecord {
-                rate_limit_rpm: claims.rpm,
-                id: claims.jti.clone(),
-                subject: claims.sub,
-                kind: claims.kind,
-                groups: claims.groups,
-                routes: claims.routes,
-                description: req.description,
-                metadata: req.metadata,
-                created_by: who.subject.clone(),
-                created_at: now,
-                expires_at: claims.exp,
-                revoked_at: None,
-                last_used_at: None,
-                request_count: 0,
-            };
-            store.put_token(&record).await?;
-            Ok(AdminReply::with_status(StatusCode::CREATED, json!({ "id": record.id, "token": token, "expires_at": record.expires_at })))
-        }
+        AdminCommand::IssueToken(req) => issue(cfg, store, now, who, req, None).await,
         AdminCommand::ListTokens { q } => {
             let mut tokens = store.list_tokens().await?;
             if let Some(q) = q {
                 let q = q.to_lowercase();
                 tokens.retain(|t| t.subject.to_lowercase().contains(&q) || t.description.to_lowercase().contains(&q));
             }
-            tokens.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
-            let list: Vec<Value> = tokens
-                .into_iter()
-                .map(|t| {
-                    let expired = now >= t.expires_at;
-                    let mut v = serde_json::to_value(&t).unwrap_or(Value::Null);
-                    v["revoked"] = Value::Bool(t.revoked_at.is_some());
-                    v["expired"] = Value::Bool(expired);
-                    v
-                })
-                .collect();
-            Ok(AdminReply::ok(json!({ "tokens": list })))
+            Ok(AdminReply::ok(json!({ "tokens": token_list(tokens, now) })))
         }
         AdminCommand::RevokeToken(id) => {
             if !id.starts_with("tok_") || id.len() > 64 || !id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
@@ -508,7 +552,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             }
             // Tokens minted offline (gatewayctl bootstrap) have no record; they must still be revocable,
             // so the revocation outlives any token the gateway would accept.
-            let mut record = match store.token(&id).await? {
+            let record = match store.token(&id).await? {
                 Some(r) => r,
                 None => TokenRecord {
                     rate_limit_rpm: None,
@@ -525,14 +569,11 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                     revoked_at: None,
                     last_used_at: None,
                     request_count: 0,
+                    owner: None,
+                    kid: None,
                 },
             };
-            if record.revoked_at.is_some() {
-                return Err(Error::Conflict(format!("token `{id}` is already revoked")));
-            }
-            record.revoked_at = Some(now);
-            store.revoke(&record).await?;
-            Ok(AdminReply::ok(json!({ "id": id, "revoked": true, "revoked_at": now })))
+            revoke(store, now, record).await
         }
         AdminCommand::Audit { before, limit } => {
             let entries = store.audit(before, limit).await?;
@@ -555,7 +596,202 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             let report = crate::probe::run(store, now).await?;
             Ok(AdminReply::ok(serde_json::to_value(report).map_err(|e| Error::Internal(e.to_string()))?))
         }
+        AdminCommand::Keys => {
+            let tokens = store.list_tokens().await?;
+            let keys: Vec<Value> = cfg
+                .keys
+                .describe()
+                .into_iter()
+                .map(|(kid, alg, signing)| {
+                    let live: Vec<&TokenRecord> =
+                        tokens.iter().filter(|t| t.kid.as_deref() == Some(kid) && t.revoked_at.is_none() && t.expires_at > now).collect();
+                    json!({ "kid": kid, "alg": alg, "signing": signing, "tokens_outstanding": live.len(), "last_expiry": live.iter().map(|t| t.expires_at).max() })
+                })
+                .collect();
+            Ok(AdminReply::ok(json!({ "signing_kid": cfg.keys.signing_kid(), "keys": keys, "max_token_ttl_seconds": cfg.max_token_ttl })))
+        }
+        AdminCommand::Me => Ok(AdminReply::ok(json!({
+            "subject": who.subject,
+            "kind": who.kind,
+            "groups": who.groups,
+            "provider": who.provider,
+            "partner": who.partner,
+            "token_id": who.token_id,
+            "expires_at": who.expires_at,
+        }))),
+        AdminCommand::MyTokens => {
+            let me = owner_of(who);
+            let tokens = store.list_tokens().await?.into_iter().filter(|t| t.owner.as_deref() == Some(me.as_str())).collect();
+            Ok(AdminReply::ok(json!({ "tokens": token_list(tokens, now) })))
+        }
+        AdminCommand::MyToken(id) => {
+            let t = own_token(store, who, &id).await?;
+            Ok(AdminReply::ok(token_list(vec![t], now).pop().unwrap_or(Value::Null)))
+        }
+        AdminCommand::RevokeMyToken(id) => {
+            let t = own_token(store, who, &id).await?;
+            revoke(store, now, t).await
+        }
+        AdminCommand::IssueMyToken(req) => {
+            if who.provider.is_none() || who.kind != TokenKind::User {
+                return Err(Error::Forbidden("self-service tokens are for users signed in through the identity provider".into()));
+            }
+            let groups = match req.groups {
+                None => who.groups.clone(),
+                Some(asked) => {
+                    if let Some(g) = asked.iter().find(|g| !who.has_group(g)) {
+                        return Err(Error::Forbidden(format!("you do not hold group `{g}`")));
+                    }
+                    asked
+                }
+            };
+            let treq = TokenRequest {
+                subject: who.subject.clone(),
+                kind: TokenKind::User,
+                groups,
+                routes: req.routes,
+                ttl_seconds: req.ttl_seconds,
+                description: req.description,
+                metadata: [("issued_via".to_string(), "self-service".to_string())].into(),
+                rate_limit_rpm: req.rate_limit_rpm,
+            };
+            issue(cfg, store, now, who, treq, Some(owner_of(who))).await
+        }
+        AdminCommand::CreateServiceAccount(req) => {
+            let check = TokenRequest {
+                subject: req.name.clone(),
+                kind: TokenKind::Service,
+                groups: req.groups.clone(),
+                routes: None,
+                ttl_seconds: Some(cfg.max_token_ttl),
+                description: req.description.clone(),
+                metadata: Default::default(),
+                rate_limit_rpm: None,
+            };
+            check.validate(cfg)?;
+            if req.owner.trim().is_empty() || req.owner.len() > 128 || req.owner.chars().any(char::is_control) {
+                return Err(Error::bad_request("owner", "must be 1-128 printable characters"));
+            }
+            let account = ServiceAccount {
+                name: req.name,
+                groups: req.groups,
+                owner: req.owner,
+                description: req.description,
+                created_at: now,
+                created_by: who.subject.clone(),
+            };
+            store.create_service_account(&account).await?;
+            Ok(AdminReply::with_status(StatusCode::CREATED, serde_json::to_value(&account).map_err(|e| Error::Internal(e.to_string()))?))
+        }
+        AdminCommand::ListServiceAccounts => {
+            let mut accounts = store.list_service_accounts().await?;
+            accounts.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(AdminReply::ok(json!({ "service_accounts": accounts })))
+        }
+        AdminCommand::GetServiceAccount(name) => {
+            let account = store.service_account(&name).await?.ok_or_else(|| Error::NotFound(format!("no service account `{name}`")))?;
+            let tokens = account_tokens(store, &name).await?;
+            let mut v = serde_json::to_value(&account).map_err(|e| Error::Internal(e.to_string()))?;
+            v["tokens"] = Value::Array(token_list(tokens, now));
+            Ok(AdminReply::ok(v))
+        }
+        AdminCommand::DeleteServiceAccount(name) => {
+            store.service_account(&name).await?.ok_or_else(|| Error::NotFound(format!("no service account `{name}`")))?;
+            // Tokens first: a failure part-way leaves the account, so deleting again finishes the job.
+            let mut revoked = 0;
+            for mut t in account_tokens(store, &name).await?.into_iter().filter(|t| t.revoked_at.is_none()) {
+                t.revoked_at = Some(now);
+                store.revoke(&t).await?;
+                revoked += 1;
+            }
+            store.delete_service_account(&name).await?;
+            Ok(AdminReply::ok(json!({ "deleted": name, "revoked_tokens": revoked })))
+        }
+        AdminCommand::IssueServiceToken { account, req } => {
+            let acct = store.service_account(&account).await?.ok_or_else(|| Error::NotFound(format!("no service account `{account}`")))?;
+            if req.groups.is_some() {
+                return Err(Error::bad_request("groups", "a service account's tokens carry the account's groups"));
+            }
+            let treq = TokenRequest {
+                subject: acct.name.clone(),
+                kind: TokenKind::Service,
+                groups: acct.groups,
+                routes: req.routes,
+                ttl_seconds: req.ttl_seconds,
+                description: req.description,
+                metadata: [("service_account".to_string(), acct.name)].into(),
+                rate_limit_rpm: req.rate_limit_rpm,
+            };
+            issue(cfg, store, now, who, treq, None).await
+        }
     }
+}
+
+/// Mints a token, keeps its record (never the token), and answers with the token once.
+async fn issue<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, req: TokenRequest, owner: Option<String>) -> Result<AdminReply> {
+    let jti = new_token_id()?;
+    let (token, claims) = TokenIssuer::new(cfg).issue(&req, now, jti)?;
+    let record = TokenRecord {
+        rate_limit_rpm: claims.rpm,
+        id: claims.jti.clone(),
+        subject: claims.sub,
+        kind: claims.kind,
+        groups: claims.groups,
+        routes: claims.routes,
+        description: req.description,
+        metadata: req.metadata,
+        created_by: who.subject.clone(),
+        created_at: now,
+        expires_at: claims.exp,
+        revoked_at: None,
+        last_used_at: None,
+        request_count: 0,
+        owner,
+        kid: Some(cfg.keys.signing_kid().to_string()),
+    };
+    store.put_token(&record).await?;
+    Ok(AdminReply::with_status(StatusCode::CREATED, json!({ "id": record.id, "token": token, "expires_at": record.expires_at })))
+}
+
+/// Revokes a token by its record.
+async fn revoke<S: Store>(store: &S, now: u64, mut record: TokenRecord) -> Result<AdminReply> {
+    if record.revoked_at.is_some() {
+        return Err(Error::Conflict(format!("token `{}` is already revoked", record.id)));
+    }
+    record.revoked_at = Some(now);
+    store.revoke(&record).await?;
+    Ok(AdminReply::ok(json!({ "id": record.id, "revoked": true, "revoked_at": now })))
+}
+
+/// A token the caller owns; 404 for any other, so others' tokens are not even confirmed to exist.
+async fn own_token<S: Store>(store: &S, who: &Principal, id: &str) -> Result<TokenRecord> {
+    let me = owner_of(who);
+    store.token(id).await?.filter(|t| t.owner.as_deref() == Some(me.as_str())).ok_or_else(|| Error::NotFound(format!("no token `{id}`")))
+}
+
+/// The tokens issued for a service account.
+async fn account_tokens<S: Store>(store: &S, name: &str) -> Result<Vec<TokenRecord>> {
+    Ok(store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .filter(|t| t.kind == TokenKind::Service && t.metadata.get("service_account").map(String::as_str) == Some(name))
+        .collect())
+}
+
+/// Token records as listed: newest first, with `revoked` and `expired` flags.
+fn token_list(mut tokens: Vec<TokenRecord>, now: u64) -> Vec<Value> {
+    tokens.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+    tokens
+        .into_iter()
+        .map(|t| {
+            let expired = now >= t.expires_at;
+            let mut v = serde_json::to_value(&t).unwrap_or(Value::Null);
+            v["revoked"] = Value::Bool(t.revoked_at.is_some());
+            v["expired"] = Value::Bool(expired);
+            v
+        })
+        .collect()
 }
 
 /// The metrics as of `now`, from the store's counters and health records.
@@ -570,7 +806,7 @@ mod tests {
     use super::*;
     use crate::config::tests::test_config;
     use crate::store::{MemoryStore, RouteSource};
-    use crate::token::{TokenKind, TokenRequest};
+    use crate::token::{TokenKind, TokenRequest, TokenVerifier};
     use futures_executor::block_on;
 
     const NOW: u64 = 1_800_000_000;
@@ -593,6 +829,84 @@ mod tests {
     fn call(cfg: &Config, store: &MemoryStore, auth: Option<&http::HeaderValue>, method: Method, path: &str, body: &str) -> Result<AdminReply> {
         let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(String::from).collect();
         block_on(handle(cfg, store, NOW, AdminRequest { method: &method, segments: &segs, query: None, authorization: auth, body: body.as_bytes() }))
+    }
+
+    /// An identity provider user's bearer header (see `oidc::tests`), with IdP group `ml-engineers` → `ml-team`.
+    fn idp_user(email: &str) -> http::HeaderValue {
+        let mut c = crate::oidc::tests::claims();
+        c["email"] = serde_json::json!(email);
+        c["sub"] = serde_json::json!(format!("id-{email}"));
+        let t = crate::oidc::tests::sign(crate::oidc::tests::ed_header("ed-1"), &c);
+        http::HeaderValue::from_str(&format!("Bearer {t}")).unwrap()
+    }
+
+    #[test]
+    fn self_service_tokens_belong_to_their_owner_only() {
+        let cfg = crate::oidc::tests::config(r#"["EdDSA"]"#, Some(json!({"ml-engineers": ["ml-team"]})));
+        let store = crate::oidc::tests::store();
+        let (alice, bob) = (idp_user("alice@corp.example"), idp_user("bob@corp.example"));
+        let me = call(&cfg, &store, Some(&alice), Method::GET, "me", "").unwrap().body;
+        assert_eq!((me["subject"].as_str(), me["provider"].as_str(), &me["groups"]), (Some("alice@corp.example"), Some("corp"), &json!(["ml-team"])));
+
+        let made = call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", r#"{"ttl_seconds": 600, "description": "nb"}"#).unwrap();
+        assert_eq!(made.status, StatusCode::CREATED);
+        let id = made.body["id"].as_str().unwrap().to_string();
+        let p = TokenVerifier::new(&cfg).verify(made.body["token"].as_str().unwrap(), NOW).unwrap();
+        assert_eq!((p.subject.as_str(), p.groups.clone(), p.kind), ("alice@corp.example", vec!["ml-team".to_string()], TokenKind::User));
+        // Groups she lacks, lifetimes over the maximum.
+        assert!(matches!(call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", r#"{"ttl_seconds": 600, "groups": ["admin"]}"#), Err(Error::Forbidden(_))));
+        assert!(matches!(call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", r#"{"ttl_seconds": 999999999}"#), Err(Error::BadRequest { .. })));
+
+        // Bob sees nothing of hers and cannot touch it; admins' calls are not his.
+        assert_eq!(call(&cfg, &store, Some(&bob), Method::GET, "me/tokens", "").unwrap().body["tokens"], json!([]));
+        assert!(matches!(call(&cfg, &store, Some(&bob), Method::GET, &format!("me/tokens/{id}"), ""), Err(Error::NotFound(_))));
+        assert!(matches!(call(&cfg, &store, Some(&bob), Method::DELETE, &format!("me/tokens/{id}"), ""), Err(Error::NotFound(_))));
+        assert!(matches!(call(&cfg, &store, Some(&bob), Method::GET, "tokens", ""), Err(Error::Forbidden(_))));
+        // A gateway token cannot mint more tokens for itself.
+        let gw = admin_token(&cfg, &["ml-team"]);
+        assert!(matches!(call(&cfg, &store, Some(&gw), Method::POST, "me/tokens", r#"{"ttl_seconds": 600}"#), Err(Error::Forbidden(_))));
+
+        let mine = call(&cfg, &store, Some(&alice), Method::GET, "me/tokens", "").unwrap().body;
+        assert_eq!(mine["tokens"][0]["owner"], "corp:alice@corp.example");
+        call(&cfg, &store, Some(&alice), Method::DELETE, &format!("me/tokens/{id}"), "").unwrap();
+        assert!(block_on(store.is_revoked(&id)).unwrap());
+        let audit = block_on(store.audit(None, 10)).unwrap();
+        assert!(audit.iter().any(|e| e.action == "token.revoke" && e.actor == "alice@corp.example" && e.outcome == "ok"));
+        assert!(audit.iter().any(|e| e.action == "token.issue" && e.object == format!("token/{id}")));
+    }
+
+    #[test]
+    fn deleting_a_service_account_revokes_its_tokens() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let admin = admin_token(&cfg, &["admin"]);
+        let body = r#"{"name": "svc-x", "groups": ["ml-team"], "owner": "team-ml@corp.example"}"#;
+        assert_eq!(call(&cfg, &store, Some(&admin), Method::POST, "service-accounts", body).unwrap().status, StatusCode::CREATED);
+        assert!(matches!(call(&cfg, &store, Some(&admin), Method::POST, "service-accounts", body), Err(Error::Conflict(_))));
+        assert!(matches!(call(&cfg, &store, Some(&admin), Method::POST, "service-accounts", r#"{"name": "Bad Name", "owner": "x"}"#), Err(Error::BadRequest { .. })));
+        let tok = call(&cfg, &store, Some(&admin), Method::POST, "service-accounts/svc-x/tokens", r#"{"ttl_seconds": 600}"#).unwrap().body;
+        let p = TokenVerifier::new(&cfg).verify(tok["token"].as_str().unwrap(), NOW).unwrap();
+        assert_eq!((p.kind, p.subject.as_str(), p.groups.clone()), (TokenKind::Service, "svc-x", vec!["ml-team".to_string()]));
+        assert!(matches!(call(&cfg, &store, Some(&admin), Method::POST, "service-accounts/svc-x/tokens", r#"{"ttl_seconds": 600, "groups": ["admin"]}"#), Err(Error::BadRequest { .. })));
+        let shown = call(&cfg, &store, Some(&admin), Method::GET, "service-accounts/svc-x", "").unwrap().body;
+        assert_eq!(shown["tokens"][0]["id"], tok["id"]);
+        let user = admin_token(&cfg, &["ml-team"]);
+        assert!(matches!(call(&cfg, &store, Some(&user), Method::DELETE, "service-accounts/svc-x", ""), Err(Error::Forbidden(_))));
+        let gone = call(&cfg, &store, Some(&admin), Method::DELETE, "service-accounts/svc-x", "").unwrap().body;
+        assert_eq!(gone["revoked_tokens"], 1);
+        assert!(block_on(store.is_revoked(tok["id"].as_str().unwrap())).unwrap());
+        assert!(matches!(call(&cfg, &store, Some(&admin), Method::GET, "service-accounts/svc-x", ""), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn keys_report_what_each_still_verifies() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let admin = admin_token(&cfg, &["admin"]);
+        call(&cfg, &store, Some(&admin), Method::POST, "tokens", r#"{"subject": "a", "kind": "user", "ttl_seconds": 600}"#).unwrap();
+        let keys = call(&cfg, &store, Some(&admin), Method::GET, "keys", "").unwrap().body;
+        assert_eq!(keys["signing_kid"], "k1");
+        assert_eq!((keys["keys"][0]["tokens_outstanding"].as_u64(), keys["keys"][0]["last_expiry"].as_u64()), (Some(1), Some(NOW + 600)));
     }
 
     #[test]

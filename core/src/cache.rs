@@ -152,6 +152,10 @@ impl<S: RouteSource> RouteSource for CachedSource<S> {
         };
         self.through(format!("down\0{route}"), unwrap, Entry::Ids, self.inner.down_endpoints(route)).await
     }
+    async fn jwks(&self, provider: &crate::oidc::Provider, refresh: bool) -> Result<crate::oidc::Jwks> {
+        // The inner source keeps keys by their own rule (provider max age, refresh floor).
+        self.inner.jwks(provider, refresh).await
+    }
 }
 
 #[cfg(test)]
@@ -179,7 +183,7 @@ mod tests {
         let rec = TokenRecord {
             id: "tok_x".into(), subject: "s".into(), kind: TokenKind::User, groups: vec![], routes: None,
             description: String::new(), metadata: Default::default(), created_by: "ops".into(), created_at: 0,
-            expires_at: 10, revoked_at: Some(1), last_used_at: None, request_count: 0, rate_limit_rpm: None,
+            expires_at: 10, revoked_at: Some(1), last_used_at: None, request_count: 0, rate_limit_rpm: None, owner: None, kid: None,
         };
         block_on(cached.inner().revoke(&rec)).unwrap();
         assert!(block_on(cached.route("a")).unwrap().is_some());

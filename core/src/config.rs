@@ -48,6 +48,8 @@ pub struct Config {
     pub allow_http: bool,
     /// When plain HTTP is not allowed: redirect `GET`/`HEAD` to HTTPS (308) instead of refusing (403).
     pub redirect_http: bool,
+    /// Trusted identity providers for internal users (`GATEWAY_OIDC_PROVIDERS`).
+    pub oidc: Vec<crate::oidc::Provider>,
 }
 
 impl std::fmt::Debug for Config {
@@ -141,8 +143,17 @@ impl Config {
             Some("redirect") => true,
             Some(_) => return Err(err("GATEWAY_PLAIN_HTTP", "must be `refuse` or `redirect`")),
         };
+        let oidc = match lookup("GATEWAY_OIDC_PROVIDERS").filter(|s| !s.trim().is_empty()) {
+            None => Vec::new(),
+            Some(json) => crate::oidc::parse_providers(&json, allow_http).map_err(|m| err("GATEWAY_OIDC_PROVIDERS", m))?,
+        };
+        let issuer = lookup("GATEWAY_ISSUER").filter(|s| !s.is_empty()).unwrap_or_else(|| "ai-gateway".into());
+        if oidc.iter().any(|p| p.issuer == issuer) {
+            return Err(err("GATEWAY_OIDC_PROVIDERS", "a provider's issuer equals GATEWAY_ISSUER"));
+        }
         Ok(Config {
-            issuer: lookup("GATEWAY_ISSUER").filter(|s| !s.is_empty()).unwrap_or_else(|| "ai-gateway".into()),
+            oidc,
+            issuer,
             audience: lookup("GATEWAY_AUDIENCE").filter(|s| !s.is_empty()).unwrap_or_else(|| "ai-gateway".into()),
             keys,
             max_token_ttl,

@@ -46,6 +46,8 @@ pub enum Error {
     NoLiveEndpoint,
     /// The upstream did not answer in time.
     GatewayTimeout,
+    /// An identity provider's keys could not be fetched (and none are cached).
+    IdentityProviderUnavailable(String),
     /// Something in the gateway itself failed (store unreachable, misconfiguration).
     Internal(String),
 }
@@ -98,6 +100,7 @@ impl Error {
             BadGateway => StatusCode::BAD_GATEWAY,
             NoLiveEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,6 +129,7 @@ impl Error {
             BadGateway => "upstream_unreachable",
             NoLiveEndpoint => "no_live_endpoint",
             GatewayTimeout => "upstream_timeout",
+            IdentityProviderUnavailable(_) => "identity_provider_unavailable",
             Internal(_) => "internal_error",
         }
     }
@@ -143,7 +147,7 @@ impl Error {
             // OpenAI's type for request-rate limits.
             RateLimited { .. } => "requests",
             Conflict(_) => "conflict_error",
-            BadGateway | NoLiveEndpoint | GatewayTimeout | Internal(_) => "api_error",
+            BadGateway | NoLiveEndpoint | GatewayTimeout | IdentityProviderUnavailable(_) | Internal(_) => "api_error",
         }
     }
 
@@ -209,6 +213,7 @@ impl fmt::Display for Error {
             BadGateway => f.write_str("no endpoint of this route could be reached"),
             NoLiveEndpoint => f.write_str("this route has no live endpoint"),
             GatewayTimeout => f.write_str("the upstream did not answer in time"),
+            IdentityProviderUnavailable(name) => write!(f, "the keys of identity provider `{name}` cannot be fetched; try again shortly"),
             // Internal details are logged by the adapter, not shown to callers.
             Internal(_) => f.write_str("internal gateway error"),
         }

@@ -64,6 +64,8 @@ pub struct ForwardPlan {
     pub request_id: String,
     /// Token id of the caller, for logs and usage (never the token).
     pub token_id: Option<String>,
+    /// The partner, for partner tokens (metrics by partner).
+    pub partner: Option<String>,
     /// Public path prefix of the route (`/llama/`, `/e/{id}/`, `/`), for rewriting `Location`.
     pub public_prefix: String,
 }
@@ -240,6 +242,7 @@ mod tests {
             max_body_bytes: 1,
             request_id: "rid-1".into(),
             token_id: None,
+            partner: None,
             public_prefix: "/llama/".into(),
         }
     }

@@ -8,7 +8,7 @@ use crate::forward::{is_valid_request_id, request_headers, upstream_url, Forward
 use crate::rbac::authorize;
 use crate::route::{parse_target, Endpoint, Route, Target};
 use crate::store::RouteSource;
-use crate::token::{bearer, Principal, TokenVerifier};
+use crate::token::Principal;
 use http::request::Parts;
 
 /// What the adapter must do with a request.
@@ -130,16 +130,10 @@ pub fn affinity_key(route: &Route, parts: &Parts, principal: Option<&Principal>,
 
 /// Verifies the bearer token if one is sent; `Ok(None)` when none is.
 async fn principal_of<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now: u64) -> Result<Option<Principal>> {
-    match bearer(parts.headers.get(http::header::AUTHORIZATION)) {
+    match crate::identity::authenticate(cfg, store, parts.headers.get(http::header::AUTHORIZATION), now).await {
         Err(Error::MissingToken) => Ok(None),
         Err(e) => Err(e),
-        Ok(token) => {
-            let p = TokenVerifier::new(cfg).verify(token, now)?;
-            if store.is_revoked(&p.token_id).await? {
-                return Err(Error::TokenRevoked);
-            }
-            Ok(Some(p))
-        }
+        Ok(p) => Ok(Some(p)),
     }
 }
 
@@ -258,6 +252,7 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         rate_limit: crate::ratelimit::limit_for(&r.route, r.principal.as_ref()),
         max_body_bytes: r.route.max_body_bytes,
         request_id,
+        partner: r.principal.as_ref().and_then(|p| p.partner.clone()),
         token_id: r.principal.map(|p| p.token_id),
         public_prefix: r.prefix,
     })
@@ -370,7 +365,7 @@ mod tests {
             rate_limit_rpm: None,
             id: "tok_alice".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None,
             description: String::new(), metadata: Default::default(), created_by: "ops".into(), created_at: NOW,
-            expires_at: NOW + 600, revoked_at: None, last_used_at: None, request_count: 0,
+            expires_at: NOW + 600, revoked_at: None, last_used_at: None, request_count: 0, owner: None, kid: None,
         };
         rec.revoked_at = Some(NOW);
         block_on(s.revoke(&rec)).unwrap();
@@ -381,7 +376,7 @@ mod tests {
     fn session_header_is_scoped_to_the_subject() {
         let cfg = test_config();
         let route = Route::new("r", vec![]);
-        let a = Principal { rate_limit_rpm: None, token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0 };
+        let a = Principal { rate_limit_rpm: None, token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0, provider: None, partner: None };
         let b = Principal { subject: "bob".into(), ..a.clone() };
         let p = parts("/r/x", &[("x-session-id", "s1")]);
         assert_ne!(affinity_key(&route, &p, Some(&a), "r"), affinity_key(&route, &p, Some(&b), "r"));

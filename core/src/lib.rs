@@ -16,8 +16,10 @@ pub mod forward;
 #[cfg(any(test, feature = "forge"))]
 pub mod forge;
 pub mod gateway;
+pub mod identity;
 pub mod meter;
 pub mod metrics;
+pub mod oidc;
 pub mod probe;
 pub mod ratelimit;
 pub mod rbac;

@@ -17,7 +17,7 @@ pub struct Meter {
 impl Meter {
     /// A meter for a request forwarded along `plan`, arrived at `at` (unix seconds).
     pub fn new(plan: &ForwardPlan, at: u64) -> Self {
-        Meter { sample: RequestSample { route: plan.route.clone(), token_id: plan.token_id.clone(), at, ..RequestSample::default() }, tap: None }
+        Meter { sample: RequestSample { route: plan.route.clone(), token_id: plan.token_id.clone(), partner: plan.partner.clone(), at, ..RequestSample::default() }, tap: None }
     }
 
     /// An endpoint that could not be reached.
@@ -92,6 +92,7 @@ mod tests {
             max_body_bytes: 1,
             request_id: "req_1".into(),
             token_id: Some("tok_a".into()),
+            partner: None,
             public_prefix: "/llama/".into(),
         }
     }

@@ -274,6 +274,9 @@ pub struct RequestSample {
     /// The caller's token id, if it sent one.
     #[serde(default)]
     pub token_id: Option<String>,
+    /// The partner, for partner tokens.
+    #[serde(default)]
+    pub partner: Option<String>,
     /// Prompt tokens from the response's `usage` ([`crate::usage::UsageTap`]).
     #[serde(default)]
     pub prompt_tokens: Option<u64>,
@@ -397,7 +400,7 @@ pub fn token_item(token: &str) -> String {
 /// `m:0029000000:route:llama`, `lat:3`); `None` for a key of no known kind.
 pub fn split_key(key: &str) -> Option<(&str, &str)> {
     let parts = match key.split(':').next()? {
-        "route" | "tok" => 2,
+        "route" | "tok" | "ptn" => 2,
         "ep" => 3,
         "m" => 4,
         _ => return None,
@@ -470,15 +473,20 @@ pub fn updates(s: &RequestSample) -> Updates {
         u.add(format!("{ep}:fail"), u64::from(s.status >= 500));
     }
 
-    if let Some(token) = &s.token_id {
-        let tok = token_item(token);
-        u.add(format!("{tok}:req"), 1);
-        u.add(format!("{tok}:route:{}", key_part(&s.route)), 1);
-        u.add(format!("{tok}:prompt"), s.prompt_tokens.unwrap_or(0));
-        u.add(format!("{tok}:completion"), s.completion_tokens.unwrap_or(0));
-        u.max(format!("{tok}:last_seen"), s.at);
+    let callers = s.token_id.as_deref().map(token_item).into_iter().chain(s.partner.as_deref().map(partner_item));
+    for item in callers {
+        u.add(format!("{item}:req"), 1);
+        u.add(format!("{item}:route:{}", key_part(&s.route)), 1);
+        u.add(format!("{item}:prompt"), s.prompt_tokens.unwrap_or(0));
+        u.add(format!("{item}:completion"), s.completion_tokens.unwrap_or(0));
+        u.max(format!("{item}:last_seen"), s.at);
     }
     u
+}
+
+/// The item of a partner's counters (same fields as a token's).
+pub fn partner_item(partner: &str) -> String {
+    format!("ptn:{}", key_part(partner))
 }
 
 /// A field of a route's items.
@@ -522,6 +530,7 @@ enum Parsed {
     Minute { minute: u64, route: String, field: RouteField },
     Endpoint { route: String, endpoint: String, fail: bool },
     Token { token: String, field: TokenField },
+    Partner { partner: String, field: TokenField },
 }
 
 /// A field of a token's item.
@@ -550,19 +559,33 @@ fn parse_key(key: &str) -> Option<Parsed> {
                 _ => return None,
             },
         },
-        ["tok", t, f @ ..] => Parsed::Token {
-            token: decode_part(t)?,
-            field: match f {
-                ["req"] => TokenField::Req,
-                ["route", r] => TokenField::Route(decode_part(r)?),
-                ["prompt"] => TokenField::Prompt,
-                ["completion"] => TokenField::Completion,
-                ["last_seen"] => TokenField::LastSeen,
-                _ => return None,
-            },
-        },
+        ["tok", t, f @ ..] => Parsed::Token { token: decode_part(t)?, field: TokenField::parse(f)? },
+        ["ptn", p, f @ ..] => Parsed::Partner { partner: decode_part(p)?, field: TokenField::parse(f)? },
         _ => return None,
     })
+}
+
+impl TokenField {
+    fn parse(f: &[&str]) -> Option<Self> {
+        Some(match f {
+            ["req"] => TokenField::Req,
+            ["route", r] => TokenField::Route(decode_part(r)?),
+            ["prompt"] => TokenField::Prompt,
+            ["completion"] => TokenField::Completion,
+            ["last_seen"] => TokenField::LastSeen,
+            _ => return None,
+        })
+    }
+
+    fn apply(self, t: &mut TokenMetrics, value: u64) {
+        match self {
+            TokenField::Req => sat_add(&mut t.requests, value),
+            TokenField::Route(r) => sat_add(t.routes.entry(r).or_default(), value),
+            TokenField::Prompt => sat_add(&mut t.prompt_tokens, value),
+            TokenField::Completion => sat_add(&mut t.completion_tokens, value),
+            TokenField::LastSeen => t.last_seen = Some(t.last_seen.unwrap_or(0).max(value)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -874,6 +897,9 @@ pub struct Snapshot {
     pub routes: BTreeMap<String, RouteMetrics>,
     /// Tokens by id.
     pub tokens: BTreeMap<String, TokenMetrics>,
+    /// Partners by name (the usage of their partner tokens).
+    #[serde(default)]
+    pub partners: BTreeMap<String, TokenMetrics>,
 }
 
 /// Builds a [`Snapshot`] from counters read back and endpoints' health.
@@ -951,16 +977,8 @@ impl SnapshotBuilder {
                 let e = self.route(route).endpoints.entry(endpoint).or_default();
                 sat_add(if fail { &mut e.failures } else { &mut e.requests }, value);
             }
-            Parsed::Token { token, field } => {
-                let t = self.snap.tokens.entry(token).or_default();
-                match field {
-                    TokenField::Req => sat_add(&mut t.requests, value),
-                    TokenField::Route(r) => sat_add(t.routes.entry(r).or_default(), value),
-                    TokenField::Prompt => sat_add(&mut t.prompt_tokens, value),
-                    TokenField::Completion => sat_add(&mut t.completion_tokens, value),
-                    TokenField::LastSeen => t.last_seen = Some(t.last_seen.unwrap_or(0).max(value)),
-                }
-            }
+            Parsed::Token { token, field } => field.apply(self.snap.tokens.entry(token).or_default(), value),
+            Parsed::Partner { partner, field } => field.apply(self.snap.partners.entry(partner).or_default(), value),
         }
         true
     }
@@ -1162,6 +1180,15 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             out.sample("gateway_token_last_seen_seconds", &[("token", token)], &at.to_string());
         }
     }
+    out.family("gateway_partner_requests_total", "counter", "Requests per partner (partner tokens).");
+    for (partner, p) in &s.partners {
+        out.sample("gateway_partner_requests_total", &[("partner", partner)], &p.requests.to_string());
+    }
+    out.family("gateway_partner_llm_tokens_total", "counter", "LLM tokens reported by the upstream per partner, by kind.");
+    for (partner, p) in &s.partners {
+        out.sample("gateway_partner_llm_tokens_total", &[("partner", partner), ("kind", "prompt")], &p.prompt_tokens.to_string());
+        out.sample("gateway_partner_llm_tokens_total", &[("partner", partner), ("kind", "completion")], &p.completion_tokens.to_string());
+    }
     out.family("gateway_llm_tokens_total", "counter", "LLM tokens reported by the upstream per token, by kind.");
     for (token, t) in &s.tokens {
         out.sample("gateway_llm_tokens_total", &[("token", token), ("kind", "prompt")], &t.prompt_tokens.to_string());
@@ -1362,6 +1389,33 @@ mod tests {
     }
 
     #[test]
+    fn partner_usage_is_counted_under_the_partner_too() {
+        let s = RequestSample {
+            route: "llama".into(),
+            status: 200,
+            token_id: Some("tok_p".into()),
+            partner: Some("acme".into()),
+            prompt_tokens: Some(3),
+            completion_tokens: Some(4),
+            at: NOW,
+            ..RequestSample::default()
+        };
+        let mut store = BTreeMap::new();
+        updates(&s).apply_to(&mut store);
+        updates(&s).apply_to(&mut store);
+        let snap = snapshot(NOW, store.iter().map(|(k, v)| (k.as_str(), *v)), std::iter::empty());
+        for key in store.keys() {
+            assert!(split_key(key).is_some(), "every key has an item and a field: {key}");
+        }
+        let p = &snap.partners["acme"];
+        assert_eq!((p.requests, p.routes["llama"], p.prompt_tokens, p.completion_tokens, p.last_seen), (2, 2, 6, 8, Some(NOW)));
+        assert_eq!(snap.tokens["tok_p"].requests, 2);
+        let text = render_prometheus(&snap);
+        let scrape = parse_with_prometheus_parse(&text);
+        assert!(matches!(find(&scrape, "gateway_partner_requests_total", &[("partner", "acme")]), prometheus_parse::Value::Counter(n) if *n == 2.0));
+    }
+
+    #[test]
     fn a_sample_makes_the_documented_updates() {
         let s = RequestSample {
             route: "llama".into(),
@@ -1373,6 +1427,7 @@ mod tests {
             request_bytes: 300,
             response_bytes: 1_200,
             token_id: Some("tok_abc".into()),
+            partner: None,
             prompt_tokens: Some(5),
             completion_tokens: Some(7),
             at: NOW,

@@ -144,6 +144,8 @@ mod tests {
             routes: None,
             expires_at: 0,
             rate_limit_rpm: rpm,
+            provider: None,
+            partner: None,
         }
     }
 

@@ -35,7 +35,8 @@ pub fn authorize(route: &Route, route_key: &str, principal: Option<&Principal>) 
 
 /// Allows only principals holding the `admin` group.
 pub fn authorize_admin(principal: &Principal) -> Result<()> {
-    if principal.has_group(ADMIN_GROUP) {
+    // A partner is never an admin, whatever groups its token carries.
+    if principal.has_group(ADMIN_GROUP) && principal.kind != TokenKind::Partner {
         Ok(())
     } else {
         Err(Error::Forbidden("the admin API needs a token with group `admin`".into()))
@@ -62,7 +63,15 @@ mod tests {
             groups: groups.iter().map(|s| s.to_string()).collect(),
             routes: routes.map(|r| r.iter().map(|s| s.to_string()).collect()),
             expires_at: 0,
+            provider: None,
+            partner: None,
         }
+    }
+
+    #[test]
+    fn partners_are_never_admins() {
+        assert!(authorize_admin(&who(TokenKind::User, &["admin"], None)).is_ok());
+        assert!(authorize_admin(&who(TokenKind::Partner, &["admin"], Some(&["llama"]))).is_err());
     }
 
     #[test]

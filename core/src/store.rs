@@ -5,6 +5,7 @@
 
 use crate::error::Result;
 use crate::metrics::{Health, Updates};
+use crate::oidc::{Jwks, Provider};
 use crate::probe::ProbeTarget;
 use crate::route::{Endpoint, Route};
 use crate::token::TokenKind;
@@ -46,6 +47,30 @@ pub struct TokenRecord {
     /// Requests per minute set at issuance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_rpm: Option<u32>,
+    /// Self-service tokens: the identity that owns it (`{provider}:{subject}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The signing key's id (for key rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+}
+
+/// A named non-human principal; tokens issued for it are `kind: service`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccount {
+    /// Name, like a route name; the subject of its tokens.
+    pub name: String,
+    /// Groups its tokens carry.
+    pub groups: Vec<String>,
+    /// The person or team answerable for it.
+    pub owner: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Subject of the admin who created it.
+    pub created_by: String,
 }
 
 /// One admin action, kept in the audit log.
@@ -83,6 +108,11 @@ pub trait RouteSource {
     async fn is_revoked(&self, token_id: &str) -> Result<bool>;
     /// Endpoints of a route (by route key) that health probes found down ([`Store::put_down`]).
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>>;
+    /// An identity provider's keys: cached ones while [`crate::oidc::usable`] says so
+    /// (`refresh` on an unknown `kid`), else fetched from `provider.jwks_url` (never any
+    /// other URL); stale ones up to [`crate::oidc::MAX_STALE_SECS`] when the fetch fails;
+    /// otherwise [`crate::Error::IdentityProviderUnavailable`].
+    async fn jwks(&self, provider: &Provider, refresh: bool) -> Result<Jwks>;
 }
 
 /// Everything the admin API reads and writes.
@@ -127,6 +157,15 @@ pub trait Store: RouteSource {
     /// Makes one health probe: `GET target.url` within `target.timeout_ms`; the
     /// status, or `None` when there was no answer in time.
     async fn probe(&self, target: &ProbeTarget) -> Option<u16>;
+
+    /// Creates a service account; [`crate::Error::Conflict`] if the name is taken.
+    async fn create_service_account(&self, account: &ServiceAccount) -> Result<()>;
+    /// A service account by name.
+    async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>>;
+    /// All service accounts.
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>>;
+    /// Deletes a service account (its tokens are revoked by the caller first).
+    async fn delete_service_account(&self, name: &str) -> Result<()>;
 }
 
 /// An in-memory store for tests and the CLI's dry runs.
@@ -147,6 +186,9 @@ struct Mem {
     health: BTreeMap<(String, String), Health>,
     down: BTreeMap<String, Vec<String>>,
     probe_status: BTreeMap<String, u16>,
+    jwks: BTreeMap<String, String>,
+    accounts: BTreeMap<String, ServiceAccount>,
+    now: u64,
 }
 
 impl MemoryStore {
@@ -154,6 +196,14 @@ impl MemoryStore {
         // A poisoned lock only means another test panicked; the data is still usable.
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut g)
+    }
+
+    /// Publishes a provider's JWKS document at its URL (tests); `now` is the clock of fetches.
+    pub fn set_jwks(&self, url: &str, raw: &str, now: u64) {
+        self.with(|m| {
+            m.jwks.insert(url.to_string(), raw.to_string());
+            m.now = now;
+        });
     }
 
     /// Sets what a probe of `url` answers (tests); unset URLs do not answer.
@@ -183,6 +233,11 @@ impl RouteSource for MemoryStore {
     }
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         Ok(self.with(|m| m.down.get(route).cloned().unwrap_or_default()))
+    }
+    async fn jwks(&self, provider: &Provider, _refresh: bool) -> Result<Jwks> {
+        let (raw, now) = self.with(|m| (m.jwks.get(&provider.jwks_url).cloned(), m.now));
+        let raw = raw.ok_or_else(|| crate::Error::IdentityProviderUnavailable(provider.name.clone()))?;
+        Jwks::parse(&raw, now)
     }
 }
 
@@ -264,5 +319,24 @@ impl Store for MemoryStore {
     }
     async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
         self.with(|m| m.probe_status.get(&target.url).copied())
+    }
+    async fn create_service_account(&self, account: &ServiceAccount) -> Result<()> {
+        self.with(|m| {
+            if m.accounts.contains_key(&account.name) {
+                return Err(crate::Error::Conflict(format!("service account `{}` exists", account.name)));
+            }
+            m.accounts.insert(account.name.clone(), account.clone());
+            Ok(())
+        })
+    }
+    async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>> {
+        Ok(self.with(|m| m.accounts.get(name).cloned()))
+    }
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>> {
+        Ok(self.with(|m| m.accounts.values().cloned().collect()))
+    }
+    async fn delete_service_account(&self, name: &str) -> Result<()> {
+        self.with(|m| m.accounts.remove(name));
+        Ok(())
     }
 }

@@ -11,6 +11,11 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+/// Metadata key naming a partner token's partner.
+pub const PARTNER_KEY: &str = "partner";
+/// Metadata key naming the contract a partner token is issued under.
+pub const CONTRACT_KEY: &str = "contract_id";
+
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The `typ` header of every gateway token.
@@ -56,6 +61,9 @@ pub struct Claims {
     /// Requests per minute this token may make; when absent the route's default applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpm: Option<u32>,
+    /// Partner tokens: the partner's name, for usage by partner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner: Option<String>,
 }
 
 /// A verified caller, as the rest of the gateway sees it.
@@ -75,6 +83,10 @@ pub struct Principal {
     pub expires_at: u64,
     /// Requests per minute set at issuance, if any.
     pub rate_limit_rpm: Option<u32>,
+    /// The identity provider that signed in this user; `None` for the gateway's own tokens.
+    pub provider: Option<String>,
+    /// For partner tokens: the partner's name (claim `partner`).
+    pub partner: Option<String>,
 }
 
 impl Principal {
@@ -189,6 +201,16 @@ impl KeySet {
         Ok(KeySet { keys, signing, algorithms })
     }
 
+    /// Each key's id and algorithm, and whether it signs new tokens.
+    pub fn describe(&self) -> Vec<(&str, String, bool)> {
+        self.keys.iter().enumerate().map(|(i, k)| (k.kid.as_str(), format!("{:?}", k.alg), i == self.signing)).collect()
+    }
+
+    /// The id of the key that signs new tokens.
+    pub fn signing_kid(&self) -> &str {
+        &self.keys[self.signing].kid
+    }
+
     /// The key ids, for logs.
     pub fn kids(&self) -> Vec<&str> {
         self.keys.iter().map(|k| k.kid.as_str()).collect()
@@ -256,6 +278,18 @@ impl TokenRequest {
         }
         if self.kind == TokenKind::Partner && self.routes.as_ref().is_none_or(Vec::is_empty) {
             return Err(Error::bad_request("routes", "a partner token must name the routes it may reach"));
+        }
+        if self.kind == TokenKind::Partner {
+            if self.groups.iter().any(|g| g == crate::rbac::ADMIN_GROUP) {
+                return Err(Error::bad_request("groups", "a partner token cannot hold `admin`"));
+            }
+            let partner = self.metadata.get(PARTNER_KEY).map(String::as_str).unwrap_or("");
+            if partner.is_empty() || partner.len() > 64 || !partner.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+                return Err(Error::bad_request("metadata.partner", "a partner token names its partner, ^[a-z0-9-]{1,64}$"));
+            }
+            if self.metadata.get(CONTRACT_KEY).is_none_or(|c| c.trim().is_empty()) {
+                return Err(Error::bad_request("metadata.contract_id", "a partner token names the contract it is issued under"));
+            }
         }
         if self.rate_limit_rpm.is_some_and(|n| !(1..=crate::ratelimit::MAX_RPM).contains(&n)) {
             return Err(Error::bad_request("rate_limit_rpm", format!("must be between 1 and {}", crate::ratelimit::MAX_RPM)));
@@ -326,6 +360,7 @@ impl<'a> TokenIssuer<'a> {
             kind: req.kind,
             routes: req.routes.clone(),
             rpm: req.rate_limit_rpm,
+            partner: (req.kind == TokenKind::Partner).then(|| req.metadata.get(PARTNER_KEY).cloned()).flatten(),
         };
         Ok((self.sign(&claims)?, claims))
     }
@@ -417,6 +452,8 @@ impl<'a> TokenVerifier<'a> {
             routes: c.routes,
             expires_at: c.exp,
             rate_limit_rpm: c.rpm,
+            provider: None,
+            partner: c.partner.filter(|_| c.kind == TokenKind::Partner),
         })
     }
 }
@@ -489,7 +526,14 @@ mod tests {
         r.kind = TokenKind::Partner;
         assert!(r.validate(&cfg).is_err());
         r.routes = Some(vec!["llama".into()]);
+        assert_eq!(r.validate(&cfg).unwrap_err(), Error::bad_request("metadata.partner", "a partner token names its partner, ^[a-z0-9-]{1,64}$"));
+        r.metadata.insert(PARTNER_KEY.into(), "acme".into());
+        assert!(matches!(r.validate(&cfg), Err(Error::BadRequest { field, .. }) if field == "metadata.contract_id"));
+        r.metadata.insert(CONTRACT_KEY.into(), "C-42".into());
         assert!(r.validate(&cfg).is_ok());
+        let (t, c) = TokenIssuer::new(&cfg).issue(&r, NOW, "tok_p".into()).unwrap();
+        assert_eq!(c.partner.as_deref(), Some("acme"));
+        assert_eq!(TokenVerifier::new(&cfg).verify(&t, NOW).unwrap().partner.as_deref(), Some("acme"));
     }
 
     #[test]

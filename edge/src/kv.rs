@@ -46,6 +46,7 @@ pub struct KvReader<'a> {
     pub kv: KvStore,
     pub cache: &'a std::cell::RefCell<Cache>,
     pub cache_ms: u64,
+    pub jwks: &'a std::cell::RefCell<gateway_core::oidc::JwksCache>,
 }
 
 fn kv_err(e: impl std::fmt::Display) -> Error {
@@ -102,6 +103,9 @@ impl RouteSource for KvReader<'_> {
     }
     async fn is_revoked(&self, token_id: &str) -> Result<bool> {
         Ok(self.text(revoked_key(token_id)).await?.is_some())
+    }
+    async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
+        crate::jwks::jwks(&self.kv, self.jwks, provider, refresh).await
     }
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         let key = down_key(route);

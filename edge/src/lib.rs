@@ -6,6 +6,7 @@
 //! calls handed to the `GatewayState` Durable Object, which serialises every
 //! write and mirrors what the data plane reads back into KV.
 
+mod jwks;
 mod kv;
 mod proxy;
 mod ratelimit;
@@ -31,6 +32,8 @@ pub(crate) struct Isolate {
     pub cfg: std::result::Result<Config, gateway_core::config::ConfigError>,
     pub kv_cache: RefCell<kv::Cache>,
     pub failures: RefCell<gateway_core::forward::FailureMemory>,
+    /// Identity providers' keys.
+    pub jwks: RefCell<gateway_core::oidc::JwksCache>,
 }
 
 thread_local! {
@@ -51,7 +54,7 @@ pub(crate) fn isolate(env: &Env) -> Rc<Isolate> {
                 if let Err(e) = &cfg {
                     console_error!("{{\"level\":\"error\",\"msg\":\"bad configuration\",\"detail\":{}}}", json_str(&e.to_string()));
                 }
-                Rc::new(Isolate { cfg, kv_cache: RefCell::new(kv::Cache::default()), failures: RefCell::default() })
+                Rc::new(Isolate { cfg, kv_cache: RefCell::new(kv::Cache::default()), failures: RefCell::default(), jwks: RefCell::default() })
             })
             .clone()
     })

@@ -59,7 +59,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     }
 
     let now = now_secs();
-    let kv = KvReader { kv: env.kv(crate::KV_BINDING)?, cache: &iso.kv_cache, cache_ms: cfg.cache_seconds * 1000 };
+    let kv = KvReader { kv: env.kv(crate::KV_BINDING)?, cache: &iso.kv_cache, cache_ms: cfg.cache_seconds * 1000, jwks: &iso.jwks };
     let client_ip = parts.headers.get("cf-connecting-ip").and_then(|v| v.to_str().ok()).map(str::to_string);
     let secret = |name: &str| env.secret(name).ok().map(|s| s.to_string());
     let avoid = |route: &str, ep: &str| iso.failures.borrow().is_avoided(route, ep, now);

@@ -8,7 +8,7 @@ use gateway_core::admin::{self, AdminRequest, MAX_ADMIN_BODY};
 use gateway_core::metrics::{self, Health, RequestSample, Updates};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AuditEntry, RouteSource, Store, TokenRecord};
+use gateway_core::store::{AuditEntry, RouteSource, ServiceAccount, Store, TokenRecord};
 use gateway_core::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -24,6 +24,7 @@ pub const METHOD_HEADER: &str = "x-gateway-method";
 pub const QUERY_HEADER: &str = "x-gateway-query";
 
 const TOKEN_PREFIX: &str = "tok:";
+const ACCOUNT_PREFIX: &str = "svc:";
 const AUDIT_PREFIX: &str = "audit:";
 const AUDIT_SEQ: &str = "audit-seq";
 /// Metric counters live under `c:{metrics key}`, one number each.
@@ -173,6 +174,10 @@ impl RouteSource for DoStore {
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         self.get_text(&down_key(route)).await?.map(|r| decode(&r)).transpose().map(Option::unwrap_or_default)
     }
+    async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
+        let iso = crate::isolate(&self.env);
+        crate::jwks::jwks(&self.kv, &iso.jwks, provider, refresh).await
+    }
 }
 
 impl Store for DoStore {
@@ -300,7 +305,7 @@ impl Store for DoStore {
     async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
         let (from, to) = metrics::recent_range(now);
         let mut out = Vec::new();
-        for prefix in ["route:", "ep:", "tok:"] {
+        for prefix in ["route:", "ep:", "tok:", "ptn:"] {
             out.extend(self.list_entries(&format!("{COUNTER_PREFIX}{prefix}"), None, None).await?);
         }
         out.extend(self.list_entries("", Some(&format!("{COUNTER_PREFIX}{from}")), Some(&format!("{COUNTER_PREFIX}{to}"))).await?);
@@ -328,6 +333,23 @@ impl Store for DoStore {
     }
     async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
         crate::proxy::probe(&self.env, target).await
+    }
+    async fn create_service_account(&self, account: &ServiceAccount) -> Result<()> {
+        let key = format!("{ACCOUNT_PREFIX}{}", account.name);
+        // Admin calls run one at a time (block_concurrency_while), so check-then-put is atomic.
+        if self.get_text(&key).await?.is_some() {
+            return Err(Error::Conflict(format!("service account `{}` exists", account.name)));
+        }
+        self.put_json(&key, account).await.map(|_| ())
+    }
+    async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>> {
+        self.get_text(&format!("{ACCOUNT_PREFIX}{name}")).await?.map(|r| decode(&r)).transpose()
+    }
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>> {
+        self.list_values(ACCOUNT_PREFIX, false, None, None).await?.iter().map(|r| decode(r)).collect()
+    }
+    async fn delete_service_account(&self, name: &str) -> Result<()> {
+        self.delete(&format!("{ACCOUNT_PREFIX}{name}")).await
     }
 }
 

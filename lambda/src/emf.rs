@@ -89,6 +89,7 @@ mod tests {
             token_id: Some("tok_abc".into()),
             prompt_tokens: Some(12),
             completion_tokens: Some(34),
+            partner: None,
             at: 1_700_000_000,
         }
     }

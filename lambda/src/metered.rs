@@ -153,6 +153,7 @@ mod tests {
             request_id: "req_1".into(),
             token_id: Some("tok_a".into()),
             public_prefix: "/llama/".into(),
+            partner: None,
         };
         let mut m = Meter::new(&plan, 1_000);
         let mut h = http::HeaderMap::new();

@@ -16,9 +16,14 @@
 //! | `metric-m` | `{item}` of a minute bucket (`m:{minute}:route:…`) | one number per field, `ttl` |
 //! | `health` | `health:{route}:{endpoint}` ([`metrics::health_key`]) | `health` (JSON) |
 //! | `down` | `{route}` | `endpoints` (JSON list) |
+//! | `svc` | `{name}` | `account` (JSON) |
 //!
 //! DynamoDB's TTL deletes items up to days late, so expiry is always checked in
 //! code on read; `ttl` only lets old items go eventually.
+//!
+//! Identity providers' keys (JWKS) are not kept in the table: each instance fetches
+//! them from the provider's `jwks_url` and keeps them in memory across warm
+//! invocations ([`RouteSource::jwks`]).
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::SdkError;
@@ -28,14 +33,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValue, 
 use aws_sdk_dynamodb::Client;
 use futures_util::future::join_all;
 use gateway_core::metrics::{self, Health, Updates};
+use gateway_core::oidc::{self, Jwks, JwksCache, Provider};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::ratelimit::{self, RateLimit};
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AuditEntry, RouteSource, Store, TokenRecord};
+use gateway_core::store::{AuditEntry, RouteSource, ServiceAccount, Store, TokenRecord};
 use gateway_core::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Attribute names of the key schema, shared with Terraform (infra/modules/lambda).
 pub const PK: &str = "entity";
@@ -51,8 +57,31 @@ type Item = HashMap<String, AttributeValue>;
 pub struct DynamoStore {
     client: Client,
     table: String,
-    /// Health probes' HTTP client, built on first use (the data plane never probes).
+    /// The HTTP client of health probes and JWKS fetches, built on first use.
     prober: Arc<OnceLock<reqwest::Client>>,
+    /// Identity providers' keys, shared by every clone (the data plane's `CachedSource`
+    /// and the admin API read the same cache). Never locked across an `await`.
+    keys: Arc<Mutex<KeyCache>>,
+    /// Unix seconds; the system clock except in tests ([`DynamoStore::with_clock`]).
+    clock: fn() -> u64,
+}
+
+/// What an instance keeps of identity providers' keys between invocations.
+#[derive(Default)]
+struct KeyCache {
+    sets: JwksCache,
+    /// When each provider's last fetch failed: no new attempt for [`oidc::MIN_REFRESH_SECS`],
+    /// so an unreachable provider costs one timed-out fetch per interval, not one per request.
+    failed_at: BTreeMap<String, u64>,
+}
+
+/// A JWKS fetch, connecting included, must be done within this.
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Partition of service accounts (one item per account, sort key = name).
+const SERVICE_ACCOUNT: &str = "svc";
+
+fn system_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Partition of the metric totals (`route:…`, `ep:…`, `tok:…`).
@@ -137,7 +166,73 @@ const TOKEN_RECORD_GRACE: u64 = 30 * 24 * 3600;
 impl DynamoStore {
     /// A store over `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into(), prober: Arc::default() }
+        DynamoStore { client, table: table.into(), prober: Arc::default(), keys: Arc::default(), clock: system_now }
+    }
+
+    /// The same store reading time (unix seconds) from `clock`, for tests of key caching.
+    pub fn with_clock(mut self, clock: fn() -> u64) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn with_keys<T>(&self, f: impl FnOnce(&mut KeyCache) -> T) -> T {
+        // A poisoned lock only means a panic elsewhere; the cached keys are still sound.
+        let mut g = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// The client for probes and JWKS fetches: no redirects followed, no proxy, and no
+    /// kept-alive connections (uses are minutes apart, the instance frozen in between, and
+    /// a connection the server closed meanwhile would count as a failure).
+    fn http(&self) -> Option<reqwest::Client> {
+        if let Some(c) = self.prober.get() {
+            return Some(c.clone());
+        }
+        let built = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|e| tracing::error!(error = %e, "HTTP client not built"))
+            .ok()?;
+        Some(self.prober.get_or_init(|| built).clone())
+    }
+
+    /// Fetches and parses the JWKS at `url` (the provider's configured URL, nothing else):
+    /// status 200 only, at most [`oidc::MAX_JWKS_BYTES`], within [`JWKS_FETCH_TIMEOUT`].
+    /// The error says why, for the log.
+    async fn fetch_jwks(&self, url: &str, now: u64) -> std::result::Result<Jwks, String> {
+        let client = self.http().ok_or("no HTTP client")?;
+        let fetch = async {
+            let mut resp = client
+                .get(url)
+                .header(http::header::ACCEPT, "application/json")
+                .timeout(JWKS_FETCH_TIMEOUT)
+                .send()
+                .await
+                .map_err(|e| format!("request failed: {}", e.without_url()))?;
+            if resp.status() != reqwest::StatusCode::OK {
+                return Err(format!("answered {}", resp.status().as_u16()));
+            }
+            let too_large = || format!("document over {} bytes", oidc::MAX_JWKS_BYTES);
+            if resp.content_length().is_some_and(|l| l > oidc::MAX_JWKS_BYTES as u64) {
+                return Err(too_large());
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| format!("body not read: {}", e.without_url()))? {
+                if body.len() + chunk.len() > oidc::MAX_JWKS_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
+        };
+        let body = tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch).await.map_err(|_| "timed out".to_string())??;
+        let raw = String::from_utf8(body).map_err(|_| "document is not UTF-8".to_string())?;
+        Jwks::parse(&raw, now).map_err(|e| match e {
+            Error::Internal(why) => why,
+            other => other.to_string(),
+        })
     }
 
     async fn get(&self, entity: &str, item: &str, consistent: bool) -> Result<Option<Item>> {
@@ -346,6 +441,38 @@ impl RouteSource for DynamoStore {
         // Eventually consistent: the data plane caches this per instance anyway.
         self.get("down", route, false).await?.map(|i| decode(&i, "endpoints")).transpose().map(Option::unwrap_or_default)
     }
+    async fn jwks(&self, provider: &Provider, refresh: bool) -> Result<Jwks> {
+        let now = (self.clock)();
+        let unavailable = || Error::IdentityProviderUnavailable(provider.name.clone());
+        let cached = self.with_keys(|k| {
+            if let Some(set) = k.sets.get(provider, now, refresh) {
+                return Some(Ok(set));
+            }
+            // Fetched and failed moments ago: answer as the failure did, without trying again.
+            let failed_recently = k.failed_at.get(&provider.name).is_some_and(|&t| now < t.saturating_add(oidc::MIN_REFRESH_SECS));
+            failed_recently.then(|| k.sets.stale(provider, now).ok_or_else(unavailable))
+        });
+        if let Some(answer) = cached {
+            return answer;
+        }
+        match self.fetch_jwks(&provider.jwks_url, now).await {
+            Ok(set) => {
+                self.with_keys(|k| {
+                    k.sets.put(provider, set.clone());
+                    k.failed_at.remove(&provider.name);
+                });
+                Ok(set)
+            }
+            Err(why) => {
+                tracing::warn!(provider = provider.name.as_str(), url = provider.jwks_url.as_str(), error = why.as_str(), "identity provider keys not fetched");
+                self.with_keys(|k| {
+                    k.failed_at.insert(provider.name.clone(), now);
+                    k.sets.stale(provider, now)
+                })
+                .ok_or_else(unavailable)
+            }
+        }
+    }
 }
 
 impl Store for DynamoStore {
@@ -551,25 +678,28 @@ impl Store for DynamoStore {
     }
 
     async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
-        let client = match self.prober.get() {
-            Some(c) => c.clone(),
-            None => {
-                // No kept-alive connections: rounds are a schedule's interval apart (the instance
-                // frozen in between), and a connection the server closed meanwhile would count
-                // as a failed probe.
-                let built = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .no_proxy()
-                    .pool_max_idle_per_host(0)
-                    .build()
-                    .map_err(|e| tracing::error!(error = %e, "probe client not built"))
-                    .ok()?;
-                self.prober.get_or_init(|| built).clone()
-            }
-        };
+        let client = self.http()?;
         // The timeout covers the whole request, connecting included.
         let sent = client.get(&target.url).timeout(Duration::from_millis(target.timeout_ms)).send().await;
         sent.ok().map(|r| r.status().as_u16())
+    }
+
+    async fn create_service_account(&self, account: &ServiceAccount) -> Result<()> {
+        let mut item = key(SERVICE_ACCOUNT, &account.name);
+        item.insert("account".into(), encode(account)?);
+        self.put_new(item, "create service account", || format!("service account `{}` exists", account.name)).await
+    }
+
+    async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>> {
+        self.get(SERVICE_ACCOUNT, name, true).await?.map(|i| decode(&i, "account")).transpose()
+    }
+
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>> {
+        self.query_prefix(SERVICE_ACCOUNT, "", false, None, None).await?.iter().map(|i| decode(i, "account")).collect()
+    }
+
+    async fn delete_service_account(&self, name: &str) -> Result<()> {
+        self.delete(SERVICE_ACCOUNT, name).await
     }
 }
 

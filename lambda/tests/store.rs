@@ -1,13 +1,14 @@
 //! The DynamoDB store against a local DynamoDB (moto): conditional writes, expiry at
 //! read time, atomic counters under concurrency, metric counters read back as the
-//! reference store reads them, health records, down sets and probes (on loopback).
+//! reference store reads them, health records, down sets, probes and JWKS fetches (on
+//! loopback), and service accounts.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use gateway_core::metrics::{self, Health, RequestSample};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AuditEntry, MemoryStore, RouteSource, Store, TokenRecord};
+use gateway_core::store::{AuditEntry, MemoryStore, RouteSource, ServiceAccount, Store, TokenRecord};
 use gateway_core::token::TokenKind;
 use gateway_core::Error;
 use gateway_lambda::store::DynamoStore;
@@ -70,6 +71,8 @@ fn record(id: &str, expires_at: u64) -> TokenRecord {
         revoked_at: None,
         last_used_at: None,
         request_count: 0,
+        owner: None,
+        kid: None,
     }
 }
 
@@ -179,6 +182,7 @@ fn sample(route: &str, at: u64, status: u16) -> RequestSample {
         token_id: Some("tok_m".into()),
         prompt_tokens: Some(7),
         completion_tokens: Some(11),
+        partner: None,
         at,
     }
 }
@@ -311,4 +315,184 @@ async fn probes_answer_the_status_or_none_in_time_and_a_round_marks_endpoints_do
     let health = s.health().await.unwrap();
     let state = |id: &str| health.iter().find(|(_, e, _)| e == id).unwrap().2.state(1_900_000_060);
     assert_eq!((state("up"), state("sick")), (metrics::HealthState::Up, metrics::HealthState::Down));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_are_created_once_read_listed_and_deleted() {
+    let (s, _c, _m) = store("accounts").await;
+    let account = |name: &str| ServiceAccount {
+        name: name.into(),
+        groups: vec!["ml-team".into()],
+        owner: "team-ml".into(),
+        description: "nightly batch".into(),
+        created_at: 1_900_000_000,
+        created_by: "ops".into(),
+    };
+    assert!(s.list_service_accounts().await.unwrap().is_empty());
+    s.create_service_account(&account("batch")).await.unwrap();
+    let mut other = account("batch");
+    other.groups = vec!["admin".into()];
+    match s.create_service_account(&other).await {
+        Err(Error::Conflict(m)) => assert_eq!(m, "service account `batch` exists"),
+        r => panic!("a second create must be a conflict, got {r:?}"),
+    }
+    s.create_service_account(&account("etl")).await.unwrap();
+    assert_eq!(s.service_account("batch").await.unwrap(), Some(account("batch")), "not overwritten");
+    let mut names: Vec<String> = s.list_service_accounts().await.unwrap().into_iter().map(|a| a.name).collect();
+    names.sort();
+    assert_eq!(names, ["batch", "etl"]);
+    s.delete_service_account("batch").await.unwrap();
+    assert_eq!(s.service_account("batch").await.unwrap(), None);
+    assert_eq!(s.list_service_accounts().await.unwrap(), vec![account("etl")]);
+    assert!(s.service_account("nope").await.unwrap().is_none());
+}
+
+/// A loopback JWKS server: answers every request with `status` and `body`, counting requests.
+struct JwksServer {
+    url: String,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JwksServer {
+    async fn start(status: u16, body: String, extra_headers: String) -> JwksServer {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else { return };
+                let (hits, body, extra_headers) = (counted.clone(), body.clone(), extra_headers.clone());
+                tokio::spawn(async move {
+                    // Read the request head (bounded), then answer and close.
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let res = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra_headers}\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(res.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        JwksServer { url, hits, task }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The key of the tests in `core/src/oidc.rs`, as a JWKS.
+fn jwks_doc() -> String {
+    serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed-1", "use": "sig", "x": "JLXY79kcgV0acye6SAqdZF3hKwZETrIwTGZJP9slul8"}
+    ]})
+    .to_string()
+}
+
+fn provider(name: &str, jwks_url: &str) -> gateway_core::oidc::Provider {
+    let json = serde_json::json!([{"name": name, "issuer": format!("https://{name}.example.com"), "audience": "ai-gateway",
+        "jwks_url": jwks_url, "algorithms": ["EdDSA"], "jwks_max_age_seconds": 600}]);
+    gateway_core::oidc::parse_providers(&json.to_string(), true).unwrap().remove(0)
+}
+
+/// The clock the JWKS test's store reads (only that test sets it).
+static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_900_000_000);
+fn clock() -> u64 {
+    CLOCK.load(std::sync::atomic::Ordering::SeqCst)
+}
+fn advance(secs: u64) {
+    CLOCK.fetch_add(secs, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A store whose DynamoDB is never reached (key fetching does not touch the table).
+fn offline_store() -> DynamoStore {
+    offline_store_at(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+}
+
+fn offline_store_at(clock: fn() -> u64) -> DynamoStore {
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    DynamoStore::new(Client::from_conf(conf), "unused").with_clock(clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_keys_are_fetched_once_cached_shared_and_kept_when_the_provider_goes_away() {
+    use gateway_core::oidc::MIN_REFRESH_SECS;
+    let server = JwksServer::start(200, jwks_doc(), String::new()).await;
+    let corp = provider("corp", &server.url);
+    let s = offline_store_at(clock);
+    let data_plane = gateway_core::cache::CachedSource::new(s.clone(), 60_000, || clock() * 1000);
+
+    assert_eq!(s.jwks(&corp, false).await.unwrap().kids(), ["ed-1"]);
+    assert_eq!(server.hits(), 1, "the first call fetches");
+    advance(10);
+    assert_eq!(s.jwks(&corp, false).await.unwrap().kids(), ["ed-1"]);
+    assert_eq!(data_plane.jwks(&corp, false).await.unwrap().kids(), ["ed-1"], "clones share one cache");
+    assert_eq!(server.hits(), 1, "within the max age nothing is fetched");
+    advance(600);
+    assert_eq!(s.jwks(&corp, false).await.unwrap().kids(), ["ed-1"]);
+    assert_eq!(server.hits(), 2, "past the max age the keys are fetched again");
+    // An unknown `kid` right after a fetch: the keys just fetched answer.
+    assert_eq!(s.jwks(&corp, true).await.unwrap().kids(), ["ed-1"]);
+    advance(MIN_REFRESH_SECS - 1);
+    assert_eq!(data_plane.jwks(&corp, true).await.unwrap().kids(), ["ed-1"]);
+    assert_eq!(server.hits(), 2, "a refresh within MIN_REFRESH_SECS of a fetch reuses it");
+
+    // The provider goes away: a refresh past the floor fails and the stale keys still answer.
+    server.task.abort();
+    let _ = server.task.await;
+    advance(1);
+    assert_eq!(s.jwks(&corp, true).await.unwrap().kids(), ["ed-1"], "stale keys while the provider is unreachable");
+    advance(600);
+    assert_eq!(data_plane.jwks(&corp, false).await.unwrap().kids(), ["ed-1"], "past the max age too");
+    // A provider never reached has no keys to fall back on.
+    let never = provider("never", &server.url);
+    assert!(matches!(s.jwks(&never, false).await, Err(Error::IdentityProviderUnavailable(n)) if n == "never"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_small_200_answer_from_the_configured_url_is_taken() {
+    let s = offline_store();
+    let refused = |server: &JwksServer, name: &str| provider(name, &server.url);
+    // A redirect is not followed (the target is never asked).
+    let target = JwksServer::start(200, jwks_doc(), String::new()).await;
+    let redirect = JwksServer::start(302, String::new(), format!("location: {}\r\n", target.url)).await;
+    let p = refused(&redirect, "redirect");
+    assert!(matches!(s.jwks(&p, false).await, Err(Error::IdentityProviderUnavailable(_))));
+    assert_eq!((redirect.hits(), target.hits()), (1, 0));
+    // Any status but 200.
+    let failing = JwksServer::start(500, jwks_doc(), String::new()).await;
+    assert!(matches!(s.jwks(&refused(&failing, "failing"), false).await, Err(Error::IdentityProviderUnavailable(_))));
+    // Failed moments ago: the next call answers at once, without asking again.
+    assert!(matches!(s.jwks(&refused(&failing, "failing"), false).await, Err(Error::IdentityProviderUnavailable(_))));
+    assert_eq!(failing.hits(), 1);
+    // Too large a document.
+    let big = format!(r#"{{"keys": [], "pad": "{}"}}"#, "x".repeat(gateway_core::oidc::MAX_JWKS_BYTES));
+    let large = JwksServer::start(200, big, String::new()).await;
+    assert!(matches!(s.jwks(&refused(&large, "large"), false).await, Err(Error::IdentityProviderUnavailable(_))));
+    // Not a JWKS.
+    let junk = JwksServer::start(200, "<html>".into(), String::new()).await;
+    assert!(matches!(s.jwks(&refused(&junk, "junk"), false).await, Err(Error::IdentityProviderUnavailable(_))));
+    // A provider that never answers: the fetch gives up within its timeout.
+    let silent = health_server(None).await;
+    let started = Instant::now();
+    assert!(matches!(s.jwks(&provider("silent", &format!("{silent}/jwks")), false).await, Err(Error::IdentityProviderUnavailable(_))));
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the fetch timeout");
 }

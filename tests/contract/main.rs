@@ -75,7 +75,10 @@ impl Ctx {
             routes: routes.map(|r| r.iter().map(|s| s.to_string()).collect()),
             ttl_seconds: Some(3600),
             description: "contract".into(),
-            metadata: Default::default(),
+            metadata: match kind {
+                TokenKind::Partner => [("partner".to_string(), subject.to_string()), ("contract_id".to_string(), "C-contract".to_string())].into(),
+                _ => Default::default(),
+            },
         };
         TokenIssuer::new(&self.cfg).issue(&req, now(), new_token_id().expect("randomness")).expect("mint").0
     }

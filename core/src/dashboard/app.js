@@ -1,7 +1,7 @@
 // The Model Endpoints dashboard. Served under a strict Content-Security-Policy:
 // no inline code, no other origin. The DOM is built with createElement and
-// textContent only; route names, subjects and descriptions come from callers
-// and are never parsed as markup.
+// textContent only; route names, subjects, descriptions, account and partner
+// names come from callers and are never parsed as markup.
 (function () {
   'use strict';
 
@@ -20,10 +20,16 @@
     timer: null,
     inFlight: null,
     again: false,
-    data: { metrics: null, routes: null, tokens: null, audit: null },
+    data: { metrics: null, routes: null, tokens: null, audit: null, accounts: null },
     errors: {},
     pendingRevoke: null,
+    pendingRevokeIn: null, // the container ('tokens' or 'principals') whose row asked
     revoking: null,
+    accountsApi: null, // false once GET /service-accounts answered 404 (an older gateway)
+    expanded: new Set(), // principal keys whose tokens are shown
+    pendingDelete: null, // service account name awaiting confirmation
+    deleting: null,
+    issueFor: null, // service account the side form issues a token for
     auditBefore: null, // null: newest page
     auditHistory: [],
     lastRefresh: null,
@@ -301,15 +307,23 @@
     storeToken(null);
     if (state.timer) clearInterval(state.timer);
     state.timer = null;
-    state.data = { metrics: null, routes: null, tokens: null, audit: null };
+    state.data = { metrics: null, routes: null, tokens: null, audit: null, accounts: null };
     state.errors = {};
     state.pendingRevoke = null;
+    state.pendingRevokeIn = null;
     state.revoking = null;
+    state.accountsApi = null;
+    state.expanded = new Set();
+    state.pendingDelete = null;
+    state.deleting = null;
+    closeIssueForm();
+    hideAccountToken();
+    showNotice(null);
     state.auditBefore = null;
     state.auditHistory = [];
     state.lastRefresh = null;
     hideNewToken();
-    ['routes', 'tokens', 'audit', 'summary', 'expiring'].forEach(function (id) { clear($(id)); });
+    ['routes', 'tokens', 'audit', 'summary', 'expiring', 'principals', 'partners'].forEach(function (id) { clear($(id)); });
     show($('app-view'), false);
     show($('session'), false);
     show($('statusbar'), false);
@@ -343,9 +357,16 @@
     }
     var gen = state.gen;
     var names = ['metrics', 'routes', 'tokens', 'audit'];
+    var calls = [api('GET', '/metrics'), api('GET', '/routes'), api('GET', '/tokens'), api('GET', auditPath())];
+    // Service accounts are newer than the rest of the admin API: an older gateway
+    // answers 404, after which this session stops asking (once per sign-in).
+    if (state.accountsApi !== false) {
+      names.push('accounts');
+      calls.push(api('GET', '/service-accounts'));
+    }
     $('refresh').disabled = true;
     state.inFlight = Promise.all(
-      [api('GET', '/metrics'), api('GET', '/routes'), api('GET', '/tokens'), api('GET', auditPath())].map(function (p) {
+      calls.map(function (p) {
         return p.then(
           function (v) { return { ok: true, value: v }; },
           function (e) { return { ok: false, error: e }; }
@@ -362,6 +383,15 @@
         }
         var failed = [];
         results.forEach(function (r, i) {
+          if (names[i] === 'accounts') {
+            if (r.ok) state.accountsApi = true;
+            else if (r.error instanceof ApiError && r.error.status === 404 && state.accountsApi !== true) {
+              state.accountsApi = false;
+              state.data.accounts = null;
+              delete state.errors.accounts;
+              return;
+            }
+          }
           if (r.ok) {
             state.data[names[i]] = r.value;
             delete state.errors[names[i]];
@@ -411,6 +441,101 @@
   function tokenMetrics() {
     var m = state.data.metrics && state.data.metrics.tokens;
     return m && typeof m === 'object' ? m : {};
+  }
+
+  function tokenRequests(t) {
+    var m = own(tokenMetrics(), t.id);
+    return Math.max(int(t.request_count), int(m && m.requests));
+  }
+
+  function meta(t, key) {
+    var v = own(t.metadata, key);
+    return typeof v === 'string' ? v : '';
+  }
+
+  function isLive(st) {
+    return st === 'active' || st === 'expiring';
+  }
+
+  function accountList() {
+    var a = state.data.accounts && state.data.accounts.service_accounts;
+    return Array.isArray(a) ? a.filter(function (x) { return x && typeof x.name === 'string'; }) : [];
+  }
+
+  var KIND_ORDER = { account: 0, user: 1, service: 2, partner: 3 };
+
+  function principalKey(kind, subject, owner, partner, contract) {
+    return [kind, subject, owner || '', partner || '', contract || ''].join('|');
+  }
+
+  // Tokens grouped by who they stand for: kind and subject, plus the owner of
+  // self-service tokens and the partner and contract of partner tokens. Service
+  // accounts are principals even before their first token.
+  function principalModels() {
+    var byKey = new Map();
+    function get(kind, subject, owner, partner, contract) {
+      var key = principalKey(kind, subject, owner, partner, contract);
+      var p = byKey.get(key);
+      if (!p) {
+        p = { key: key, kind: kind, subject: subject, owner: owner, partner: partner, contract: contract, account: null, tokens: [] };
+        byKey.set(key, p);
+      }
+      return p;
+    }
+    accountList().forEach(function (a) {
+      get('service', a.name, '', '', '').account = a;
+    });
+    tokenList().forEach(function (t) {
+      var kind = typeof t.kind === 'string' ? t.kind : '?';
+      var partner = kind === 'partner' ? meta(t, 'partner') : '';
+      var contract = kind === 'partner' ? meta(t, 'contract_id') : '';
+      get(kind, typeof t.subject === 'string' ? t.subject : '', typeof t.owner === 'string' ? t.owner : '', partner, contract).tokens.push(t);
+    });
+    var out = Array.from(byKey.values());
+    out.forEach(function (p) {
+      p.active = 0;
+      p.lastUse = null;
+      p.requests = 0;
+      var groups = new Set();
+      p.tokens.forEach(function (t) {
+        if (isLive(tokenState(t))) p.active++;
+        var u = lastUse(t);
+        if (u != null && (p.lastUse == null || u > p.lastUse)) p.lastUse = u;
+        p.requests += tokenRequests(t);
+        list(t.groups).forEach(function (g) { groups.add(g); });
+      });
+      p.groups = p.account ? list(p.account.groups) : Array.from(groups).sort();
+      p.order = p.account ? KIND_ORDER.account : own(KIND_ORDER, p.kind) != null ? KIND_ORDER[p.kind] : 9;
+    });
+    return out.sort(function (a, b) {
+      if (a.order !== b.order) return a.order - b.order;
+      var x = [a.subject, a.owner, a.partner, a.contract].join('|');
+      var y = [b.subject, b.owner, b.partner, b.contract].join('|');
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
+  }
+
+  // Partners known from their usage or from their tokens.
+  function partnerModels() {
+    var byName = new Map();
+    function get(name) {
+      var p = byName.get(name);
+      if (!p) {
+        p = { name: name, m: null, tokens: [] };
+        byName.set(name, p);
+      }
+      return p;
+    }
+    entries(state.data.metrics && state.data.metrics.partners).forEach(function (kv) {
+      get(kv[0]).m = kv[1] && typeof kv[1] === 'object' ? kv[1] : null;
+    });
+    tokenList().forEach(function (t) {
+      if (t.kind === 'partner' && meta(t, 'partner')) get(meta(t, 'partner')).tokens.push(t);
+    });
+    return Array.from(byName.values()).sort(function (a, b) {
+      var d = int(b.m && b.m.requests) - int(a.m && a.m.requests);
+      return d || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    });
   }
 
   function tokenState(t) {
@@ -468,10 +593,41 @@
 
   function render() {
     var routes = routeModels();
-    renderSummary(routes);
-    renderRoutes(routes);
-    renderTokens();
-    renderAudit();
+    keepFocus(function () {
+      renderSummary(routes);
+      renderRoutes(routes);
+      renderTokens();
+      renderPrincipals();
+      renderPartners();
+      renderAudit();
+    });
+  }
+
+  // The views that show tokens: after a revoke, a confirmation or a toggle.
+  function renderTokenViews() {
+    keepFocus(function () {
+      renderTokens();
+      renderPrincipals();
+      renderPartners();
+    });
+  }
+
+  // Re-rendering replaces the buttons; put the focus back on the same one.
+  var FOCUS_ATTRS = ['data-token-id', 'data-account', 'data-principal-key'];
+  function keepFocus(fn) {
+    var a = document.activeElement;
+    var box = a && a.tagName === 'BUTTON' && a.closest ? a.closest('#tokens, #principals, #partners') : null;
+    var want = box ? { box: box.id, cls: a.className, attrs: FOCUS_ATTRS.map(function (n) { return a.getAttribute(n); }) } : null;
+    fn();
+    if (!want || document.activeElement === a && document.contains(a)) return;
+    var buttons = $(want.box).querySelectorAll('button');
+    for (var i = 0; i < buttons.length; i++) {
+      var b = buttons[i];
+      if (b.className === want.cls && FOCUS_ATTRS.every(function (n, j) { return b.getAttribute(n) === want.attrs[j]; })) {
+        b.focus();
+        return;
+      }
+    }
   }
 
   function stat(label, value, note, cls) {
@@ -778,7 +934,7 @@
       var st = tokenState(t);
       if (hideInactive && (st === 'revoked' || st === 'expired')) return false;
       if (!filter) return true;
-      return [t.id, t.subject, t.description, list(t.groups).join(',')].some(function (v) {
+      return [t.id, t.subject, t.description, list(t.groups).join(','), t.owner, meta(t, 'partner'), meta(t, 'contract_id')].some(function (v) {
         return typeof v === 'string' && v.toLowerCase().indexOf(filter) >= 0;
       });
     });
@@ -790,15 +946,23 @@
       h('thead', null, h('tr', null,
         h('th', { text: 'Token' }), h('th', { text: 'Kind' }), h('th', { text: 'Groups' }),
         h('th', { text: 'Expires' }), h('th', { text: 'Last use' }), h('th', { class: 'num', text: 'Requests' }), h('th', { class: 'actions-col', text: '' }))),
-      h('tbody', null, rows.map(tokenRow))));
+      h('tbody', null, rows.map(function (t) { return tokenRow(t, 'tokens'); }))));
   }
 
-  function tokenRow(t) {
+  function tokensTableHead() {
+    return h('thead', null, h('tr', null,
+      h('th', { text: 'Token' }), h('th', { text: 'Kind' }), h('th', { text: 'Groups' }),
+      h('th', { text: 'Expires' }), h('th', { text: 'Last use' }), h('th', { class: 'num', text: 'Requests' }), h('th', { class: 'actions-col', text: '' })));
+  }
+
+  // One token as a table row, with its revoke action. `where` is the container
+  // it is shown in: 'tokens' (rows of class token-row) or 'principals' (rows of
+  // class principal-token), so that each container asks for its own confirmation.
+  function tokenRow(t, where) {
     var st = tokenState(t);
     var groups = list(t.groups);
     var allow = Array.isArray(t.routes) ? list(t.routes) : null;
-    var m = own(tokenMetrics(), t.id);
-    var requests = Math.max(int(t.request_count), int(m && m.requests));
+    var requests = tokenRequests(t);
     var action;
     if (st === 'revoked') {
       action = h('span', { class: 'state' }, badge('revoked', 'bad'), when(t.revoked_at, ''));
@@ -806,22 +970,28 @@
       action = badge('expired', 'neutral');
     } else if (state.revoking === t.id) {
       action = h('button', { type: 'button', class: 'btn btn-small btn-danger', disabled: true, text: 'Revoking…' });
-    } else if (state.pendingRevoke === t.id) {
+    } else if (state.pendingRevoke === t.id && state.pendingRevokeIn === where) {
       action = h('span', { class: 'confirm' },
         h('button', { type: 'button', class: 'btn btn-small btn-danger revoke-confirm', 'data-token-id': t.id, text: 'Confirm revoke' }),
         h('button', { type: 'button', class: 'btn btn-small btn-quiet revoke-cancel', 'data-token-id': t.id, text: 'Cancel' }));
     } else {
       action = h('button', { type: 'button', class: 'btn btn-small revoke', 'data-token-id': t.id, text: 'Revoke', 'aria-label': 'Revoke token ' + t.id });
     }
-    var meta = [];
-    if (t.created_by) meta.push('by ' + t.created_by);
-    return h('tr', { class: 'token-row ' + st, 'data-token-id': t.id },
+    var by = t.created_by ? ' by ' + t.created_by : null;
+    var who = [];
+    if (typeof t.owner === 'string' && t.owner) who.push('owner ' + t.owner);
+    if (t.kind === 'partner') {
+      who.push(meta(t, 'partner') ? 'partner ' + meta(t, 'partner') : 'no partner name');
+      if (meta(t, 'contract_id')) who.push('contract ' + meta(t, 'contract_id'));
+    }
+    return h('tr', { class: (where === 'principals' ? 'principal-token ' : 'token-row ') + st, 'data-token-id': t.id },
       h('td', { class: 'who' },
         h('div', null,
           h('strong', { class: 'subject', text: t.subject || '(no subject)' }),
           t.description ? h('span', { class: 'desc', text: t.description }) : null),
         h('div', { class: 'tok-id mono muted', text: t.id }),
-        h('div', { class: 'muted small created' }, 'created ', when(t.created_at), meta.length ? ' ' + meta.join(' ') : null)),
+        who.length ? h('div', { class: 'small tok-principal', text: who.join(' · ') }) : null,
+        h('div', { class: 'muted small created' }, 'created ', when(t.created_at), by)),
       h('td', null, badge(String(t.kind || '?'), 'kind-' + (t.kind || 'unknown'))),
       h('td', null,
         groups.length ? groups.map(function (g) { return h('span', { class: 'chip', text: g }); }) : h('span', { class: 'muted', text: '—' }),
@@ -830,6 +1000,209 @@
       h('td', { class: 'nowrap' }, when(lastUse(t))),
       h('td', { class: 'num', text: compact(requests) }),
       h('td', { class: 'actions-col' }, action));
+  }
+
+  function renderPrincipals() {
+    var container = clear($('principals'));
+    var accountsOn = state.accountsApi !== false;
+    show($('sa-card'), accountsOn);
+    $('identity-row').classList.toggle('single', !accountsOn);
+    $('principals-note').textContent = state.errors.accounts ? 'service accounts unavailable: ' + state.errors.accounts : '';
+    if (state.errors.tokens && !state.data.tokens) {
+      container.appendChild(h('p', { class: 'form-error', text: 'Could not load tokens: ' + state.errors.tokens }));
+      return;
+    }
+    var all = principalModels();
+    var filter = $('principal-filter').value.trim().toLowerCase();
+    var hideIdle = $('hide-idle').checked;
+    var rows = all.filter(function (p) {
+      if (hideIdle && !p.active && !p.account) return false;
+      if (!filter) return true;
+      var a = p.account || {};
+      return [p.subject, p.owner, p.partner, p.contract, p.groups.join(','), a.owner, a.description, p.account ? 'service account' : p.kind].some(function (v) {
+        return typeof v === 'string' && v.toLowerCase().indexOf(filter) >= 0;
+      });
+    });
+    if (!rows.length) {
+      container.appendChild(h('p', { class: 'muted', text: all.length ? 'No principal matches.' : 'No principals yet: issue a token or create a service account.' }));
+      return;
+    }
+    container.appendChild(h('table', { class: 'data principals-table' },
+      h('thead', null, h('tr', null,
+        h('th', { text: 'Principal' }), h('th', { text: 'Kind' }), h('th', { text: 'Groups' }),
+        h('th', { class: 'num', text: 'Active tokens' }), h('th', { text: 'Last use' }), h('th', { class: 'num', text: 'Requests' }), h('th', { class: 'actions-col', text: '' }))),
+      rows.map(principalBody)));
+  }
+
+  function principalBody(p) {
+    var open = state.expanded.has(p.key) && p.tokens.length > 0;
+    var a = p.account;
+    var detail = [];
+    if (a) {
+      if (a.owner) detail.push(h('span', null, 'owner ', h('strong', { class: 'principal-owner', text: String(a.owner) })));
+      if (a.description) detail.push(h('span', { text: String(a.description) }));
+    } else {
+      if (p.owner) detail.push(h('span', null, 'owner ', h('strong', { class: 'principal-owner', text: p.owner })));
+      if (p.kind === 'partner') {
+        detail.push(h('span', null, 'partner ', h('strong', { class: 'principal-partner', text: p.partner || '(none)' })));
+        if (p.contract) detail.push(h('span', null, 'contract ', h('strong', { class: 'principal-contract', text: p.contract })));
+      }
+    }
+    var kinds = [];
+    if (a) kinds.push(badge('service account', 'kind-service', 'Service account'));
+    else kinds.push(badge(p.kind, 'kind-' + p.kind));
+    if (p.owner) kinds.push(badge('self-service', 'neutral', 'Issued by its owner through /_gateway/me/tokens'));
+
+    var name = [
+      h('strong', { class: 'principal-name', text: p.subject || '(no subject)' }),
+    ];
+    var head = p.tokens.length
+      ? h('button', {
+        type: 'button', class: 'principal-toggle', 'data-principal-key': p.key, 'aria-expanded': open ? 'true' : 'false',
+        title: (open ? 'Hide' : 'Show') + ' its tokens',
+      }, h('span', { class: 'chev', 'aria-hidden': 'true' }), name)
+      : h('span', { class: 'principal-toggle static' }, h('span', { class: 'chev none', 'aria-hidden': 'true' }), name);
+
+    var actions = [];
+    if (a) {
+      if (state.deleting === a.name) {
+        actions.push(h('button', { type: 'button', class: 'btn btn-small btn-danger', disabled: true, text: 'Deleting…' }));
+      } else if (state.pendingDelete === a.name) {
+        actions.push(h('span', { class: 'confirm' },
+          h('span', { class: 'small bad confirm-note', text: p.active ? 'Revokes ' + p.active + ' active token' + (p.active === 1 ? '' : 's') : 'It has no active token' }),
+          h('button', { type: 'button', class: 'btn btn-small btn-danger sa-delete-confirm', 'data-account': a.name, text: 'Confirm delete' }),
+          h('button', { type: 'button', class: 'btn btn-small btn-quiet sa-delete-cancel', 'data-account': a.name, text: 'Cancel' })));
+      } else {
+        actions.push(h('span', { class: 'row-actions' },
+          h('button', { type: 'button', class: 'btn btn-small sa-issue-open', 'data-account': a.name, text: 'Issue token', 'aria-label': 'Issue a token for service account ' + a.name }),
+          h('button', { type: 'button', class: 'btn btn-small revoke sa-delete', 'data-account': a.name, text: 'Delete', 'aria-label': 'Delete service account ' + a.name })));
+      }
+    }
+
+    var body = h('tbody', {
+      class: 'principal' + (open ? ' open' : '') + (p.active ? '' : ' idle'),
+      'data-principal': p.key,
+      'data-kind': a ? 'service-account' : p.kind,
+      'data-service-account': a ? a.name : null,
+    },
+      h('tr', { class: 'principal-row' },
+        h('td', { class: 'who' },
+          head,
+          detail.length ? h('div', { class: 'small muted principal-detail' }, detail.map(function (d, i) { return i ? [' · ', d] : d; })) : null,
+          a ? h('div', { class: 'muted small created' }, 'created ', when(a.created_at), a.created_by ? ' by ' + a.created_by : null) : null),
+        h('td', null, h('span', { class: 'badges-inline' }, kinds)),
+        h('td', null, p.groups.length ? p.groups.map(function (g) { return h('span', { class: 'chip', text: g }); }) : h('span', { class: 'muted', text: '—' })),
+        h('td', { class: 'num' },
+          h('span', { class: 'principal-active', 'data-value': p.active, text: String(p.active) }),
+          h('div', { class: 'muted small principal-total', text: p.tokens.length ? 'of ' + p.tokens.length : 'no tokens' })),
+        h('td', { class: 'nowrap principal-last-use' }, when(p.lastUse)),
+        h('td', { class: 'num principal-requests', text: compact(p.requests) }),
+        h('td', { class: 'actions-col' }, actions)));
+    if (open) {
+      body.appendChild(h('tr', { class: 'principal-tokens' },
+        h('td', { colspan: 7 },
+          h('table', { class: 'data tokens-table nested' },
+            tokensTableHead(),
+            h('tbody', null, p.tokens.map(function (t) { return tokenRow(t, 'principals'); }))))));
+    }
+    return body;
+  }
+
+  function renderPartners() {
+    var el = clear($('partners'));
+    var partners = partnerModels();
+    var unnamed = tokenList().filter(function (t) { return t.kind === 'partner' && !meta(t, 'partner'); }).length;
+    var note = [];
+    if (state.errors.metrics) note.push('usage unavailable: ' + state.errors.metrics);
+    if (unnamed) note.push(unnamed + ' partner token' + (unnamed === 1 ? ' names' : 's name') + ' no partner (issued before partner names were required)');
+    $('partners-note').textContent = note.join(' · ');
+    if (!partners.length) {
+      el.appendChild(h('div', { class: 'card empty', text: 'No partners yet. Issue a token of kind partner, with the partner\'s name and contract id.' }));
+      return;
+    }
+    partners.forEach(function (p) { el.appendChild(partnerCard(p)); });
+  }
+
+  function shareBar(f) {
+    return s('svg', { class: 'share', viewBox: '0 0 100 6', preserveAspectRatio: 'none', 'aria-hidden': 'true' },
+      s('rect', { class: 'share-bg', x: 0, y: 0, width: 100, height: 6 }),
+      f > 0 ? s('rect', { class: 'share-fill', x: 0, y: 0, width: Math.max(f * 100, 1), height: 6 }) : null);
+  }
+
+  function partnerCard(p) {
+    var m = p.m || {};
+    var requests = int(m.requests);
+    var used = entries(m.routes).map(function (kv) { return [kv[0], int(kv[1])]; }).filter(function (kv) { return kv[1] > 0; })
+      .sort(function (a, b) { return b[1] - a[1] || (a[0] < b[0] ? -1 : 1); });
+    var live = p.tokens.filter(function (t) { return isLive(tokenState(t)); });
+    var contracts = [];
+    var allowed = [];
+    live.forEach(function (t) {
+      if (meta(t, 'contract_id') && contracts.indexOf(meta(t, 'contract_id')) < 0) contracts.push(meta(t, 'contract_id'));
+      list(t.routes).forEach(function (r) { if (allowed.indexOf(r) < 0) allowed.push(r); });
+    });
+    var sub = [];
+    if (contracts.length) sub.push((contracts.length === 1 ? 'contract ' : 'contracts ') + contracts.join(', '));
+    if (allowed.length) sub.push('may call ' + allowed.join(', '));
+    var tokens = p.tokens.slice().sort(function (a, b) {
+      var la = isLive(tokenState(a)), lb = isLive(tokenState(b));
+      if (la !== lb) return la ? -1 : 1;
+      return int(b.created_at) - int(a.created_at);
+    });
+
+    return h('article', { class: 'card partner', 'data-partner': p.name },
+      h('div', { class: 'route-head' },
+        h('h3', { class: 'route-name partner-name', title: p.name, text: p.name }),
+        h('div', { class: 'badges' },
+          live.length ? badge(live.length + ' active token' + (live.length === 1 ? '' : 's'), 'good') : badge('no active token', 'warn'))),
+      sub.length ? h('p', { class: 'route-sub muted small', text: sub.join(' · ') }) : null,
+      h('div', { class: 'route-stats partner-stats' },
+        h('div', { class: 'kv' },
+          h('span', { class: 'k', text: 'Requests' }),
+          h('span', { class: 'v partner-requests', 'data-value': requests, text: String(requests) })),
+        h('div', { class: 'kv' },
+          h('span', { class: 'k', text: 'Routes used' }),
+          h('span', { class: 'v partner-routes-count', text: String(used.length) })),
+        h('div', { class: 'kv' },
+          h('span', { class: 'k', text: 'Last seen' }),
+          h('span', { class: 'v partner-last-seen' }, when(m.last_seen))),
+        h('div', { class: 'kv llm' },
+          h('span', { class: 'k', text: 'LLM tokens in / out' }),
+          h('span', { class: 'v', title: 'prompt: ' + int(m.prompt_tokens) + ', completion: ' + int(m.completion_tokens) },
+            h('span', { class: 'partner-prompt-tokens', text: compact(m.prompt_tokens) }),
+            h('span', { class: 'sep', text: ' / ' }),
+            h('span', { class: 'partner-completion-tokens', text: compact(m.completion_tokens) })))),
+      h('div', { class: 'section' },
+        h('div', { class: 'section-head' }, h('span', { class: 'section-title', text: 'Requests by route' })),
+        used.length
+          ? h('table', { class: 'mini partner-routes' },
+            h('tbody', null, used.map(function (kv) {
+              return h('tr', { 'data-partner-route': kv[0] },
+                h('td', { class: 'mono route-cell', title: kv[0], text: kv[0] }),
+                h('td', { class: 'bar-cell' }, shareBar(kv[1] / Math.max(requests, kv[1], 1))),
+                h('td', { class: 'num', text: compact(kv[1]) + ' req' }),
+                h('td', { class: 'num muted', text: requests ? pct(kv[1] / requests) : '' }));
+            })))
+          : h('p', { class: 'muted small', text: 'No requests from this partner yet.' })),
+      h('div', { class: 'section' },
+        h('div', { class: 'section-head' }, h('span', { class: 'section-title', text: 'Partner tokens' })),
+        tokens.length
+          ? h('table', { class: 'mini partner-tokens' },
+            h('thead', null, h('tr', null, h('th', { text: 'Token' }), h('th', { text: 'Contract' }), h('th', { text: 'Expires' }), h('th', { class: 'num', text: 'Requests' }))),
+            h('tbody', null, tokens.map(function (t) {
+              var st = tokenState(t);
+              return h('tr', { class: 'partner-token ' + st, 'data-token-id': t.id },
+                h('td', { class: 'who' },
+                  h('span', { class: 'subject', title: t.id, text: t.subject || t.id }),
+                  t.description ? h('span', { class: 'desc muted', text: t.description }) : null),
+                h('td', { class: 'partner-contract mono', text: meta(t, 'contract_id') || '—' }),
+                h('td', { class: 'nowrap' + (st === 'expiring' ? ' warn-text' : '') },
+                  st === 'revoked' ? badge('revoked', 'bad', t.revoked_at ? 'Revoked ' + dateTime(t.revoked_at) : null)
+                    : st === 'expired' ? badge('expired', 'neutral', 'Expired ' + dateTime(t.expires_at))
+                      : when(t.expires_at, '—')),
+                h('td', { class: 'num', text: compact(tokenRequests(t)) }));
+            })))
+          : h('p', { class: 'muted small', text: 'No tokens name this partner.' })));
   }
 
   function renderAudit() {
@@ -872,7 +1245,8 @@
     var gen = state.gen;
     state.revoking = id;
     state.pendingRevoke = null;
-    renderTokens();
+    state.pendingRevokeIn = null;
+    renderTokenViews();
     setStatus('Revoking ' + id + '…', 'busy');
     api('DELETE', '/tokens/' + encodeURIComponent(id)).then(
       function () {
@@ -887,7 +1261,7 @@
         if (isAuthError(e)) return signOut(e.message);
         var msg = 'Could not revoke ' + id + ': ' + e.message;
         setStatus(msg, 'error');
-        renderTokens();
+        renderTokenViews();
         if (e.status === 409) {
           refresh().then(function () {
             if (gen === state.gen) setStatus(msg, 'error');
@@ -926,7 +1300,14 @@
     };
     var routes = splitList($('new-routes').value);
     if (routes.length) body.routes = routes;
-    if (body.kind === 'partner' && !routes.length) return fail('A partner token needs a routes allow-list.');
+    if (body.kind === 'partner') {
+      var partner = $('new-partner').value.trim();
+      var contract = $('new-contract').value.trim();
+      if (!/^[a-z0-9-]{1,64}$/.test(partner)) return fail('A partner token names its partner: lowercase letters, digits and dashes, up to 64.');
+      if (!contract) return fail('A partner token names the contract it is issued under.');
+      if (!routes.length) return fail('A partner token needs a routes allow-list.');
+      body.metadata = { partner: partner, contract_id: contract };
+    }
     var gen = state.gen;
     var button = $('create');
     button.disabled = true;
@@ -935,6 +1316,7 @@
         button.disabled = false;
         if (gen !== state.gen) return;
         $('create-form').reset();
+        syncKind();
         hideNewToken();
         $('new-token-value').value = res && typeof res.token === 'string' ? res.token : '';
         $('new-token-meta').textContent = 'Token ' + (res && res.id ? res.id : '') + ' for ' + subject +
@@ -954,9 +1336,160 @@
     );
   }
 
-  function copyToken() {
-    var box = $('new-token-value');
-    var result = $('copy-result');
+  function syncKind() {
+    show($('partner-fields'), $('new-kind').value === 'partner');
+  }
+
+  function showNotice(text, kind) {
+    var n = $('sa-notice');
+    n.textContent = text || '';
+    n.className = 'small ' + (kind === 'error' ? 'form-error' : 'notice-ok');
+    show(n, !!text);
+  }
+
+  function findAccount(name) {
+    var all = accountList();
+    for (var i = 0; i < all.length; i++) if (all[i].name === name) return all[i];
+    return null;
+  }
+
+  function openIssueForm(name) {
+    var a = findAccount(name);
+    var g = a ? list(a.groups) : [];
+    state.issueFor = name;
+    hideAccountToken();
+    $('sa-issue-form').reset();
+    $('sa-issue-name').textContent = name;
+    $('sa-issue-groups').textContent = 'A service token with subject ' + name + (g.length ? ' and the account\'s groups: ' + g.join(', ') : ' and no groups') + '.';
+    show($('sa-issue-error'), false);
+    show($('sa-issue-form'), true);
+    $('sa-issue-form').scrollIntoView({ block: 'nearest' });
+    $('sa-ttl').focus();
+  }
+
+  function closeIssueForm() {
+    state.issueFor = null;
+    $('sa-issue-form').reset();
+    $('sa-issue-name').textContent = '';
+    show($('sa-issue-error'), false);
+    show($('sa-issue-form'), false);
+  }
+
+  function hideAccountToken() {
+    $('sa-new-token-value').value = '';
+    $('sa-new-token-meta').textContent = '';
+    $('sa-copy-result').textContent = '';
+    show($('sa-new-token'), false);
+  }
+
+  function issueAccountToken(ev) {
+    ev.preventDefault();
+    var name = state.issueFor;
+    if (!name) return;
+    var err = $('sa-issue-error');
+    show(err, false);
+    var fail = function (msg) {
+      err.textContent = msg;
+      show(err, true);
+    };
+    var amount = Number($('sa-ttl').value);
+    var unit = Number($('sa-ttl-unit').value);
+    if (!(amount > 0) || Math.floor(amount) !== amount) return fail('Lifetime must be a whole number above zero.');
+    var body = { ttl_seconds: amount * unit, description: $('sa-token-description').value.trim() };
+    var gen = state.gen;
+    var button = $('sa-issue');
+    button.disabled = true;
+    api('POST', '/service-accounts/' + encodeURIComponent(name) + '/tokens', body).then(
+      function (res) {
+        button.disabled = false;
+        if (gen !== state.gen) return;
+        closeIssueForm();
+        $('sa-new-token-value').value = res && typeof res.token === 'string' ? res.token : '';
+        $('sa-new-token-meta').textContent = 'Token ' + (res && res.id ? res.id : '') + ' for service account ' + name +
+          (res && typeof res.expires_at === 'number' ? ', expires ' + dateTime(res.expires_at) : '') + '.';
+        show($('sa-new-token'), true);
+        $('sa-new-token-value').focus();
+        $('sa-new-token-value').select();
+        state.expanded.add(principalKey('service', name));
+        setStatus('Issued ' + (res && res.id ? res.id : 'a token') + ' for service account ' + name, 'ok');
+        refresh();
+      },
+      function (e) {
+        button.disabled = false;
+        if (gen !== state.gen) return;
+        if (isAuthError(e)) return signOut(e.message);
+        fail(e.message);
+      }
+    );
+  }
+
+  function deleteAccount(name) {
+    var gen = state.gen;
+    state.deleting = name;
+    state.pendingDelete = null;
+    renderPrincipals();
+    setStatus('Deleting service account ' + name + '…', 'busy');
+    api('DELETE', '/service-accounts/' + encodeURIComponent(name)).then(
+      function (res) {
+        if (gen !== state.gen) return;
+        state.deleting = null;
+        var n = res && typeof res.revoked_tokens === 'number' ? res.revoked_tokens : null;
+        var msg = 'Deleted service account ' + name + (n == null ? '.' : '; ' + n + ' token' + (n === 1 ? '' : 's') + ' revoked.');
+        if (state.issueFor === name) closeIssueForm();
+        showNotice(msg);
+        setStatus(msg, 'ok');
+        return refresh();
+      },
+      function (e) {
+        if (gen !== state.gen) return;
+        state.deleting = null;
+        if (isAuthError(e)) return signOut(e.message);
+        var msg = 'Could not delete service account ' + name + ': ' + e.message;
+        showNotice(msg, 'error');
+        setStatus(msg, 'error');
+        renderPrincipals();
+        if (e.status === 404) refresh();
+      }
+    );
+  }
+
+  function createAccount(ev) {
+    ev.preventDefault();
+    var err = $('sa-error');
+    show(err, false);
+    var fail = function (msg) {
+      err.textContent = msg;
+      show(err, true);
+    };
+    var name = $('sa-name').value.trim();
+    var owner = $('sa-owner').value.trim();
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) return fail('Name: lowercase letters, digits and dashes, starting with a letter or digit, up to 63.');
+    if (!owner) return fail('Owner is required: the person or team answerable for the account.');
+    var body = { name: name, groups: splitList($('sa-groups').value), owner: owner, description: $('sa-description').value.trim() };
+    var gen = state.gen;
+    var button = $('sa-create');
+    button.disabled = true;
+    api('POST', '/service-accounts', body).then(
+      function () {
+        button.disabled = false;
+        if (gen !== state.gen) return;
+        $('sa-form').reset();
+        showNotice('Created service account ' + name + '. Issue its first token with “Issue token” on its row.');
+        setStatus('Created service account ' + name, 'ok');
+        refresh();
+      },
+      function (e) {
+        button.disabled = false;
+        if (gen !== state.gen) return;
+        if (isAuthError(e)) return signOut(e.message);
+        fail(e.message);
+      }
+    );
+  }
+
+  function copyToken(boxId, resultId) {
+    var box = $(boxId);
+    var result = $(resultId);
     var done = function () { result.textContent = 'Copied.'; };
     var fallback = function () {
       box.focus();
@@ -993,9 +1526,17 @@
     $('refresh').addEventListener('click', function () { refresh(); });
     $('token-filter').addEventListener('input', renderTokens);
     $('hide-inactive').addEventListener('change', renderTokens);
+    $('principal-filter').addEventListener('input', renderPrincipals);
+    $('hide-idle').addEventListener('change', renderPrincipals);
     $('create-form').addEventListener('submit', createToken);
-    $('copy-token').addEventListener('click', copyToken);
+    $('new-kind').addEventListener('change', syncKind);
+    $('copy-token').addEventListener('click', function () { copyToken('new-token-value', 'copy-result'); });
     $('dismiss-token').addEventListener('click', hideNewToken);
+    $('sa-form').addEventListener('submit', createAccount);
+    $('sa-issue-form').addEventListener('submit', issueAccountToken);
+    $('sa-issue-cancel').addEventListener('click', closeIssueForm);
+    $('sa-copy-token').addEventListener('click', function () { copyToken('sa-new-token-value', 'sa-copy-result'); });
+    $('sa-dismiss-token').addEventListener('click', hideAccountToken);
     $('audit-older').addEventListener('click', function () {
       var a = state.data.audit;
       var rows = a && Array.isArray(a.entries) ? a.entries : [];
@@ -1010,26 +1551,59 @@
       state.auditHistory = [];
       refresh();
     });
-    $('tokens').addEventListener('click', function (ev) {
-      var b = ev.target && ev.target.closest ? ev.target.closest('button[data-token-id]') : null;
+    // Revoke, then confirm: in the tokens table and in a principal's token list.
+    ['tokens', 'principals'].forEach(function (where) {
+      $(where).addEventListener('click', function (ev) {
+        var b = ev.target && ev.target.closest ? ev.target.closest('button[data-token-id]') : null;
+        if (!b || b.disabled) return;
+        var id = b.getAttribute('data-token-id');
+        if (b.classList.contains('revoke')) {
+          state.pendingRevoke = id;
+          state.pendingRevokeIn = where;
+          renderTokenViews();
+          var c = $(where).querySelector('button.revoke-confirm');
+          if (c) c.focus();
+        } else if (b.classList.contains('revoke-confirm')) {
+          revoke(id);
+        } else if (b.classList.contains('revoke-cancel')) {
+          state.pendingRevoke = null;
+          state.pendingRevokeIn = null;
+          renderTokenViews();
+        }
+      });
+    });
+    $('principals').addEventListener('click', function (ev) {
+      var b = ev.target && ev.target.closest ? ev.target.closest('button[data-principal-key], button[data-account]') : null;
       if (!b || b.disabled) return;
-      var id = b.getAttribute('data-token-id');
-      if (b.classList.contains('revoke')) {
-        state.pendingRevoke = id;
-        renderTokens();
-        var c = $('tokens').querySelector('button.revoke-confirm');
+      var key = b.getAttribute('data-principal-key');
+      var name = b.getAttribute('data-account');
+      if (key != null) {
+        if (state.expanded.has(key)) state.expanded.delete(key);
+        else state.expanded.add(key);
+        renderTokenViews();
+      } else if (b.classList.contains('sa-issue-open')) {
+        openIssueForm(name);
+      } else if (b.classList.contains('sa-delete')) {
+        state.pendingDelete = name;
+        renderPrincipals();
+        var c = $('principals').querySelector('button.sa-delete-confirm');
         if (c) c.focus();
-      } else if (b.classList.contains('revoke-confirm')) {
-        revoke(id);
-      } else if (b.classList.contains('revoke-cancel')) {
-        state.pendingRevoke = null;
-        renderTokens();
+      } else if (b.classList.contains('sa-delete-confirm')) {
+        deleteAccount(name);
+      } else if (b.classList.contains('sa-delete-cancel')) {
+        state.pendingDelete = null;
+        renderPrincipals();
       }
     });
     document.addEventListener('keydown', function (ev) {
-      if (ev.key === 'Escape' && state.pendingRevoke) {
+      if (ev.key !== 'Escape') return;
+      if (state.pendingRevoke || state.pendingDelete) {
         state.pendingRevoke = null;
-        renderTokens();
+        state.pendingRevokeIn = null;
+        state.pendingDelete = null;
+        renderTokenViews();
+      } else if (state.issueFor && $('sa-card').contains(document.activeElement)) {
+        closeIssueForm();
       }
     });
     // A blocked resource or inline code would be a bug in this page: make it visible.
@@ -1037,6 +1611,7 @@
       if (window.console) console.error('CSP violation: ' + ev.violatedDirective + ' blocked ' + (ev.blockedURI || 'inline code'));
     });
 
+    syncKind();
     var saved = readStoredToken();
     if (saved) signIn(saved);
     else signOut(null);

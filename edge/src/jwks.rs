@@ -1,0 +1,94 @@
+//! Identity providers' keys at the edge: kept in the isolate's memory, and in
+//! Workers KV so a new isolate starts from what another fetched; fetched from
+//! the provider's configured URL only when neither may answer
+//! ([`gateway_core::oidc::usable`]).
+
+use crate::{json_str, now_secs};
+use futures_util::future::{select, Either};
+use gateway_core::oidc::{usable, Jwks, JwksCache, Provider, MAX_JWKS_BYTES, MAX_STALE_SECS};
+use gateway_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::time::Duration;
+use worker::kv::KvStore;
+use worker::{console_warn, Delay, Fetch};
+
+/// How long a fetch of a JWKS may take.
+const FETCH_TIMEOUT_MS: u64 = 3_000;
+
+/// A JWKS document as kept in KV.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    raw: String,
+    fetched_at: u64,
+}
+
+fn kv_key(provider: &Provider) -> String {
+    format!("jwks:{}", provider.name)
+}
+
+/// The provider's keys: memory, then KV, then the provider; stale keys when it is unreachable.
+pub(crate) async fn jwks(kv: &KvStore, cache: &RefCell<JwksCache>, provider: &Provider, refresh: bool) -> Result<Jwks> {
+    let now = now_secs();
+    let cached = cache.borrow().get(provider, now, refresh);
+    if let Some(j) = cached {
+        return Ok(j);
+    }
+    let stored = kv.get(&kv_key(provider)).json::<Stored>().await.ok().flatten();
+    if let Some(s) = stored.as_ref().filter(|s| usable(s.fetched_at, now, provider.jwks_max_age, refresh)) {
+        if let Ok(j) = Jwks::parse(&s.raw, s.fetched_at) {
+            cache.borrow_mut().put(provider, j.clone());
+            return Ok(j);
+        }
+    }
+    match fetch(&provider.jwks_url).await.and_then(|raw| Jwks::parse(&raw, now).map(|j| (raw, j))) {
+        Ok((raw, j)) => {
+            cache.borrow_mut().put(provider, j.clone());
+            let doc = serde_json::to_string(&Stored { raw, fetched_at: now }).unwrap_or_default();
+            // Another isolate may be writing the same key; losing that race loses nothing.
+            if let Ok(put) = kv.put(&kv_key(provider), doc) {
+                let _ = put.expiration_ttl(MAX_STALE_SECS).execute().await;
+            }
+            Ok(j)
+        }
+        Err(e) => {
+            console_warn!(
+                "{{\"level\":\"warn\",\"msg\":\"identity provider keys not fetched\",\"provider\":{},\"url\":{},\"detail\":{}}}",
+                json_str(&provider.name),
+                json_str(&provider.jwks_url),
+                json_str(&e.to_string())
+            );
+            let stale = cache.borrow().stale(provider, now);
+            stale
+                .or_else(|| stored.filter(|s| now < s.fetched_at + MAX_STALE_SECS).and_then(|s| Jwks::parse(&s.raw, s.fetched_at).ok()))
+                .ok_or_else(|| Error::IdentityProviderUnavailable(provider.name.clone()))
+        }
+    }
+}
+
+async fn fetch(url: &str) -> Result<String> {
+    let err = |what: String| Error::Internal(format!("jwks fetch: {what}"));
+    let controller = web_sys::AbortController::new().map_err(|e| err(format!("{e:?}")))?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    init.set_signal(Some(&controller.signal()));
+    let req = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| err(format!("{e:?}")))?;
+    let fetch = Fetch::Request(worker::Request::from(req));
+    let sent = Box::pin(fetch.send());
+    let mut res = match select(sent, Delay::from(Duration::from_millis(FETCH_TIMEOUT_MS))).await {
+        Either::Left((r, _)) => r.map_err(|e| err(e.to_string()))?,
+        Either::Right(_) => {
+            controller.abort();
+            return Err(err("timed out".into()));
+        }
+    };
+    if res.status_code() != 200 {
+        return Err(err(format!("status {}", res.status_code())));
+    }
+    let body = res.bytes().await.map_err(|e| err(e.to_string()))?;
+    if body.len() > MAX_JWKS_BYTES {
+        return Err(err("document too large".into()));
+    }
+    String::from_utf8(body).map_err(|_| err("not UTF-8".into()))
+}
