@@ -2,13 +2,16 @@
 // driven by playwright-core with the system Chromium.
 //
 // Env: GATEWAY_URL, ADMIN_TOKEN, EXPECT_ROUTE, EXPECT_REQUESTS, REVOKE_TOKEN_ID,
-// OUT_DIR (dashboard.png is written there); CHROMIUM (default /usr/bin/chromium).
+// OUT_DIR (dashboard.png is written there); CHROMIUM (default /usr/bin/chromium);
+// optional EXPECT_PARTNER with EXPECT_PARTNER_REQUESTS.
 //
 // It fails on any console error (Chromium reports Content-Security-Policy
 // violations as console errors) or uncaught page error; checks the page's CSP
-// header; signs in; waits for EXPECT_ROUTE's card to show EXPECT_REQUESTS;
-// revokes REVOKE_TOKEN_ID through the page and checks through the admin API that
-// it is revoked; saves a full-page screenshot at 1280x900.
+// header; signs in; waits for EXPECT_ROUTE's card to show EXPECT_REQUESTS; checks
+// that the principals panel lists at least one principal and, when EXPECT_PARTNER
+// is set, that the partner's card shows EXPECT_PARTNER_REQUESTS; revokes
+// REVOKE_TOKEN_ID through the page and checks through the admin API that it is
+// revoked; saves a full-page screenshot at 1280x900.
 
 import { chromium } from 'playwright-core';
 import { mkdir } from 'node:fs/promises';
@@ -54,6 +57,10 @@ async function run(problems, setBrowser) {
   if (!/^\d+$/.test(expected)) throw new Error(`EXPECT_REQUESTS must be an integer, got ${expected}`);
   if (!/^[A-Za-z0-9_-]+$/.test(route)) throw new Error(`EXPECT_ROUTE has unexpected characters: ${route}`);
   if (!/^[A-Za-z0-9_-]+$/.test(revokeId)) throw new Error(`REVOKE_TOKEN_ID has unexpected characters: ${revokeId}`);
+  const partner = process.env.EXPECT_PARTNER || null;
+  const partnerExpected = partner ? env('EXPECT_PARTNER_REQUESTS') : null;
+  if (partner && !/^[a-z0-9-]{1,64}$/.test(partner)) throw new Error(`EXPECT_PARTNER is not a partner name: ${partner}`);
+  if (partner && !/^\d+$/.test(partnerExpected)) throw new Error(`EXPECT_PARTNER_REQUESTS must be an integer, got ${partnerExpected}`);
 
   const before = (await listTokens(base, adminToken)).find((t) => t.id === revokeId);
   if (!before) throw new Error(`token ${revokeId} is not in GET /_gateway/tokens`);
@@ -100,6 +107,21 @@ async function run(problems, setBrowser) {
     return { ok: text === expected, detail: text == null ? `no card for the route; status: ${status}` : `card shows ${JSON.stringify(text)}; status: ${status}` };
   });
 
+  // Principals: the recorded tokens grouped by who they stand for, and service
+  // accounts. Any gateway that has issued a token (REVOKE_TOKEN_ID is one) lists one.
+  await poll('#principals listing a principal', 10_000, async () => {
+    const n = await page.locator('#principals [data-principal]').count();
+    return { ok: n >= 1, detail: `${n} principals listed` };
+  });
+
+  if (partner) {
+    const pcell = page.locator(`#partners [data-partner="${partner}"] .partner-requests`);
+    await poll(`partner ${partner} showing ${partnerExpected} requests`, ROUTE_WAIT_MS, async () => {
+      const text = (await pcell.count()) ? ((await pcell.first().textContent()) || '').trim() : null;
+      return { ok: text === partnerExpected, detail: text == null ? 'no card for the partner' : `card shows ${JSON.stringify(text)}` };
+    });
+  }
+
   // Revoke through the page: the Revoke button, then the in-page confirmation.
   const row = page.locator(`.token-row[data-token-id="${revokeId}"]`);
   await row.waitFor({ state: 'visible' });
@@ -132,7 +154,7 @@ try {
     timer = setTimeout(() => reject(new Error(`the test took longer than ${TOTAL_TIMEOUT_MS / 1000} s`)), TOTAL_TIMEOUT_MS);
   });
   const { shot } = await Promise.race([run(problems, (b) => { browser = b; }), timeout]);
-  console.log(`dashboard ok: route shows its requests, token revoked through the page, no console or CSP errors; screenshot ${shot}`);
+  console.log(`dashboard ok: route shows its requests, principals listed${process.env.EXPECT_PARTNER ? ', partner shows its requests' : ''}, token revoked through the page, no console or CSP errors; screenshot ${shot}`);
 } catch (e) {
   code = 1;
   console.error(`dashboard test FAILED: ${e && e.message ? e.message : e}`);

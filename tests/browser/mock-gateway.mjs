@@ -1,12 +1,14 @@
 // A stand-in for the gateway's admin API, for working on the dashboard without
 // building the gateway. It is NOT the gateway: it serves the dashboard files from
 // core/src/dashboard with the same Content-Security-Policy, and answers the admin
-// calls the page makes from canned, in-memory data (routes, tokens, metrics,
-// audit). Revoking and issuing tokens change that memory only; issued "tokens"
-// are not JWTs and the mock accepts only its own admin token.
+// calls the page makes from canned, in-memory data (routes, tokens, service
+// accounts, metrics with per-partner usage, audit). Revoking and issuing tokens
+// and creating or deleting service accounts change that memory only; issued
+// "tokens" are not JWTs and the mock accepts only its own admin token.
 //
 //   node tests/browser/mock-gateway.mjs      # prints the URL and the admin token
 //   MOCK_PORT=8799 MOCK_ADMIN_TOKEN=secret node tests/browser/mock-gateway.mjs
+//   MOCK_NO_SERVICE_ACCOUNTS=1 node ...      # answers 404 to /service-accounts, like an older gateway
 //
 // Listens on 127.0.0.1 only.
 
@@ -31,19 +33,28 @@ function seed(now) {
     id: id(), subject, kind, groups, routes: null, description, metadata: {}, created_by: 'admin@example.com',
     created_at: now - createdAgo, expires_at: now - createdAgo + ttl, revoked_at: null, last_used_at: null, request_count: 0, ...extra,
   });
+  // The first three are referred to by position in metrics() below.
   const tokens = [
     tok('alice@example.com', 'user', ['ml-team'], 'notebook', 3 * 86400, 30 * 86400),
     tok('ci-eval', 'service', ['ml-team', 'batch'], 'nightly evals', 10 * 86400, 10 * 86400 + 5 * 3600),
-    tok('acme-corp', 'partner', [], 'Acme integration <b>pilot</b>', 20 * 86400, 90 * 86400, { routes: ['llama-prod'] }),
+    tok('acme-corp', 'partner', [], 'Acme integration <b>pilot</b>', 20 * 86400, 90 * 86400, { routes: ['llama-prod'], metadata: { partner: 'acme', contract_id: 'C-2025-031' } }),
     tok('bob@example.com', 'user', ['ml-team'], 'old laptop', 40 * 86400, 60 * 86400, { revoked_at: now - 5 * 86400 }),
     tok('admin@example.com', 'user', ['admin'], 'dashboard', 86400, 7 * 86400),
+    tok('svc-batch', 'service', ['batch'], 'scoring job', 6 * 86400, 30 * 86400, { metadata: { service_account: 'svc-batch' } }),
+    tok('alice@example.com', 'user', ['ml-team'], 'eval script', 2 * 86400, 14 * 86400, { owner: 'corp:alice@example.com', metadata: { issued_via: 'self-service' }, created_by: 'alice@example.com' }),
+    tok('acme-corp', 'partner', [], 'Acme pilot (2024 contract)', 120 * 86400, 90 * 86400, { routes: ['llama-prod'], metadata: { partner: 'acme', contract_id: 'C-2024-112' }, revoked_at: now - 40 * 86400 }),
+    tok('globex-api', 'partner', [], 'Globex evaluation', 2 * 86400, 30 * 86400, { routes: ['mistral-dev'], metadata: { partner: 'globex', contract_id: 'GX-7' } }),
+  ];
+  const serviceAccounts = [
+    { name: 'svc-batch', groups: ['batch'], owner: 'data-platform@example.com', description: 'Nightly batch scoring', created_at: now - 8 * 86400, created_by: 'admin@example.com' },
+    { name: 'svc-reports', groups: ['analytics'], owner: 'bi-team@example.com', description: 'Weekly usage reports', created_at: now - 3600, created_by: 'admin@example.com' },
   ];
   const audit = [];
   for (let i = 1; i <= 64; i++) {
     const t = tokens[i % tokens.length];
     audit.push({ seq: i, at: now - (65 - i) * 1800, actor: 'admin@example.com', actor_token: 'tok_admin', action: i % 3 ? 'token.issue' : 'route.put', object: i % 3 ? `token/${t.id}` : `route/${routes[i % 2].name}`, outcome: i % 17 ? 'ok' : 'conflict' });
   }
-  return { routes, tokens, audit };
+  return { routes, tokens, serviceAccounts, audit };
 }
 
 function distribution(p50, p95, p99) {
@@ -57,6 +68,8 @@ function metrics(db, now) {
     return { at: minute - (59 - i) * 60, requests, errors: errEvery && i % errEvery === 0 ? Math.min(requests, 2) : 0 };
   });
   const [alice, ci, acme] = db.tokens;
+  const batch = db.tokens.find((t) => t.subject === 'svc-batch');
+  const selfService = db.tokens.find((t) => t.owner);
   const sum = (s, k) => s.reduce((a, p) => a + p[k], 0);
   const llama = series(7, 13);
   const mistral = series(1.5, 0);
@@ -92,6 +105,12 @@ function metrics(db, now) {
       [ci.id]: { requests: 420, routes: { 'llama-prod': 310, 'mistral-dev': 110 }, last_seen: now - 3 * 3600, prompt_tokens: 300000, completion_tokens: 60000 },
       [acme.id]: { requests: 224, routes: { 'llama-prod': 224 }, last_seen: now - 26 * 3600, prompt_tokens: 12000, completion_tokens: 300 },
       tok_mintedoffline000000000000: { requests: 4, routes: { k7q2m9x4zp: 4 }, last_seen: now - 2 * 86400, prompt_tokens: 120, completion_tokens: 300 },
+      ...(batch ? { [batch.id]: { requests: 96, routes: { 'llama-prod': 96 }, last_seen: now - 7 * 3600, prompt_tokens: 41000, completion_tokens: 9000 } } : {}),
+      ...(selfService ? { [selfService.id]: { requests: 18, routes: { 'mistral-dev': 18 }, last_seen: now - 20 * 60, prompt_tokens: 5400, completion_tokens: 2100 } } : {}),
+    },
+    // Usage by partner: the acme token's traffic (the globex token has not been used).
+    partners: {
+      acme: { requests: 224, routes: { 'llama-prod': 224 }, last_seen: now - 26 * 3600, prompt_tokens: 12000, completion_tokens: 300 },
     },
   };
 }
@@ -114,7 +133,12 @@ async function body(req) {
   }
 }
 
-export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomBytes(8).toString('hex') } = {}) {
+const tokenList = (db, now, filter = () => true) =>
+  db.tokens.filter(filter).sort((a, b) => b.created_at - a.created_at).map((t) => ({ ...t, revoked: t.revoked_at != null, expired: now >= t.expires_at }));
+
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomBytes(8).toString('hex'), noServiceAccounts = false } = {}) {
   const now = () => Math.floor(Date.now() / 1000);
   const db = seed(now());
   const audit = (action, object, outcome) => db.audit.push({ seq: db.audit.length + 1, at: now(), actor: 'admin@example.com', actor_token: 'tok_admin', action, object, outcome });
@@ -132,14 +156,20 @@ export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomB
       return error(res, 401, 'authentication_error', 'invalid_token', req.headers.authorization ? 'token signature is invalid' : 'missing bearer token', { 'www-authenticate': 'Bearer error="invalid_token"' });
     }
     const parts = url.pathname.slice('/_gateway/'.length).split('/');
-    const key = `${req.method} ${parts[0]}${parts.length > 1 ? '/:id' : ''}`;
+    const key = `${req.method} ${parts[0]}${parts.length > 1 ? '/:id' : ''}${parts.length > 2 ? '/' + parts.slice(2).join('/') : ''}`;
+    if (noServiceAccounts && parts[0] === 'service-accounts') return error(res, 404, 'invalid_request_error', 'not_found', 'no such admin call');
+    const newToken = (fields) => {
+      const t = { id: 'tok_' + randomBytes(13).toString('hex').slice(0, 26), routes: null, description: '', metadata: {}, created_by: 'admin@example.com', created_at: now(), revoked_at: null, last_used_at: null, request_count: 0, ...fields };
+      db.tokens.push(t);
+      return t;
+    };
     switch (key) {
       case 'GET metrics':
         return send(res, 200, metrics(db, now()));
       case 'GET routes':
         return send(res, 200, { routes: db.routes });
       case 'GET tokens':
-        return send(res, 200, { tokens: [...db.tokens].sort((a, b) => b.created_at - a.created_at).map((t) => ({ ...t, revoked: t.revoked_at != null, expired: now() >= t.expires_at })) });
+        return send(res, 200, { tokens: tokenList(db, now()) });
       case 'POST tokens': {
         const b = await body(req);
         if (!b || typeof b !== 'object') return error(res, 400, 'invalid_request_error', 'invalid_body', 'body must be a JSON object');
@@ -147,8 +177,9 @@ export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomB
         if (!['user', 'service', 'partner'].includes(b.kind)) return error(res, 400, 'invalid_request_error', 'invalid_field', 'kind: must be user, service or partner');
         if (!Number.isInteger(b.ttl_seconds) || b.ttl_seconds < 60 || b.ttl_seconds > 90 * 86400) return error(res, 400, 'invalid_request_error', 'invalid_field', `ttl_seconds: must be between 60 and ${90 * 86400} seconds`);
         if (b.kind === 'partner' && !Array.isArray(b.routes)) return error(res, 400, 'invalid_request_error', 'invalid_field', 'routes: a partner token needs an allow-list');
-        const t = { id: 'tok_' + randomBytes(13).toString('hex').slice(0, 26), subject: b.subject, kind: b.kind, groups: b.groups || [], routes: b.routes || null, description: b.description || '', metadata: b.metadata || {}, created_by: 'admin@example.com', created_at: now(), expires_at: now() + b.ttl_seconds, revoked_at: null, last_used_at: null, request_count: 0 };
-        db.tokens.push(t);
+        if (b.kind === 'partner' && !/^[a-z0-9-]{1,64}$/.test(b.metadata?.partner || '')) return error(res, 400, 'invalid_request_error', 'invalid_field', 'metadata.partner: a partner token names its partner, ^[a-z0-9-]{1,64}$');
+        if (b.kind === 'partner' && !String(b.metadata?.contract_id || '').trim()) return error(res, 400, 'invalid_request_error', 'invalid_field', 'metadata.contract_id: a partner token names the contract it is issued under');
+        const t = newToken({ subject: b.subject, kind: b.kind, groups: b.groups || [], routes: b.routes || null, description: b.description || '', metadata: b.metadata || {}, expires_at: now() + b.ttl_seconds });
         audit('token.issue', `token/${t.id}`, 'ok');
         return send(res, 201, { id: t.id, token: 'mock.' + randomBytes(48).toString('base64url') + '.not-a-real-jwt', expires_at: t.expires_at });
       }
@@ -163,6 +194,56 @@ export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomB
         t.revoked_at = now();
         audit('token.revoke', `token/${id}`, 'ok');
         return send(res, 200, { id, revoked: true, revoked_at: t.revoked_at });
+      }
+      case 'GET service-accounts':
+        return send(res, 200, { service_accounts: [...db.serviceAccounts].sort((a, b) => (a.name < b.name ? -1 : 1)) });
+      case 'POST service-accounts': {
+        const b = await body(req);
+        if (!b || typeof b !== 'object') return error(res, 400, 'invalid_request_error', 'invalid_body', 'body must be a JSON object');
+        const unknown = Object.keys(b).find((k) => !['name', 'groups', 'owner', 'description'].includes(k));
+        if (unknown) return error(res, 400, 'invalid_request_error', 'invalid_body', `unknown field \`${unknown}\``);
+        if (typeof b.name !== 'string' || !NAME.test(b.name)) return error(res, 400, 'invalid_request_error', 'invalid_field', 'name: must match ^[a-z0-9][a-z0-9-]{0,62}$');
+        if (typeof b.owner !== 'string' || !b.owner.trim()) return error(res, 400, 'invalid_request_error', 'invalid_field', 'owner: must be 1-128 printable characters');
+        if (db.serviceAccounts.some((a) => a.name === b.name)) return error(res, 409, 'invalid_request_error', 'conflict', `service account \`${b.name}\` already exists`);
+        const a = { name: b.name, groups: Array.isArray(b.groups) ? b.groups : [], owner: b.owner, description: b.description || '', created_at: now(), created_by: 'admin@example.com' };
+        db.serviceAccounts.push(a);
+        audit('service_account.create', `service-account/${a.name}`, 'ok');
+        return send(res, 201, a);
+      }
+      case 'GET service-accounts/:id': {
+        const name = decodeURIComponent(parts[1]);
+        const a = db.serviceAccounts.find((x) => x.name === name);
+        if (!a) return error(res, 404, 'invalid_request_error', 'not_found', `no service account \`${name}\``);
+        return send(res, 200, { ...a, tokens: tokenList(db, now(), (t) => t.kind === 'service' && t.subject === name) });
+      }
+      case 'DELETE service-accounts/:id': {
+        const name = decodeURIComponent(parts[1]);
+        const i = db.serviceAccounts.findIndex((x) => x.name === name);
+        if (i < 0) return error(res, 404, 'invalid_request_error', 'not_found', `no service account \`${name}\``);
+        let revoked = 0;
+        for (const t of db.tokens) {
+          if (t.kind === 'service' && t.subject === name && t.revoked_at == null) {
+            t.revoked_at = now();
+            revoked++;
+          }
+        }
+        db.serviceAccounts.splice(i, 1);
+        audit('service_account.delete', `service-account/${name}`, 'ok');
+        return send(res, 200, { deleted: name, revoked_tokens: revoked });
+      }
+      case 'POST service-accounts/:id/tokens': {
+        const name = decodeURIComponent(parts[1]);
+        const a = db.serviceAccounts.find((x) => x.name === name);
+        if (!a) return error(res, 404, 'invalid_request_error', 'not_found', `no service account \`${name}\``);
+        const b = await body(req);
+        if (!b || typeof b !== 'object') return error(res, 400, 'invalid_request_error', 'invalid_body', 'body must be a JSON object');
+        const unknown = Object.keys(b).find((k) => !['ttl_seconds', 'description', 'routes', 'rate_limit_rpm', 'groups'].includes(k));
+        if (unknown) return error(res, 400, 'invalid_request_error', 'invalid_body', `unknown field \`${unknown}\``);
+        if (b.groups !== undefined) return error(res, 400, 'invalid_request_error', 'invalid_field', "groups: a service account's tokens carry the account's groups");
+        if (!Number.isInteger(b.ttl_seconds) || b.ttl_seconds < 60 || b.ttl_seconds > 90 * 86400) return error(res, 400, 'invalid_request_error', 'invalid_field', `ttl_seconds: must be between 60 and ${90 * 86400} seconds`);
+        const t = newToken({ subject: name, kind: 'service', groups: a.groups, routes: Array.isArray(b.routes) ? b.routes : null, description: b.description || '', metadata: { service_account: name }, expires_at: now() + b.ttl_seconds });
+        audit('service_account.token', `service-account/${name}`, 'ok');
+        return send(res, 201, { id: t.id, token: 'mock.' + randomBytes(48).toString('base64url') + '.not-a-real-jwt', expires_at: t.expires_at });
       }
       case 'GET audit': {
         const limit = Math.min(Math.max(Number(url.searchParams.get('limit')) || 50, 1), 500);
@@ -180,8 +261,10 @@ export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomB
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const m = await startMock({ port: Number(process.env.MOCK_PORT || 0), adminToken: process.env.MOCK_ADMIN_TOKEN || undefined });
+  const noServiceAccounts = process.env.MOCK_NO_SERVICE_ACCOUNTS === '1';
+  const m = await startMock({ port: Number(process.env.MOCK_PORT || 0), adminToken: process.env.MOCK_ADMIN_TOKEN || undefined, noServiceAccounts });
   const active = m.db.tokens.find((t) => t.revoked_at == null && t.subject === 'alice@example.com');
   console.log(`mock gateway (canned data, not the real gateway) on ${m.url}/_gateway/dashboard`);
-  console.log(`GATEWAY_URL=${m.url} ADMIN_TOKEN=${m.adminToken} EXPECT_ROUTE=llama-prod EXPECT_REQUESTS=1234 REVOKE_TOKEN_ID=${active.id}`);
+  if (noServiceAccounts) console.log('answering 404 to /_gateway/service-accounts like an older gateway (the browser logs that 404 as a console error, so dashboard.mjs fails on it)');
+  console.log(`GATEWAY_URL=${m.url} ADMIN_TOKEN=${m.adminToken} EXPECT_ROUTE=llama-prod EXPECT_REQUESTS=1234 REVOKE_TOKEN_ID=${active.id} EXPECT_PARTNER=acme EXPECT_PARTNER_REQUESTS=224`);
 }

@@ -131,6 +131,7 @@ async fn auth_failures_are_401_with_codes(c: &Ctx) -> CaseResult {
         kind: TokenKind::User,
         routes: None,
         rpm: None,
+        partner: None,
     };
     let expired = issuer.sign(&claims(now - 7200, now - 3600)).map_err(|e| e.to_string())?;
     let (s, code, _) = error_code(c.get(&path, Some(&expired), &[]).await?).await;

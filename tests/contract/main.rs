@@ -6,11 +6,13 @@
 //! cases whose name contains NAME.
 
 mod cases;
+mod identity;
 mod observe;
 use gateway_tests::deploy;
 
 use gateway_core::token::{new_token_id, TokenIssuer, TokenKind, TokenRequest};
 use gateway_core::Config;
+use gateway_tests::oidc::{KeySet, OidcStandIn};
 use gateway_tests::standin::{StandIn, StandInOptions};
 use serde_json::{json, Value};
 use std::future::Future;
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const TEST_KEYS: &str = r#"[{"kid":"contract-1","alg":"HS256","secret":"Y29udHJhY3QtdGVzdC1rZXktMzItYnl0ZXMtbG9uZyEh"}]"#;
 /// The upstream key the `keyed` stand-in demands, given to the gateway as a secret.
 pub const UPSTREAM_KEY: &str = "sk-vllm-contract-upstream";
+/// The audience the trusted identity provider's tokens must name.
+pub const OIDC_AUDIENCE: &str = "ai-gateway";
 
 pub type CaseResult = Result<(), String>;
 type CaseFn = for<'a> fn(&'a Ctx) -> Pin<Box<dyn Future<Output = CaseResult> + 'a>>;
@@ -47,6 +51,10 @@ pub struct Ctx {
     pub b: StandIn,
     pub c: StandIn,
     pub keyed: StandIn,
+    /// The identity provider the deployment trusts (provider `corp`).
+    pub idp: OidcStandIn,
+    /// An identity provider with its own keys that the deployment does not trust.
+    pub rogue: OidcStandIn,
     pub tf_route: String,
     names: AtomicU32,
 }
@@ -193,6 +201,15 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
     let mut keyed_opts = StandInOptions::new("keyed");
     keyed_opts.api_key = Some(UPSTREAM_KEY.to_string());
     let keyed = StandIn::start(keyed_opts).await.expect("stand-in keyed");
+    let idp = OidcStandIn::start().await.expect("stand-in identity provider");
+    let rogue = OidcStandIn::start_with(KeySet::B).await.expect("rogue identity provider");
+    let providers = json!([{
+        "name": "corp", "issuer": idp.issuer(), "audience": OIDC_AUDIENCE, "jwks_url": idp.jwks_url(),
+        "algorithms": ["RS256", "ES256"], "groups_claim": "groups",
+        "group_map": {"ml-engineers": ["ml-team"], "gw-admins": ["admin"]},
+        "subject_claim": "email", "jwks_max_age_seconds": 60
+    }])
+    .to_string();
 
     // A route as Terraform writes it (infra/modules/routes), present before the gateway starts.
     let tf_route = "tf-managed".to_string();
@@ -206,6 +223,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
         ("GATEWAY_ALLOW_HTTP", "1".to_string()),
         ("GATEWAY_CACHE_SECONDS", "1".to_string()),
         ("VLLM_CONTRACT_KEY", UPSTREAM_KEY.to_string()),
+        ("GATEWAY_OIDC_PROVIDERS", providers),
     ];
     let seeds = [deploy::Seed { name: tf_route.clone(), json: tf_json }];
     // Kept alive until the end: dropping them stops the processes.
@@ -246,13 +264,15 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
         b,
         c,
         keyed,
+        idp,
+        rogue,
         tf_route,
         names: AtomicU32::new(0),
     };
     println!("contract suite against {deployment:?} at {}", ctx.base);
     let mut failed = Vec::new();
     let mut ran = 0;
-    for (name, case) in cases::ALL.iter().chain(observe::ALL) {
+    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL) {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }

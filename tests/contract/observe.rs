@@ -275,8 +275,18 @@ async fn dashboard_in_a_browser(c: &Ctx) -> CaseResult {
     c.route_over(&name, &[&c.a, &c.b]).await?;
     let (_, user) = c.issue(json!({"subject": "alice@example.com", "kind": "user", "groups": ["ml-team"], "ttl_seconds": 3600, "description": "notebook"})).await?;
     let (revoke_id, _) = c.issue(json!({"subject": "ci-bot", "kind": "service", "groups": ["ml-team"], "ttl_seconds": 7200, "description": "to revoke"})).await?;
-    for i in 0..7 {
+    let partner = c.name("globex");
+    let (_, partner_token) = c
+        .issue(json!({"subject": "globex-integration", "kind": "partner", "routes": [name], "ttl_seconds": 86400,
+                      "metadata": {"partner": partner, "contract_id": "C-2026-007"}, "description": "pilot"}))
+        .await?;
+    let (status, _) = c.admin_call(Method::POST, "service-accounts", Some(json!({"name": c.name("nightly-evals"), "groups": ["ml-team"], "owner": "ml-platform@corp.example"}))).await?;
+    ensure!(status == 201, "service account: {status}");
+    for i in 0..5 {
         c.served_by(&format!("/{name}/v1/models"), Some(&user), &[("x-session-id", &format!("d-{i}"))]).await?;
+    }
+    for i in 0..2 {
+        c.served_by(&format!("/{name}/v1/models"), Some(&partner_token), &[("x-session-id", &format!("p-{i}"))]).await?;
     }
     chat(c, &name, &user, true, "hello dashboard", 3).await?;
     settled(c, &name, 8).await?;
@@ -295,6 +305,8 @@ async fn dashboard_in_a_browser(c: &Ctx) -> CaseResult {
             .env("EXPECT_ROUTE", &name)
             .env("EXPECT_REQUESTS", "8")
             .env("REVOKE_TOKEN_ID", &revoke_id)
+            .env("EXPECT_PARTNER", &partner)
+            .env("EXPECT_PARTNER_REQUESTS", "2")
             .env("OUT_DIR", &out_dir)
             .output()
     })

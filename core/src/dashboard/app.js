@@ -1029,7 +1029,7 @@
     }
     container.appendChild(h('table', { class: 'data principals-table' },
       h('thead', null, h('tr', null,
-        h('th', { text: 'Principal' }), h('th', { text: 'Kind' }), h('th', { text: 'Groups' }),
+        h('th', { text: 'Principal' }), h('th', { text: 'Kind and groups' }),
         h('th', { class: 'num', text: 'Active tokens' }), h('th', { text: 'Last use' }), h('th', { class: 'num', text: 'Requests' }), h('th', { class: 'actions-col', text: '' }))),
       rows.map(principalBody)));
   }
@@ -1069,13 +1069,13 @@
         actions.push(h('button', { type: 'button', class: 'btn btn-small btn-danger', disabled: true, text: 'Deleting…' }));
       } else if (state.pendingDelete === a.name) {
         actions.push(h('span', { class: 'confirm' },
-          h('span', { class: 'small bad confirm-note', text: p.active ? 'Revokes ' + p.active + ' active token' + (p.active === 1 ? '' : 's') : 'It has no active token' }),
+          h('span', { class: 'small bad confirm-note', text: p.active ? 'Also revokes ' + p.active + ' token' + (p.active === 1 ? '' : 's') : 'No active token' }),
           h('button', { type: 'button', class: 'btn btn-small btn-danger sa-delete-confirm', 'data-account': a.name, text: 'Confirm delete' }),
           h('button', { type: 'button', class: 'btn btn-small btn-quiet sa-delete-cancel', 'data-account': a.name, text: 'Cancel' })));
       } else {
         actions.push(h('span', { class: 'row-actions' },
           h('button', { type: 'button', class: 'btn btn-small sa-issue-open', 'data-account': a.name, text: 'Issue token', 'aria-label': 'Issue a token for service account ' + a.name }),
-          h('button', { type: 'button', class: 'btn btn-small revoke sa-delete', 'data-account': a.name, text: 'Delete', 'aria-label': 'Delete service account ' + a.name })));
+          h('button', { type: 'button', class: 'btn btn-small sa-delete', 'data-account': a.name, text: 'Delete', 'aria-label': 'Delete service account ' + a.name })));
       }
     }
 
@@ -1090,17 +1090,18 @@
           head,
           detail.length ? h('div', { class: 'small muted principal-detail' }, detail.map(function (d, i) { return i ? [' · ', d] : d; })) : null,
           a ? h('div', { class: 'muted small created' }, 'created ', when(a.created_at), a.created_by ? ' by ' + a.created_by : null) : null),
-        h('td', null, h('span', { class: 'badges-inline' }, kinds)),
-        h('td', null, p.groups.length ? p.groups.map(function (g) { return h('span', { class: 'chip', text: g }); }) : h('span', { class: 'muted', text: '—' })),
+        h('td', { class: 'principal-kind' },
+          h('div', { class: 'badges-inline' }, kinds),
+          p.groups.length ? h('div', { class: 'principal-groups' }, p.groups.map(function (g) { return h('span', { class: 'chip', text: g }); })) : null),
         h('td', { class: 'num' },
           h('span', { class: 'principal-active', 'data-value': p.active, text: String(p.active) }),
-          h('div', { class: 'muted small principal-total', text: p.tokens.length ? 'of ' + p.tokens.length : 'no tokens' })),
+          p.tokens.length !== p.active ? h('div', { class: 'muted small principal-total', text: p.tokens.length ? 'of ' + p.tokens.length : 'no tokens' }) : null),
         h('td', { class: 'nowrap principal-last-use' }, when(p.lastUse)),
         h('td', { class: 'num principal-requests', text: compact(p.requests) }),
         h('td', { class: 'actions-col' }, actions)));
     if (open) {
       body.appendChild(h('tr', { class: 'principal-tokens' },
-        h('td', { colspan: 7 },
+        h('td', { colspan: 6 },
           h('table', { class: 'data tokens-table nested' },
             tokensTableHead(),
             h('tbody', null, p.tokens.map(function (t) { return tokenRow(t, 'principals'); }))))));
@@ -1188,7 +1189,9 @@
         h('div', { class: 'section-head' }, h('span', { class: 'section-title', text: 'Partner tokens' })),
         tokens.length
           ? h('table', { class: 'mini partner-tokens' },
-            h('thead', null, h('tr', null, h('th', { text: 'Token' }), h('th', { text: 'Contract' }), h('th', { text: 'Expires' }), h('th', { class: 'num', text: 'Requests' }))),
+            h('thead', null, h('tr', null,
+              h('th', { class: 'pt-who', text: 'Token' }), h('th', { class: 'pt-contract', text: 'Contract' }),
+              h('th', { class: 'pt-expires', text: 'Expires' }), h('th', { class: 'num pt-requests', text: 'Requests' }))),
             h('tbody', null, tokens.map(function (t) {
               var st = tokenState(t);
               return h('tr', { class: 'partner-token ' + st, 'data-token-id': t.id },
