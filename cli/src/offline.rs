@@ -113,6 +113,8 @@ mod tests {
         partner.kind = TokenKind::Partner;
         assert!(mint(&cfg, &partner, NOW).unwrap_err().contains("routes"));
         partner.routes = Some(vec!["llama".into()]);
+        assert!(mint(&cfg, &partner, NOW).unwrap_err().contains("cannot hold `admin`"));
+        partner.groups = vec!["ml-team".into()];
         // Partner tokens name their partner and contract, which only the admin API takes (`--meta`).
         assert!(mint(&cfg, &partner, NOW).unwrap_err().contains("metadata.partner"));
         let mut service = spec(600);
