@@ -16,6 +16,10 @@ use serde_json::{json, Value};
 pub const MAX_ADMIN_BODY: usize = 1024 * 1024;
 /// Longest lease an endpoint may take.
 pub const MAX_LEASE_SECONDS: u64 = 24 * 3600;
+/// Longest life of a self-service token (and never more than `GATEWAY_MAX_TOKEN_TTL_SECONDS`).
+pub const MAX_SELF_SERVICE_TTL: u64 = 30 * 24 * 3600;
+/// Active self-service tokens one user may hold.
+pub const MAX_SELF_SERVICE_TOKENS: usize = 25;
 /// Shortest life of an ephemeral route.
 pub const MIN_EPHEMERAL_SECONDS: u64 = 5;
 /// Longest life of an ephemeral route.
@@ -636,15 +640,31 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             if who.provider.is_none() || who.kind != TokenKind::User {
                 return Err(Error::Forbidden("self-service tokens are for users signed in through the identity provider".into()));
             }
+            if req.rate_limit_rpm.is_some() {
+                return Err(Error::bad_request("rate_limit_rpm", "is set by an admin; self-service tokens take the route's limit"));
+            }
+            // Admin rights stay with the sign-in: a token that outlives it never carries them.
             let groups = match req.groups {
-                None => who.groups.clone(),
+                None => who.groups.iter().filter(|g| *g != crate::rbac::ADMIN_GROUP).cloned().collect(),
                 Some(asked) => {
                     if let Some(g) = asked.iter().find(|g| !who.has_group(g)) {
                         return Err(Error::Forbidden(format!("you do not hold group `{g}`")));
                     }
+                    if asked.iter().any(|g| g == crate::rbac::ADMIN_GROUP) {
+                        return Err(Error::Forbidden("self-service tokens cannot carry `admin`; ask an admin for one".into()));
+                    }
                     asked
                 }
             };
+            let max = cfg.max_token_ttl.min(MAX_SELF_SERVICE_TTL);
+            if req.ttl_seconds.is_some_and(|t| t > max) {
+                return Err(Error::bad_request("ttl_seconds", format!("self-service tokens live at most {max} seconds")));
+            }
+            let me = owner_of(who);
+            let active = store.list_tokens().await?.iter().filter(|t| t.owner.as_deref() == Some(me.as_str()) && t.revoked_at.is_none() && t.expires_at > now).count();
+            if active >= MAX_SELF_SERVICE_TOKENS {
+                return Err(Error::Forbidden(format!("you hold {MAX_SELF_SERVICE_TOKENS} active self-service tokens; revoke one first")));
+            }
             let treq = TokenRequest {
                 subject: who.subject.clone(),
                 kind: TokenKind::User,
@@ -655,7 +675,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 metadata: [("issued_via".to_string(), "self-service".to_string())].into(),
                 rate_limit_rpm: req.rate_limit_rpm,
             };
-            issue(cfg, store, now, who, treq, Some(owner_of(who))).await
+            issue(cfg, store, now, who, treq, Some(me)).await
         }
         AdminCommand::CreateServiceAccount(req) => {
             let check = TokenRequest {
@@ -867,10 +887,17 @@ mod tests {
         assert!(matches!(call(&cfg, &store, Some(&gw), Method::POST, "me/tokens", r#"{"ttl_seconds": 600}"#), Err(Error::Forbidden(_))));
 
         let mine = call(&cfg, &store, Some(&alice), Method::GET, "me/tokens", "").unwrap().body;
-        assert_eq!(mine["tokens"][0]["owner"], "corp:alice@corp.example");
+        assert_eq!(mine["tokens"][0]["owner"], "oidc:corp:id-alice@corp.example");
+        // No own rate limit, no admin, at most 30 days, at most 25 at once.
+        assert!(matches!(call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", r#"{"ttl_seconds": 600, "rate_limit_rpm": 1000000}"#), Err(Error::BadRequest { .. })));
+        assert!(matches!(call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", &format!(r#"{{"ttl_seconds": {}}}"#, MAX_SELF_SERVICE_TTL + 1)), Err(Error::BadRequest { .. })));
+        for _ in 1..MAX_SELF_SERVICE_TOKENS {
+            call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", r#"{"ttl_seconds": 600}"#).unwrap();
+        }
+        assert!(matches!(call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", r#"{"ttl_seconds": 600}"#), Err(Error::Forbidden(_))));
         call(&cfg, &store, Some(&alice), Method::DELETE, &format!("me/tokens/{id}"), "").unwrap();
         assert!(block_on(store.is_revoked(&id)).unwrap());
-        let audit = block_on(store.audit(None, 10)).unwrap();
+        let audit = block_on(store.audit(None, 1000)).unwrap();
         assert!(audit.iter().any(|e| e.action == "token.revoke" && e.actor == "alice@corp.example" && e.outcome == "ok"));
         assert!(audit.iter().any(|e| e.action == "token.issue" && e.object == format!("token/{id}")));
     }

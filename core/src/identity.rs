@@ -21,8 +21,13 @@ pub async fn authenticate<S: RouteSource>(cfg: &Config, store: &S, authorization
     Ok(p)
 }
 
-/// The identity that owns self-service tokens: `{provider}:{subject}`, or
-/// `gateway:{subject}` for a principal holding one of the gateway's own tokens.
+/// The identity that owns self-service tokens: for a user signed in through a
+/// provider, `oidc:{provider}:{sub}` (the provider's stable id, never the
+/// e-mail or other display claim a user might change); `gateway:{subject}`
+/// for a principal holding one of the gateway's own tokens.
 pub fn owner_of(p: &Principal) -> String {
-    format!("{}:{}", p.provider.as_deref().unwrap_or("gateway"), p.subject)
+    match p.provider {
+        Some(_) => p.token_id.clone(),
+        None => format!("gateway:{}", p.subject),
+    }
 }

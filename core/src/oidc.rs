@@ -208,6 +208,7 @@ pub fn usable(fetched_at: u64, now: u64, max_age: u64, refresh: bool) -> bool {
 #[derive(Default, Debug)]
 pub struct JwksCache {
     sets: BTreeMap<String, Jwks>,
+    failed_at: BTreeMap<String, u64>,
 }
 
 impl JwksCache {
@@ -221,7 +222,18 @@ impl JwksCache {
     }
     /// Keeps a freshly fetched set.
     pub fn put(&mut self, provider: &Provider, jwks: Jwks) {
+        self.failed_at.remove(&provider.name);
         self.sets.insert(provider.name.clone(), jwks);
+    }
+    /// Notes a failed fetch: for [`MIN_REFRESH_SECS`] no other is tried, so an
+    /// unreachable provider (or a flood of tokens naming unknown keys) costs one
+    /// fetch timeout per few seconds, not one per request.
+    pub fn failed(&mut self, provider: &Provider, now: u64) {
+        self.failed_at.insert(provider.name.clone(), now);
+    }
+    /// True while a failed fetch is recent enough that no other should be tried.
+    pub fn backing_off(&self, provider: &Provider, now: u64) -> bool {
+        self.failed_at.get(&provider.name).is_some_and(|&t| now < t.saturating_add(MIN_REFRESH_SECS))
     }
 }
 
@@ -249,7 +261,9 @@ pub fn groups_of(provider: &Provider, claims: &Value) -> Vec<String> {
     };
     let mut out: Vec<String> = match &provider.group_map {
         Some(map) => idp.iter().filter_map(|g| map.get(*g)).flatten().cloned().collect(),
-        None => idp.iter().filter(|g| is_group(g)).map(|g| g.to_string()).collect(),
+        // Unmapped names pass as they are, except `admin`: who may create groups at the
+        // IdP must not become a gateway admin by naming one so. Admin is granted by a map only.
+        None => idp.iter().filter(|g| is_group(g) && **g != crate::rbac::ADMIN_GROUP).map(|g| g.to_string()).collect(),
     };
     out.sort();
     out.dedup();
@@ -403,9 +417,14 @@ pub(crate) mod tests {
         assert_eq!(p.subject, "alice@corp.example");
         assert_eq!(p.groups, ["ml-team", "notebooks"], "interns maps to nothing");
         assert_eq!((p.kind, p.provider.as_deref(), p.token_id.as_str(), p.expires_at), (TokenKind::User, Some("corp"), "oidc:corp:u-123", NOW + 300));
-        // Without a map, names pass as they are.
+        // Without a map, names pass as they are, but `admin` only ever comes from a map.
         let open = config(r#"["EdDSA"]"#, None);
-        assert_eq!(check(&open, &sign(ed_header("ed-1"), &claims())).unwrap().unwrap().groups, ["interns", "ml-engineers"]);
+        let mut c = claims();
+        c["realm"]["groups"] = json!(["ml-engineers", "interns", "admin"]);
+        assert_eq!(check(&open, &sign(ed_header("ed-1"), &c)).unwrap().unwrap().groups, ["interns", "ml-engineers"]);
+        let mapped = config(r#"["EdDSA"]"#, Some(json!({"platform-admins": ["admin"]})));
+        c["realm"]["groups"] = json!(["platform-admins"]);
+        assert_eq!(check(&mapped, &sign(ed_header("ed-1"), &c)).unwrap().unwrap().groups, ["admin"]);
     }
 
     #[test]
@@ -520,5 +539,9 @@ pub(crate) mod tests {
         assert_eq!(cache.get(p, NOW + 10, false).unwrap().kids(), ["ed-1"]);
         assert!(cache.get(p, NOW + 10, true).is_none());
         assert!(cache.stale(p, NOW + 3600).is_some() && cache.stale(p, NOW + MAX_STALE_SECS).is_none());
+        cache.failed(p, NOW + 700);
+        assert!(cache.backing_off(p, NOW + 700 + MIN_REFRESH_SECS - 1) && !cache.backing_off(p, NOW + 700 + MIN_REFRESH_SECS));
+        cache.put(p, Jwks::parse(&jwks_doc(), NOW + 701).unwrap());
+        assert!(!cache.backing_off(p, NOW + 701), "a success ends the back-off");
     }
 }

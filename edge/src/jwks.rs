@@ -19,6 +19,8 @@ const FETCH_TIMEOUT_MS: u64 = 3_000;
 /// A JWKS document as kept in KV.
 #[derive(Serialize, Deserialize)]
 struct Stored {
+    /// Where it was fetched from: a provider whose `jwks_url` changed never reuses the old keys.
+    url: String,
     raw: String,
     fetched_at: u64,
 }
@@ -27,24 +29,32 @@ fn kv_key(provider: &Provider) -> String {
     format!("jwks:{}", provider.name)
 }
 
-/// The provider's keys: memory, then KV, then the provider; stale keys when it is unreachable.
-pub(crate) async fn jwks(kv: &KvStore, cache: &RefCell<JwksCache>, provider: &Provider, refresh: bool) -> Result<Jwks> {
+/// The provider's keys: memory, then KV, then (when `may_fetch`) the provider; stale keys
+/// when it is unreachable. The state object passes `may_fetch = false`: it never waits on
+/// an identity provider while it holds its lock; the Worker fetched just before calling it.
+pub(crate) async fn jwks(kv: &KvStore, cache: &RefCell<JwksCache>, provider: &Provider, refresh: bool, may_fetch: bool) -> Result<Jwks> {
     let now = now_secs();
     let cached = cache.borrow().get(provider, now, refresh);
     if let Some(j) = cached {
         return Ok(j);
     }
-    let stored = kv.get(&kv_key(provider)).json::<Stored>().await.ok().flatten();
+    let stored = kv.get(&kv_key(provider)).json::<Stored>().await.ok().flatten().filter(|s| s.url == provider.jwks_url);
     if let Some(s) = stored.as_ref().filter(|s| usable(s.fetched_at, now, provider.jwks_max_age, refresh)) {
         if let Ok(j) = Jwks::parse(&s.raw, s.fetched_at) {
             cache.borrow_mut().put(provider, j.clone());
             return Ok(j);
         }
     }
-    match fetch(&provider.jwks_url).await.and_then(|raw| Jwks::parse(&raw, now).map(|j| (raw, j))) {
+    let backing_off = !may_fetch || cache.borrow().backing_off(provider, now);
+    let fetched = if backing_off {
+        Err(Error::Internal("a fetch failed moments ago".into()))
+    } else {
+        fetch(&provider.jwks_url).await.and_then(|raw| Jwks::parse(&raw, now).map(|j| (raw, j)))
+    };
+    match fetched {
         Ok((raw, j)) => {
             cache.borrow_mut().put(provider, j.clone());
-            let doc = serde_json::to_string(&Stored { raw, fetched_at: now }).unwrap_or_default();
+            let doc = serde_json::to_string(&Stored { url: provider.jwks_url.clone(), raw, fetched_at: now }).unwrap_or_default();
             // Another isolate may be writing the same key; losing that race loses nothing.
             if let Ok(put) = kv.put(&kv_key(provider), doc) {
                 let _ = put.expiration_ttl(MAX_STALE_SECS).execute().await;
@@ -52,12 +62,15 @@ pub(crate) async fn jwks(kv: &KvStore, cache: &RefCell<JwksCache>, provider: &Pr
             Ok(j)
         }
         Err(e) => {
-            console_warn!(
-                "{{\"level\":\"warn\",\"msg\":\"identity provider keys not fetched\",\"provider\":{},\"url\":{},\"detail\":{}}}",
-                json_str(&provider.name),
-                json_str(&provider.jwks_url),
-                json_str(&e.to_string())
-            );
+            if !backing_off {
+                cache.borrow_mut().failed(provider, now);
+                console_warn!(
+                    "{{\"level\":\"warn\",\"msg\":\"identity provider keys not fetched\",\"provider\":{},\"url\":{},\"detail\":{}}}",
+                    json_str(&provider.name),
+                    json_str(&provider.jwks_url),
+                    json_str(&e.to_string())
+                );
+            }
             let stale = cache.borrow().stale(provider, now);
             stale
                 .or_else(|| stored.filter(|s| now < s.fetched_at + MAX_STALE_SECS).and_then(|s| Jwks::parse(&s.raw, s.fetched_at).ok()))
@@ -85,6 +98,10 @@ async fn fetch(url: &str) -> Result<String> {
     };
     if res.status_code() != 200 {
         return Err(err(format!("status {}", res.status_code())));
+    }
+    let declared = res.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_JWKS_BYTES) {
+        return Err(err("document too large".into()));
     }
     let body = res.bytes().await.map_err(|e| err(e.to_string()))?;
     if body.len() > MAX_JWKS_BYTES {

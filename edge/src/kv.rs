@@ -105,7 +105,7 @@ impl RouteSource for KvReader<'_> {
         Ok(self.text(revoked_key(token_id)).await?.is_some())
     }
     async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
-        crate::jwks::jwks(&self.kv, self.jwks, provider, refresh).await
+        crate::jwks::jwks(&self.kv, self.jwks, provider, refresh, true).await
     }
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         let key = down_key(route);

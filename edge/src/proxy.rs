@@ -75,7 +75,14 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
         }
         Ok(Routed::Admin(segments)) => match admin::public(&parts.method, &segments) {
             Some(reply) => to_worker(reply.into_response(), request_id),
-            None => admin(req, env, &parts, segments, request_id).await,
+            None => {
+                // An identity provider's keys are fetched here, in the Worker, so the state
+                // object (which authenticates again, from memory and KV only) never waits on one.
+                if let Ok(token) = gateway_core::token::bearer(parts.headers.get(http::header::AUTHORIZATION)) {
+                    let _ = gateway_core::oidc::verify(cfg, &kv, token, now).await;
+                }
+                admin(req, env, &parts, segments, request_id).await
+            }
         },
         Ok(Routed::Proxy(plan)) => forward(req, env, ctx, iso, *plan, started).await,
     }

@@ -176,7 +176,7 @@ impl RouteSource for DoStore {
     }
     async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
         let iso = crate::isolate(&self.env);
-        crate::jwks::jwks(&self.kv, &iso.jwks, provider, refresh).await
+        crate::jwks::jwks(&self.kv, &iso.jwks, provider, refresh, false).await
     }
 }
 

@@ -61,18 +61,9 @@ pub struct DynamoStore {
     prober: Arc<OnceLock<reqwest::Client>>,
     /// Identity providers' keys, shared by every clone (the data plane's `CachedSource`
     /// and the admin API read the same cache). Never locked across an `await`.
-    keys: Arc<Mutex<KeyCache>>,
+    keys: Arc<Mutex<JwksCache>>,
     /// Unix seconds; the system clock except in tests ([`DynamoStore::with_clock`]).
     clock: fn() -> u64,
-}
-
-/// What an instance keeps of identity providers' keys between invocations.
-#[derive(Default)]
-struct KeyCache {
-    sets: JwksCache,
-    /// When each provider's last fetch failed: no new attempt for [`oidc::MIN_REFRESH_SECS`],
-    /// so an unreachable provider costs one timed-out fetch per interval, not one per request.
-    failed_at: BTreeMap<String, u64>,
 }
 
 /// A JWKS fetch, connecting included, must be done within this.
@@ -175,7 +166,7 @@ impl DynamoStore {
         self
     }
 
-    fn with_keys<T>(&self, f: impl FnOnce(&mut KeyCache) -> T) -> T {
+    fn with_keys<T>(&self, f: impl FnOnce(&mut JwksCache) -> T) -> T {
         // A poisoned lock only means a panic elsewhere; the cached keys are still sound.
         let mut g = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut g)
@@ -445,29 +436,25 @@ impl RouteSource for DynamoStore {
         let now = (self.clock)();
         let unavailable = || Error::IdentityProviderUnavailable(provider.name.clone());
         let cached = self.with_keys(|k| {
-            if let Some(set) = k.sets.get(provider, now, refresh) {
+            if let Some(set) = k.get(provider, now, refresh) {
                 return Some(Ok(set));
             }
             // Fetched and failed moments ago: answer as the failure did, without trying again.
-            let failed_recently = k.failed_at.get(&provider.name).is_some_and(|&t| now < t.saturating_add(oidc::MIN_REFRESH_SECS));
-            failed_recently.then(|| k.sets.stale(provider, now).ok_or_else(unavailable))
+            k.backing_off(provider, now).then(|| k.stale(provider, now).ok_or_else(unavailable))
         });
         if let Some(answer) = cached {
             return answer;
         }
         match self.fetch_jwks(&provider.jwks_url, now).await {
             Ok(set) => {
-                self.with_keys(|k| {
-                    k.sets.put(provider, set.clone());
-                    k.failed_at.remove(&provider.name);
-                });
+                self.with_keys(|k| k.put(provider, set.clone()));
                 Ok(set)
             }
             Err(why) => {
                 tracing::warn!(provider = provider.name.as_str(), url = provider.jwks_url.as_str(), error = why.as_str(), "identity provider keys not fetched");
                 self.with_keys(|k| {
-                    k.failed_at.insert(provider.name.clone(), now);
-                    k.sets.stale(provider, now)
+                    k.failed(provider, now);
+                    k.stale(provider, now)
                 })
                 .ok_or_else(unavailable)
             }

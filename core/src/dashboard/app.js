@@ -245,20 +245,21 @@
   // Session
   // ---------------------------------------------------------------------------
 
+  // The admin token lives in this page's memory only, never in web storage: routes on the
+  // same origin serve upstream content, and a page there must not find it. A reload asks again.
+  var heldToken = null;
+
   function readStoredToken() {
-    try {
-      return sessionStorage.getItem(TOKEN_KEY);
-    } catch (_) {
-      return null;
-    }
+    return heldToken;
   }
 
   function storeToken(t) {
+    heldToken = t || null;
     try {
-      if (t) sessionStorage.setItem(TOKEN_KEY, t);
-      else sessionStorage.removeItem(TOKEN_KEY);
+      // Sessions of earlier versions kept it in sessionStorage; clear that copy.
+      sessionStorage.removeItem(TOKEN_KEY);
     } catch (_) {
-      // Storage disabled: the session lasts until the page is reloaded.
+      // Storage disabled: nothing to clear.
     }
   }
 
