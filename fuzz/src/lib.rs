@@ -69,8 +69,10 @@ pub fn hs256(signing_input: &[u8]) -> String {
 /// A token minted with core's `TokenIssuer` at `NOW`. The request is read from
 /// JSON, as the admin API reads it, so fields core adds later take their defaults.
 pub fn mint(subject: &str, kind: &str, groups: &[&str], routes: Option<&[&str]>, ttl: u64, jti: &str) -> String {
+    // Partner tokens name their partner and contract.
+    let metadata = if kind == "partner" { json!({"partner": "acme", "contract_id": "C-fuzz"}) } else { json!({}) };
     let req: TokenRequest = serde_json::from_value(json!({
-        "subject": subject, "kind": kind, "groups": groups, "routes": routes, "ttl_seconds": ttl,
+        "subject": subject, "kind": kind, "groups": groups, "routes": routes, "ttl_seconds": ttl, "metadata": metadata,
     }))
     .expect("token request");
     TokenIssuer::new(config()).issue(&req, NOW, jti.into()).expect("mint").0
