@@ -548,7 +548,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 let q = q.to_lowercase();
                 tokens.retain(|t| t.subject.to_lowercase().contains(&q) || t.description.to_lowercase().contains(&q));
             }
-            Ok(AdminReply::ok(json!({ "tokens": token_list(tokens, now) })))
+            Ok(AdminReply::ok(json!({ "tokens": token_list(store, tokens, now).await? })))
         }
         AdminCommand::RevokeToken(id) => {
             if !id.starts_with("tok_") || id.len() > 64 || !id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
@@ -626,11 +626,11 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
         AdminCommand::MyTokens => {
             let me = owner_of(who);
             let tokens = store.list_tokens().await?.into_iter().filter(|t| t.owner.as_deref() == Some(me.as_str())).collect();
-            Ok(AdminReply::ok(json!({ "tokens": token_list(tokens, now) })))
+            Ok(AdminReply::ok(json!({ "tokens": token_list(store, tokens, now).await? })))
         }
         AdminCommand::MyToken(id) => {
             let t = own_token(store, who, &id).await?;
-            Ok(AdminReply::ok(token_list(vec![t], now).pop().unwrap_or(Value::Null)))
+            Ok(AdminReply::ok(token_list(store, vec![t], now).await?.pop().unwrap_or(Value::Null)))
         }
         AdminCommand::RevokeMyToken(id) => {
             let t = own_token(store, who, &id).await?;
@@ -712,7 +712,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             let account = store.service_account(&name).await?.ok_or_else(|| Error::NotFound(format!("no service account `{name}`")))?;
             let tokens = account_tokens(store, &name).await?;
             let mut v = serde_json::to_value(&account).map_err(|e| Error::Internal(e.to_string()))?;
-            v["tokens"] = Value::Array(token_list(tokens, now));
+            v["tokens"] = Value::Array(token_list(store, tokens, now).await?);
             Ok(AdminReply::ok(v))
         }
         AdminCommand::DeleteServiceAccount(name) => {
@@ -799,10 +799,20 @@ async fn account_tokens<S: Store>(store: &S, name: &str) -> Result<Vec<TokenReco
         .collect())
 }
 
-/// Token records as listed: newest first, with `revoked` and `expired` flags.
-fn token_list(mut tokens: Vec<TokenRecord>, now: u64) -> Vec<Value> {
+/// Token records as listed: newest first, with `revoked` and `expired` flags, and
+/// `request_count` / `last_used_at` from the metric counters (`tok:{id}`), which the
+/// data plane keeps per request; the record itself is not rewritten per request.
+async fn token_list<S: Store>(store: &S, mut tokens: Vec<TokenRecord>, now: u64) -> Result<Vec<Value>> {
+    let usage = crate::metrics::snapshot(now, store.counters(now).await?, std::iter::empty()).tokens;
+    for t in &mut tokens {
+        if let Some(u) = usage.get(&t.id) {
+            // Records from before the counters existed keep what they had counted.
+            t.request_count = t.request_count.max(u.requests);
+            t.last_used_at = t.last_used_at.max(u.last_seen);
+        }
+    }
     tokens.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
-    tokens
+    Ok(tokens
         .into_iter()
         .map(|t| {
             let expired = now >= t.expires_at;
@@ -811,7 +821,7 @@ fn token_list(mut tokens: Vec<TokenRecord>, now: u64) -> Vec<Value> {
             v["expired"] = Value::Bool(expired);
             v
         })
-        .collect()
+        .collect())
 }
 
 /// The metrics as of `now`, from the store's counters and health records.

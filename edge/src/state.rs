@@ -394,7 +394,7 @@ impl GatewayState {
         }
     }
 
-    /// Applies one request's sample: its metric counters and its token's use.
+    /// Applies one request's sample: its metric counters (the token's use among them).
     async fn record_sample(&self, mut req: Request) -> worker::Result<Response> {
         let sample: RequestSample = req.json().await?;
         let updates = metrics::updates(&sample);
@@ -402,18 +402,7 @@ impl GatewayState {
         let recorded = self
             .state
             .block_concurrency_while(async move {
-                let run = async {
-                    store.record(&updates).await?;
-                    if let Some(token_id) = &sample.token_id {
-                        if let Some(mut rec) = store.token(token_id).await? {
-                            rec.request_count += 1;
-                            rec.last_used_at = Some(rec.last_used_at.unwrap_or(0).max(sample.at));
-                            store.put_token(&rec).await?;
-                        }
-                    }
-                    Ok::<(), Error>(())
-                };
-                Ok(run.await)
+                Ok(store.record(&updates).await)
             })
             .await?;
         match recorded {

@@ -51,25 +51,15 @@ impl App {
         App { cfg, routes, store, clients: Mutex::default(), failures: Mutex::default(), emf_namespace }
     }
 
-    /// Records one finished request: its EMF line, its counters and its token's use.
+    /// Records one finished request: its EMF line and its counters (the token's use
+    /// is among them: `tok:{id}`, read back when tokens are listed).
     async fn record(&self, sample: RequestSample, request_id: &str, arrived_ms: u64) {
         if let Some(ns) = &self.emf_namespace {
             // Raw JSON on stdout (not through tracing): CloudWatch Logs reads it as EMF.
             println!("{}", crate::emf::line(ns, &sample, request_id, arrived_ms));
         }
-        let updates = metrics::updates(&sample);
-        let counted = self.store.record(&updates);
-        let used = async {
-            match &sample.token_id {
-                Some(token_id) => self.store.record_use(token_id, sample.at).await,
-                None => Ok(()),
-            }
-        };
-        let (counted, used) = futures_util::future::join(counted, used).await;
-        for (what, r) in [("metrics", counted), ("token use", used)] {
-            if let Err(e) = r {
-                tracing::warn!(request_id, error = %e, "{what} not recorded");
-            }
+        if let Err(e) = self.store.record(&metrics::updates(&sample)).await {
+            tracing::warn!(request_id, error = %e, "metrics not recorded");
         }
     }
 

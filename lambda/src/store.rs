@@ -333,30 +333,6 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Counts one request against a token: `ADD` is atomic, so concurrent requests are never lost.
-    /// Only existing records are counted (offline-minted tokens have none).
-    pub async fn record_use(&self, token_id: &str, at: u64) -> Result<()> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(&token_entity(token_id), "def")))
-            .update_expression("ADD request_count :one SET last_used_at = :at")
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":at", n(at))
-            .customize()
-            .config_override(metric_retry())
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(db_err("count use", e)),
-        }
-    }
-
     /// Counts one request against `limit`, or refuses it with `Err(RateLimited)`.
     ///
     /// Each minute of each limiter key is one item. The previous minute's count

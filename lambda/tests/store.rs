@@ -131,23 +131,23 @@ async fn expiry_is_checked_at_read_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_counters_lose_nothing() {
     let (s, _c, _m) = store("counters").await;
-    s.put_token(&record("tok_c", 4_000_000_000)).await.unwrap();
     let n = 40;
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let s = s.clone();
-            tokio::spawn(async move { s.record_use("tok_c", 1000 + i).await })
+            let mut one = sample("c", 1000 + i, 200);
+            one.token_id = Some("tok_c".into());
+            tokio::spawn(async move { s.record(&metrics::updates(&one)).await })
         })
         .collect();
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let rec = s.token("tok_c").await.unwrap().unwrap();
-    assert_eq!(rec.request_count, n);
-    assert!(rec.last_used_at.is_some());
-    // Counting a token without a record (minted offline) is a no-op, not an error.
-    s.record_use("tok_unknown", 1).await.unwrap();
-    assert!(s.token("tok_unknown").await.unwrap().is_none());
+    // A token's use is its `tok:` counters: every concurrent request counted, the latest kept.
+    let counters = s.counters(1000).await.unwrap();
+    let get = |k: &str| counters.iter().find(|(key, _)| key == k).map(|(_, v)| *v);
+    assert_eq!(get("tok:tok_c:req"), Some(n));
+    assert_eq!(get("tok:tok_c:last_seen"), Some(1000 + n - 1));
 
     // Audit sequence numbers come from an atomic counter: concurrent appends get distinct places.
     let tasks: Vec<_> = (0..20)
