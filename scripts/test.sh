@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: unit and property tests of every crate, the Worker bundle
-# checked by `wrangler deploy --dry-run`, and the contract suite against the Worker on workerd.
+# checked by `wrangler deploy --dry-run`, and the contract suite against both deployments, with
+# stand-in vLLM servers and two real vLLM servers (CPU build, tiny model made here).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,7 +13,7 @@ grep -E "Total Upload" target/wrangler-dry-run.log || true
 # Every host crate (core, lambda with its DynamoDB store tests, infra checks, cli, tests), and the
 # contract suite against both deployments: the Worker on workerd, then the Lambda on cargo-lambda's
 # emulator with moto as DynamoDB. One cargo invocation, so the Lambda binary is built once.
-GATEWAY_DEPLOYMENT=all cargo test
+GATEWAY_DEPLOYMENT=all GATEWAY_REAL_VLLM=1 cargo test
 # A short coverage-guided fuzzing run of every core target (token decoding, path routing,
 # admin JSON); fails on any crash. Long runs: `scripts/fuzz.sh 600`.
 ./scripts/fuzz.sh 20

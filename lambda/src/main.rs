@@ -21,6 +21,13 @@ async fn main() -> Result<(), lambda_http::Error> {
         .without_time() // CloudWatch adds the ingestion time
         .with_current_span(false)
         .init();
+    // Local development only (`scripts/dev.sh --lambda`): create the table in a local
+    // DynamoDB (moto) exactly as Terraform declares it, then exit. Lambda passes no arguments.
+    if std::env::args().nth(1).as_deref() == Some("create-table") {
+        let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
+        let aws = aws_config::load_from_env().await;
+        return gateway_lambda::table::create_table(&aws_sdk_dynamodb::Client::new(&aws), &table).await.map_err(Into::into);
+    }
     let probe = match std::env::var("GATEWAY_MODE").ok().as_deref() {
         None | Some("") => false,
         Some("probe") => true,

@@ -8,6 +8,7 @@
 mod cases;
 mod identity;
 mod observe;
+mod vllm;
 use gateway_tests::deploy;
 
 use gateway_core::token::{new_token_id, TokenIssuer, TokenKind, TokenRequest};
@@ -56,6 +57,8 @@ pub struct Ctx {
     /// An identity provider with its own keys that the deployment does not trust.
     pub rogue: OidcStandIn,
     pub tf_route: String,
+    /// The real vLLM servers (`GATEWAY_REAL_VLLM=1`), shared by every deployment's run.
+    pub vllm: Option<std::sync::Arc<vllm::Vllm>>,
     names: AtomicU32,
 }
 
@@ -188,14 +191,49 @@ fn main() {
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build().expect("tokio runtime");
+    let wants_vllm = vllm::ALL.iter().any(|(name, _)| selected(name, &filter));
+    let real_vllm = match start_real_vllm(wants_vllm) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
     let mut failed = 0;
     for deployment in deployments {
-        failed += rt.block_on(run(deployment, &filter));
+        failed += rt.block_on(run(deployment, &filter, real_vllm.clone()));
     }
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
 
-async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
+fn selected(name: &str, filter: &[String]) -> bool {
+    filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
+}
+
+/// Starts two real vLLM servers when `GATEWAY_REAL_VLLM=1` (the test command sets it) and a
+/// selected case needs them. Without the setting the vLLM cases are skipped, and say so.
+fn start_real_vllm(wanted: bool) -> Result<Option<std::sync::Arc<vllm::Vllm>>, String> {
+    if !wanted || std::env::var("GATEWAY_REAL_VLLM").as_deref() != Ok("1") {
+        return Ok(None);
+    }
+    let home = gateway_tests::vllm::home().ok_or("GATEWAY_REAL_VLLM=1 but no vLLM is installed: run scripts/vllm-setup.sh (or set GATEWAY_VLLM_HOME)")?;
+    let t = Instant::now();
+    let mut a = gateway_tests::vllm::RealVllm::spawn(&home, "vllm-a", deploy::free_port())?;
+    let mut b = gateway_tests::vllm::RealVllm::spawn(&home, "vllm-b", deploy::free_port())?;
+    // Both load side by side; each takes 35-60 s on this machine.
+    a.wait_ready(Duration::from_secs(300))?;
+    b.wait_ready(Duration::from_secs(300))?;
+    println!("real vLLM: two servers ready in {:.0} s ({}, {})", t.elapsed().as_secs_f64(), a.url(), b.url());
+    Ok(Some(std::sync::Arc::new(vllm::Vllm {
+        a_url: a.url(),
+        b_url: b.url(),
+        python: gateway_tests::vllm::python(&home),
+        a: std::sync::Mutex::new(a),
+        b: std::sync::Mutex::new(b),
+    })))
+}
+
+async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Option<std::sync::Arc<vllm::Vllm>>) -> usize {
     let start = |n: &str| StandIn::start(StandInOptions::new(n));
     let (a, b, c) = (start("a").await.expect("stand-in a"), start("b").await.expect("stand-in b"), start("c").await.expect("stand-in c"));
     let mut keyed_opts = StandInOptions::new("keyed");
@@ -267,18 +305,27 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
         idp,
         rogue,
         tf_route,
+        vllm: real_vllm,
         names: AtomicU32::new(0),
     };
     println!("contract suite against {deployment:?} at {}", ctx.base);
     let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL) {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+    let (mut ran, mut skipped) = (0, 0);
+    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL).chain(vllm::ALL) {
+        if !selected(name, filter) {
+            continue;
+        }
+        let real = name.starts_with("vllm_");
+        if real && ctx.vllm.is_none() {
+            println!("skip  {name}: needs real vLLM (GATEWAY_REAL_VLLM=1 after scripts/vllm-setup.sh; the test command does both)");
+            skipped += 1;
             continue;
         }
         ran += 1;
         let t = Instant::now();
-        let outcome = tokio::time::timeout(Duration::from_secs(90), case(&ctx)).await.unwrap_or_else(|_| Err("timed out after 90 s".into()));
+        // Real vLLM cases restart servers and run whole workloads: a longer bound.
+        let limit = Duration::from_secs(if real { 420 } else { 90 });
+        let outcome = tokio::time::timeout(limit, case(&ctx)).await.unwrap_or_else(|_| Err(format!("timed out after {limit:?}")));
         match outcome {
             Ok(()) => println!("ok    {name} ({:.1}s)", t.elapsed().as_secs_f64()),
             Err(e) => {
@@ -287,7 +334,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String]) -> usize {
             }
         }
     }
-    println!("\n{} passed, {} failed, of {ran}", ran - failed.len(), failed.len());
+    println!("\n{} passed, {} failed, {skipped} skipped", ran - failed.len(), failed.len());
     if !failed.is_empty() {
         println!("failed: {}\nworker log: {}", failed.join(", "), running.log.display());
     }

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 
-use gateway_tests::standin::{StandIn, StandInOptions};
+use gateway_standin::{StandIn, StandInOptions};
 
 const USAGE: &str =
     "usage: stand-in-vllm --name NAME --port PORT [--host 127.0.0.1] [--api-key KEY]";
