@@ -41,7 +41,7 @@ fi
 
 # A signing key of our own, kept in .dev.vars (git-ignored) so restarts keep tokens valid.
 if [ ! -f .dev.vars ]; then
-  keys=$("$bin/gatewayctl" key generate --kid local-1)
+  keys=$("$bin/gatewayctl" key generate --kid local-1 2>/dev/null)
   (umask 077; { echo "GATEWAY_SIGNING_KEYS='$keys'"; echo "GATEWAY_ALLOW_HTTP=1"; } > .dev.vars)
   say "wrote .dev.vars with a fresh signing key"
 fi
@@ -109,7 +109,7 @@ else
   log="$logs/cargo-lambda.log"
   # The function's environment: .dev.vars, the table on moto, the upstream key; only we can read it.
   envfile="$root/.wrangler/dev-lambda.env"
-  (umask 077; { sed "s/='\(.*\)'\$/=\1/" .dev.vars
+  (umask 077; { cat .dev.vars
     echo "GATEWAY_TABLE=$GATEWAY_TABLE"; echo "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL"; echo "AWS_REGION=$AWS_REGION"
     echo "AWS_ACCESS_KEY_ID=local"; echo "AWS_SECRET_ACCESS_KEY=local"
     [ -n "${VLLM_API_KEY:-}" ] && echo "VLLM_API_KEY=$VLLM_API_KEY"; true; } >"$envfile")
