@@ -68,6 +68,10 @@ pub struct ForwardPlan {
     pub partner: Option<String>,
     /// Public path prefix of the route (`/llama/`, `/e/{id}/`, `/`), for rewriting `Location`.
     pub public_prefix: String,
+    /// Append `Content-Security-Policy: sandbox` to the response (the route's `sandbox`).
+    pub sandbox: bool,
+    /// Pass the upstream's `Set-Cookie` on (the route's `forward_set_cookie`).
+    pub forward_set_cookie: bool,
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
@@ -141,15 +145,22 @@ pub fn request_headers(
 
 /// The response headers to return to the client, given the upstream's.
 ///
-/// Drops hop-by-hop headers, rewrites a `Location` that points at the
-/// endpoint to the route's public prefix (so no private address leaks), and
-/// adds `x-request-id`, `Server-Timing`, and no-buffering headers on event streams.
+/// Drops hop-by-hop headers, `Service-Worker-Allowed` (always) and
+/// `Set-Cookie` (unless the route forwards it), rewrites a `Location` that
+/// points at the endpoint to the route's public prefix (so no private address
+/// leaks), and adds `x-request-id`, `Server-Timing`, `Content-Security-Policy:
+/// sandbox` (unless the route opts out; an upstream policy stays too), and
+/// no-buffering headers on event streams.
 pub fn response_headers(upstream: &HeaderMap, plan: &ForwardPlan, endpoint_base: &str, gateway_ms: f64) -> HeaderMap {
     let listed = connection_listed(upstream);
-    let mut out = HeaderMap::with_capacity(upstream.len() + 4);
+    let mut out = HeaderMap::with_capacity(upstream.len() + 5);
     for (name, value) in upstream {
         let n = name.as_str();
         if is_hop_by_hop(n) || listed.iter().any(|l| l == n) || n == "content-length" {
+            continue;
+        }
+        // Proxied content must not widen a service worker's scope or set cookies on the gateway's origin.
+        if n == "service-worker-allowed" || (n == "set-cookie" && !plan.forward_set_cookie) {
             continue;
         }
         if n == "location" || n == "content-location" {
@@ -165,6 +176,10 @@ pub fn response_headers(upstream: &HeaderMap, plan: &ForwardPlan, endpoint_base:
     }
     if let Ok(v) = HeaderValue::from_str(&format!("gateway;dur={gateway_ms:.2}")) {
         out.append(HeaderName::from_static("server-timing"), v);
+    }
+    if plan.sandbox {
+        // Appended: every policy applies, so the upstream's own cannot loosen this one.
+        out.append(http::header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
     }
     if is_event_stream(upstream) {
         out.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -244,6 +259,8 @@ mod tests {
             token_id: None,
             partner: None,
             public_prefix: "/llama/".into(),
+            sandbox: true,
+            forward_set_cookie: false,
         }
     }
 
@@ -299,6 +316,29 @@ mod tests {
         assert_eq!(out["location"], "/llama/v1/models");
         assert!(!out.contains_key("content-location"));
         assert!(!out.contains_key("transfer-encoding"));
+    }
+
+    #[test]
+    fn proxied_content_cannot_act_on_the_gateway_origin() {
+        let mut h = HeaderMap::new();
+        h.insert("service-worker-allowed", "/".parse().unwrap());
+        h.append("set-cookie", "session=x; Path=/".parse().unwrap());
+        h.append("set-cookie", "other=y".parse().unwrap());
+        h.insert("content-security-policy", "default-src 'self'".parse().unwrap());
+        let out = response_headers(&h, &plan(), "http://10.0.0.5:8000", 1.0);
+        assert!(!out.contains_key("service-worker-allowed"));
+        assert!(!out.contains_key("set-cookie"), "cookies are dropped by default");
+        let csp: Vec<_> = out.get_all("content-security-policy").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(csp, ["default-src 'self'", "sandbox"], "the upstream's policy stays, sandbox is added");
+
+        let mut open = plan();
+        open.sandbox = false;
+        open.forward_set_cookie = true;
+        let out = response_headers(&h, &open, "http://10.0.0.5:8000", 1.0);
+        assert!(!out.contains_key("service-worker-allowed"), "dropped whatever the route says");
+        assert_eq!(out.get_all("set-cookie").iter().count(), 2);
+        let csp: Vec<_> = out.get_all("content-security-policy").iter().collect();
+        assert_eq!(csp, ["default-src 'self'"]);
     }
 
     #[test]

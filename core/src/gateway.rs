@@ -255,6 +255,8 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         partner: r.principal.as_ref().and_then(|p| p.partner.clone()),
         token_id: r.principal.map(|p| p.token_id),
         public_prefix: r.prefix,
+        sandbox: r.route.sandbox,
+        forward_set_cookie: r.route.forward_set_cookie,
     })
 }
 

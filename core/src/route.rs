@@ -48,6 +48,13 @@ pub struct Route {
     /// Default requests per minute for each token on this route (a token's own limit wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_rpm: Option<u32>,
+    /// Proxied responses carry `Content-Security-Policy: sandbox` (default), so
+    /// content served through the gateway cannot script the gateway's origin.
+    #[serde(default = "yes")]
+    pub sandbox: bool,
+    /// Pass the upstream's `Set-Cookie` to clients (default: dropped).
+    #[serde(default)]
+    pub forward_set_cookie: bool,
     /// `"terraform"` when Terraform owns the route; admin writes are then refused.
     #[serde(default)]
     pub managed_by: Option<String>,
@@ -346,6 +353,8 @@ impl Route {
             timeouts: Timeouts::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             rate_limit_rpm: None,
+            sandbox: true,
+            forward_set_cookie: false,
             managed_by: None,
             expires_at: None,
         }
@@ -483,6 +492,17 @@ mod tests {
         assert_eq!(r.affinity.header.as_deref(), Some("x-session-id"));
         assert_eq!(r.endpoints[0].weight, 1);
         r.validate().unwrap();
+    }
+
+    #[test]
+    fn sandbox_is_on_and_cookies_off_unless_the_route_says() {
+        let r: Route = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
+        assert!(r.sandbox && !r.forward_set_cookie);
+        assert_eq!(r, Route::new("x", vec![]));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!((v["sandbox"].as_bool(), v["forward_set_cookie"].as_bool()), (Some(true), Some(false)), "shown in the route JSON");
+        let r: Route = serde_json::from_str(r#"{"name":"x","sandbox":false,"forward_set_cookie":true}"#).unwrap();
+        assert!(!r.sandbox && r.forward_set_cookie);
     }
 
     #[test]
