@@ -482,6 +482,9 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 return Err(Error::bad_request("managed_by", "is set by Terraform, not through the admin API"));
             }
             if let Some(host) = &route.host {
+                if cfg.admin_host.as_deref() == Some(host.as_str()) {
+                    return Err(Error::bad_request("host", "is the admin API's own host (GATEWAY_ADMIN_HOST), which never proxies"));
+                }
                 if let Some(other) = store.route_for_host(host).await? {
                     if other.name != route.name {
                         return Err(Error::Conflict(format!("host `{host}` already belongs to route `{}`", other.name)));
@@ -1049,6 +1052,17 @@ mod tests {
         let route = block_on(store.ephemeral(id)).unwrap().unwrap();
         assert!(route.is_active(NOW + 119) && !route.is_active(NOW + 120));
         assert!(call(&cfg, &store, Some(&auth), Method::POST, "ephemeral", r#"{"url":"http://h:1","groups":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_route_cannot_take_the_admin_host() {
+        let mut cfg = test_config();
+        cfg.admin_host = Some("admin.example.com".into());
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/x", r#"{"host":"admin.example.com"}"#).unwrap_err();
+        assert!(matches!(e, Error::BadRequest { ref field, .. } if field == "host"), "{e:?}");
+        assert!(call(&cfg, &store, Some(&auth), Method::PUT, "routes/x", r#"{"host":"models.example.com"}"#).is_ok());
     }
 
     #[test]

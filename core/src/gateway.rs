@@ -99,6 +99,12 @@ fn request_host(parts: &Parts) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
+/// True when a browser is fetching the request as a service worker's script
+/// (`Service-Worker: script`): a proxied script must never control the gateway's origin.
+fn is_service_worker_script(parts: &Parts) -> bool {
+    parts.headers.get_all("service-worker").iter().any(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"script"))
+}
+
 /// Finds the cookie `name` in the request's `Cookie` headers.
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts
@@ -163,13 +169,26 @@ pub enum Resolution {
 pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now: u64) -> Result<Resolution> {
     check_limits(cfg, parts)?;
     let path = parts.uri.path();
-    // The admin API answers on every host, before any store read (healthz needs none).
+    let host = request_host(parts);
+    // With GATEWAY_ADMIN_HOST, the admin API and proxied content never share an origin.
+    let on_admin_host = cfg.admin_host.as_deref().map(|admin| host.as_deref() == Some(admin));
+    // The admin API answers before any store read (healthz needs none): on every host,
+    // or only on the admin host (healthz still on every host).
     let target = parse_target(path, false)?;
     if let Target::Admin(segs) = target {
+        if on_admin_host == Some(false) && !crate::admin::is_healthz(&segs) {
+            return Err(Error::NotFound("no such route".into()));
+        }
         return Ok(Resolution::Admin(segs));
     }
+    if on_admin_host == Some(true) {
+        return Err(Error::NotFound("no such route".into()));
+    }
+    if is_service_worker_script(parts) {
+        return Err(Error::ServiceWorkerRefused);
+    }
     // Host routes take every other path on their host.
-    let host_route = match request_host(parts) {
+    let host_route = match host {
         Some(h) => store.route_for_host(&h).await?.filter(|r| r.is_active(now)),
         None => None,
     };
@@ -439,6 +458,55 @@ mod tests {
         let p = plan(decide(&cfg, &s, &parts("/v1/models", &[])));
         assert_eq!(p.upstreams[0].url, "http://10.0.0.1:8000/v1/models");
         assert!(matches!(decide(&cfg, &s, &parts("/_gateway/routes", &[])), Ok(Routed::Admin(_))));
+    }
+
+    fn parts_on(host: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut p = parts(uri, headers);
+        p.headers.insert("host", host.parse().unwrap());
+        p
+    }
+
+    #[test]
+    fn service_worker_scripts_are_refused_on_the_data_plane() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let ok = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        for v in ["script", "Script", " script "] {
+            let e = decide(&cfg, &s, &parts("/llama/sw.js", &[("authorization", &ok), ("service-worker", v)])).unwrap_err();
+            assert_eq!(e, Error::ServiceWorkerRefused, "{v}");
+            assert_eq!((e.status().as_u16(), e.code()), (403, "service_worker_refused"));
+        }
+        assert!(matches!(decide(&cfg, &s, &parts("/llama/sw.js", &[("authorization", &ok)])), Ok(Routed::Proxy(_))));
+        assert!(matches!(decide(&cfg, &s, &parts("/_gateway/dashboard", &[("service-worker", "script")])), Ok(Routed::Admin(_))), "admin paths are unaffected");
+    }
+
+    #[test]
+    fn the_admin_host_alone_answers_the_admin_api_and_never_proxies() {
+        let mut cfg = test_config();
+        let s = store_with_route();
+        let mut hosted = Route::new("hosted", vec![Endpoint::new("a", "http://10.0.0.1:8000")]);
+        hosted.host = Some("admin.example.com".into());
+        hosted.auth.required = false;
+        block_on(s.put_route(&hosted, None)).unwrap();
+        let ok = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        let admin = |host: &str, path: &str| decide(&cfg, &s, &parts_on(host, path, &[]));
+        // Unset: every host answers both, as before (the host route takes its host).
+        assert!(matches!(admin("gw.example.com", "/_gateway/routes"), Ok(Routed::Admin(_))));
+        assert!(matches!(admin("admin.example.com", "/v1/models"), Ok(Routed::Proxy(_))));
+
+        cfg.admin_host = Some("admin.example.com".into());
+        let admin = |host: &str, path: &str| decide(&cfg, &s, &parts_on(host, path, &[]));
+        assert!(matches!(admin("admin.example.com", "/_gateway/routes"), Ok(Routed::Admin(_))));
+        assert!(matches!(admin("Admin.Example.com:443", "/_gateway/dashboard"), Ok(Routed::Admin(_))));
+        for path in ["/_gateway/routes", "/_gateway/dashboard", "/_gateway/me"] {
+            assert!(matches!(admin("gw.example.com", path), Err(Error::NotFound(_))), "{path}");
+        }
+        assert!(matches!(admin("gw.example.com", "/_gateway/healthz"), Ok(Routed::Admin(_))), "healthz answers on every host");
+        for path in ["/llama/v1/models", "/v1/models", "/e/abcdefghijklmnop/x"] {
+            assert!(matches!(admin("admin.example.com", path), Err(Error::NotFound(_))), "{path}");
+        }
+        let p = parts_on("gw.example.com", "/llama/v1/models", &[("authorization", &ok)]);
+        assert!(matches!(decide(&cfg, &s, &p), Ok(Routed::Proxy(_))), "the data plane still answers elsewhere");
     }
 
     #[test]
