@@ -107,16 +107,7 @@ fn is_service_worker_script(parts: &Parts) -> bool {
 
 /// Finds the cookie `name` in the request's `Cookie` headers.
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
+    crate::forward::cookie_value(&parts.headers, name)
 }
 
 /// The affinity key: route header, then route cookie, each scoped to the
@@ -260,7 +251,7 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         .into_iter()
         .map(|e| Upstream { endpoint_id: e.id.clone(), url: upstream_url(&e.url, &r.rest, query), base: e.url.clone(), via: e.via.clone() })
         .collect();
-    let headers = request_headers(&parts.headers, &request_id, ctx.client_ip, ctx.proto, upstream_key.as_deref());
+    let headers = request_headers(&parts.headers, &request_id, ctx.client_ip, ctx.proto, upstream_key.as_deref(), r.route.affinity.cookie.as_deref());
     Ok(ForwardPlan {
         route: r.key,
         upstreams,
@@ -458,6 +449,23 @@ mod tests {
         let p = plan(decide(&cfg, &s, &parts("/v1/models", &[])));
         assert_eq!(p.upstreams[0].url, "http://10.0.0.1:8000/v1/models");
         assert!(matches!(decide(&cfg, &s, &parts("/_gateway/routes", &[])), Ok(Routed::Admin(_))));
+    }
+
+    #[test]
+    fn only_the_affinity_cookie_goes_upstream() {
+        let cfg = test_config();
+        let s = MemoryStore::default();
+        let mut r = Route::new("pub", vec![Endpoint::new("a", "http://10.0.0.1:8000")]);
+        r.auth.required = false;
+        r.affinity.cookie = Some("sid".into());
+        block_on(s.put_route(&r, None)).unwrap();
+        let p = plan(decide(&cfg, &s, &parts("/pub/x", &[("cookie", "dashboard=secret; sid=zz"), ("x-forwarded-host", "evil")])));
+        assert_eq!(p.headers.get_all("cookie").iter().collect::<Vec<_>>(), ["sid=zz"]);
+        assert!(!p.headers.contains_key("x-forwarded-host"));
+        r.affinity.cookie = None;
+        block_on(s.put_route(&r, Some(&r.clone()))).unwrap();
+        let p = plan(decide(&cfg, &s, &parts("/pub/x", &[("cookie", "dashboard=secret; sid=zz")])));
+        assert!(!p.headers.contains_key("cookie"));
     }
 
     fn parts_on(host: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
