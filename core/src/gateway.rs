@@ -184,7 +184,7 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
         None => None,
     };
     let target = if host_route.is_some() { parse_target(path, true)? } else { target };
-    let (route, key, rest, prefix) = match target {
+    let (mut route, key, rest, prefix) = match target {
         Target::Admin(segs) => return Ok(Resolution::Admin(segs)),
         Target::Host { rest } => {
             let r = host_route.ok_or_else(|| Error::NotFound("no such route".into()))?;
@@ -213,7 +213,11 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
             return Err(Error::PayloadTooLarge { limit: route.max_body_bytes });
         }
     }
-    let leases = if route.expires_at.is_none() { store.leases(&route.name).await? } else { Vec::new() };
+    let mut leases = if route.expires_at.is_none() { store.leases(&route.name).await? } else { Vec::new() };
+    // Routes written to storage directly (Terraform) bypass the admin API's checks: an endpoint
+    // the upstream policy refuses is never used. With none left, it is the usual 503.
+    route.endpoints.retain(|e| cfg.upstreams.allows(e));
+    leases.retain(|e| cfg.upstreams.allows(e));
     // Avoiding a down endpoint only matters when there is another to go to.
     let down = if route.endpoints.len() + leases.len() > 1 { store.down_endpoints(&key).await? } else { Vec::new() };
     Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down })))
@@ -466,6 +470,41 @@ mod tests {
         block_on(s.put_route(&r, Some(&r.clone()))).unwrap();
         let p = plan(decide(&cfg, &s, &parts("/pub/x", &[("cookie", "dashboard=secret; sid=zz")])));
         assert!(!p.headers.contains_key("cookie"));
+    }
+
+    #[test]
+    fn endpoints_the_upstream_policy_refuses_are_never_used() {
+        let mut cfg = test_config();
+        let s = MemoryStore::default();
+        // As Terraform could write it, straight to storage.
+        let mut r = Route::new("tf", vec![
+            Endpoint::new("meta", "http://169.254.169.254/latest"),
+            Endpoint::new("loop", "http://0x7f.1:8000"),
+            Endpoint::new("ok", "http://10.0.0.1:8000"),
+        ]);
+        r.auth.required = false;
+        r.managed_by = Some("terraform".into());
+        let mut tunnel = Endpoint::new("tunnel", "http://10.0.0.2:8000");
+        tunnel.via = Some("VPC_PROD".into());
+        r.endpoints.push(tunnel);
+        block_on(s.put_route(&r, None)).unwrap();
+        let mut lease = Endpoint::new("lease", "http://[::ffff:127.0.0.1]:8000");
+        lease.lease_expires_at = Some(NOW + 30);
+        block_on(s.put_lease("tf", &lease)).unwrap();
+        let ids = |cfg: &Config| {
+            let mut ids: Vec<String> = plan(decide(cfg, &s, &parts("/tf/x", &[]))).upstreams.into_iter().map(|u| u.endpoint_id).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&cfg), ["ok"]);
+        cfg.upstreams.via_bindings = vec!["VPC_PROD".into()];
+        assert_eq!(ids(&cfg), ["ok", "tunnel"]);
+        cfg.upstreams.allow_local = true;
+        assert_eq!(ids(&cfg), ["lease", "loop", "meta", "ok", "tunnel"]);
+        cfg.upstreams = Default::default();
+        r.endpoints.retain(|e| e.id != "ok");
+        block_on(s.put_route(&r, None)).unwrap();
+        assert_eq!(decide(&cfg, &s, &parts("/tf/x", &[])).unwrap_err(), Error::NoLiveEndpoint, "none left: 503");
     }
 
     fn parts_on(host: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
