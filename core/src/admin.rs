@@ -271,7 +271,11 @@ impl AdminCommand {
                     return Err(Error::bad_request("lease_seconds", format!("must be between 5 and {MAX_LEASE_SECONDS}")));
                 }
                 let endpoint = Endpoint { id: id.to_string(), url: req.url, weight: req.weight.unwrap_or(1), via: req.via, lease_expires_at: None };
-                endpoint.validate("endpoint")?;
+                // Errors name the body's own fields (`url`, `weight`, `via`).
+                endpoint.validate("endpoint").map_err(|e| match e {
+                    Error::BadRequest { field, message } => Error::bad_request(field.trim_start_matches("endpoint.").to_string(), message),
+                    other => other,
+                })?;
                 Ok(AdminCommand::PutEndpoint { route, endpoint, lease_seconds })
             }
             (&Method::DELETE, ["routes", n, "endpoints", id]) => Ok(AdminCommand::DeleteEndpoint { route: n.to_string(), id: id.to_string() }),
@@ -473,6 +477,9 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             Ok(AdminReply::ok(v))
         }
         AdminCommand::PutRoute(mut route) => {
+            for (i, ep) in route.endpoints.iter().enumerate() {
+                cfg.upstreams.check(ep, &format!("endpoints[{i}]"))?;
+            }
             let previous = store.route(&route.name).await?;
             if let Some(p) = &previous {
                 refuse_managed(p)?;
@@ -482,6 +489,9 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 return Err(Error::bad_request("managed_by", "is set by Terraform, not through the admin API"));
             }
             if let Some(host) = &route.host {
+                if cfg.admin_host.as_deref() == Some(host.as_str()) {
+                    return Err(Error::bad_request("host", "is the admin API's own host (GATEWAY_ADMIN_HOST), which never proxies"));
+                }
                 if let Some(other) = store.route_for_host(host).await? {
                     if other.name != route.name {
                         return Err(Error::Conflict(format!("host `{host}` already belongs to route `{}`", other.name)));
@@ -500,6 +510,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             Ok(AdminReply::ok(json!({ "deleted": name })))
         }
         AdminCommand::PutEndpoint { route, mut endpoint, lease_seconds } => {
+            cfg.upstreams.check(&endpoint, "")?;
             // Leases are the instances' own, so they may join Terraform-managed routes too.
             let r = store.route(&route).await?.ok_or_else(|| Error::NotFound(format!("no route `{route}`")))?;
             if r.endpoints.iter().any(|e| e.id == endpoint.id) {
@@ -527,7 +538,9 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             }
             let id = random_base32(10)?;
             debug_assert!(is_valid_ephemeral_id(&id));
-            let mut route = Route::new(id.clone(), vec![Endpoint::new("e0", req.url)]);
+            let endpoint = Endpoint::new("e0", req.url);
+            cfg.upstreams.check(&endpoint, "")?;
+            let mut route = Route::new(id.clone(), vec![endpoint]);
             route.auth.groups = req.groups;
             route.upstream_api_key_secret = req.upstream_api_key_secret;
             route.expires_at = Some(now + ttl);
@@ -968,7 +981,7 @@ mod tests {
         let cfg = test_config();
         let store = MemoryStore::default();
         let auth = admin_token(&cfg, &["admin"]);
-        let r = call(&cfg, &store, Some(&auth), Method::PUT, "routes/llama", r#"{"endpoints":[{"id":"a","url":"http://127.0.0.1:9"}]}"#).unwrap();
+        let r = call(&cfg, &store, Some(&auth), Method::PUT, "routes/llama", r#"{"endpoints":[{"id":"a","url":"http://10.0.0.1:9"}]}"#).unwrap();
         assert_eq!(r.status, StatusCode::CREATED);
         let r = call(&cfg, &store, Some(&auth), Method::GET, "routes/llama", "").unwrap();
         assert_eq!(r.body["name"], "llama");
@@ -1049,6 +1062,46 @@ mod tests {
         let route = block_on(store.ephemeral(id)).unwrap().unwrap();
         assert!(route.is_active(NOW + 119) && !route.is_active(NOW + 120));
         assert!(call(&cfg, &store, Some(&auth), Method::POST, "ephemeral", r#"{"url":"http://h:1","groups":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_route_cannot_take_the_admin_host() {
+        let mut cfg = test_config();
+        cfg.admin_host = Some("admin.example.com".into());
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/x", r#"{"host":"admin.example.com"}"#).unwrap_err();
+        assert!(matches!(e, Error::BadRequest { ref field, .. } if field == "host"), "{e:?}");
+        assert!(call(&cfg, &store, Some(&auth), Method::PUT, "routes/x", r#"{"host":"models.example.com"}"#).is_ok());
+    }
+
+    #[test]
+    fn admin_writes_refuse_local_upstreams_and_unknown_bindings() {
+        let mut cfg = test_config();
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        let field = |r: Result<AdminReply>| match r {
+            Err(Error::BadRequest { field, .. }) => field,
+            other => panic!("not a 400: {other:?}"),
+        };
+        let route = r#"{"endpoints":[{"id":"a","url":"http://10.0.0.1:8000"},{"id":"b","url":"http://169.254.169.254/"}]}"#;
+        assert_eq!(field(call(&cfg, &store, Some(&auth), Method::PUT, "routes/r", route)), "endpoints[1].url");
+        let tunnel = r#"{"endpoints":[{"id":"a","url":"http://10.0.0.1:8000","via":"VPC_X"}]}"#;
+        assert_eq!(field(call(&cfg, &store, Some(&auth), Method::PUT, "routes/r", tunnel)), "endpoints[0].via");
+        call(&cfg, &store, Some(&auth), Method::PUT, "routes/r", r#"{"endpoints":[]}"#).unwrap();
+        let lease = r#"{"url":"http://2130706433:8000","lease_seconds":30}"#;
+        assert_eq!(field(call(&cfg, &store, Some(&auth), Method::PUT, "routes/r/endpoints/l", lease)), "url");
+        let lease_via = r#"{"url":"http://10.0.0.1:8000","lease_seconds":30,"via":"VPC_X"}"#;
+        assert_eq!(field(call(&cfg, &store, Some(&auth), Method::PUT, "routes/r/endpoints/l", lease_via)), "via");
+        let eph = r#"{"url":"http://localhost:8000","ttl_seconds":60}"#;
+        assert_eq!(field(call(&cfg, &store, Some(&auth), Method::POST, "ephemeral", eph)), "url");
+        assert!(block_on(store.leases("r")).unwrap().is_empty());
+
+        cfg.upstreams = crate::route::UpstreamPolicy { allow_local: true, via_bindings: vec!["VPC_X".into()] };
+        call(&cfg, &store, Some(&auth), Method::PUT, "routes/r", tunnel).unwrap();
+        call(&cfg, &store, Some(&auth), Method::PUT, "routes/r/endpoints/l", lease).unwrap();
+        call(&cfg, &store, Some(&auth), Method::PUT, "routes/r/endpoints/m", lease_via).unwrap();
+        call(&cfg, &store, Some(&auth), Method::POST, "ephemeral", eph).unwrap();
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub struct Config {
     pub redirect_http: bool,
     /// Trusted identity providers for internal users (`GATEWAY_OIDC_PROVIDERS`).
     pub oidc: Vec<crate::oidc::Provider>,
+    /// The only host the admin API answers on (`GATEWAY_ADMIN_HOST`; lowercase, no port).
+    /// When set, `/_gateway/*` elsewhere is 404 (except `healthz`) and the data plane is 404 on it.
+    pub admin_host: Option<String>,
+    /// Which upstreams endpoints may name (`GATEWAY_ALLOW_LOCAL_UPSTREAMS`, `GATEWAY_VIA_BINDINGS`).
+    pub upstreams: crate::route::UpstreamPolicy,
 }
 
 impl std::fmt::Debug for Config {
@@ -61,6 +66,7 @@ impl std::fmt::Debug for Config {
             .field("kids", &self.keys.kids())
             .field("max_token_ttl", &self.max_token_ttl)
             .field("leeway", &self.leeway)
+            .field("admin_host", &self.admin_host)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +91,16 @@ fn err(setting: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError { setting, message: message.into() }
 }
 
+/// True for a lowercase DNS host name (no port, no trailing dot).
+pub fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-'))
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && !host.contains("..")
+}
+
 fn parse_u64(lookup: &dyn Fn(&str) -> Option<String>, name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match lookup(name) {
         None => Ok(default),
@@ -101,7 +117,10 @@ impl Config {
     /// `GATEWAY_ALGORITHMS` (comma list accepted; default the keys' own),
     /// `GATEWAY_ISSUER`, `GATEWAY_AUDIENCE`, `GATEWAY_MAX_TOKEN_TTL_SECONDS`,
     /// `GATEWAY_LEEWAY_SECONDS`, `GATEWAY_CACHE_SECONDS`, `GATEWAY_ALLOW_HTTP`,
-    /// `GATEWAY_PLAIN_HTTP` (`refuse`, the default, or `redirect`).
+    /// `GATEWAY_PLAIN_HTTP` (`refuse`, the default, or `redirect`), `GATEWAY_OIDC_PROVIDERS`,
+    /// `GATEWAY_ADMIN_HOST` (the admin API's own host name), `GATEWAY_ALLOW_LOCAL_UPSTREAMS`
+    /// (`1`: endpoints may be loopback, link-local or metadata addresses; local development only),
+    /// `GATEWAY_VIA_BINDINGS` (comma list of the bindings an endpoint's `via` may name).
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let keys_json = lookup("GATEWAY_SIGNING_KEYS")
             .filter(|s| !s.trim().is_empty())
@@ -147,6 +166,23 @@ impl Config {
             None => Vec::new(),
             Some(json) => crate::oidc::parse_providers(&json, allow_http).map_err(|m| err("GATEWAY_OIDC_PROVIDERS", m))?,
         };
+        let admin_host = match lookup("GATEWAY_ADMIN_HOST").map(|h| h.trim().to_string()).filter(|h| !h.is_empty()) {
+            None => None,
+            Some(h) if is_host_name(&h) => Some(h),
+            Some(_) => return Err(err("GATEWAY_ADMIN_HOST", "must be a lowercase host name without port, e.g. admin.gw.example.com")),
+        };
+        let allow_local = match lookup("GATEWAY_ALLOW_LOCAL_UPSTREAMS").as_deref().map(str::trim) {
+            None | Some("" | "0" | "false" | "no") => false,
+            Some("1" | "true" | "yes") => true,
+            Some(_) => return Err(err("GATEWAY_ALLOW_LOCAL_UPSTREAMS", "must be `1` (allow, local development only) or `0`")),
+        };
+        let mut via_bindings = Vec::new();
+        for name in lookup("GATEWAY_VIA_BINDINGS").unwrap_or_default().split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name.len() > 64 || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                return Err(err("GATEWAY_VIA_BINDINGS", "must be a comma list of binding names ([A-Za-z0-9_]{1,64})"));
+            }
+            via_bindings.push(name.to_string());
+        }
         let issuer = lookup("GATEWAY_ISSUER").filter(|s| !s.is_empty()).unwrap_or_else(|| "ai-gateway".into());
         if oidc.iter().any(|p| p.issuer == issuer) {
             return Err(err("GATEWAY_OIDC_PROVIDERS", "a provider's issuer equals GATEWAY_ISSUER"));
@@ -162,6 +198,8 @@ impl Config {
             cache_seconds,
             allow_http,
             redirect_http,
+            admin_host,
+            upstreams: crate::route::UpstreamPolicy { allow_local, via_bindings },
         })
     }
 }
@@ -214,6 +252,35 @@ pub(crate) mod tests {
         assert!(with("redirect").unwrap().redirect_http);
         assert!(!with("refuse").unwrap().redirect_http);
         assert_eq!(with("allow").unwrap_err().setting, "GATEWAY_PLAIN_HTTP");
+    }
+
+    #[test]
+    fn admin_host_is_a_lowercase_host_name() {
+        let key = r#"[{"kid":"k1","alg":"HS256","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]"#;
+        let with = |v: &str| {
+            let env = HashMap::from([("GATEWAY_SIGNING_KEYS", key.to_string()), ("GATEWAY_ADMIN_HOST", v.to_string())]);
+            Config::from_lookup(&|k| env.get(k).cloned())
+        };
+        assert_eq!(with("admin.gw.example.com").unwrap().admin_host.as_deref(), Some("admin.gw.example.com"));
+        assert_eq!(with("").unwrap().admin_host, None);
+        for bad in ["Admin.example.com", "admin.example.com:443", "https://admin.example.com", "admin..example.com", ".x", "a b"] {
+            assert_eq!(with(bad).unwrap_err().setting, "GATEWAY_ADMIN_HOST", "{bad}");
+        }
+    }
+
+    #[test]
+    fn upstream_settings_are_checked() {
+        let key = r#"[{"kid":"k1","alg":"HS256","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]"#;
+        let with = |k: &'static str, v: &str| {
+            let env = HashMap::from([("GATEWAY_SIGNING_KEYS", key.to_string()), (k, v.to_string())]);
+            Config::from_lookup(&|name| env.get(name).cloned())
+        };
+        assert!(!test_config().upstreams.allow_local && test_config().upstreams.via_bindings.is_empty(), "refused by default");
+        assert!(with("GATEWAY_ALLOW_LOCAL_UPSTREAMS", "1").unwrap().upstreams.allow_local);
+        assert!(!with("GATEWAY_ALLOW_LOCAL_UPSTREAMS", "0").unwrap().upstreams.allow_local);
+        assert_eq!(with("GATEWAY_ALLOW_LOCAL_UPSTREAMS", "please").unwrap_err().setting, "GATEWAY_ALLOW_LOCAL_UPSTREAMS");
+        assert_eq!(with("GATEWAY_VIA_BINDINGS", " VPC_A, VPC_B ,").unwrap().upstreams.via_bindings, ["VPC_A", "VPC_B"]);
+        assert_eq!(with("GATEWAY_VIA_BINDINGS", "VPC-A").unwrap_err().setting, "GATEWAY_VIA_BINDINGS");
     }
 
     #[test]

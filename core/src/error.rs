@@ -24,6 +24,8 @@ pub enum Error {
     TokenRevoked,
     /// A valid token without access to this route or call.
     Forbidden(String),
+    /// A browser registering a service worker from a proxied script (`Service-Worker: script`).
+    ServiceWorkerRefused,
     /// No such route (also said to unauthenticated callers), or no such admin object.
     NotFound(String),
     /// The object exists and the write would clobber what another owner manages.
@@ -88,7 +90,7 @@ impl Error {
             MissingToken | InvalidToken(_) | TokenExpired | TokenNotYetValid | TokenRevoked => {
                 StatusCode::UNAUTHORIZED
             }
-            Forbidden(_) => StatusCode::FORBIDDEN,
+            Forbidden(_) | ServiceWorkerRefused => StatusCode::FORBIDDEN,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Conflict(_) => StatusCode::CONFLICT,
@@ -117,6 +119,7 @@ impl Error {
             TokenNotYetValid => "token_not_yet_valid",
             TokenRevoked => "token_revoked",
             Forbidden(_) => "forbidden",
+            ServiceWorkerRefused => "service_worker_refused",
             NotFound(_) => "not_found",
             MethodNotAllowed => "method_not_allowed",
             Conflict(_) => "conflict",
@@ -140,7 +143,7 @@ impl Error {
             MissingToken | InvalidToken(_) | TokenExpired | TokenNotYetValid | TokenRevoked => {
                 "authentication_error"
             }
-            Forbidden(_) => "permission_error",
+            Forbidden(_) | ServiceWorkerRefused => "permission_error",
             NotFound(_) => "not_found_error",
             BadRequest { .. } | InvalidRequest(_) | MethodNotAllowed | PayloadTooLarge { .. }
             | HeadersTooLarge(_) | UriTooLong { .. } | HttpsRequired => "invalid_request_error",
@@ -200,6 +203,7 @@ impl fmt::Display for Error {
             TokenNotYetValid => f.write_str("token not yet valid"),
             TokenRevoked => f.write_str("token revoked"),
             Forbidden(m) => f.write_str(m),
+            ServiceWorkerRefused => f.write_str("proxied content cannot register a service worker"),
             NotFound(m) => f.write_str(m),
             MethodNotAllowed => f.write_str("method not allowed"),
             Conflict(m) => f.write_str(m),

@@ -99,18 +99,15 @@ fn request_host(parts: &Parts) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
+/// True when a browser is fetching the request as a service worker's script
+/// (`Service-Worker: script`): a proxied script must never control the gateway's origin.
+fn is_service_worker_script(parts: &Parts) -> bool {
+    parts.headers.get_all("service-worker").iter().any(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"script"))
+}
+
 /// Finds the cookie `name` in the request's `Cookie` headers.
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            let (k, v) = kv.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
+    crate::forward::cookie_value(&parts.headers, name)
 }
 
 /// The affinity key: route header, then route cookie, each scoped to the
@@ -163,18 +160,31 @@ pub enum Resolution {
 pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now: u64) -> Result<Resolution> {
     check_limits(cfg, parts)?;
     let path = parts.uri.path();
-    // The admin API answers on every host, before any store read (healthz needs none).
+    let host = request_host(parts);
+    // With GATEWAY_ADMIN_HOST, the admin API and proxied content never share an origin.
+    let on_admin_host = cfg.admin_host.as_deref().map(|admin| host.as_deref() == Some(admin));
+    // The admin API answers before any store read (healthz needs none): on every host,
+    // or only on the admin host (healthz still on every host).
     let target = parse_target(path, false)?;
     if let Target::Admin(segs) = target {
+        if on_admin_host == Some(false) && !crate::admin::is_healthz(&segs) {
+            return Err(Error::NotFound("no such route".into()));
+        }
         return Ok(Resolution::Admin(segs));
     }
+    if on_admin_host == Some(true) {
+        return Err(Error::NotFound("no such route".into()));
+    }
+    if is_service_worker_script(parts) {
+        return Err(Error::ServiceWorkerRefused);
+    }
     // Host routes take every other path on their host.
-    let host_route = match request_host(parts) {
+    let host_route = match host {
         Some(h) => store.route_for_host(&h).await?.filter(|r| r.is_active(now)),
         None => None,
     };
     let target = if host_route.is_some() { parse_target(path, true)? } else { target };
-    let (route, key, rest, prefix) = match target {
+    let (mut route, key, rest, prefix) = match target {
         Target::Admin(segs) => return Ok(Resolution::Admin(segs)),
         Target::Host { rest } => {
             let r = host_route.ok_or_else(|| Error::NotFound("no such route".into()))?;
@@ -203,7 +213,11 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
             return Err(Error::PayloadTooLarge { limit: route.max_body_bytes });
         }
     }
-    let leases = if route.expires_at.is_none() { store.leases(&route.name).await? } else { Vec::new() };
+    let mut leases = if route.expires_at.is_none() { store.leases(&route.name).await? } else { Vec::new() };
+    // Routes written to storage directly (Terraform) bypass the admin API's checks: an endpoint
+    // the upstream policy refuses is never used. With none left, it is the usual 503.
+    route.endpoints.retain(|e| cfg.upstreams.allows(e));
+    leases.retain(|e| cfg.upstreams.allows(e));
     // Avoiding a down endpoint only matters when there is another to go to.
     let down = if route.endpoints.len() + leases.len() > 1 { store.down_endpoints(&key).await? } else { Vec::new() };
     Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down })))
@@ -241,7 +255,7 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         .into_iter()
         .map(|e| Upstream { endpoint_id: e.id.clone(), url: upstream_url(&e.url, &r.rest, query), base: e.url.clone(), via: e.via.clone() })
         .collect();
-    let headers = request_headers(&parts.headers, &request_id, ctx.client_ip, ctx.proto, upstream_key.as_deref());
+    let headers = request_headers(&parts.headers, &request_id, ctx.client_ip, ctx.proto, upstream_key.as_deref(), r.route.affinity.cookie.as_deref());
     Ok(ForwardPlan {
         route: r.key,
         upstreams,
@@ -255,6 +269,8 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         partner: r.principal.as_ref().and_then(|p| p.partner.clone()),
         token_id: r.principal.map(|p| p.token_id),
         public_prefix: r.prefix,
+        sandbox: r.route.sandbox,
+        forward_set_cookie: r.route.forward_set_cookie,
     })
 }
 
@@ -437,6 +453,107 @@ mod tests {
         let p = plan(decide(&cfg, &s, &parts("/v1/models", &[])));
         assert_eq!(p.upstreams[0].url, "http://10.0.0.1:8000/v1/models");
         assert!(matches!(decide(&cfg, &s, &parts("/_gateway/routes", &[])), Ok(Routed::Admin(_))));
+    }
+
+    #[test]
+    fn only_the_affinity_cookie_goes_upstream() {
+        let cfg = test_config();
+        let s = MemoryStore::default();
+        let mut r = Route::new("pub", vec![Endpoint::new("a", "http://10.0.0.1:8000")]);
+        r.auth.required = false;
+        r.affinity.cookie = Some("sid".into());
+        block_on(s.put_route(&r, None)).unwrap();
+        let p = plan(decide(&cfg, &s, &parts("/pub/x", &[("cookie", "dashboard=secret; sid=zz"), ("x-forwarded-host", "evil")])));
+        assert_eq!(p.headers.get_all("cookie").iter().collect::<Vec<_>>(), ["sid=zz"]);
+        assert!(!p.headers.contains_key("x-forwarded-host"));
+        r.affinity.cookie = None;
+        block_on(s.put_route(&r, Some(&r.clone()))).unwrap();
+        let p = plan(decide(&cfg, &s, &parts("/pub/x", &[("cookie", "dashboard=secret; sid=zz")])));
+        assert!(!p.headers.contains_key("cookie"));
+    }
+
+    #[test]
+    fn endpoints_the_upstream_policy_refuses_are_never_used() {
+        let mut cfg = test_config();
+        let s = MemoryStore::default();
+        // As Terraform could write it, straight to storage.
+        let mut r = Route::new("tf", vec![
+            Endpoint::new("meta", "http://169.254.169.254/latest"),
+            Endpoint::new("loop", "http://0x7f.1:8000"),
+            Endpoint::new("ok", "http://10.0.0.1:8000"),
+        ]);
+        r.auth.required = false;
+        r.managed_by = Some("terraform".into());
+        let mut tunnel = Endpoint::new("tunnel", "http://10.0.0.2:8000");
+        tunnel.via = Some("VPC_PROD".into());
+        r.endpoints.push(tunnel);
+        block_on(s.put_route(&r, None)).unwrap();
+        let mut lease = Endpoint::new("lease", "http://[::ffff:127.0.0.1]:8000");
+        lease.lease_expires_at = Some(NOW + 30);
+        block_on(s.put_lease("tf", &lease)).unwrap();
+        let ids = |cfg: &Config| {
+            let mut ids: Vec<String> = plan(decide(cfg, &s, &parts("/tf/x", &[]))).upstreams.into_iter().map(|u| u.endpoint_id).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&cfg), ["ok"]);
+        cfg.upstreams.via_bindings = vec!["VPC_PROD".into()];
+        assert_eq!(ids(&cfg), ["ok", "tunnel"]);
+        cfg.upstreams.allow_local = true;
+        assert_eq!(ids(&cfg), ["lease", "loop", "meta", "ok", "tunnel"]);
+        cfg.upstreams = Default::default();
+        r.endpoints.retain(|e| e.id != "ok");
+        block_on(s.put_route(&r, None)).unwrap();
+        assert_eq!(decide(&cfg, &s, &parts("/tf/x", &[])).unwrap_err(), Error::NoLiveEndpoint, "none left: 503");
+    }
+
+    fn parts_on(host: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut p = parts(uri, headers);
+        p.headers.insert("host", host.parse().unwrap());
+        p
+    }
+
+    #[test]
+    fn service_worker_scripts_are_refused_on_the_data_plane() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let ok = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        for v in ["script", "Script", " script "] {
+            let e = decide(&cfg, &s, &parts("/llama/sw.js", &[("authorization", &ok), ("service-worker", v)])).unwrap_err();
+            assert_eq!(e, Error::ServiceWorkerRefused, "{v}");
+            assert_eq!((e.status().as_u16(), e.code()), (403, "service_worker_refused"));
+        }
+        assert!(matches!(decide(&cfg, &s, &parts("/llama/sw.js", &[("authorization", &ok)])), Ok(Routed::Proxy(_))));
+        assert!(matches!(decide(&cfg, &s, &parts("/_gateway/dashboard", &[("service-worker", "script")])), Ok(Routed::Admin(_))), "admin paths are unaffected");
+    }
+
+    #[test]
+    fn the_admin_host_alone_answers_the_admin_api_and_never_proxies() {
+        let mut cfg = test_config();
+        let s = store_with_route();
+        let mut hosted = Route::new("hosted", vec![Endpoint::new("a", "http://10.0.0.1:8000")]);
+        hosted.host = Some("admin.example.com".into());
+        hosted.auth.required = false;
+        block_on(s.put_route(&hosted, None)).unwrap();
+        let ok = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        let admin = |host: &str, path: &str| decide(&cfg, &s, &parts_on(host, path, &[]));
+        // Unset: every host answers both, as before (the host route takes its host).
+        assert!(matches!(admin("gw.example.com", "/_gateway/routes"), Ok(Routed::Admin(_))));
+        assert!(matches!(admin("admin.example.com", "/v1/models"), Ok(Routed::Proxy(_))));
+
+        cfg.admin_host = Some("admin.example.com".into());
+        let admin = |host: &str, path: &str| decide(&cfg, &s, &parts_on(host, path, &[]));
+        assert!(matches!(admin("admin.example.com", "/_gateway/routes"), Ok(Routed::Admin(_))));
+        assert!(matches!(admin("Admin.Example.com:443", "/_gateway/dashboard"), Ok(Routed::Admin(_))));
+        for path in ["/_gateway/routes", "/_gateway/dashboard", "/_gateway/me"] {
+            assert!(matches!(admin("gw.example.com", path), Err(Error::NotFound(_))), "{path}");
+        }
+        assert!(matches!(admin("gw.example.com", "/_gateway/healthz"), Ok(Routed::Admin(_))), "healthz answers on every host");
+        for path in ["/llama/v1/models", "/v1/models", "/e/abcdefghijklmnop/x"] {
+            assert!(matches!(admin("admin.example.com", path), Err(Error::NotFound(_))), "{path}");
+        }
+        let p = parts_on("gw.example.com", "/llama/v1/models", &[("authorization", &ok)]);
+        assert!(matches!(decide(&cfg, &s, &p), Ok(Routed::Proxy(_))), "the data plane still answers elsewhere");
     }
 
     #[test]

@@ -94,6 +94,8 @@ mod tests {
             token_id: Some("tok_a".into()),
             partner: None,
             public_prefix: "/llama/".into(),
+            sandbox: true,
+            forward_set_cookie: false,
         }
     }
 

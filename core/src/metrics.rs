@@ -16,7 +16,9 @@
 //! Every key is a colon-separated list; a key is an *item* and a *field*
 //! (`{item}:{field}`, see [`split_key`]) so DynamoDB can keep one item per
 //! subject with one number attribute per field. Route names, endpoint ids
-//! and token ids are escaped by [`key_part`], so a part never holds a colon.
+//! and token ids are escaped by [`key_part`], so a part never holds a colon,
+//! and one over [`MAX_KEY_PART`] bytes is keyed by a prefix and a hash of the
+//! whole, so two long names never share a counter.
 //!
 //! | item | fields | kept |
 //! | --- | --- | --- |
@@ -235,9 +237,15 @@ pub const RETENTION_SECS: u64 = 7 * 24 * 3600;
 /// Minutes in the snapshot's recent window (the last hour).
 pub const RECENT_MINUTES: u64 = 60;
 
-/// Longest route name, endpoint id or token id kept in a key, in bytes; longer
-/// ones are cut (no valid identifier is that long).
+/// Longest route name, endpoint id, token id or partner kept whole in a key, in
+/// bytes; a longer one is keyed by its first [`HASHED_PREFIX`] bytes, `~` and
+/// the first 16 hex digits of the SHA-256 of the whole value.
 pub const MAX_KEY_PART: usize = 64;
+
+/// Bytes of an over-long value kept readable in front of its hash (at least;
+/// up to the next character boundary). With `~` and 16 hex digits the part is
+/// always longer than [`MAX_KEY_PART`], so it never reads as a value kept whole.
+pub const HASHED_PREFIX: usize = 48;
 
 /// At most this many connection failures of one request are counted (a route's endpoint limit).
 pub const MAX_FAILED_ENDPOINTS: usize = crate::route::MAX_ENDPOINTS;
@@ -350,17 +358,25 @@ impl Updates {
 }
 
 /// Escapes one identifier for use inside a key: `[A-Za-z0-9._-]` stay as they
-/// are, other bytes are percent-encoded (so a part never holds `:`), the
-/// empty string is `~`, and anything past [`MAX_KEY_PART`] bytes is cut.
+/// are, other bytes are percent-encoded (so a part never holds `:`, and never
+/// `~` but as below), the empty string is `~`. A value over [`MAX_KEY_PART`]
+/// bytes becomes its first [`HASHED_PREFIX`] bytes (escaped), `~` and 16 hex
+/// digits of its SHA-256: distinct values never share a key, and values up to
+/// the limit keep the key they always had.
 pub fn key_part(s: &str) -> String {
     if s.is_empty() {
         return "~".to_string();
     }
-    let mut cut = s.len().min(MAX_KEY_PART);
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
+    if s.len() <= MAX_KEY_PART {
+        return utf8_percent_encode(s, KEY_PART_ESCAPED).to_string();
     }
-    utf8_percent_encode(&s[..cut], KEY_PART_ESCAPED).to_string()
+    let mut cut = HASHED_PREFIX;
+    while !s.is_char_boundary(cut) {
+        cut += 1;
+    }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(s.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}~{hex}", utf8_percent_encode(&s[..cut], KEY_PART_ESCAPED))
 }
 
 /// Reverses [`key_part`]; `None` for a part that is not valid UTF-8 once decoded.
@@ -1379,13 +1395,41 @@ mod tests {
         assert_eq!(key_part(""), "~");
         assert_eq!(key_part("~"), "%7E");
         assert_eq!(key_part("é"), "%C3%A9");
-        assert_eq!(key_part(&"a".repeat(100)), "a".repeat(MAX_KEY_PART));
-        // Cut on a character boundary: 40 two-byte characters keep 32.
-        assert_eq!(decode_part(&key_part(&"é".repeat(40))).unwrap(), "é".repeat(32));
+        assert_eq!(key_part(&"a".repeat(MAX_KEY_PART)), "a".repeat(MAX_KEY_PART), "kept whole up to the limit");
+        let long = key_part(&"a".repeat(100));
+        assert!(long.starts_with(&format!("{}~", "a".repeat(HASHED_PREFIX))) && long.len() == HASHED_PREFIX + 17, "{long}");
+        // Cut on a character boundary: 40 two-byte characters keep 24.
+        assert!(decode_part(&key_part(&"é".repeat(40))).unwrap().starts_with(&format!("{}~", "é".repeat(24))));
         for s in ["a:b", "%", "", "~", "é", "x y\"z\n"] {
             assert_eq!(decode_part(&key_part(s)).as_deref(), Some(s));
         }
         assert_eq!(decode_part("%FF"), None, "not UTF-8");
+    }
+
+    #[test]
+    fn long_names_sharing_a_prefix_never_share_a_counter() {
+        let shared = format!("oidc:corp:{}", "x".repeat(70));
+        let (a, b) = (format!("{shared}{}", "a".repeat(20)), format!("{shared}{}", "b".repeat(20)));
+        assert_eq!((a.len(), b.len(), a[..80] == b[..80]), (100, 100, true));
+        assert_ne!(token_item(&a), token_item(&b));
+        assert_ne!(partner_item(&a), partner_item(&b));
+        assert_ne!(endpoint_item(&a, "e"), endpoint_item(&b, "e"));
+        assert_eq!(token_item(&a), token_item(&a.clone()), "stable");
+        let mut samples = Vec::new();
+        for t in [&a, &b, &b] {
+            let mut s = sample("llama", 200, 1.0, NOW);
+            s.token_id = Some(t.to_string());
+            samples.push(s);
+        }
+        let snap = snapshot_of(&store_of(&samples), &[], NOW);
+        let mut counts: Vec<u64> = snap.tokens.values().map(|t| t.requests).collect();
+        counts.sort();
+        assert_eq!(counts, [1, 2], "two principals, two counters");
+        // A value kept whole never reads as a hashed one, whatever it holds.
+        let shown = decode_part(&key_part(&a)).unwrap();
+        assert!(shown.len() > MAX_KEY_PART);
+        assert_ne!(key_part(&shown), key_part(&a));
+        assert_ne!(decode_part(&key_part(&shown[..MAX_KEY_PART])).unwrap(), shown);
     }
 
     #[test]

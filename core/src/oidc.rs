@@ -30,6 +30,10 @@ pub const MIN_REFRESH_SECS: u64 = 5;
 pub const MAX_STALE_SECS: u64 = 24 * 3600;
 /// Largest JWKS document accepted.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// Default of a provider's `max_token_lifetime_seconds`: a sign-in lasts at most a day.
+pub const DEFAULT_MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
+/// Ceiling of a provider's `max_token_lifetime_seconds` (7 days).
+pub const MAX_TOKEN_LIFETIME: u64 = 7 * 24 * 3600;
 
 /// Algorithms a provider may be configured for: asymmetric only.
 const ALLOWED: &[(&str, Algorithm)] = &[
@@ -59,12 +63,21 @@ pub struct Provider {
     pub algorithms: Vec<Algorithm>,
     /// Claim (dotted path) holding the user's groups.
     pub groups_claim: String,
-    /// IdP group → gateway groups; when set, unmapped IdP groups give nothing.
+    /// IdP group → gateway groups; unmapped IdP groups give nothing from it. The only way to grant `admin`.
     pub group_map: Option<BTreeMap<String, Vec<String>>>,
+    /// IdP groups starting with this prefix give the gateway group named by the rest
+    /// (`gw-ml-team` → `ml-team`), never `admin`. A provider has a map, a prefix or both.
+    pub group_prefix: Option<String>,
     /// Claim naming the user (the principal's subject).
     pub subject_claim: String,
     /// How long fetched keys are used before they are fetched again, seconds.
     pub jwks_max_age: u64,
+    /// Longest `exp - iat` accepted, seconds (`max_token_lifetime_seconds`).
+    pub max_token_lifetime: u64,
+    /// When set, the JWT header's `typ` must be this (or `application/` + this), case-insensitively.
+    pub require_typ: Option<String>,
+    /// When set, the token's `azp` must be present and one of these.
+    pub allowed_azp: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +96,14 @@ struct ProviderSpec {
     subject_claim: Option<String>,
     #[serde(default)]
     jwks_max_age_seconds: Option<u64>,
+    #[serde(default)]
+    group_prefix: Option<String>,
+    #[serde(default)]
+    max_token_lifetime_seconds: Option<u64>,
+    #[serde(default)]
+    require_typ: Option<String>,
+    #[serde(default)]
+    allowed_azp: Option<Vec<String>>,
 }
 
 fn is_group(g: &str) -> bool {
@@ -126,9 +147,33 @@ pub fn parse_providers(json: &str, allow_http: bool) -> std::result::Result<Vec<
                 return Err(format!("provider `{name}`: group_map values must be gateway group names"));
             }
         }
+        // IdP group names alone never grant routes: whoever may create groups at the IdP
+        // must not reach a route by naming a group after it.
+        if s.group_map.is_none() && s.group_prefix.is_none() {
+            return Err(format!("provider `{name}`: needs group_map or group_prefix (IdP group names are not taken as gateway groups by name alone)"));
+        }
+        if let Some(prefix) = &s.group_prefix {
+            if prefix.is_empty() || prefix.len() > 64 || !prefix.bytes().all(|c| c.is_ascii_graphic()) {
+                return Err(format!("provider `{name}`: group_prefix must be 1-64 printable characters without spaces"));
+            }
+        }
         let max_age = s.jwks_max_age_seconds.unwrap_or(600);
         if !(60..=86_400).contains(&max_age) {
             return Err(format!("provider `{name}`: jwks_max_age_seconds must be between 60 and 86400"));
+        }
+        let max_lifetime = s.max_token_lifetime_seconds.unwrap_or(DEFAULT_MAX_TOKEN_LIFETIME);
+        if !(60..=MAX_TOKEN_LIFETIME).contains(&max_lifetime) {
+            return Err(format!("provider `{name}`: max_token_lifetime_seconds must be between 60 and {MAX_TOKEN_LIFETIME}"));
+        }
+        if let Some(typ) = &s.require_typ {
+            if typ.is_empty() || typ.len() > 64 || !typ.bytes().all(|c| c.is_ascii_graphic()) {
+                return Err(format!("provider `{name}`: require_typ must be 1-64 printable characters, e.g. \"at+jwt\""));
+            }
+        }
+        if let Some(azp) = &s.allowed_azp {
+            if azp.is_empty() || azp.iter().any(|a| a.is_empty() || a.len() > 256 || a.chars().any(char::is_control)) {
+                return Err(format!("provider `{name}`: allowed_azp must be a non-empty array of client ids"));
+            }
         }
         out.push(Provider {
             name,
@@ -138,8 +183,12 @@ pub fn parse_providers(json: &str, allow_http: bool) -> std::result::Result<Vec<
             algorithms,
             groups_claim: s.groups_claim.filter(|c| !c.is_empty()).unwrap_or_else(|| "groups".into()),
             group_map: s.group_map,
+            group_prefix: s.group_prefix,
             subject_claim: s.subject_claim.filter(|c| !c.is_empty()).unwrap_or_else(|| "sub".into()),
             jwks_max_age: max_age,
+            max_token_lifetime: max_lifetime,
+            require_typ: s.require_typ,
+            allowed_azp: s.allowed_azp,
         });
     }
     Ok(out)
@@ -252,19 +301,25 @@ fn claim<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(claims, |v, part| v.get(part))
 }
 
-/// The gateway groups a provider's claims give.
+/// The gateway groups a provider's claims give: those its `group_map` maps the
+/// IdP groups to, and those IdP groups starting with its `group_prefix` name
+/// once the prefix is cut. Nothing else: an IdP group never counts by its name alone.
 pub fn groups_of(provider: &Provider, claims: &Value) -> Vec<String> {
     let idp: Vec<&str> = match claim(claims, &provider.groups_claim) {
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
         Some(Value::String(s)) => s.split_whitespace().collect(),
         _ => Vec::new(),
     };
-    let mut out: Vec<String> = match &provider.group_map {
-        Some(map) => idp.iter().filter_map(|g| map.get(*g)).flatten().cloned().collect(),
-        // Unmapped names pass as they are, except `admin`: who may create groups at the
-        // IdP must not become a gateway admin by naming one so. Admin is granted by a map only.
-        None => idp.iter().filter(|g| is_group(g) && **g != crate::rbac::ADMIN_GROUP).map(|g| g.to_string()).collect(),
-    };
+    let mut out: Vec<String> = Vec::new();
+    if let Some(map) = &provider.group_map {
+        out.extend(idp.iter().filter_map(|g| map.get(*g)).flatten().cloned());
+    }
+    if let Some(prefix) = &provider.group_prefix {
+        // Never `admin`: who may create groups at the IdP must not become a gateway admin
+        // by naming one so. Admin is granted by a map only.
+        let named = idp.iter().filter_map(|g| g.strip_prefix(prefix.as_str()));
+        out.extend(named.filter(|g| is_group(g) && *g != crate::rbac::ADMIN_GROUP).map(str::to_string));
+    }
     out.sort();
     out.dedup();
     out.truncate(64);
@@ -289,6 +344,14 @@ pub async fn verify<S: RouteSource>(cfg: &Config, store: &S, token: &str, now: u
     }
     if !provider.algorithms.contains(&header.alg) {
         return Err(Error::InvalidToken("algorithm not allowed"));
+    }
+    if let Some(want) = &provider.require_typ {
+        let ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(want) || (t.get(..12).is_some_and(|p| p.eq_ignore_ascii_case("application/")) && t[12..].eq_ignore_ascii_case(want))
+        });
+        if !ok {
+            return Err(Error::InvalidToken("wrong typ"));
+        }
     }
     let kid = header.kid.as_deref().ok_or(Error::InvalidToken("missing kid"))?;
     let mut jwks = store.jwks(provider, false).await?;
@@ -325,8 +388,22 @@ pub async fn verify<S: RouteSource>(cfg: &Config, store: &S, token: &str, now: u
     if now > exp.saturating_add(cfg.leeway) {
         return Err(Error::TokenExpired);
     }
-    if time("nbf")?.is_some_and(|t| t > now.saturating_add(cfg.leeway)) || time("iat")?.is_some_and(|t| t > now.saturating_add(cfg.leeway)) {
+    // `iat` is required: without it a sign-in's life cannot be bounded.
+    let iat = time("iat")?.ok_or(Error::InvalidToken("missing claim"))?;
+    if time("nbf")?.is_some_and(|t| t > now.saturating_add(cfg.leeway)) || iat > now.saturating_add(cfg.leeway) {
         return Err(Error::TokenNotYetValid);
+    }
+    if exp < iat {
+        return Err(Error::InvalidToken("malformed claims"));
+    }
+    if exp - iat > provider.max_token_lifetime {
+        return Err(Error::InvalidToken("lifetime over the provider's maximum"));
+    }
+    if let Some(allowed) = &provider.allowed_azp {
+        let azp = claims.get("azp").and_then(Value::as_str).ok_or(Error::InvalidToken("missing claim"))?;
+        if !allowed.iter().any(|a| a == azp) {
+            return Err(Error::InvalidToken("authorized party not allowed"));
+        }
     }
     let sub = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control));
     let sub = sub.ok_or(Error::InvalidToken("malformed claims"))?;
@@ -372,17 +449,28 @@ pub(crate) mod tests {
         .to_string()
     }
 
+    /// A configuration with provider `corp`: its groups come from `group_map`, or without one
+    /// from the prefix `gw-`.
     pub(crate) fn config(algorithms: &str, group_map: Option<serde_json::Value>) -> Config {
+        let groups = match group_map {
+            Some(m) => json!({"group_map": m}),
+            None => json!({"group_prefix": "gw-"}),
+        };
+        config_with(algorithms, groups).unwrap()
+    }
+
+    /// `config` with more provider settings; the configuration error if they are refused.
+    pub(crate) fn config_with(algorithms: &str, extra: Value) -> std::result::Result<Config, crate::config::ConfigError> {
         let mut provider = json!({"name": "corp", "issuer": "https://idp.example.com", "audience": "ai-gateway", "jwks_url": JWKS_URL,
             "algorithms": serde_json::from_str::<Value>(algorithms).unwrap(), "groups_claim": "realm.groups", "subject_claim": "email"});
-        if let Some(m) = group_map {
-            provider["group_map"] = m;
+        for (k, v) in extra.as_object().unwrap() {
+            provider[k] = v.clone();
         }
         let env = HashMap::from([
             ("GATEWAY_SIGNING_KEYS", r#"[{"kid":"k1","alg":"HS256","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]"#.to_string()),
             ("GATEWAY_OIDC_PROVIDERS", json!([provider]).to_string()),
         ]);
-        Config::from_lookup(&|k| env.get(k).cloned()).unwrap()
+        Config::from_lookup(&|k| env.get(k).cloned())
     }
 
     pub(crate) fn claims() -> Value {
@@ -417,14 +505,82 @@ pub(crate) mod tests {
         assert_eq!(p.subject, "alice@corp.example");
         assert_eq!(p.groups, ["ml-team", "notebooks"], "interns maps to nothing");
         assert_eq!((p.kind, p.provider.as_deref(), p.token_id.as_str(), p.expires_at), (TokenKind::User, Some("corp"), "oidc:corp:u-123", NOW + 300));
-        // Without a map, names pass as they are, but `admin` only ever comes from a map.
-        let open = config(r#"["EdDSA"]"#, None);
         let mut c = claims();
-        c["realm"]["groups"] = json!(["ml-engineers", "interns", "admin"]);
-        assert_eq!(check(&open, &sign(ed_header("ed-1"), &c)).unwrap().unwrap().groups, ["interns", "ml-engineers"]);
         let mapped = config(r#"["EdDSA"]"#, Some(json!({"platform-admins": ["admin"]})));
         c["realm"]["groups"] = json!(["platform-admins"]);
         assert_eq!(check(&mapped, &sign(ed_header("ed-1"), &c)).unwrap().unwrap().groups, ["admin"]);
+    }
+
+    #[test]
+    fn idp_groups_count_only_through_the_map_or_the_prefix() {
+        let mut c = claims();
+        c["realm"]["groups"] = json!(["gw-ml-team", "ml-engineers", "interns", "admin", "gw-admin", "gw-", "gw-bad group", "ml-team"]);
+        let prefixed = config(r#"["EdDSA"]"#, None);
+        assert_eq!(check(&prefixed, &sign(ed_header("ed-1"), &c)).unwrap().unwrap().groups, ["ml-team"], "admin never through the prefix");
+        let both = config_with(r#"["EdDSA"]"#, json!({"group_prefix": "gw-", "group_map": {"admin": ["admin"], "interns": ["notebooks"]}})).unwrap();
+        assert_eq!(check(&both, &sign(ed_header("ed-1"), &c)).unwrap().unwrap().groups, ["admin", "ml-team", "notebooks"]);
+        // Neither: refused at start, naming the setting and the provider.
+        let e = config_with(r#"["EdDSA"]"#, json!({})).unwrap_err();
+        assert_eq!(e.setting, "GATEWAY_OIDC_PROVIDERS");
+        assert!(e.message.contains("`corp`") && e.message.contains("group_map") && e.message.contains("group_prefix"), "{e}");
+        assert_eq!(config_with(r#"["EdDSA"]"#, json!({"group_prefix": ""})).unwrap_err().setting, "GATEWAY_OIDC_PROVIDERS");
+    }
+
+    #[test]
+    fn sign_ins_have_a_bounded_life() {
+        let cfg = config(r#"["EdDSA"]"#, None);
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("iat");
+        assert_eq!(check(&cfg, &sign(ed_header("ed-1"), &c)).unwrap_err(), Error::InvalidToken("missing claim"), "iat is required");
+        let mut c = claims();
+        c["iat"] = json!(NOW - 10);
+        c["exp"] = json!(NOW - 10 + DEFAULT_MAX_TOKEN_LIFETIME);
+        assert!(check(&cfg, &sign(ed_header("ed-1"), &c)).is_ok(), "a day, the default, is fine");
+        c["exp"] = json!(NOW - 10 + DEFAULT_MAX_TOKEN_LIFETIME + 1);
+        assert!(matches!(check(&cfg, &sign(ed_header("ed-1"), &c)), Err(Error::InvalidToken(_))), "a second over is not");
+        c["exp"] = json!(NOW + 300);
+        c["iat"] = json!(NOW + 301);
+        assert!(matches!(check(&cfg, &sign(ed_header("ed-1"), &c)), Err(Error::TokenNotYetValid | Error::InvalidToken(_))));
+        let short = config_with(r#"["EdDSA"]"#, json!({"group_prefix": "gw-", "max_token_lifetime_seconds": 300})).unwrap();
+        assert!(matches!(check(&short, &sign(ed_header("ed-1"), &claims())), Err(Error::InvalidToken(_))), "exp - iat = 305 is over 300");
+        let mut c = claims();
+        c["exp"] = json!(NOW + 295);
+        assert!(check(&short, &sign(ed_header("ed-1"), &c)).is_ok(), "exactly 300");
+        for bad in [json!(59), json!(MAX_TOKEN_LIFETIME + 1), json!("1d")] {
+            let e = config_with(r#"["EdDSA"]"#, json!({"group_prefix": "gw-", "max_token_lifetime_seconds": bad})).unwrap_err();
+            assert_eq!(e.setting, "GATEWAY_OIDC_PROVIDERS");
+        }
+        let e = config_with(r#"["EdDSA"]"#, json!({"group_prefix": "gw-", "max_token_lifetime_seconds": 59})).unwrap_err();
+        assert!(e.message.contains("max_token_lifetime_seconds"), "{e}");
+    }
+
+    #[test]
+    fn typ_and_azp_are_checked_when_configured() {
+        let cfg = config_with(r#"["EdDSA"]"#, json!({"group_prefix": "gw-", "require_typ": "at+jwt", "allowed_azp": ["notebook-app", "cli"]})).unwrap();
+        let with_typ = |typ: Option<&str>| {
+            let mut h = ed_header("ed-1");
+            h.typ = typ.map(str::to_string);
+            h
+        };
+        let mut c = claims();
+        c["azp"] = json!("cli");
+        for ok in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+jwt"] {
+            assert!(check(&cfg, &sign(with_typ(Some(ok)), &c)).is_ok(), "{ok}");
+        }
+        for bad in [Some("JWT"), None, Some("application/jwt"), Some("at+jwt2")] {
+            assert_eq!(check(&cfg, &sign(with_typ(bad), &c)).unwrap_err(), Error::InvalidToken("wrong typ"), "{bad:?}");
+        }
+        c["azp"] = json!("someone-else");
+        assert!(matches!(check(&cfg, &sign(with_typ(Some("at+jwt")), &c)), Err(Error::InvalidToken(_))));
+        c.as_object_mut().unwrap().remove("azp");
+        assert!(matches!(check(&cfg, &sign(with_typ(Some("at+jwt")), &c)), Err(Error::InvalidToken(_))), "azp must be present");
+        // Unset: neither is looked at.
+        let open = config(r#"["EdDSA"]"#, None);
+        assert!(check(&open, &sign(with_typ(None), &c)).is_ok());
+        for (k, v) in [("require_typ", json!("")), ("allowed_azp", json!([])), ("allowed_azp", json!([""])), ("require_typ", json!("a b"))] {
+            let e = config_with(r#"["EdDSA"]"#, json!({"group_prefix": "gw-", k: v})).unwrap_err();
+            assert!(e.message.contains(k), "{e}");
+        }
     }
 
     #[test]
@@ -507,7 +663,7 @@ pub(crate) mod tests {
     #[test]
     fn provider_settings_are_checked() {
         let parse = |v: Value, http: bool| parse_providers(&v.to_string(), http);
-        let base = json!({"name": "corp", "issuer": "https://i", "audience": "a", "jwks_url": "https://i/jwks", "algorithms": ["RS256"]});
+        let base = json!({"name": "corp", "issuer": "https://i", "audience": "a", "jwks_url": "https://i/jwks", "algorithms": ["RS256"], "group_prefix": "gw-"});
         assert!(parse(json!([base]), false).is_ok());
         let with = |k: &str, v: Value| {
             let mut b = base.clone();

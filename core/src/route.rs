@@ -48,6 +48,13 @@ pub struct Route {
     /// Default requests per minute for each token on this route (a token's own limit wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_rpm: Option<u32>,
+    /// Proxied responses carry `Content-Security-Policy: sandbox` (default), so
+    /// content served through the gateway cannot script the gateway's origin.
+    #[serde(default = "yes")]
+    pub sandbox: bool,
+    /// Pass the upstream's `Set-Cookie` to clients (default: dropped).
+    #[serde(default)]
+    pub forward_set_cookie: bool,
     /// `"terraform"` when Terraform owns the route; admin writes are then refused.
     #[serde(default)]
     pub managed_by: Option<String>,
@@ -191,6 +198,10 @@ pub fn validate_endpoint_url(url: &str) -> std::result::Result<(), &'static str>
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err("must not contain spaces or control characters");
     }
+    // Browsers' and fetch's URL parser reads `\` as `/` (`http://127.0.0.1\.x.com/` is 127.0.0.1).
+    if url.contains('\\') {
+        return Err("must not contain a backslash");
+    }
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() {
         return Err("must name a host");
@@ -207,6 +218,179 @@ pub fn validate_endpoint_url(url: &str) -> std::result::Result<(), &'static str>
         return Err("must name a host");
     }
     Ok(())
+}
+
+/// Host names that are the platform's metadata service (credentials live there).
+const METADATA_HOSTS: &[&str] = &["metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"];
+
+/// What upstreams an endpoint may name beyond its shape: the gateway's
+/// surroundings (loopback, link-local, unspecified and metadata addresses)
+/// only when `GATEWAY_ALLOW_LOCAL_UPSTREAMS=1`, and `via` only a binding
+/// listed in `GATEWAY_VIA_BINDINGS`. Private ranges (10/8, 172.16/12,
+/// 192.168/16) are always allowed: vLLM lives there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamPolicy {
+    /// Loopback, link-local, unspecified and metadata hosts allowed (local development, test suites).
+    pub allow_local: bool,
+    /// Workers VPC service bindings an endpoint's `via` may name; empty: none.
+    pub via_bindings: Vec<String>,
+}
+
+impl UpstreamPolicy {
+    /// Checks an endpoint URL's host; the reason it is refused (never the URL).
+    pub fn check_url(&self, url: &str) -> std::result::Result<(), &'static str> {
+        if self.allow_local {
+            return Ok(());
+        }
+        validate_endpoint_url(url)?;
+        let uri: http::Uri = url.parse().map_err(|_| "is not a valid URL")?;
+        match uri.host().map(local_host_reason) {
+            None => Err("must name a host"),
+            Some(Some(why)) => Err(why),
+            Some(None) => Ok(()),
+        }
+    }
+
+    /// Checks an endpoint's `url` and `via`. `at` names its place (`endpoints[0]`), or is
+    /// empty when the request body holds the endpoint's fields itself (`url`, `via`).
+    pub fn check(&self, endpoint: &Endpoint, at: &str) -> Result<()> {
+        let field = |f: &str| if at.is_empty() { f.to_string() } else { format!("{at}.{f}") };
+        self.check_url(&endpoint.url).map_err(|why| Error::bad_request(field("url"), why))?;
+        if let Some(via) = &endpoint.via {
+            if !self.via_bindings.iter().any(|b| b == via) {
+                return Err(Error::bad_request(field("via"), "must name a binding listed in GATEWAY_VIA_BINDINGS"));
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the endpoint may be used: how routes written to storage directly
+    /// (by Terraform, past the admin API) are held to the same policy.
+    pub fn allows(&self, endpoint: &Endpoint) -> bool {
+        self.check(endpoint, "").is_ok()
+    }
+}
+
+/// Why `host` (as `http::Uri` gives it) is one of the gateway's surroundings; `None` when it is not.
+///
+/// Hosts are read as browsers and fetch read them (WHATWG URL): case and a
+/// trailing dot do not matter, and IPv4 may be written in decimal, hex or octal,
+/// in one to four parts (`2130706433`, `0x7f.1`, `0177.0.0.1` are 127.0.0.1).
+/// A name that resolves to such an address is not caught here (core does no DNS).
+fn local_host_reason(host: &str) -> Option<&'static str> {
+    if host.contains('%') {
+        return Some("must not hold a percent-encoded host");
+    }
+    let lower = host.to_ascii_lowercase();
+    let h = lower.trim_end_matches('.');
+    if let Some(inner) = h.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+        return match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) => ipv6_reason(ip),
+            Err(_) => Some("is not a valid IPv6 address"),
+        };
+    }
+    if h.is_empty() {
+        return Some("must name a host");
+    }
+    if h == "localhost" || h.ends_with(".localhost") {
+        return Some("is loopback (allowed only with GATEWAY_ALLOW_LOCAL_UPSTREAMS=1)");
+    }
+    if METADATA_HOSTS.contains(&h) {
+        return Some("is a cloud metadata service");
+    }
+    match whatwg_ipv4(h) {
+        Ok(Some(ip)) => ipv4_reason(ip),
+        Ok(None) => None,
+        Err(()) => Some("is not a valid IPv4 address"),
+    }
+}
+
+fn ipv4_reason(ip: std::net::Ipv4Addr) -> Option<&'static str> {
+    let o = ip.octets();
+    if o[0] == 127 {
+        Some("is loopback (allowed only with GATEWAY_ALLOW_LOCAL_UPSTREAMS=1)")
+    } else if o[0] == 0 {
+        Some("is an unspecified address")
+    } else if o[0] == 169 && o[1] == 254 {
+        Some("is link-local, where cloud metadata services live")
+    } else {
+        None
+    }
+}
+
+fn ipv6_reason(ip: std::net::Ipv6Addr) -> Option<&'static str> {
+    let seg = ip.segments();
+    if ip.is_loopback() {
+        return Some("is loopback (allowed only with GATEWAY_ALLOW_LOCAL_UPSTREAMS=1)");
+    }
+    if ip.is_unspecified() {
+        return Some("is an unspecified address");
+    }
+    if seg[0] & 0xffc0 == 0xfe80 {
+        return Some("is link-local, where cloud metadata services live");
+    }
+    if ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        return Some("is a cloud metadata service");
+    }
+    // IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) forms.
+    let embeds_v4 = (seg[..5] == [0; 5] && (seg[5] == 0xffff || seg[5] == 0)) || seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    if embeds_v4 {
+        let v4 = std::net::Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+        return ipv4_reason(v4);
+    }
+    None
+}
+
+/// One part of a WHATWG IPv4 host: `0x`-prefixed hex, `0`-prefixed octal, else
+/// decimal; `Err` for a part that is not a number, or too large.
+fn ipv4_part(part: &str) -> std::result::Result<u64, ()> {
+    if part.is_empty() {
+        return Err(());
+    }
+    let (digits, radix) = match part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None if part.len() > 1 && part.starts_with('0') => (&part[1..], 8),
+        None => (part, 10),
+    };
+    if digits.is_empty() {
+        return Ok(0);
+    }
+    if !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err(());
+    }
+    // Too large for any address (WHATWG fails these too).
+    u64::from_str_radix(digits, radix).ok().filter(|&n| n <= u64::from(u32::MAX)).ok_or(())
+}
+
+/// The address the WHATWG URL parser reads in `host` (lowercase): `Ok(None)` for a
+/// domain name, `Err` for a host that ends in a number but is not an address.
+fn whatwg_ipv4(host: &str) -> std::result::Result<Option<std::net::Ipv4Addr>, ()> {
+    let mut parts: Vec<&str> = host.split('.').collect();
+    if parts.len() > 1 && parts.last() == Some(&"") {
+        parts.pop();
+    }
+    let last = parts.last().copied().unwrap_or_default();
+    // WHATWG's "ends in a number": digits only, or a valid hex/octal/decimal part.
+    let syntactic = |p: &str| {
+        let hex = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X"));
+        !p.is_empty() && (p.bytes().all(|b| b.is_ascii_digit()) || hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())))
+    };
+    if !syntactic(last) {
+        return Ok(None);
+    }
+    if parts.len() > 4 {
+        return Err(());
+    }
+    let nums = parts.iter().map(|p| ipv4_part(p)).collect::<std::result::Result<Vec<u64>, ()>>()?;
+    let (last, init) = nums.split_last().ok_or(())?;
+    if init.iter().any(|&n| n > 255) || *last >= 1u64 << (8 * (5 - nums.len())) {
+        return Err(());
+    }
+    let mut ip = *last;
+    for (i, n) in init.iter().enumerate() {
+        ip += n << (8 * (3 - i));
+    }
+    Ok(Some(std::net::Ipv4Addr::from(ip as u32)))
 }
 
 impl Endpoint {
@@ -346,6 +530,8 @@ impl Route {
             timeouts: Timeouts::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             rate_limit_rpm: None,
+            sandbox: true,
+            forward_set_cookie: false,
             managed_by: None,
             expires_at: None,
         }
@@ -486,6 +672,17 @@ mod tests {
     }
 
     #[test]
+    fn sandbox_is_on_and_cookies_off_unless_the_route_says() {
+        let r: Route = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
+        assert!(r.sandbox && !r.forward_set_cookie);
+        assert_eq!(r, Route::new("x", vec![]));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!((v["sandbox"].as_bool(), v["forward_set_cookie"].as_bool()), (Some(true), Some(false)), "shown in the route JSON");
+        let r: Route = serde_json::from_str(r#"{"name":"x","sandbox":false,"forward_set_cookie":true}"#).unwrap();
+        assert!(!r.sandbox && r.forward_set_cookie);
+    }
+
+    #[test]
     fn api_md_example_decodes_and_validates() {
         let r: Route = serde_json::from_str(r#"{
           "name": "llama-prod", "host": null, "enabled": true,
@@ -517,6 +714,87 @@ mod tests {
         }
         r.upstream_api_key_secret = Some("VLLM_API_KEY".into());
         assert!(r.validate().is_ok());
+    }
+
+    #[test]
+    fn upstreams_cannot_reach_the_gateways_surroundings_by_default() {
+        let policy = UpstreamPolicy::default();
+        for url in [
+            "http://127.0.0.1:8000",
+            "http://127.1/",
+            "http://127.255.255.254/",
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://0x7f.1/",
+            "http://0177.0.0.1/",
+            "http://0177.1/",
+            "http://017700000001/",
+            "http://127.0.0.1./",
+            "http://localhost:8000",
+            "http://LOCALHOST/",
+            "http://localhost./",
+            "http://vllm.localhost/",
+            "http://0.0.0.0:8000",
+            "http://0/",
+            "http://[::1]:8000",
+            "http://[0:0:0:0:0:0:0:1]/",
+            "http://[::]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::169.254.169.254]/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://169.254.1.1/",
+            "http://0xa9.0xfe.0xa9.0xfe/",
+            "http://2852039166/",
+            "http://[fe80::1]/",
+            "http://[FEBF::1]/",
+            "http://[fd00:ec2::254]/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://Metadata.Google.Internal./",
+            "http://metadata/",
+            "http://127.0.0.1\\.example.com/",
+            "http://1.2.3.256/",
+            "http://99999999999/",
+            "http://1.2.3.4.5/",
+            "http://08.0.0.1/",
+            "http://%31%32%37.0.0.1/",
+        ] {
+            assert!(policy.check_url(url).is_err(), "{url} must be refused");
+        }
+        for url in [
+            "http://10.0.0.1:8000",
+            "http://172.16.0.5:8000/v1",
+            "http://192.168.1.10",
+            "https://vllm.internal.example.com",
+            "http://vllm-1:8000",
+            "http://8.8.8.8",
+            "http://[fd12::1]:8000",
+            "http://127.example.com",
+            "http://0x7f.example.com",
+            "http://localhost.example.com",
+            "http://metadata.example.com",
+            "http://[::ffff:10.0.0.1]/",
+        ] {
+            assert_eq!(policy.check_url(url), Ok(()), "{url} must be allowed");
+        }
+        assert_eq!(UpstreamPolicy { allow_local: true, ..Default::default() }.check_url("http://127.0.0.1:8000"), Ok(()));
+    }
+
+    #[test]
+    fn via_must_name_a_configured_binding() {
+        let mut ep = Endpoint::new("a", "http://10.0.0.1:8000");
+        ep.via = Some("VPC_PROD".into());
+        let none = UpstreamPolicy::default();
+        assert!(matches!(none.check(&ep, "endpoints[2]"), Err(Error::BadRequest { ref field, .. }) if field == "endpoints[2].via"));
+        let some = UpstreamPolicy { allow_local: true, via_bindings: vec!["VPC_PROD".into()] };
+        assert_eq!(some.check(&ep, "endpoints[2]"), Ok(()));
+        ep.via = Some("VPC_OTHER".into());
+        assert!(matches!(some.check(&ep, ""), Err(Error::BadRequest { ref field, .. }) if field == "via"));
+        ep.via = None;
+        ep.url = "http://127.0.0.1:1".into();
+        assert!(matches!(none.check(&ep, ""), Err(Error::BadRequest { ref field, .. }) if field == "url"));
     }
 
     #[test]

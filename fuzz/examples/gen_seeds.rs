@@ -18,7 +18,7 @@ const MAX_SEED_BYTES: usize = MAX_TOKEN_BYTES + 512;
 fn main() {
     let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/seeds".into()));
     let mut n = 0;
-    for (target, seeds) in [("token_verify", token_seeds()), ("path_route", path_seeds()), ("admin_json", admin_seeds())] {
+    for (target, seeds) in [("token_verify", token_seeds()), ("path_route", path_seeds()), ("admin_json", admin_seeds()), ("headers", header_seeds())] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).expect("create seed dir");
         let mut names = std::collections::HashSet::new();
@@ -165,6 +165,31 @@ fn path_seeds() -> Vec<(String, Vec<u8>)> {
     out.push(("req-many-headers.txt".into(), [&with_headers("/pub/x", &[("x-a", "1")])[..], b"\n*h\xff"].concat()));
     out.push(("req-long-url.txt".into(), [&b"/pub/x?q=1"[..], b"\n*p\xff"].concat()));
     out
+}
+
+/// A `headers` input: the flags byte, client request headers, an empty line, upstream response headers.
+fn header_input(flags: u8, request: &[&str], response: &[&str]) -> Vec<u8> {
+    [&[flags][..], request.join("\n").as_bytes(), b"\n\n", response.join("\n").as_bytes()].concat()
+}
+
+fn header_seeds() -> Vec<(String, Vec<u8>)> {
+    vec![
+        // Sandbox on, cookies dropped, affinity cookie `sid`, route prefix `/llama/`, endpoint http://10.0.0.1:8000.
+        ("hostile-both-ways.bin".into(), header_input(0x04, &[
+            "authorization: Bearer client-token", "cookie: dashboard=secret; sid=zz", "cookie: other=1", "cf-connecting-ip: 6.6.6.6",
+            "true-client-ip: 6.6.6.6", "x-forwarded-for: 6.6.6.6", "x-forwarded-host: evil.example", "x-real-ip: 6.6.6.6",
+            "forwarded: for=6.6.6.6", "connection: keep-alive, x-hop", "x-hop: 1", "content-type: application/json",
+        ], &[
+            "set-cookie: session=x; Path=/", "service-worker-allowed: /", "content-security-policy: default-src 'self'",
+            "location: http://10.0.0.1:8000/v1/models", "content-location: http://10.0.0.1:80001/x", "transfer-encoding: chunked",
+        ])),
+        // Sandbox off, Set-Cookie forwarded, host route (prefix `/`): redirects that must not leave the origin.
+        ("host-route-redirects.bin".into(), header_input(0x0b, &["cookie: sid=zz"], &[
+            "location: http://10.0.0.1:8000/\\evil.com", "location: //evil.com", "location: /\\evil.com", "location: /\t/evil.com",
+            "location: http://10.0.0.1:8000evil.com/", "content-location: HTTP://evil.com", "set-cookie: a=1",
+            "content-security-policy: sandbox", "connection: content-security-policy",
+        ])),
+    ]
 }
 
 fn admin_seeds() -> Vec<(String, Vec<u8>)> {

@@ -153,6 +153,8 @@ mod tests {
             request_id: "req_1".into(),
             token_id: Some("tok_a".into()),
             public_prefix: "/llama/".into(),
+            sandbox: true,
+            forward_set_cookie: false,
             partner: None,
         };
         let mut m = Meter::new(&plan, 1_000);

@@ -398,7 +398,7 @@ fn jwks_doc() -> String {
 
 fn provider(name: &str, jwks_url: &str) -> gateway_core::oidc::Provider {
     let json = serde_json::json!([{"name": name, "issuer": format!("https://{name}.example.com"), "audience": "ai-gateway",
-        "jwks_url": jwks_url, "algorithms": ["EdDSA"], "jwks_max_age_seconds": 600}]);
+        "jwks_url": jwks_url, "algorithms": ["EdDSA"], "jwks_max_age_seconds": 600, "group_prefix": "gw-"}]);
     gateway_core::oidc::parse_providers(&json.to_string(), true).unwrap().remove(0)
 }
 
