@@ -45,6 +45,8 @@ if [ ! -f .dev.vars ]; then
   (umask 077; { echo "GATEWAY_SIGNING_KEYS='$keys'"; echo "GATEWAY_ALLOW_HTTP=1"; } > .dev.vars)
   say "wrote .dev.vars with a fresh signing key"
 fi
+# Local development only: plain HTTP, and upstreams on loopback (the stand-ins; production refuses them).
+grep -q '^GATEWAY_ALLOW_LOCAL_UPSTREAMS=' .dev.vars || echo "GATEWAY_ALLOW_LOCAL_UPSTREAMS=1" >> .dev.vars
 set -a; . ./.dev.vars; set +a
 
 pids=()

@@ -25,7 +25,7 @@ times=()
 for _ in $(seq 1 "$runs"); do
   start=$(date +%s%N)
   AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 \
-  AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 GATEWAY_TABLE=gateway GATEWAY_SIGNING_KEYS="$keys" GATEWAY_ALLOW_HTTP=1 \
+  AWS_LAMBDA_FUNCTION_MEMORY_SIZE=1024 GATEWAY_TABLE=gateway GATEWAY_SIGNING_KEYS="$keys" GATEWAY_ALLOW_HTTP=1 GATEWAY_ALLOW_LOCAL_UPSTREAMS=1 \
   AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x "$bin" >/dev/null 2>&1 &
   fn=$!
   until curl -sf -o /dev/null "http://127.0.0.1:$port/_gateway/healthz"; do sleep 0.002; done

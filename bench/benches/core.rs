@@ -21,7 +21,7 @@ const NOW: u64 = 1_800_000_000;
 fn config() -> Config {
     Config::from_lookup(&|k| match k {
         "GATEWAY_SIGNING_KEYS" => Some(KEYS.to_string()),
-        "GATEWAY_ALLOW_HTTP" => Some("1".to_string()),
+        "GATEWAY_ALLOW_HTTP" | "GATEWAY_ALLOW_LOCAL_UPSTREAMS" => Some("1".to_string()),
         _ => None,
     })
     .expect("bench config")

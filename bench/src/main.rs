@@ -641,6 +641,7 @@ async fn edge(b: &mut Bench) -> Result<(), String> {
     let vars = vec![
         ("GATEWAY_SIGNING_KEYS", KEYS.to_string()),
         ("GATEWAY_ALLOW_HTTP", "1".to_string()),
+        ("GATEWAY_ALLOW_LOCAL_UPSTREAMS", "1".to_string()),
         ("GATEWAY_CACHE_SECONDS", "5".to_string()),
     ];
     let running = tokio::task::spawn_blocking(move || deploy::start_edge(&vars, &[], "bench")).await.map_err(|e| format!("wrangler dev: {e}"))?;
@@ -738,7 +739,7 @@ async fn edge_cpu_runs(b: &mut Bench, system: &str, entry: SocketAddr, via: &Via
 async fn edge_miniflare(b: &mut Bench) -> Result<(), String> {
     let t0 = Instant::now();
     let port = deploy::free_port();
-    let vars = json!({"GATEWAY_SIGNING_KEYS": KEYS, "GATEWAY_ALLOW_HTTP": "1", "GATEWAY_CACHE_SECONDS": "5"}).to_string();
+    let vars = json!({"GATEWAY_SIGNING_KEYS": KEYS, "GATEWAY_ALLOW_HTTP": "1", "GATEWAY_ALLOW_LOCAL_UPSTREAMS": "1", "GATEWAY_CACHE_SECONDS": "5"}).to_string();
     let mut cmd = Command::new("node");
     cmd.current_dir(deploy::repo_root()).arg("bench/edge-miniflare.mjs").arg(port.to_string()).arg(vars);
     let mut p = Proc::spawn("node edge-miniflare.mjs", cmd, &b.run_dir.join("edge-miniflare.log"))?;
@@ -801,6 +802,7 @@ async fn lambda(b: &mut Bench, w_lambda: bool, w_native: bool) -> Result<(), Str
     let vars: Vec<(&str, String)> = vec![
         ("GATEWAY_SIGNING_KEYS", KEYS.to_string()),
         ("GATEWAY_ALLOW_HTTP", "1".to_string()),
+        ("GATEWAY_ALLOW_LOCAL_UPSTREAMS", "1".to_string()),
         ("GATEWAY_CACHE_SECONDS", "5".to_string()),
     ];
     let d = deploy::start_lambda(&vars, &[], "bench").await;

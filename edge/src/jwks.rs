@@ -13,6 +13,29 @@ use std::time::Duration;
 use worker::kv::KvStore;
 use worker::{console_warn, Delay, Fetch};
 
+thread_local! {
+    /// Providers whose keys are being looked up beyond memory (KV, then the provider) in this isolate.
+    static FLIGHTS: RefCell<std::collections::HashSet<String>> = RefCell::default();
+}
+
+/// How often a request waiting for another's lookup looks again.
+const FLIGHT_POLL_MS: u64 = 10;
+
+/// A provider's lookup in flight; ends when dropped.
+struct Flight(String);
+
+impl Flight {
+    fn start(provider: &str) -> Option<Flight> {
+        FLIGHTS.with(|f| f.borrow_mut().insert(provider.to_string())).then(|| Flight(provider.to_string()))
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        FLIGHTS.with(|f| f.borrow_mut().remove(&self.0));
+    }
+}
+
 /// How long a fetch of a JWKS may take.
 const FETCH_TIMEOUT_MS: u64 = 3_000;
 
@@ -38,6 +61,24 @@ pub(crate) async fn jwks(kv: &KvStore, cache: &RefCell<JwksCache>, provider: &Pr
     if let Some(j) = cached {
         return Ok(j);
     }
+    // One lookup beyond memory in flight per provider in this isolate: a burst of unknown
+    // `kid`s waits for the first (polling on its own timer: a request may not wait on another
+    // request's I/O in workerd), then reads what it brought.
+    let mut waited = 0;
+    let _flight = loop {
+        if let Some(flight) = Flight::start(&provider.name) {
+            break flight;
+        }
+        if waited >= FETCH_TIMEOUT_MS + 500 {
+            return cache.borrow().stale(provider, now).ok_or_else(|| Error::IdentityProviderUnavailable(provider.name.clone()));
+        }
+        Delay::from(Duration::from_millis(FLIGHT_POLL_MS)).await;
+        waited += FLIGHT_POLL_MS;
+        let cached = cache.borrow().get(provider, now_secs(), refresh);
+        if let Some(j) = cached {
+            return Ok(j);
+        }
+    };
     let stored = kv.get(&kv_key(provider)).json::<Stored>().await.ok().flatten().filter(|s| s.url == provider.jwks_url);
     if let Some(s) = stored.as_ref().filter(|s| usable(s.fetched_at, now, provider.jwks_max_age, refresh)) {
         if let Ok(j) = Jwks::parse(&s.raw, s.fetched_at) {
@@ -103,9 +144,7 @@ async fn fetch(url: &str) -> Result<String> {
     if declared.is_some_and(|n| n > MAX_JWKS_BYTES) {
         return Err(err("document too large".into()));
     }
-    let body = res.bytes().await.map_err(|e| err(e.to_string()))?;
-    if body.len() > MAX_JWKS_BYTES {
-        return Err(err("document too large".into()));
-    }
+    // Capped while reading, also when no Content-Length was given.
+    let body = crate::read_capped(res.stream(), MAX_JWKS_BYTES).await.map_err(|e| err(e.to_string()))?.ok_or_else(|| err("document too large".into()))?;
     String::from_utf8(body).map_err(|_| err("not UTF-8".into()))
 }

@@ -65,6 +65,26 @@ pub(crate) fn now_secs() -> u64 {
     (js_sys::Date::now() / 1000.0) as u64
 }
 
+/// Reads a body, stopping as soon as it passes `max` bytes: `Ok(None)` then. A chunked body
+/// without `Content-Length` is never held whole before its size is known.
+pub(crate) async fn read_capped(stream: Result<worker::ByteStream>, max: usize) -> Result<Option<Vec<u8>>> {
+    use futures_util::StreamExt;
+    let mut stream = match stream {
+        Ok(s) => s,
+        // No body at all.
+        Err(_) => return Ok(Some(Vec::new())),
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
+
 pub(crate) fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }

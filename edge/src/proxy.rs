@@ -94,10 +94,10 @@ async fn admin(mut req: Request, env: &Env, parts: &http::request::Parts, segmen
     if declared.is_some_and(|n| n > MAX_ADMIN_BODY) {
         return error_response(&Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 }, request_id);
     }
-    let body = req.bytes().await.unwrap_or_default();
-    if body.len() > MAX_ADMIN_BODY {
+    // Capped while reading: a chunked body is never read whole before its size is checked.
+    let Some(body) = crate::read_capped(req.stream(), MAX_ADMIN_BODY).await.unwrap_or_default() else {
         return error_response(&Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 }, request_id);
-    }
+    };
     let headers = Headers::new();
     headers.set(METHOD_HEADER, parts.method.as_str())?;
     headers.set(SEGMENTS_HEADER, &serde_json::to_string(&segments).unwrap_or_else(|_| "[]".into()))?;

@@ -62,6 +62,9 @@ pub struct DynamoStore {
     /// Identity providers' keys, shared by every clone (the data plane's `CachedSource`
     /// and the admin API read the same cache). Never locked across an `await`.
     keys: Arc<Mutex<JwksCache>>,
+    /// One JWKS fetch in flight per provider: a burst of unknown `kid`s makes one fetch, and
+    /// the others wait for it and read what it brought.
+    flights: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Unix seconds; the system clock except in tests ([`DynamoStore::with_clock`]).
     clock: fn() -> u64,
 }
@@ -157,7 +160,7 @@ const TOKEN_RECORD_GRACE: u64 = 30 * 24 * 3600;
 impl DynamoStore {
     /// A store over `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into(), prober: Arc::default(), keys: Arc::default(), clock: system_now }
+        DynamoStore { client, table: table.into(), prober: Arc::default(), keys: Arc::default(), flights: Arc::default(), clock: system_now }
     }
 
     /// The same store reading time (unix seconds) from `clock`, for tests of key caching.
@@ -416,6 +419,22 @@ impl RouteSource for DynamoStore {
                 return Some(Ok(set));
             }
             // Fetched and failed moments ago: answer as the failure did, without trying again.
+            k.backing_off(provider, now).then(|| k.stale(provider, now).ok_or_else(unavailable))
+        });
+        if let Some(answer) = cached {
+            return answer;
+        }
+        let flight = {
+            let mut f = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            f.entry(provider.name.clone()).or_default().clone()
+        };
+        let _one_at_a_time = flight.lock().await;
+        // A fetch that finished while this one waited may have brought the keys already
+        // (an unknown kid refetches at most once per refresh floor, so this answers).
+        let cached = self.with_keys(|k| {
+            if let Some(set) = k.get(provider, now, refresh) {
+                return Some(Ok(set));
+            }
             k.backing_off(provider, now).then(|| k.stale(provider, now).ok_or_else(unavailable))
         });
         if let Some(answer) = cached {

@@ -429,7 +429,7 @@ async fn signing_key_rotation_overlap_then_removal(c: &Ctx) -> CaseResult {
         vec![deploy::Seed { name: route.to_string(), json: json.to_string() }]
     };
     let vars = |keys: String, kid: Option<&str>| {
-        let mut v = vec![("GATEWAY_SIGNING_KEYS", keys), ("GATEWAY_ALLOW_HTTP", "1".to_string()), ("GATEWAY_CACHE_SECONDS", "1".to_string())];
+        let mut v = vec![("GATEWAY_SIGNING_KEYS", keys), ("GATEWAY_ALLOW_HTTP", "1".to_string()), ("GATEWAY_ALLOW_LOCAL_UPSTREAMS", "1".to_string()), ("GATEWAY_CACHE_SECONDS", "1".to_string())];
         v.extend(kid.map(|k| ("GATEWAY_SIGNING_KID", k.to_string())));
         v
     };

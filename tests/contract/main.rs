@@ -8,6 +8,7 @@
 mod cases;
 mod identity;
 mod observe;
+mod security;
 mod vllm;
 use gateway_tests::deploy;
 
@@ -259,6 +260,9 @@ async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Optio
     let vars = [
         ("GATEWAY_SIGNING_KEYS", TEST_KEYS.to_string()),
         ("GATEWAY_ALLOW_HTTP", "1".to_string()),
+        // The stand-ins listen on loopback; production refuses such upstreams.
+        ("GATEWAY_ALLOW_LOCAL_UPSTREAMS", "1".to_string()),
+        ("GATEWAY_VIA_BINDINGS", "VPC_CONTRACT".to_string()),
         ("GATEWAY_CACHE_SECONDS", "1".to_string()),
         ("VLLM_CONTRACT_KEY", UPSTREAM_KEY.to_string()),
         ("GATEWAY_OIDC_PROVIDERS", providers),
@@ -311,7 +315,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Optio
     println!("contract suite against {deployment:?} at {}", ctx.base);
     let mut failed = Vec::new();
     let (mut ran, mut skipped) = (0, 0);
-    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL).chain(vllm::ALL) {
+    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL).chain(security::ALL).chain(vllm::ALL) {
         if !selected(name, filter) {
             continue;
         }

@@ -43,3 +43,8 @@ output "managed_secret_names" {
   description = "Names of the Worker secrets Terraform puts (values are never output)."
   value       = sort(tolist(local.secret_names))
 }
+
+output "gateway_via_bindings" {
+  description = "Value for the Worker's GATEWAY_VIA_BINDINGS var (in [vars] of wrangler.toml): the bindings route endpoints may name in `via`. The gateway refuses any other `via`."
+  value       = join(",", sort(keys(cloudflare_connectivity_directory_service.vllm)))
+}

@@ -373,10 +373,58 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<RespBod
             }
             resp
         }
+        "/hostile" if method == Method::GET => hostile(),
+        "/redirect-to" if method == Method::GET => redirect_to(query.as_deref()),
         "/reset" if method == Method::GET => reset(),
         "/stall" if method == Method::GET => stall(Arc::clone(shared)),
         _ => not_found(method, &path),
     }
+}
+
+/// `/hostile`: what a compromised or careless upstream could send a browser on the
+/// gateway's origin: a page that registers a service worker for the whole origin, and
+/// cookies for the gateway's domain and its parent.
+fn hostile() -> Response<RespBody> {
+    let page = "<!doctype html><script>navigator.serviceWorker.register('/sw.js', {scope: '/'})</script>";
+    let mut resp = Response::new(full(Bytes::from_static(page.as_bytes())));
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    h.insert("service-worker-allowed", HeaderValue::from_static("/"));
+    h.append(http::header::SET_COOKIE, HeaderValue::from_static("session=stolen; Path=/"));
+    h.append(http::header::SET_COOKIE, HeaderValue::from_static("big=xxxx; Domain=example.com; Path=/"));
+    resp
+}
+
+/// `/redirect-to?to=VALUE`: a 302 whose `Location` is VALUE as given (percent-decoded).
+fn redirect_to(query: Option<&str>) -> Response<RespBody> {
+    let to = query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("to=")))
+        .map(percent_decode)
+        .unwrap_or_default();
+    let mut resp = empty(StatusCode::FOUND);
+    if let Ok(value) = HeaderValue::from_str(&to) {
+        resp.headers_mut().insert(LOCATION, value);
+    }
+    resp
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn authorized(headers: &HeaderMap, key: &str) -> bool {

@@ -1,0 +1,230 @@
+//! Security review findings (issue 15): each case is an attack a reviewer would try,
+//! shown refused on both deployments.
+
+use crate::{boxed, ensure, error_code, Case, CaseResult, Ctx, OIDC_AUDIENCE};
+use gateway_tests::deploy::{self, Deployment};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub const ALL: &[Case] = &[
+    ("proxied_content_cannot_act_on_the_gateway_origin", |c| boxed(proxied_content_cannot_act_on_the_gateway_origin(c))),
+    ("only_the_affinity_cookie_and_our_forwarding_headers_go_upstream", |c| boxed(only_the_affinity_cookie_and_our_forwarding_headers_go_upstream(c))),
+    ("location_rewrites_stay_on_the_route", |c| boxed(location_rewrites_stay_on_the_route(c))),
+    ("idp_sign_ins_need_iat_and_a_bounded_life", |c| boxed(idp_sign_ins_need_iat_and_a_bounded_life(c))),
+    ("a_burst_of_unknown_kids_makes_one_jwks_fetch", |c| boxed(a_burst_of_unknown_kids_makes_one_jwks_fetch(c))),
+    ("production_settings_keep_admin_on_its_host_and_upstreams_off_the_gateways_surroundings", |c| {
+        boxed(production_settings_keep_admin_on_its_host_and_upstreams_off_the_gateways_surroundings(c))
+    }),
+];
+
+fn header(res: &reqwest::Response, name: &str) -> Vec<String> {
+    res.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+}
+
+async fn proxied_content_cannot_act_on_the_gateway_origin(c: &Ctx) -> CaseResult {
+    // A public route: the riskiest kind, since anyone can make a browser load it.
+    let name = c.name("hostile");
+    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"required": false}})).await?;
+    let res = c.get(&format!("/{name}/hostile"), None, &[]).await?;
+    ensure!(res.status() == 200, "hostile page: {}", res.status());
+    ensure!(header(&res, "service-worker-allowed").is_empty(), "Service-Worker-Allowed passed: {:?}", header(&res, "service-worker-allowed"));
+    ensure!(header(&res, "set-cookie").is_empty(), "upstream cookies passed: {:?}", header(&res, "set-cookie"));
+    let csp = header(&res, "content-security-policy");
+    ensure!(csp.iter().any(|v| v.split(';').any(|d| d.trim() == "sandbox")), "proxied content is sandboxed: {csp:?}");
+    res.bytes().await.map_err(|e| e.to_string())?;
+
+    // A browser registering a service worker from a proxied script is refused.
+    let res = c.get(&format!("/{name}/sw.js"), None, &[("service-worker", "script")]).await?;
+    let (s, code, _) = error_code(res).await;
+    ensure!(s == 403 && code == "service_worker_refused", "service worker registration: {s} {code}");
+
+    // A real web app behind a route can opt out of the sandbox and into its cookies; the
+    // service-worker scope header stays dropped.
+    let app = c.name("webapp");
+    c.put_route(&app, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"required": false}, "sandbox": false, "forward_set_cookie": true})).await?;
+    let (s, v) = c.admin_call(Method::GET, &format!("routes/{app}"), None).await?;
+    ensure!(s == 200 && v["sandbox"] == false && v["forward_set_cookie"] == true, "route shows its choices: {v}");
+    let (s, v) = c.admin_call(Method::GET, &format!("routes/{name}"), None).await?;
+    ensure!(s == 200 && v["sandbox"] == true && v["forward_set_cookie"] == false, "defaults are safe: {v}");
+    let res = c.get(&format!("/{app}/hostile"), None, &[]).await?;
+    ensure!(header(&res, "set-cookie").len() == 2, "opted-in cookies pass: {:?}", header(&res, "set-cookie"));
+    ensure!(!header(&res, "content-security-policy").iter().any(|v| v.contains("sandbox")), "opted out of the sandbox");
+    ensure!(header(&res, "service-worker-allowed").is_empty(), "Service-Worker-Allowed never passes");
+    res.bytes().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn only_the_affinity_cookie_and_our_forwarding_headers_go_upstream(c: &Ctx) -> CaseResult {
+    let name = c.name("cookies");
+    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "affinity": {"header": null, "cookie": "gw_session"}})).await?;
+    let tok = c.user(&["ml-team"]);
+    let forged = "203.0.113.66";
+    let res = c
+        .get(
+            &format!("/{name}/echo"),
+            Some(&tok),
+            &[
+                ("cookie", "sso=corp-sso-secret; gw_session=abc123; CF_Authorization=cf-access-jwt"),
+                // (cf-connecting-ip is the platform's own at the edge: Cloudflare overwrites it.)
+                ("cf-ipcountry", "forged-country"),
+                ("cf-access-authenticated-user-email", "forged@evil.example"),
+                ("true-client-ip", forged),
+                ("x-forwarded-for", forged),
+                ("x-forwarded-host", "evil.example"),
+                ("x-real-ip", forged),
+                ("forwarded", "for=203.0.113.66;host=evil.example"),
+            ],
+        )
+        .await?;
+    ensure!(res.status() == 200, "echo: {}", res.status());
+    let v: Value = res.json().await.map_err(|e| e.to_string())?;
+    let h = &v["headers"];
+    ensure!(h["cookie"] == "gw_session=abc123", "only the affinity cookie goes upstream: {}", h["cookie"]);
+    let all = h.to_string();
+    ensure!(!all.contains("corp-sso-secret") && !all.contains("cf-access-jwt"), "SSO cookies reached the upstream: {all}");
+    ensure!(!all.contains(forged) && !all.contains("evil.example") && !all.contains("forged-country"), "client forwarding headers reached the upstream: {all}");
+    ensure!(h["x-forwarded-proto"].is_string(), "the gateway sets its own x-forwarded-proto: {all}");
+    ensure!(h.get("true-client-ip").is_none() && h.get("x-forwarded-host").is_none(), "dropped headers: {all}");
+    Ok(())
+}
+
+async fn location_rewrites_stay_on_the_route(c: &Ctx) -> CaseResult {
+    let name = c.name("redir");
+    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    let tok = c.user(&["ml-team"]);
+    let base = c.a.url();
+    // (Location the upstream sends, what the client may see: Some(exact) or None for dropped)
+    let port_plus = format!("{base}0/x"); // same prefix, another port: not the endpoint
+    let host_plus = format!("{base}.evil.example/x");
+    let on_route = format!("{base}/v1/models");
+    let cases: Vec<(String, Option<String>)> = vec![
+        (on_route, Some(format!("/{name}/v1/models"))),
+        (port_plus, None),
+        (host_plus, None),
+        ("/\\evil.example/".to_string(), None),
+        ("\\\\evil.example/".to_string(), None),
+        ("//evil.example/".to_string(), None),
+        ("https://evil.example/".to_string(), None),
+    ];
+    for (to, want) in cases {
+        let enc: String = to.bytes().map(|b| format!("%{b:02X}")).collect();
+        let res = c.get(&format!("/{name}/redirect-to?to={enc}"), Some(&tok), &[]).await?;
+        ensure!(res.status() == 302, "redirect for {to:?}: {}", res.status());
+        let got = res.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+        ensure!(got == want, "Location {to:?}: got {got:?}, want {want:?}");
+    }
+    Ok(())
+}
+
+async fn idp_sign_ins_need_iat_and_a_bounded_life(c: &Ctx) -> CaseResult {
+    let name = c.name("idp-life");
+    c.route_over(&name, &[&c.a]).await?;
+    let path = format!("/{name}/v1/models");
+    let good = c.idp.claims_for("erin@corp.example", &["ml-engineers"], OIDC_AUDIENCE, 600);
+    let path = path.as_str();
+    let status = |claims: Value| async move {
+        let res = c.get(path, Some(&c.idp.sign("RS256", "rsa-1", &claims)), &[]).await?;
+        Ok::<_, String>(error_code(res).await)
+    };
+    let (s, _, _) = status(good.clone()).await?;
+    ensure!(s == 200, "the untampered sign-in works: {s}");
+    let mut no_iat = good.clone();
+    no_iat.as_object_mut().ok_or("claims")?.remove("iat");
+    let (s, code, v) = status(no_iat).await?;
+    ensure!(s == 401, "a sign-in without iat: {s} {code} {v}");
+    // Longer than the provider's max_token_lifetime_seconds (default one day).
+    let mut long = good.clone();
+    long["exp"] = json!(crate::now() + 3 * 86_400);
+    let (s, code, v) = status(long).await?;
+    ensure!(s == 401, "a sign-in living three days: {s} {code} {v}");
+    Ok(())
+}
+
+async fn a_burst_of_unknown_kids_makes_one_jwks_fetch(c: &Ctx) -> CaseResult {
+    let name = c.name("idp-burst");
+    c.route_over(&name, &[&c.a]).await?;
+    let path = format!("/{name}/v1/models");
+    let good = c.idp.claims_for("frank@corp.example", &["ml-engineers"], OIDC_AUDIENCE, 600);
+    let (s, _, _) = error_code(c.get(&path, Some(&c.idp.sign("RS256", "rsa-1", &good)), &[]).await?).await;
+    ensure!(s == 200, "the untampered sign-in works: {s}");
+    // Past the refresh floor (5 s), an unknown kid may refetch: 12 at once must make one fetch.
+    tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
+    let unknown = c.idp.sign_with_header("RS256", "rsa-1", &json!({"kid": "burst-unknown"}), &good);
+    let before = c.idp.jwks_fetches();
+    let calls = (0..12).map(|_| async { Ok::<_, String>(error_code(c.get(&path, Some(&unknown), &[]).await?).await) });
+    let outcomes = futures_util::future::join_all(calls).await;
+    for o in outcomes {
+        let (s, _, v) = o?;
+        ensure!(s == 401, "an unknown kid is refused: {s} {v}");
+    }
+    let fetched = c.idp.jwks_fetches() - before;
+    ensure!(fetched <= 1, "12 concurrent unknown-kid tokens fetched the JWKS {fetched} times");
+    Ok(())
+}
+
+async fn production_settings_keep_admin_on_its_host_and_upstreams_off_the_gateways_surroundings(c: &Ctx) -> CaseResult {
+    // A second deployment with production's defaults for upstreams (no local upstreams, no
+    // via bindings) and a dedicated admin host. Plain HTTP stays allowed so the test can reach it.
+    let admin_host = "admin.gateway.test";
+    let vars = vec![
+        ("GATEWAY_SIGNING_KEYS", crate::TEST_KEYS.to_string()),
+        ("GATEWAY_ALLOW_HTTP", "1".to_string()),
+        ("GATEWAY_ADMIN_HOST", admin_host.to_string()),
+    ];
+    let mut lambda_parts = None;
+    let running = match c.deployment {
+        Deployment::Edge => tokio::task::spawn_blocking(move || deploy::start_edge(&vars, &[], "prod")).await.map_err(|e| e.to_string())?,
+        Deployment::Lambda => {
+            let d = deploy::start_lambda(&vars, &[], "prod").await;
+            lambda_parts = Some((d._emulator, d._dynamo));
+            d.gateway
+        }
+    };
+    let base = running.base.clone();
+    let outcome = async {
+        let call = |host: &'static str, method: Method, path: String, body: Option<Value>| {
+            let mut req = c.http.request(method, format!("{base}{path}")).header("host", host).bearer_auth(&c.admin);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            async move {
+                let res = req.send().await.map_err(|e| e.to_string())?;
+                let s = res.status().as_u16();
+                Ok::<_, String>((s, res.json::<Value>().await.unwrap_or(Value::Null)))
+            }
+        };
+        // healthz everywhere; the admin API only on its host.
+        let (s, _) = call("api.gateway.test", Method::GET, "/_gateway/healthz".into(), None).await?;
+        ensure!(s == 200, "healthz on the public host: {s}");
+        let (s, v) = call("api.gateway.test", Method::GET, "/_gateway/routes".into(), None).await?;
+        ensure!(s == 404, "admin API on the public host: {s} {v}");
+        let (s, v) = call("api.gateway.test", Method::GET, "/_gateway/dashboard".into(), None).await?;
+        ensure!(s == 404, "dashboard on the public host: {s} {v}");
+        let (s, v) = call(admin_host, Method::GET, "/_gateway/routes".into(), None).await?;
+        ensure!(s == 200, "admin API on the admin host: {s} {v}");
+
+        // Upstreams on the gateway's own surroundings are refused, naming the field.
+        for url in ["http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000", "http://169.254.169.254", "http://2130706433:8000", "http://0x7f.1:8000", "http://[::ffff:127.0.0.1]:8000", "http://metadata.google.internal"] {
+            let (s, v) = call(admin_host, Method::PUT, "/_gateway/routes/local-up".into(), Some(json!({"endpoints": [{"id": "x", "url": "http://10.0.1.5:8000"}, {"id": "y", "url": url}]}))).await?;
+            ensure!(s == 400 && v["error"]["param"] == "endpoints[1].url", "route endpoint {url}: {s} {v}");
+        }
+        let (s, v) = call(admin_host, Method::PUT, "/_gateway/routes/private-up".into(), Some(json!({"endpoints": [{"id": "x", "url": "http://10.0.1.5:8000"}]}))).await?;
+        ensure!(s == 200 || s == 201, "a private-network endpoint is fine: {s} {v}");
+        let (s, v) = call(admin_host, Method::PUT, "/_gateway/routes/private-up/endpoints/lease-1".into(), Some(json!({"url": "http://169.254.169.254/latest", "weight": 1, "lease_seconds": 60}))).await?;
+        ensure!(s == 400 && v["error"]["param"] == "url", "leased endpoint on the metadata address: {s} {v}");
+        let (s, v) = call(admin_host, Method::POST, "/_gateway/ephemeral".into(), Some(json!({"url": "http://127.0.0.1:9", "ttl_seconds": 600, "groups": ["ml-team"]}))).await?;
+        ensure!(s == 400 && v["error"]["param"] == "url", "ephemeral route on loopback: {s} {v}");
+        let (s, v) = call(admin_host, Method::PUT, "/_gateway/routes/via-up".into(), Some(json!({"endpoints": [{"id": "x", "url": "http://10.0.1.5:8000", "via": "SOME_BINDING"}]}))).await?;
+        ensure!(s == 400 && v["error"]["param"] == "endpoints[0].via", "via outside the allow-list: {s} {v}");
+
+        // The admin host never proxies: the route exists, but not there.
+        let tok = c.user(&["ml-team"]);
+        let res = c.http.get(format!("{base}/private-up/v1/models")).header("host", admin_host).bearer_auth(&tok).send().await.map_err(|e| e.to_string())?;
+        ensure!(res.status() == 404, "data plane on the admin host: {}", res.status());
+        Ok(())
+    }
+    .await;
+    drop(running);
+    drop(lambda_parts);
+    outcome
+}
