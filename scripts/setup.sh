@@ -12,19 +12,27 @@ cd "$root"
 parts=${*:-edge lambda browser vllm}
 want() { case " $parts " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
+# The two build tools compile from source on a new machine: share one target directory (their
+# common dependencies build once) and build them without LTO at opt-level 1, which halves the
+# wait; each processes one small wasm file per build, so their own speed does not matter.
+tool_install() {
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+    CARGO_PROFILE_RELEASE_DEBUG=0 cargo install --target-dir "${CARGO_TARGET_DIR:-$root/target}/tools" "$@"
+}
+
 if want edge; then
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     rustup target add wasm32-unknown-unknown
   fi
   # worker-build drives the wasm build; pinned to the `worker` crate's version.
   if ! worker-build --version 2>/dev/null | grep -q "0.8.7"; then
-    cargo install worker-build --version 0.8.7 --locked
+    tool_install worker-build --version 0.8.7 --locked
   fi
   # wasm-bindgen's CLI must match the library version in Cargo.lock exactly.
   wbg=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
   if ! "$HOME/.cargo/bin/wasm-bindgen" --version 2>/dev/null | grep -q " $wbg\$"; then
     # Not --locked: one of its locked dependencies is no longer on the registry.
-    cargo install wasm-bindgen-cli --version "$wbg"
+    tool_install wasm-bindgen-cli --version "$wbg"
   fi
   # wrangler (workerd) and esbuild, pinned by package-lock.json.
   if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
