@@ -581,15 +581,17 @@ fn edge_module_refuses_unsafe_inputs_and_example_vias_name_its_bindings() {
 // ---------------------------------------------------------------------------------------------
 
 /// API.md's route object fields, exactly.
-const ROUTE_FIELDS: [&str; 10] = [
+const ROUTE_FIELDS: [&str; 12] = [
     "affinity",
     "auth",
     "enabled",
     "endpoints",
+    "forward_set_cookie",
     "host",
     "managed_by",
     "max_body_bytes",
     "name",
+    "sandbox",
     "timeouts",
     "upstream_api_key_secret",
 ];

@@ -20,6 +20,8 @@ locals {
       upstream_api_key_secret = r.upstream_api_key_secret
       timeouts                = { connect_ms = r.timeouts.connect_ms, response_ms = r.timeouts.response_ms, idle_ms = r.timeouts.idle_ms }
       max_body_bytes          = r.max_body_bytes
+      sandbox                 = r.sandbox
+      forward_set_cookie      = r.forward_set_cookie
       managed_by              = "terraform"
     }, { for k, v in { rate_limit_rpm = r.rate_limit_rpm } : k => v if v != null })
   }

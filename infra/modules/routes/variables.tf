@@ -36,6 +36,10 @@ variable "routes" {
     max_body_bytes = optional(number, 10485760)
     # Default requests per minute for each token on this route; a token's own limit wins.
     rate_limit_rpm = optional(number)
+    # Proxied responses carry `Content-Security-Policy: sandbox` unless false (a real web app).
+    sandbox = optional(bool, true)
+    # Upstream `Set-Cookie` passes only when true.
+    forward_set_cookie = optional(bool, false)
   }))
   default = {}
 
