@@ -20,6 +20,74 @@ pub const MAX_LEASE_SECONDS: u64 = 24 * 3600;
 pub const MAX_SELF_SERVICE_TTL: u64 = 30 * 24 * 3600;
 /// Active self-service tokens one user may hold.
 pub const MAX_SELF_SERVICE_TOKENS: usize = 25;
+
+/// Self-service tokens one owner may be issued in any 24 hours, revoked ones included.
+pub const MAX_SELF_SERVICE_ISSUES_PER_DAY: usize = 50;
+
+const DAY: u64 = 24 * 3600;
+
+/// How long a token record is kept after its token expired (listings show recent expiries).
+pub const TOKEN_RECORD_GRACE: u64 = 30 * DAY;
+
+/// How long a revoked token's record is kept (its revocation itself is kept until the token
+/// expires): long enough to count against [`MAX_SELF_SERVICE_ISSUES_PER_DAY`].
+pub const REVOKED_RECORD_KEEP: u64 = 2 * DAY;
+
+/// The longest page of a listing, and the default.
+pub const MAX_PAGE: usize = 1000;
+
+/// A page of a listing: at most `limit` items whose key sorts after `cursor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Items on the page, 1 to [`MAX_PAGE`].
+    pub limit: usize,
+    /// The key of the last item of the previous page (`next_cursor` of its answer).
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// `limit` (1..=1000, default 1000) and `cursor` from the query string.
+    pub fn parse(query: Option<&str>) -> Result<Page> {
+        let limit = match query_param(query, "limit") {
+            Some(l) => l.parse().ok().filter(|l| (1..=MAX_PAGE).contains(l)).ok_or_else(|| Error::bad_request("limit", format!("must be between 1 and {MAX_PAGE}")))?,
+            None => MAX_PAGE,
+        };
+        let cursor = query_param(query, "cursor").filter(|c| !c.is_empty());
+        if cursor.as_ref().is_some_and(|c| c.len() > 256) {
+            return Err(Error::bad_request("cursor", "is not one this API gave"));
+        }
+        Ok(Page { limit, cursor })
+    }
+
+    /// Sorts `items` by `key`, keeps the page, and says where the next one starts (`None` at the end).
+    pub fn take<T>(&self, mut items: Vec<T>, key: impl Fn(&T) -> &str) -> (Vec<T>, Option<String>) {
+        items.sort_by(|a, b| key(a).cmp(key(b)));
+        if let Some(c) = &self.cursor {
+            items.retain(|i| key(i) > c.as_str());
+        }
+        let more = items.len() > self.limit;
+        items.truncate(self.limit);
+        let next = if more { items.last().map(|i| key(i).to_string()) } else { None };
+        (items, next)
+    }
+}
+
+/// True for a token record past keeping: expired beyond [`TOKEN_RECORD_GRACE`], or revoked
+/// beyond [`REVOKED_RECORD_KEEP`]. Revocations themselves live on until their token expires.
+pub fn record_expired(t: &TokenRecord, now: u64) -> bool {
+    t.expires_at + TOKEN_RECORD_GRACE < now || t.revoked_at.is_some_and(|r| r + REVOKED_RECORD_KEEP < now)
+}
+
+/// Removes the token records past keeping ([`record_expired`]); returns how many. Run by
+/// each deployment's scheduled job, so records never pile up in the state.
+pub async fn prune_tokens<S: Store>(store: &S, now: u64) -> Result<usize> {
+    let mut n = 0;
+    for t in store.list_tokens().await?.into_iter().filter(|t| record_expired(t, now)) {
+        store.delete_token(&t.id).await?;
+        n += 1;
+    }
+    Ok(n)
+}
 /// Shortest life of an ephemeral route.
 pub const MIN_EPHEMERAL_SECONDS: u64 = 5;
 /// Longest life of an ephemeral route.
@@ -28,8 +96,8 @@ pub const MAX_EPHEMERAL_SECONDS: u64 = 7 * 24 * 3600;
 /// One parsed admin call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AdminCommand {
-    /// `GET /routes`
-    ListRoutes,
+    /// `GET /routes?limit=&cursor=`
+    ListRoutes(Page),
     /// `GET /routes/{name}`
     GetRoute(String),
     /// `PUT /routes/{name}`
@@ -44,10 +112,13 @@ pub enum AdminCommand {
     CreateEphemeral(EphemeralRequest),
     /// `POST /tokens`
     IssueToken(TokenRequest),
-    /// `GET /tokens?q=`
-    ListTokens { q: Option<String> },
+    /// `GET /tokens?q=&limit=&cursor=`
+    ListTokens { q: Option<String>, page: Page },
     /// `DELETE /tokens/{id}`
     RevokeToken(String),
+    /// `POST /subjects/{subject}/revoke`: every token the subject holds now, IdP sign-ins and
+    /// self-service tokens included.
+    RevokeSubject(String),
     /// `GET /audit?before=&limit=`
     Audit { before: Option<u64>, limit: usize },
     /// `GET /metrics`
@@ -60,8 +131,8 @@ pub enum AdminCommand {
     Keys,
     /// `GET /me`
     Me,
-    /// `GET /me/tokens`
-    MyTokens,
+    /// `GET /me/tokens?limit=&cursor=`
+    MyTokens(Page),
     /// `GET /me/tokens/{id}`
     MyToken(String),
     /// `POST /me/tokens`
@@ -70,8 +141,8 @@ pub enum AdminCommand {
     RevokeMyToken(String),
     /// `POST /service-accounts`
     CreateServiceAccount(ServiceAccountRequest),
-    /// `GET /service-accounts`
-    ListServiceAccounts,
+    /// `GET /service-accounts?limit=&cursor=`
+    ListServiceAccounts(Page),
     /// `GET /service-accounts/{name}`
     GetServiceAccount(String),
     /// `DELETE /service-accounts/{name}`
@@ -234,7 +305,7 @@ impl AdminCommand {
             }
         };
         match (method, s.as_slice()) {
-            (&Method::GET, ["routes"]) => Ok(AdminCommand::ListRoutes),
+            (&Method::GET, ["routes"]) => Ok(AdminCommand::ListRoutes(Page::parse(query)?)),
             (&Method::GET, ["routes", n]) => Ok(AdminCommand::GetRoute(n.to_string())),
             (&Method::PUT, ["routes", n]) => {
                 let name = route_name(n)?;
@@ -281,8 +352,14 @@ impl AdminCommand {
             (&Method::DELETE, ["routes", n, "endpoints", id]) => Ok(AdminCommand::DeleteEndpoint { route: n.to_string(), id: id.to_string() }),
             (&Method::POST, ["ephemeral"]) => Ok(AdminCommand::CreateEphemeral(json_body(body)?)),
             (&Method::POST, ["tokens"]) => Ok(AdminCommand::IssueToken(json_body(body)?)),
-            (&Method::GET, ["tokens"]) => Ok(AdminCommand::ListTokens { q: query_param(query, "q").filter(|q| !q.is_empty()) }),
+            (&Method::GET, ["tokens"]) => Ok(AdminCommand::ListTokens { q: query_param(query, "q").filter(|q| !q.is_empty()), page: Page::parse(query)? }),
             (&Method::DELETE, ["tokens", id]) => Ok(AdminCommand::RevokeToken(id.to_string())),
+            (&Method::POST, ["subjects", subject, "revoke"]) => {
+                if !crate::identity::valid_subject(subject) {
+                    return Err(Error::bad_request("subject", "must be 1 to 256 characters without control characters"));
+                }
+                Ok(AdminCommand::RevokeSubject(subject.to_string()))
+            }
             (&Method::GET, ["audit"]) => {
                 let before = match query_param(query, "before") {
                     Some(b) => Some(b.parse().map_err(|_| Error::bad_request("before", "must be a sequence number"))?),
@@ -299,7 +376,7 @@ impl AdminCommand {
             (&Method::POST, ["probes"]) => Ok(AdminCommand::RunProbes),
             (&Method::GET, ["keys"]) => Ok(AdminCommand::Keys),
             (&Method::GET, ["me"]) => Ok(AdminCommand::Me),
-            (&Method::GET, ["me", "tokens"]) => Ok(AdminCommand::MyTokens),
+            (&Method::GET, ["me", "tokens"]) => Ok(AdminCommand::MyTokens(Page::parse(query)?)),
             (&Method::POST, ["me", "tokens"]) => Ok(AdminCommand::IssueMyToken(json_body(body)?)),
             (&Method::GET, ["me", "tokens", id]) => Ok(AdminCommand::MyToken(id.to_string())),
             (&Method::DELETE, ["me", "tokens", id]) => Ok(AdminCommand::RevokeMyToken(id.to_string())),
@@ -308,7 +385,7 @@ impl AdminCommand {
                 route_name(&req.name).map_err(|_| Error::bad_request("name", "must match ^[a-z0-9][a-z0-9-]{0,62}$"))?;
                 Ok(AdminCommand::CreateServiceAccount(req))
             }
-            (&Method::GET, ["service-accounts"]) => Ok(AdminCommand::ListServiceAccounts),
+            (&Method::GET, ["service-accounts"]) => Ok(AdminCommand::ListServiceAccounts(Page::parse(query)?)),
             (&Method::GET, ["service-accounts", n]) => Ok(AdminCommand::GetServiceAccount(n.to_string())),
             (&Method::DELETE, ["service-accounts", n]) => Ok(AdminCommand::DeleteServiceAccount(n.to_string())),
             (&Method::POST, ["service-accounts", n, "tokens"]) => {
@@ -318,7 +395,7 @@ impl AdminCommand {
                 _,
                 ["routes"] | ["routes", _] | ["routes", _, "endpoints", _] | ["ephemeral"] | ["tokens"] | ["tokens", _] | ["audit"] | ["metrics"]
                 | ["metrics", "prometheus"] | ["probes"] | ["keys"] | ["me"] | ["me", "tokens"] | ["me", "tokens", _] | ["service-accounts"]
-                | ["service-accounts", _] | ["service-accounts", _, "tokens"],
+                | ["service-accounts", _] | ["service-accounts", _, "tokens"] | ["subjects", _, "revoke"],
             ) => {
                 Err(Error::MethodNotAllowed)
             }
@@ -336,6 +413,7 @@ impl AdminCommand {
             AdminCommand::CreateEphemeral(_) => ("ephemeral.create", "ephemeral".into()),
             AdminCommand::IssueToken(r) => ("token.issue", format!("subject/{}", r.subject)),
             AdminCommand::RevokeToken(id) => ("token.revoke", format!("token/{id}")),
+            AdminCommand::RevokeSubject(s) => ("subject.revoke", format!("subject/{s}")),
             AdminCommand::RunProbes => ("probe.run", "probes".into()),
             AdminCommand::IssueMyToken(_) => ("token.issue", "self-service".into()),
             AdminCommand::RevokeMyToken(id) => ("token.revoke", format!("token/{id}")),
@@ -465,9 +543,9 @@ fn refuse_managed(route: &Route) -> Result<()> {
 /// Executes a parsed command for an authorised admin.
 pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, cmd: AdminCommand) -> Result<AdminReply> {
     match cmd {
-        AdminCommand::ListRoutes => {
-            let routes = store.list_routes().await?;
-            Ok(AdminReply::ok(json!({ "routes": routes })))
+        AdminCommand::ListRoutes(page) => {
+            let (routes, next) = page.take(store.list_routes().await?, |r| r.name.as_str());
+            Ok(AdminReply::ok(json!({ "routes": routes, "next_cursor": next })))
         }
         AdminCommand::GetRoute(name) => {
             let route = store.route(&name).await?.ok_or_else(|| Error::NotFound(format!("no route `{name}`")))?;
@@ -555,13 +633,31 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             Ok(AdminReply::with_status(StatusCode::CREATED, json!({ "id": id, "path": format!("/e/{id}/"), "expires_at": now + ttl })))
         }
         AdminCommand::IssueToken(req) => issue(cfg, store, now, who, req, None).await,
-        AdminCommand::ListTokens { q } => {
+        AdminCommand::ListTokens { q, page } => {
             let mut tokens = store.list_tokens().await?;
             if let Some(q) = q {
                 let q = q.to_lowercase();
                 tokens.retain(|t| t.subject.to_lowercase().contains(&q) || t.description.to_lowercase().contains(&q));
             }
-            Ok(AdminReply::ok(json!({ "tokens": token_list(store, tokens, now).await? })))
+            let (tokens, next) = page.take(tokens, |t| t.id.as_str());
+            Ok(AdminReply::ok(json!({ "tokens": token_list(store, tokens, now).await?, "next_cursor": next })))
+        }
+        AdminCommand::RevokeSubject(subject) => {
+            // The subject's own record first: from now on no token it held is accepted, also
+            // ones the gateway has no record of (IdP sign-ins, tokens minted offline).
+            store.revoke_subject(&subject, now).await?;
+            // Then its token records, so listings show them revoked: those issued to the subject
+            // and those it owns (an IdP user's self-service tokens, by `oidc:{provider}:{sub}`).
+            let mut revoked = Vec::new();
+            for mut t in store.list_tokens().await? {
+                let held = t.subject == subject || t.owner.as_deref() == Some(subject.as_str());
+                if held && t.revoked_at.is_none() && t.expires_at > now {
+                    t.revoked_at = Some(now);
+                    store.revoke(&t).await?;
+                    revoked.push(t.id);
+                }
+            }
+            Ok(AdminReply::ok(json!({ "subject": subject, "revoked_at": now, "tokens_revoked": revoked })))
         }
         AdminCommand::RevokeToken(id) => {
             if !id.starts_with("tok_") || id.len() > 64 || !id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
@@ -636,10 +732,11 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             "token_id": who.token_id,
             "expires_at": who.expires_at,
         }))),
-        AdminCommand::MyTokens => {
+        AdminCommand::MyTokens(page) => {
             let me = owner_of(who);
             let tokens = store.list_tokens().await?.into_iter().filter(|t| t.owner.as_deref() == Some(me.as_str())).collect();
-            Ok(AdminReply::ok(json!({ "tokens": token_list(store, tokens, now).await? })))
+            let (tokens, next) = page.take(tokens, |t| t.id.as_str());
+            Ok(AdminReply::ok(json!({ "tokens": token_list(store, tokens, now).await?, "next_cursor": next })))
         }
         AdminCommand::MyToken(id) => {
             let t = own_token(store, who, &id).await?;
@@ -674,9 +771,16 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 return Err(Error::bad_request("ttl_seconds", format!("self-service tokens live at most {max} seconds")));
             }
             let me = owner_of(who);
-            let active = store.list_tokens().await?.iter().filter(|t| t.owner.as_deref() == Some(me.as_str()) && t.revoked_at.is_none() && t.expires_at > now).count();
+            let mine: Vec<TokenRecord> = store.list_tokens().await?.into_iter().filter(|t| t.owner.as_deref() == Some(me.as_str())).collect();
+            let active = mine.iter().filter(|t| t.revoked_at.is_none() && t.expires_at > now).count();
             if active >= MAX_SELF_SERVICE_TOKENS {
                 return Err(Error::Forbidden(format!("you hold {MAX_SELF_SERVICE_TOKENS} active self-service tokens; revoke one first")));
+            }
+            // Issuing and revoking in a loop is bounded too: revoked records count for a day.
+            let today: Vec<u64> = mine.iter().map(|t| t.created_at).filter(|c| c + DAY > now).collect();
+            if today.len() >= MAX_SELF_SERVICE_ISSUES_PER_DAY {
+                let oldest = today.iter().min().copied().unwrap_or(now);
+                return Err(Error::RateLimited { limit: MAX_SELF_SERVICE_ISSUES_PER_DAY as u32, retry_after: (oldest + DAY).saturating_sub(now).max(1) });
             }
             let treq = TokenRequest {
                 subject: who.subject.clone(),
@@ -716,10 +820,9 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             store.create_service_account(&account).await?;
             Ok(AdminReply::with_status(StatusCode::CREATED, serde_json::to_value(&account).map_err(|e| Error::Internal(e.to_string()))?))
         }
-        AdminCommand::ListServiceAccounts => {
-            let mut accounts = store.list_service_accounts().await?;
-            accounts.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(AdminReply::ok(json!({ "service_accounts": accounts })))
+        AdminCommand::ListServiceAccounts(page) => {
+            let (accounts, next) = page.take(store.list_service_accounts().await?, |a| a.name.as_str());
+            Ok(AdminReply::ok(json!({ "service_accounts": accounts, "next_cursor": next })))
         }
         AdminCommand::GetServiceAccount(name) => {
             let account = store.service_account(&name).await?.ok_or_else(|| Error::NotFound(format!("no service account `{name}`")))?;
@@ -923,6 +1026,106 @@ mod tests {
         let audit = block_on(store.audit(None, 1000)).unwrap();
         assert!(audit.iter().any(|e| e.action == "token.revoke" && e.actor == "alice@corp.example" && e.outcome == "ok"));
         assert!(audit.iter().any(|e| e.action == "token.issue" && e.object == format!("token/{id}")));
+    }
+
+    #[test]
+    fn listings_are_paged_by_cursor() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let admin = admin_token(&cfg, &["admin"]);
+        for i in 0..5 {
+            let body = format!(r#"{{"subject": "svc-{i}", "kind": "service", "groups": ["ml-team"], "ttl_seconds": 600}}"#);
+            call(&cfg, &store, Some(&admin), Method::POST, "tokens", &body).unwrap();
+        }
+        let page = |q: &str| {
+            let segs = vec!["tokens".to_string()];
+            block_on(handle(&cfg, &store, NOW, AdminRequest { method: &Method::GET, segments: &segs, query: Some(q), authorization: Some(&admin), body: b"" }))
+        };
+        let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+        loop {
+            let q = match &cursor {
+                Some(c) => format!("limit=2&cursor={c}"),
+                None => "limit=2".to_string(),
+            };
+            let body = page(&q).unwrap().body;
+            let ids: Vec<String> = body["tokens"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+            assert!(ids.len() <= 2);
+            seen.extend(ids);
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        let mut unique = seen.clone();
+        unique.dedup();
+        assert_eq!((seen.len(), unique.len()), (5, 5), "every token once: {seen:?}");
+        assert!(matches!(page("limit=0"), Err(Error::BadRequest { .. })));
+        assert!(matches!(page("limit=1001"), Err(Error::BadRequest { .. })));
+        let all = page("").unwrap().body;
+        assert_eq!((all["tokens"].as_array().map(Vec::len), &all["next_cursor"]), (Some(5), &Value::Null));
+    }
+
+    #[test]
+    fn self_service_issuance_is_bounded_per_day_even_when_revoked() {
+        let cfg = crate::oidc::tests::config(r#"["EdDSA"]"#, Some(json!({"ml-engineers": ["ml-team"]})));
+        let store = crate::oidc::tests::store();
+        let alice = idp_user("alice@corp.example");
+        for _ in 0..MAX_SELF_SERVICE_ISSUES_PER_DAY {
+            let made = call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", r#"{"ttl_seconds": 600}"#).unwrap();
+            let id = made.body["id"].as_str().unwrap().to_string();
+            call(&cfg, &store, Some(&alice), Method::DELETE, &format!("me/tokens/{id}"), "").unwrap();
+        }
+        let refused = call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", r#"{"ttl_seconds": 600}"#);
+        assert!(matches!(refused, Err(Error::RateLimited { retry_after, .. }) if retry_after > 0 && retry_after <= 24 * 3600), "{refused:?}");
+    }
+
+    #[test]
+    fn token_records_past_keeping_are_pruned_but_revocations_stay() {
+        let store = MemoryStore::default();
+        let rec = |id: &str, expires_at: u64, revoked_at: Option<u64>| TokenRecord {
+            id: id.into(), subject: "s".into(), kind: TokenKind::User, groups: vec![], routes: None, description: String::new(),
+            metadata: Default::default(), created_by: "ops".into(), created_at: 0, expires_at, revoked_at, last_used_at: None,
+            request_count: 0, rate_limit_rpm: None, owner: None, kid: None,
+        };
+        block_on(store.put_token(&rec("tok_old", NOW - 31 * 24 * 3600, None))).unwrap();
+        block_on(store.revoke(&rec("tok_gone", NOW + 3600, Some(NOW - 3 * 24 * 3600)))).unwrap();
+        block_on(store.revoke(&rec("tok_recent", NOW + 3600, Some(NOW - 3600)))).unwrap();
+        block_on(store.put_token(&rec("tok_live", NOW + 3600, None))).unwrap();
+        assert_eq!(block_on(prune_tokens(&store, NOW)).unwrap(), 2);
+        let left: Vec<String> = block_on(store.list_tokens()).unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(left, ["tok_live", "tok_recent"]);
+        assert!(block_on(store.is_revoked("tok_gone")).unwrap(), "the revocation outlives the record");
+    }
+
+    #[test]
+    fn revoking_a_subject_refuses_every_token_it_held_then() {
+        let cfg = crate::oidc::tests::config(r#"["EdDSA"]"#, Some(json!({"ml-engineers": ["ml-team"]})));
+        let store = crate::oidc::tests::store();
+        let (alice, bob) = (idp_user("alice@corp.example"), idp_user("bob@corp.example"));
+        let admin = admin_token(&cfg, &["admin"]);
+        let made = call(&cfg, &store, Some(&alice), Method::POST, "me/tokens", r#"{"ttl_seconds": 600}"#).unwrap();
+        let own = http::HeaderValue::from_str(&format!("Bearer {}", made.body["token"].as_str().unwrap())).unwrap();
+        let auth = |h: &http::HeaderValue| block_on(crate::identity::authenticate(&cfg, &store, Some(h), NOW));
+        assert!(auth(&alice).is_ok() && auth(&own).is_ok());
+
+        // Only admins; the subject is named as listings show it.
+        assert!(matches!(call(&cfg, &store, Some(&bob), Method::POST, "subjects/alice@corp.example/revoke", ""), Err(Error::Forbidden(_))));
+        let r = call(&cfg, &store, Some(&admin), Method::POST, "subjects/alice@corp.example/revoke", "").unwrap();
+        assert_eq!(r.body["tokens_revoked"].as_array().map(Vec::len), Some(1), "{}", r.body);
+        assert!(matches!(auth(&alice), Err(Error::TokenRevoked)), "her sign-in");
+        assert!(matches!(auth(&own), Err(Error::TokenRevoked)), "her self-service token");
+        assert!(auth(&bob).is_ok(), "others are untouched");
+        // A sign-in issued after the revocation is a new decision of the identity provider's.
+        let mut later = crate::oidc::tests::claims();
+        later["iat"] = json!(NOW + 1);
+        let t = crate::oidc::tests::sign(crate::oidc::tests::ed_header("ed-1"), &later);
+        assert!(auth(&http::HeaderValue::from_str(&format!("Bearer {t}")).unwrap()).is_ok());
+        // Revoking by the stable IdP id works too.
+        call(&cfg, &store, Some(&admin), Method::POST, "subjects/oidc:corp:id-bob@corp.example/revoke", "").unwrap();
+        assert!(matches!(auth(&bob), Err(Error::TokenRevoked)));
+        let audit = block_on(store.audit(None, 1000)).unwrap();
+        assert!(audit.iter().any(|e| e.action == "subject.revoke" && e.object == "subject/alice@corp.example" && e.outcome == "ok"));
+        assert!(matches!(call(&cfg, &store, Some(&admin), Method::POST, "subjects/a\u{1}b/revoke", ""), Err(Error::BadRequest { .. })));
     }
 
     #[test]

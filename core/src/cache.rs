@@ -56,6 +56,7 @@ enum Entry {
     Route(Option<Route>),
     Leases(Vec<Endpoint>),
     Revoked(bool),
+    RevokedAt(Option<u64>),
     Ids(Vec<String>),
 }
 
@@ -144,6 +145,13 @@ impl<S: RouteSource> RouteSource for CachedSource<S> {
             _ => None,
         };
         self.through(format!("revoked\0{token_id}"), unwrap, Entry::Revoked, self.inner.is_revoked(token_id)).await
+    }
+    async fn subject_revoked_at(&self, subject: &str) -> Result<Option<u64>> {
+        let unwrap = |e| match e {
+            Entry::RevokedAt(at) => Some(at),
+            _ => None,
+        };
+        self.through(format!("revoked-subject\0{subject}"), unwrap, Entry::RevokedAt, self.inner.subject_revoked_at(subject)).await
     }
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         let unwrap = |e| match e {

@@ -392,7 +392,7 @@ mod tests {
     fn session_header_is_scoped_to_the_subject() {
         let cfg = test_config();
         let route = Route::new("r", vec![]);
-        let a = Principal { rate_limit_rpm: None, token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0, provider: None, partner: None };
+        let a = Principal { rate_limit_rpm: None, token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0, issued_at: 0, provider: None, partner: None };
         let b = Principal { subject: "bob".into(), ..a.clone() };
         let p = parts("/r/x", &[("x-session-id", "s1")]);
         assert_ne!(affinity_key(&route, &p, Some(&a), "r"), affinity_key(&route, &p, Some(&b), "r"));

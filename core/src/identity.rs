@@ -11,14 +11,35 @@ use crate::token::{bearer, Principal, TokenVerifier};
 /// The principal behind an `Authorization` header.
 pub async fn authenticate<S: RouteSource>(cfg: &Config, store: &S, authorization: Option<&http::HeaderValue>, now: u64) -> Result<Principal> {
     let token = bearer(authorization)?;
-    if let Some(p) = crate::oidc::verify(cfg, store, token, now).await? {
-        return Ok(p);
-    }
-    let p = TokenVerifier::new(cfg).verify(token, now)?;
-    if store.is_revoked(&p.token_id).await? {
-        return Err(Error::TokenRevoked);
+    let p = match crate::oidc::verify(cfg, store, token, now).await? {
+        Some(p) => p,
+        None => {
+            let p = TokenVerifier::new(cfg).verify(token, now)?;
+            if store.is_revoked(&p.token_id).await? {
+                return Err(Error::TokenRevoked);
+            }
+            p
+        }
+    };
+    // A revoked subject: every token it held when it was revoked, a sign-in through the
+    // identity provider (by its subject or its stable `oidc:{provider}:{sub}` id) included.
+    for subject in revocable_ids(&p) {
+        if store.subject_revoked_at(subject).await?.is_some_and(|at| p.issued_at <= at) {
+            return Err(Error::TokenRevoked);
+        }
     }
     Ok(p)
+}
+
+/// The names under which an admin may revoke a principal's subject.
+fn revocable_ids(p: &Principal) -> impl Iterator<Item = &str> {
+    std::iter::once(p.subject.as_str()).chain(p.provider.is_some().then_some(p.token_id.as_str()))
+}
+
+/// The subject an admin revokes: a gateway token's `sub`, an IdP user's subject (the
+/// provider's `subject_claim`), or an IdP user's stable id `oidc:{provider}:{sub}`.
+pub fn valid_subject(subject: &str) -> bool {
+    !subject.is_empty() && subject.len() <= 256 && !subject.chars().any(char::is_control)
 }
 
 /// The identity that owns self-service tokens: for a user signed in through a

@@ -418,6 +418,7 @@ pub async fn verify<S: RouteSource>(cfg: &Config, store: &S, token: &str, now: u
         groups: groups_of(provider, &claims),
         routes: None,
         expires_at: exp,
+        issued_at: iat,
         rate_limit_rpm: None,
         provider: Some(provider.name.clone()),
         partner: None,

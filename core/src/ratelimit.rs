@@ -29,13 +29,17 @@ pub struct RateLimit {
 }
 
 /// The limit for a request: the token's own (counted across routes) or else
-/// the route's default (counted per token on that route). Requests without a
-/// token (public routes) are not limited here.
+/// the route's default, counted per subject on that route: every token of one
+/// subject (an IdP user's sign-in and all their self-service tokens, or all the
+/// tokens an admin issued to one service) shares one count, so holding 25
+/// tokens does not give 25 times the limit. Requests without a token (public
+/// routes) are not limited here.
 pub fn limit_for(route: &Route, principal: Option<&Principal>) -> Option<RateLimit> {
     let p = principal?;
     match (p.rate_limit_rpm, route.rate_limit_rpm) {
         (Some(n), _) => Some(RateLimit { key: p.token_id.clone(), per_minute: n }),
-        (None, Some(n)) => Some(RateLimit { key: format!("{}@{}", p.token_id, route.name), per_minute: n }),
+        // Route names hold no `@`, so the last `@` ends the subject, whatever it holds.
+        (None, Some(n)) => Some(RateLimit { key: format!("sub:{}@{}", p.subject, route.name), per_minute: n }),
         (None, None) => None,
     }
 }
@@ -143,6 +147,7 @@ mod tests {
             groups: vec![],
             routes: None,
             expires_at: 0,
+            issued_at: 0,
             rate_limit_rpm: rpm,
             provider: None,
             partner: None,
@@ -154,9 +159,24 @@ mod tests {
         let mut route = Route::new("llama", vec![]);
         assert_eq!(limit_for(&route, Some(&principal(None))), None);
         route.rate_limit_rpm = Some(100);
-        assert_eq!(limit_for(&route, Some(&principal(None))), Some(RateLimit { key: "tok_a@llama".into(), per_minute: 100 }));
+        assert_eq!(limit_for(&route, Some(&principal(None))), Some(RateLimit { key: "sub:alice@llama".into(), per_minute: 100 }));
         assert_eq!(limit_for(&route, Some(&principal(Some(5)))), Some(RateLimit { key: "tok_a".into(), per_minute: 5 }));
         assert_eq!(limit_for(&route, None), None);
+    }
+
+    #[test]
+    fn a_routes_default_counts_per_subject_not_per_token() {
+        let mut route = Route::new("llama", vec![]);
+        route.rate_limit_rpm = Some(10);
+        let (a, mut b) = (principal(None), principal(None));
+        b.token_id = "tok_b".into();
+        assert_eq!(limit_for(&route, Some(&a)).map(|l| l.key), limit_for(&route, Some(&b)).map(|l| l.key), "two tokens of one subject share a count");
+        b.subject = "bob".into();
+        assert_ne!(limit_for(&route, Some(&a)).map(|l| l.key), limit_for(&route, Some(&b)).map(|l| l.key), "another subject counts apart");
+        // A token's own limit stays its own.
+        let mut own = principal(Some(5));
+        own.token_id = "tok_c".into();
+        assert_eq!(limit_for(&route, Some(&own)).map(|l| l.key), Some("tok_c".to_string()));
     }
 
     #[test]

@@ -63,6 +63,7 @@ mod tests {
             groups: groups.iter().map(|s| s.to_string()).collect(),
             routes: routes.map(|r| r.iter().map(|s| s.to_string()).collect()),
             expires_at: 0,
+            issued_at: 0,
             provider: None,
             partner: None,
         }

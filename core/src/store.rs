@@ -93,6 +93,9 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// How long a subject's revocation is kept: past the longest lifetime any token may have.
+pub const SUBJECT_REVOCATION_SECONDS: u64 = 400 * 24 * 3600;
+
 /// The reads the data plane needs for one request.
 #[allow(async_fn_in_trait)]
 pub trait RouteSource {
@@ -106,6 +109,9 @@ pub trait RouteSource {
     async fn leases(&self, route: &str) -> Result<Vec<Endpoint>>;
     /// True when the token id was revoked.
     async fn is_revoked(&self, token_id: &str) -> Result<bool>;
+    /// When an admin revoked a subject (unix seconds), if one did: every token of that
+    /// subject issued at or before then is refused ([`Store::revoke_subject`]).
+    async fn subject_revoked_at(&self, subject: &str) -> Result<Option<u64>>;
     /// Endpoints of a route (by route key) that health probes found down ([`Store::put_down`]).
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>>;
     /// An identity provider's keys: cached ones while [`crate::oidc::usable`] says so
@@ -138,6 +144,10 @@ pub trait Store: RouteSource {
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
     /// Marks a token revoked (record and revocation list, the latter kept until `expires_at`).
     async fn revoke(&self, record: &TokenRecord) -> Result<()>;
+    /// Records that `subject` was revoked at `at`; kept at least [`SUBJECT_REVOCATION_SECONDS`].
+    async fn revoke_subject(&self, subject: &str, at: u64) -> Result<()>;
+    /// Removes a token record (not its revocation) ([`crate::admin::prune_tokens`]).
+    async fn delete_token(&self, id: &str) -> Result<()>;
     /// Appends to the audit log, assigning `seq`.
     async fn append_audit(&self, entry: AuditEntry) -> Result<()>;
     /// Audit entries newest first, strictly below `before` when given.
@@ -181,6 +191,7 @@ struct Mem {
     leases: BTreeMap<String, BTreeMap<String, Endpoint>>,
     tokens: BTreeMap<String, TokenRecord>,
     revoked: std::collections::BTreeSet<String>,
+    revoked_subjects: BTreeMap<String, u64>,
     audit: Vec<AuditEntry>,
     counters: BTreeMap<String, u64>,
     health: BTreeMap<(String, String), Health>,
@@ -230,6 +241,9 @@ impl RouteSource for MemoryStore {
     }
     async fn is_revoked(&self, token_id: &str) -> Result<bool> {
         Ok(self.with(|m| m.revoked.contains(token_id)))
+    }
+    async fn subject_revoked_at(&self, subject: &str) -> Result<Option<u64>> {
+        Ok(self.with(|m| m.revoked_subjects.get(subject).copied()))
     }
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         Ok(self.with(|m| m.down.get(route).cloned().unwrap_or_default()))
@@ -282,6 +296,14 @@ impl Store for MemoryStore {
             m.tokens.insert(record.id.clone(), record.clone());
             m.revoked.insert(record.id.clone());
         });
+        Ok(())
+    }
+    async fn revoke_subject(&self, subject: &str, at: u64) -> Result<()> {
+        self.with(|m| m.revoked_subjects.insert(subject.to_string(), at));
+        Ok(())
+    }
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        self.with(|m| m.tokens.remove(id));
         Ok(())
     }
     async fn append_audit(&self, mut entry: AuditEntry) -> Result<()> {

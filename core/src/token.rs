@@ -81,6 +81,8 @@ pub struct Principal {
     pub routes: Option<Vec<String>>,
     /// Expiry, unix seconds.
     pub expires_at: u64,
+    /// Issue time (`iat`), unix seconds: a subject revoked at or after it refuses the token.
+    pub issued_at: u64,
     /// Requests per minute set at issuance, if any.
     pub rate_limit_rpm: Option<u32>,
     /// The identity provider that signed in this user; `None` for the gateway's own tokens.
@@ -451,6 +453,7 @@ impl<'a> TokenVerifier<'a> {
             groups: c.groups,
             routes: c.routes,
             expires_at: c.exp,
+            issued_at: c.iat,
             rate_limit_rpm: c.rpm,
             provider: None,
             partner: c.partner.filter(|_| c.kind == TokenKind::Partner),

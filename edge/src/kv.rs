@@ -4,6 +4,7 @@
 //! Keys (also written by Terraform for managed routes):
 //! `route:{name}` route JSON · `host:{host}` route name · `leases:{name}` JSON
 //! map of leased endpoints · `eph:{id}` ephemeral route JSON · `revoked:{jti}` ·
+//! `revoked-subject:{subject}` unix seconds of a subject's revocation ·
 //! `down:{route}` JSON list of endpoints health probes found down.
 
 use gateway_core::route::{Endpoint, Route};
@@ -31,6 +32,11 @@ pub fn ephemeral_key(id: &str) -> String {
 /// Key of a revocation.
 pub fn revoked_key(jti: &str) -> String {
     format!("revoked:{jti}")
+}
+
+/// Key of a subject's revocation (its value: when, in unix seconds).
+pub fn revoked_subject_key(subject: &str) -> String {
+    format!("revoked-subject:{subject}")
 }
 
 /// Key of a route's down endpoints.
@@ -103,6 +109,9 @@ impl RouteSource for KvReader<'_> {
     }
     async fn is_revoked(&self, token_id: &str) -> Result<bool> {
         Ok(self.text(revoked_key(token_id)).await?.is_some())
+    }
+    async fn subject_revoked_at(&self, subject: &str) -> Result<Option<u64>> {
+        Ok(self.text(revoked_subject_key(subject)).await?.and_then(|v| v.trim().parse().ok()))
     }
     async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
         crate::jwks::jwks(&self.kv, self.jwks, provider, refresh, true).await

@@ -3,7 +3,7 @@
 //! usage counters, the audit log, leases, revocations) in its transactional
 //! storage, and mirrors what the data plane reads into Workers KV.
 
-use crate::kv::{down_key, ephemeral_key, host_key, leases_key, revoked_key, route_key};
+use crate::kv::{down_key, ephemeral_key, host_key, leases_key, revoked_key, revoked_subject_key, route_key};
 use gateway_core::admin::{self, AdminRequest, MAX_ADMIN_BODY};
 use gateway_core::metrics::{self, Health, RequestSample, Updates};
 use gateway_core::probe::ProbeTarget;
@@ -171,6 +171,9 @@ impl RouteSource for DoStore {
     async fn is_revoked(&self, token_id: &str) -> Result<bool> {
         Ok(self.get_text(&revoked_key(token_id)).await?.is_some())
     }
+    async fn subject_revoked_at(&self, subject: &str) -> Result<Option<u64>> {
+        Ok(self.get_text(&revoked_subject_key(subject)).await?.and_then(|v| v.trim().parse().ok()))
+    }
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         self.get_text(&down_key(route)).await?.map(|r| decode(&r)).transpose().map(Option::unwrap_or_default)
     }
@@ -261,6 +264,15 @@ impl Store for DoStore {
         // KV needs an expiration at least 60 s ahead; the entry outlives the token it refuses.
         let until = record.expires_at.max(crate::now_secs()) + 120;
         self.kv_put(&key, "1".into(), Some(until)).await
+    }
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        self.delete(&format!("{TOKEN_PREFIX}{id}")).await
+    }
+    async fn revoke_subject(&self, subject: &str, at: u64) -> Result<()> {
+        let key = revoked_subject_key(subject);
+        // Strongly consistent here (admin calls), and in KV for the data plane.
+        self.put_text(&key, at.to_string()).await?;
+        self.kv_put(&key, at.to_string(), Some(at + gateway_core::store::SUBJECT_REVOCATION_SECONDS)).await
     }
     async fn append_audit(&self, mut entry: AuditEntry) -> Result<()> {
         let written = async {
@@ -419,6 +431,10 @@ impl GatewayState {
         let now = crate::now_secs();
         let report = gateway_core::probe::run(&store, now).await;
         let pruned = store.prune_minutes(now).await;
+        // Token records past keeping (expired a month ago, revoked two days ago) go too.
+        if let Err(e) = gateway_core::admin::prune_tokens(&store, now).await {
+            worker::console_error!("{{\"level\":\"error\",\"msg\":\"token records not pruned\",\"detail\":{}}}", crate::json_str(&e.to_string()));
+        }
         match report {
             Ok(report) => {
                 for p in report.probes.iter().filter(|p| p.changed) {

@@ -11,6 +11,12 @@ use gateway_core::Result;
 /// One round at `now`: logs a line per state change and a summary, and returns the report.
 pub async fn round(store: &DynamoStore, now: u64) -> Result<ProbeReport> {
     let report = gateway_core::probe::run(store, now).await?;
+    // Token records past keeping (DynamoDB's TTL takes expired ones; revoked ones go here).
+    match gateway_core::admin::prune_tokens(store, now).await {
+        Ok(n) if n > 0 => tracing::info!(removed = n, "token records pruned"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "token records not pruned"),
+    }
     for p in report.probes.iter().filter(|p| p.changed) {
         tracing::info!(route = p.route.as_str(), endpoint = p.endpoint.as_str(), status = p.status, health = state(p.health), "endpoint health changed");
     }

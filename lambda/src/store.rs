@@ -10,6 +10,7 @@
 //! | `eph#{id}` | `def` | `route` (JSON), `ttl` |
 //! | `token#{id}` | `def` | `record` (JSON), `request_count`, `last_used_at`, `ttl` |
 //! | `token#{id}` | `revoked` | `ttl` |
+//! | `subject#{subject}` | `revoked` | `revoked_at`, `ttl` |
 //! | `audit` | `counter` | `seq` |
 //! | `audit` | `seq#{seq:020}` | `entry` (JSON) |
 //! | `metric` | `{item}` of a total (`route:…`, `ep:…`, `tok:…`) | one number per field ([`gateway_core::metrics`]'s key scheme) |
@@ -155,7 +156,7 @@ fn token_entity(id: &str) -> String {
 }
 
 /// Token records are kept a month past their expiry, so listings still show recently expired ones.
-const TOKEN_RECORD_GRACE: u64 = 30 * 24 * 3600;
+const TOKEN_RECORD_GRACE: u64 = gateway_core::admin::TOKEN_RECORD_GRACE;
 
 impl DynamoStore {
     /// A store over `table`.
@@ -407,6 +408,9 @@ impl RouteSource for DynamoStore {
         // Strongly consistent: a stale read here would let a revoked token through.
         Ok(self.get(&token_entity(token_id), "revoked", true).await?.is_some())
     }
+    async fn subject_revoked_at(&self, subject: &str) -> Result<Option<u64>> {
+        Ok(self.get(&format!("subject#{subject}"), "revoked", true).await?.and_then(|i| number(&i, "revoked_at")))
+    }
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         // Eventually consistent: the data plane caches this per instance anyway.
         self.get("down", route, false).await?.map(|i| decode(&i, "endpoints")).transpose().map(Option::unwrap_or_default)
@@ -640,6 +644,17 @@ impl Store for DynamoStore {
             }
         }
         Ok(out)
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        self.delete(&token_entity(id), "def").await
+    }
+    async fn revoke_subject(&self, subject: &str, at: u64) -> Result<()> {
+        let mut item = key(&format!("subject#{subject}"), "revoked");
+        item.insert("revoked_at".into(), n(at));
+        item.insert(TTL.into(), n(at + gateway_core::store::SUBJECT_REVOCATION_SECONDS));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("revoke subject", e))?;
+        Ok(())
     }
 
     async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {

@@ -720,10 +720,11 @@ async fn clear_of_minute_boundary(margin: Duration) {
 
 async fn rate_limits_per_token_are_429_with_retry_after(c: &Ctx) -> CaseResult {
     clear_of_minute_boundary(Duration::from_secs(20)).await;
-    // The route's default: 3 a minute for each token.
+    // The route's default: 3 a minute for each subject (all its tokens together).
     let name = c.name("rl");
     c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "rate_limit_rpm": 3})).await?;
-    let (t1, t2) = (c.user(&["ml-team"]), c.user(&["ml-team"]));
+    let (t1, same_subject) = (c.user(&["ml-team"]), c.user(&["ml-team"]));
+    let t2 = c.token(&c.name("rl-other-subject"), gateway_core::token::TokenKind::User, &["ml-team"], None);
     let path = format!("/{name}/v1/models");
     for i in 0..3 {
         let s = c.get(&path, Some(&t1), &[]).await?.status();
@@ -734,7 +735,9 @@ async fn rate_limits_per_token_are_429_with_retry_after(c: &Ctx) -> CaseResult {
     let (s, code, v) = error_code(res).await;
     ensure!(s == 429 && code == "rate_limit_exceeded", "over the limit: {s} {v}");
     ensure!(retry_after.is_some_and(|r| (1..=120).contains(&r)), "Retry-After in seconds: {retry_after:?}");
-    ensure!(c.get(&path, Some(&t2), &[]).await?.status() == 200, "another token has its own count");
+    ensure!(c.get(&path, Some(&t2), &[]).await?.status() == 200, "another subject has its own count");
+    let (s, code, _) = error_code(c.get(&path, Some(&same_subject), &[]).await?).await;
+    ensure!(s == 429 && code == "rate_limit_exceeded", "a second token of the same subject shares the count (no 25 tokens for 25x the limit): {s} {code}");
 
     // A token's own limit, set at issuance, wins over routes' defaults and counts across routes,
     // exactly, under concurrency.

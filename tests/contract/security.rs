@@ -12,6 +12,8 @@ pub const ALL: &[Case] = &[
     ("location_rewrites_stay_on_the_route", |c| boxed(location_rewrites_stay_on_the_route(c))),
     ("idp_sign_ins_need_iat_and_a_bounded_life", |c| boxed(idp_sign_ins_need_iat_and_a_bounded_life(c))),
     ("a_burst_of_unknown_kids_makes_one_jwks_fetch", |c| boxed(a_burst_of_unknown_kids_makes_one_jwks_fetch(c))),
+    ("revoking_a_subject_ends_its_sign_ins_and_self_service_tokens", |c| boxed(revoking_a_subject_ends_its_sign_ins_and_self_service_tokens(c))),
+    ("self_service_cannot_exhaust_the_state", |c| boxed(self_service_cannot_exhaust_the_state(c))),
     ("production_settings_keep_admin_on_its_host_and_upstreams_off_the_gateways_surroundings", |c| {
         boxed(production_settings_keep_admin_on_its_host_and_upstreams_off_the_gateways_surroundings(c))
     }),
@@ -159,6 +161,84 @@ async fn a_burst_of_unknown_kids_makes_one_jwks_fetch(c: &Ctx) -> CaseResult {
     }
     let fetched = c.idp.jwks_fetches() - before;
     ensure!(fetched <= 1, "12 concurrent unknown-kid tokens fetched the JWKS {fetched} times");
+    Ok(())
+}
+
+async fn revoking_a_subject_ends_its_sign_ins_and_self_service_tokens(c: &Ctx) -> CaseResult {
+    let name = c.name("subject-revoke");
+    c.route_over(&name, &[&c.a]).await?;
+    let path = format!("/{name}/v1/models");
+    let who = format!("{}@corp.example", c.name("grace"));
+    let other = format!("{}@corp.example", c.name("heidi"));
+    let sign_in = |subject: &str| c.idp.sign("RS256", "rsa-1", &c.idp.claims_for(subject, &["ml-engineers"], OIDC_AUDIENCE, 600));
+    let (grace, heidi) = (sign_in(&who), sign_in(&other));
+    let (s, v) = c.call_as(&grace, Method::POST, "me/tokens", Some(json!({"ttl_seconds": 600, "description": "notebook"}))).await?;
+    ensure!(s == 201, "self-service token: {s} {v}");
+    let own = v["token"].as_str().unwrap_or_default().to_string();
+    let status = |t: String| {
+        let path = path.clone();
+        async move { Ok::<_, String>(c.get(&path, Some(&t), &[]).await?.status().as_u16()) }
+    };
+    ensure!(status(grace.clone()).await? == 200 && status(own.clone()).await? == 200, "before: both work");
+
+    // Only an admin may revoke a subject.
+    let (s, _) = c.call_as(&heidi, Method::POST, &format!("subjects/{who}/revoke"), None).await?;
+    ensure!(s == 403, "a user revoking another: {s}");
+    let (s, v) = c.admin_call(Method::POST, &format!("subjects/{who}/revoke"), None).await?;
+    ensure!(s == 200 && v["tokens_revoked"].as_array().is_some_and(|t| t.len() == 1), "revoke the subject: {s} {v}");
+    c.eventually("the sign-in and the self-service token are refused", std::time::Duration::from_secs(15), || async {
+        Ok(status(grace.clone()).await? == 401 && status(own.clone()).await? == 401)
+    })
+    .await?;
+    ensure!(status(heidi.clone()).await? == 200, "another user is untouched");
+    let (s, v) = c.call_as(&grace, Method::GET, "me", None).await?;
+    ensure!(s == 401, "the revoked sign-in cannot reach the admin API either: {s} {v}");
+    // A sign-in the identity provider issues after the revocation is its new decision.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    ensure!(status(sign_in(&who)).await? == 200, "a later sign-in works");
+    let (s, v) = c.admin_call(Method::GET, "audit?limit=50", None).await?;
+    let audited = v["entries"].as_array().or(v.as_array()).is_some_and(|es| es.iter().any(|e| e["action"] == "subject.revoke" && e["object"] == format!("subject/{who}")));
+    ensure!(s == 200 && audited, "the revocation is audited: {v}");
+    Ok(())
+}
+
+async fn self_service_cannot_exhaust_the_state(c: &Ctx) -> CaseResult {
+    let who = format!("{}@corp.example", c.name("ivan"));
+    let ivan = c.idp.sign("RS256", "rsa-1", &c.idp.claims_for(&who, &["ml-engineers"], OIDC_AUDIENCE, 600));
+    // Issue and revoke in a loop: bounded per owner per day, revoked ones included.
+    let cap = gateway_core::admin::MAX_SELF_SERVICE_ISSUES_PER_DAY;
+    for i in 0..cap {
+        let (s, v) = c.call_as(&ivan, Method::POST, "me/tokens", Some(json!({"ttl_seconds": 600}))).await?;
+        ensure!(s == 201, "issue {i}: {s} {v}");
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        let (s, v) = c.call_as(&ivan, Method::DELETE, &format!("me/tokens/{id}"), None).await?;
+        ensure!(s == 200, "revoke {i}: {s} {v}");
+    }
+    let res = c.http.post(c.url("/_gateway/me/tokens")).bearer_auth(&ivan).json(&json!({"ttl_seconds": 600})).send().await.map_err(|e| e.to_string())?;
+    let retry = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let (s, code, v) = error_code(res).await;
+    ensure!(s == 429 && code == "rate_limit_exceeded" && retry.is_some_and(|r| r > 0), "issue {cap} in a day: {s} {code} {v} (Retry-After {retry:?})");
+
+    // Every listing is paged.
+    let (s, v) = c.call_as(&ivan, Method::GET, "me/tokens?limit=10", None).await?;
+    ensure!(s == 200 && v["tokens"].as_array().is_some_and(|t| t.len() == 10) && v["next_cursor"].is_string(), "first page of own tokens: {s} {v}");
+    let (mut seen, mut cursor) = (0, v["next_cursor"].as_str().map(str::to_string));
+    seen += 10;
+    while let Some(cur) = cursor {
+        let (s, v) = c.call_as(&ivan, Method::GET, &format!("me/tokens?limit=10&cursor={cur}"), None).await?;
+        ensure!(s == 200, "next page: {s} {v}");
+        seen += v["tokens"].as_array().map_or(0, Vec::len);
+        cursor = v["next_cursor"].as_str().map(str::to_string);
+        ensure!(seen <= cap, "pages repeat tokens: {seen}");
+    }
+    ensure!(seen == cap, "the pages hold every token once: {seen} of {cap}");
+    for path in ["tokens?limit=1", "routes?limit=1", "service-accounts?limit=1"] {
+        let (s, v) = c.admin_call(Method::GET, path, None).await?;
+        let list = v.as_object().and_then(|o| o.values().find_map(Value::as_array)).map_or(usize::MAX, Vec::len);
+        ensure!(s == 200 && list <= 1 && v.get("next_cursor").is_some(), "GET {path}: {s} {v}");
+    }
+    let (s, v) = c.admin_call(Method::GET, "tokens?limit=0", None).await?;
+    ensure!(s == 400 && v["error"]["param"] == "limit", "a bad page size: {s} {v}");
     Ok(())
 }
 
