@@ -271,7 +271,8 @@ async fn an_endless_admin_body_is_cut_off_unread(c: &Ctx) -> CaseResult {
         // still uploading into its own bare 503; either way the answer came long before the
         // body ended, which is what reading the whole body first could not do.
         Deployment::Edge => {
-            ensure!(status == 413 && code == "body_too_large" || status == 503 && code.is_empty(), "an endless admin body: {status} {code}");
+            // (Its body may be cut off with the connection the proxy drops.)
+            ensure!(status == 413 || status == 503 && code.is_empty(), "an endless admin body: {status} {code}");
             ensure!(at_answer < 32 * 1024 * 1024, "the gateway read {at_answer} bytes before answering");
         }
         // The platform takes the body whole (a Function URL refuses over 6 MB); core answers
