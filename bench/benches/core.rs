@@ -37,6 +37,7 @@ fn token(cfg: &Config) -> String {
         ttl_seconds: Some(3600),
         description: "benchmark".into(),
         metadata: Default::default(),
+        registrar: None,
     };
     TokenIssuer::new(cfg).issue(&req, NOW, "tok_benchbenchbenchbenchbenchbe".into()).expect("token").0
 }

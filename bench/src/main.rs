@@ -384,6 +384,7 @@ impl Bench {
             ttl_seconds: Some(3600),
             description: "benchmark admin".into(),
             metadata: Default::default(),
+            registrar: None,
         };
         TokenIssuer::new(&self.cfg).issue(&req, now(), new_token_id().expect("randomness")).expect("admin token").0
     }

@@ -20,7 +20,8 @@ impl std::fmt::Debug for Target {
     }
 }
 
-/// Resolves the flags, then the environment (`GATEWAY_URL`, `GATEWAY_TOKEN`), into a checked target.
+/// Resolves the flags, then the environment (`GATEWAY_URL`, `GATEWAY_TOKEN`), into a checked
+/// target. `--token-file` is read here, so each call sees the file as it is now.
 pub fn resolve(conn: &Conn, env: &dyn Fn(&str) -> Option<String>) -> Result<Target, String> {
     let url = conn
         .url
@@ -28,11 +29,14 @@ pub fn resolve(conn: &Conn, env: &dyn Fn(&str) -> Option<String>) -> Result<Targ
         .or_else(|| env("GATEWAY_URL").filter(|s| !s.trim().is_empty()))
         .ok_or("no gateway URL: pass --url https://… or set GATEWAY_URL")?;
     let base = check_base_url(url.trim())?;
-    let token = conn
-        .token
-        .clone()
-        .or_else(|| env("GATEWAY_TOKEN").filter(|s| !s.trim().is_empty()))
-        .ok_or("no admin token: set GATEWAY_TOKEN (or pass --token)")?;
+    let token = match (&conn.token, &conn.token_file) {
+        (Some(_), Some(_)) => return Err("give the token once: --token or --token-file".into()),
+        (Some(t), None) => t.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| format!("cannot read the token file `{}`: {e}", printable(path)))?,
+        (None, None) => env("GATEWAY_TOKEN")
+            .filter(|s| !s.trim().is_empty())
+            .ok_or("no token: set GATEWAY_TOKEN (or pass --token-file or --token)")?,
+    };
     Ok(Target { base, token: check_token(&token)? })
 }
 
@@ -110,7 +114,7 @@ impl std::fmt::Display for Failure {
                 if *status == 401 {
                     f.write_str("\nhint: the admin token was refused (expired, revoked, or signed with a key the gateway does not hold)")?;
                 } else if *status == 403 {
-                    f.write_str("\nhint: the admin API needs a token with group `admin`")?;
+                    f.write_str("\nhint: the admin API needs a token with group `admin`; a registrar token only registers its own endpoints, within its routes, hosts and limits")?;
                 }
                 Ok(())
             }
@@ -217,17 +221,34 @@ mod tests {
         let lookup = |k: &str| env.get(k).map(|s| s.to_string());
         let t = resolve(&Conn::default(), &lookup).unwrap();
         assert_eq!((t.base.as_str(), t.token.as_str()), ("https://env.example.com", "env.tok.en"));
-        let conn = Conn { url: Some("https://flag.example.com".into()), token: Some("Bearer a.b.c".into()) };
+        let conn = Conn { url: Some("https://flag.example.com".into()), token: Some("Bearer a.b.c".into()), token_file: None };
         let t = resolve(&conn, &lookup).unwrap();
         assert_eq!((t.base.as_str(), t.token.as_str()), ("https://flag.example.com", "a.b.c"));
         assert!(resolve(&Conn::default(), &|_| None).unwrap_err().contains("GATEWAY_URL"));
-        let no_token = resolve(&Conn { url: Some("https://gw".into()), token: None }, &|_| None).unwrap_err();
+        let no_token = resolve(&Conn { url: Some("https://gw".into()), token: None, token_file: None }, &|_| None).unwrap_err();
         assert!(no_token.contains("GATEWAY_TOKEN"));
     }
 
     #[test]
+    fn the_token_file_is_read_when_resolving() {
+        let path = std::env::temp_dir().join(format!("gatewayctl-token-{}", std::process::id()));
+        std::fs::write(&path, "a.b.c\n").unwrap();
+        let file = Some(path.to_string_lossy().into_owned());
+        let env = |k: &str| (k == "GATEWAY_TOKEN").then(|| "env.tok.en".to_string());
+        let conn = Conn { url: Some("https://gw".into()), token: None, token_file: file.clone() };
+        assert_eq!(resolve(&conn, &env).unwrap().token, "a.b.c", "the file wins over the environment");
+        std::fs::write(&path, "d.e.f").unwrap();
+        assert_eq!(resolve(&conn, &env).unwrap().token, "d.e.f", "re-read: a rotated token is picked up");
+        let both = Conn { token: Some("x.y.z".into()), ..conn.clone() };
+        assert!(resolve(&both, &env).unwrap_err().contains("once"));
+        std::fs::remove_file(&path).unwrap();
+        let e = resolve(&conn, &env).unwrap_err();
+        assert!(e.contains("cannot read the token file") && !e.contains("d.e.f"), "{e}");
+    }
+
+    #[test]
     fn malformed_tokens_are_refused_without_echo() {
-        let conn = Conn { url: Some("https://gw".into()), token: Some("secret part\r\nX-Injected: 1".into()) };
+        let conn = Conn { url: Some("https://gw".into()), token: Some("secret part\r\nX-Injected: 1".into()), token_file: None };
         let e = resolve(&conn, &|_| None).unwrap_err();
         assert!(!e.contains("secret"), "{e}");
     }

@@ -4,8 +4,12 @@
 //! message for the operator, answered with the usage text and exit code 2.
 
 use crate::duration::{parse_duration, printable};
+use gateway_core::registrar::RegistrarScope;
 use gateway_core::token::{TokenKind, TokenRequest};
 use serde_json::{json, Map, Value};
+
+/// The lease `endpoints register` takes when `--lease` is not given.
+pub const DEFAULT_LEASE_SECONDS: u64 = 60;
 
 /// Printed on `--help` (stdout) and after a usage error (stderr).
 pub const USAGE: &str = "\
@@ -31,19 +35,31 @@ GATEWAY_MAX_TOKEN_TTL_SECONDS)
       (default kid k-YYYY-MM). To rotate, put the new key first in the existing
       array and keep the old keys until the tokens they signed have expired.
 
-ADMIN API (need the gateway URL and a token with group `admin`)
+ADMIN API (need the gateway URL and a token with group `admin`; `endpoints register` and
+`endpoints deregister` also take a registrar token, see `tokens issue --kind registrar`)
   routes list
   routes get NAME
   routes put NAME --file route.json          (`--file -` reads stdin)
   routes put NAME [--endpoint id=url[,weight=N][,via=BINDING]]... [--groups a,b] [--public]
       Creates or replaces the whole route.
   routes delete NAME
-  endpoints register ROUTE ID --url ENDPOINT_URL [--weight N] [--via BINDING] --lease 60s
+  endpoints register ROUTE ID --url ENDPOINT_URL [--weight N] [--via BINDING] [--lease 60s] [--once]
+      What a model server runs beside `vllm serve`: registers the endpoint with a
+      lease (default 60 s), renews it every third of the lease (retrying failures
+      with backoff, logged on stderr), and on SIGINT or SIGTERM deregisters it and
+      exits 0. With --once, registers (or renews) once and exits.
   endpoints deregister ROUTE ID
   tokens issue --subject S --groups a,b --ttl 30d [--kind user|service|partner] [--rpm N]
                [--routes r1,r2] [--description TEXT] [--meta KEY=VALUE]... [--token-only]
       Prints the reply, which holds the token this once; with --token-only,
       prints only the token on stdout and its id and expiry on stderr.
+  tokens issue --kind registrar --subject HOST --routes r1[,r2] --registrar-hosts NETS --ttl 30d
+               [--max-weight N] [--max-lease 5m] [--max-endpoints N] [--token-only]
+      A model server's own token: it may only register, renew and remove its own
+      endpoints on the routes named, at URLs whose host is in NETS (addresses,
+      CIDRs like 10.0.1.0/24, host names, or gpu-*.vllm.internal), with weight
+      at most --max-weight (default 1), leases at most --max-lease (default 5m),
+      and at most --max-endpoints live leases per route (default 1). No groups.
   tokens list [--q TEXT]
   tokens revoke ID
   ephemeral create --url ENDPOINT_URL --ttl 2h [--groups a,b]
@@ -56,6 +72,8 @@ CONNECTION
   --gateway URL    the gateway, anywhere on the line.
   --token TOKEN    admin token (env GATEWAY_TOKEN; prefer the environment, since
                    arguments show in the process list and shell history).
+  --token-file P   read the token from file P (re-read for every renewal, so a
+                   rotated token is picked up).
   Tokens are sent only over https://, or plain http:// to localhost, 127.0.0.1 or [::1].
 
 Durations: 90s, 15m, 1h, 7d, or plain seconds. Lists: comma-separated.
@@ -79,6 +97,8 @@ pub struct TokenSpec {
     pub description: String,
     /// Requests per minute, if the token carries its own limit.
     pub rate_limit_rpm: Option<u32>,
+    /// `--kind registrar`: what the token may register.
+    pub registrar: Option<RegistrarScope>,
 }
 
 impl TokenSpec {
@@ -93,6 +113,7 @@ impl TokenSpec {
             ttl_seconds: Some(self.ttl_seconds),
             description: self.description.clone(),
             metadata: Default::default(),
+            registrar: self.registrar.clone(),
         }
     }
 }
@@ -102,14 +123,20 @@ impl TokenSpec {
 pub struct Conn {
     /// Gateway base URL (else `GATEWAY_URL`).
     pub url: Option<String>,
-    /// Admin token (else `GATEWAY_TOKEN`).
+    /// Admin token (else `token_file`, else `GATEWAY_TOKEN`).
     pub token: Option<String>,
+    /// A file holding the token, read when a call is sent.
+    pub token_file: Option<String>,
 }
 
 impl std::fmt::Debug for Conn {
     // Never print the token, not even in test failures.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Conn").field("url", &self.url).field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("Conn")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .finish()
     }
 }
 
@@ -177,6 +204,8 @@ pub enum Command {
     KeyGenerate { kid: Option<String> },
     /// An admin API call.
     Api { conn: Conn, call: ApiCall },
+    /// `endpoints register` without `--once`: register, keep renewing, deregister on a signal.
+    KeepRegistered { conn: Conn, route: String, endpoint: EndpointSpec, lease_seconds: u64 },
 }
 
 /// An HTTP request to the admin API, before the base URL and token are added.
@@ -246,6 +275,9 @@ impl ApiCall {
                     }
                     if let Some(n) = spec.rate_limit_rpm {
                         o.insert("rate_limit_rpm".into(), json!(n));
+                    }
+                    if let Some(r) = &spec.registrar {
+                        o.insert("registrar".into(), json!(r));
                     }
                     if !metadata.is_empty() {
                         let m: Map<String, Value> = metadata.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
@@ -379,7 +411,8 @@ fn kind(s: &str) -> Result<TokenKind, String> {
         "user" => Ok(TokenKind::User),
         "service" => Ok(TokenKind::Service),
         "partner" => Ok(TokenKind::Partner),
-        other => Err(format!("--kind must be user, service or partner, not `{}`", printable(other))),
+        "registrar" => Ok(TokenKind::Registrar),
+        other => Err(format!("--kind must be user, service, partner or registrar, not `{}`", printable(other))),
     }
 }
 
@@ -387,13 +420,61 @@ fn number<T: std::str::FromStr>(name: &str, s: &str) -> Result<T, String> {
     s.parse().map_err(|_| format!("{name} must be a whole number, not `{}`", printable(s)))
 }
 
-const TOKEN_OPTS: [&str; 7] = ["--subject", "--kind", "--groups", "--routes", "--ttl", "--description", "--rpm"];
+/// Options of a registrar token's scope.
+const REGISTRAR_OPTS: [&str; 4] = ["--registrar-hosts", "--max-weight", "--max-lease", "--max-endpoints"];
+
+const TOKEN_OPTS: [&str; 11] = [
+    "--subject",
+    "--kind",
+    "--groups",
+    "--routes",
+    "--ttl",
+    "--description",
+    "--rpm",
+    REGISTRAR_OPTS[0],
+    REGISTRAR_OPTS[1],
+    REGISTRAR_OPTS[2],
+    REGISTRAR_OPTS[3],
+];
+
+/// The `registrar` object of a registrar token; what is not given takes the gateway's defaults.
+fn registrar_scope(o: &Opts, kind: TokenKind) -> Result<Option<RegistrarScope>, String> {
+    if kind != TokenKind::Registrar {
+        if let Some(n) = REGISTRAR_OPTS.iter().find(|n| o.values.iter().any(|(v, _)| v == *n)) {
+            return Err(format!("{n} is for --kind registrar"));
+        }
+        return Ok(None);
+    }
+    let hosts = o
+        .required("--registrar-hosts")
+        .map_err(|_| "--registrar-hosts is required for --kind registrar (e.g. 10.0.1.0/24,gpu-*.vllm.internal)".to_string())?;
+    let mut scope = Map::new();
+    scope.insert("hosts".into(), json!(list(&hosts)));
+    if let Some(n) = o.one("--max-weight")? {
+        scope.insert("max_weight".into(), json!(number::<u32>("--max-weight", &n)?));
+    }
+    if let Some(d) = o.one("--max-lease")? {
+        scope.insert("max_lease_seconds".into(), json!(parse_duration(&d)?));
+    }
+    if let Some(n) = o.one("--max-endpoints")? {
+        scope.insert("max_endpoints".into(), json!(number::<u32>("--max-endpoints", &n)?));
+    }
+    serde_json::from_value(Value::Object(scope)).map(Some).map_err(|e| format!("registrar options: {e}"))
+}
 
 fn token_spec(o: &Opts) -> Result<TokenSpec, String> {
+    let kind = o.one("--kind")?.map(|k| kind(&k)).transpose()?.unwrap_or(TokenKind::User);
+    let groups = match o.one("--groups")? {
+        Some(g) => list(&g),
+        // A registrar token carries no groups.
+        None if kind == TokenKind::Registrar => Vec::new(),
+        None => return Err("--groups is required".into()),
+    };
     Ok(TokenSpec {
         subject: o.required("--subject")?,
-        kind: o.one("--kind")?.map(|k| kind(&k)).transpose()?.unwrap_or(TokenKind::User),
-        groups: list(&o.required("--groups")?),
+        kind,
+        groups,
+        registrar: registrar_scope(o, kind)?,
         routes: o.one("--routes")?.map(|r| list(&r)),
         ttl_seconds: parse_duration(&o.required("--ttl").map_err(|_| "--ttl is required: there are no non-expiring tokens".to_string())?)?,
         description: o.one("--description")?.unwrap_or_default(),
@@ -441,6 +522,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         let slot = match name {
             "--url" | "--gateway" => &mut conn.url,
             "--token" => &mut conn.token,
+            "--token-file" => &mut conn.token_file,
             other => return Err(format!("unknown option `{}` before the command", printable(other))),
         };
         let (value, used) = match inline {
@@ -460,15 +542,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         [g, s, tail @ ..] => (g, s, tail),
     };
     let offline = |cmd: Command| {
-        if conn.url.is_some() || conn.token.is_some() {
-            Err("--url, --gateway and --token are for admin API commands; this command works offline".to_string())
+        if conn.url.is_some() || conn.token.is_some() || conn.token_file.is_some() {
+            Err("--url, --gateway, --token and --token-file are for admin API commands; this command works offline".to_string())
         } else {
             Ok(cmd)
         }
     };
     // Options every admin API command accepts; `--url` is the gateway's unless the command has its own.
     let api = |own: &[&'static str], flags: &[&'static str], own_url: bool| -> Result<(Opts, Conn), String> {
-        let mut valued: Vec<&'static str> = vec!["--token", "--gateway"];
+        let mut valued: Vec<&'static str> = vec!["--token", "--token-file", "--gateway"];
         if !own_url {
             valued.push("--url");
         }
@@ -479,7 +561,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             (Some(_), Some(_)) => return Err("give the gateway URL once, with --url or --gateway".into()),
             (a, b) => a.or(b),
         };
-        for (slot, value, name) in [(&mut c.url, local_url, "the gateway URL"), (&mut c.token, o.one("--token")?, "--token")] {
+        for (slot, value, name) in
+            [(&mut c.url, local_url, "the gateway URL"), (&mut c.token, o.one("--token")?, "--token"), (&mut c.token_file, o.one("--token-file")?, "--token-file")]
+        {
             if let Some(v) = value {
                 if slot.replace(v).is_some() {
                     return Err(format!("{name} is given more than once"));
@@ -533,14 +617,25 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             Command::Api { conn, call: ApiCall::PutRoute { name, body } }
         }
         ("endpoint" | "endpoints", "register") => {
-            let (o, conn) = api(&["--url", "--weight", "--via", "--lease"], &[], true)?;
+            let (o, conn) = api(&["--url", "--weight", "--via", "--lease"], &["--once"], true)?;
             let mut p = o.positionals(&["ROUTE", "ID"])?;
             let id = p.remove(1);
             let route = p.remove(0);
             let weight = o.one("--weight")?.map(|w| number("--weight", &w)).transpose()?;
-            let lease = o.required("--lease").map_err(|_| "--lease is required (e.g. --lease 60s); renew before it ends".to_string())?;
+            let lease_seconds = match o.one("--lease")? {
+                Some(l) => parse_duration(&l)?,
+                None => DEFAULT_LEASE_SECONDS,
+            };
+            let (min, max) = (gateway_core::admin::MIN_LEASE_SECONDS, gateway_core::admin::MAX_LEASE_SECONDS);
+            if !(min..=max).contains(&lease_seconds) {
+                return Err(format!("--lease must be between {min} s and {max} s"));
+            }
             let endpoint = EndpointSpec { id, url: o.required("--url")?, weight, via: o.one("--via")? };
-            Command::Api { conn, call: ApiCall::RegisterEndpoint { route, endpoint, lease_seconds: parse_duration(&lease)? } }
+            if o.flag("--once") {
+                Command::Api { conn, call: ApiCall::RegisterEndpoint { route, endpoint, lease_seconds } }
+            } else {
+                Command::KeepRegistered { conn, route, endpoint, lease_seconds }
+            }
         }
         ("endpoint" | "endpoints", "deregister") => {
             let (o, conn) = api(&[], &[], false)?;

@@ -5,6 +5,7 @@
 mod api;
 mod args;
 mod duration;
+mod keep;
 mod offline;
 
 use args::{ApiCall, Command, USAGE};
@@ -89,6 +90,16 @@ fn execute(cmd: Command) -> Result<(), String> {
             eprintln!("set this as GATEWAY_SIGNING_KEYS (a secret). To rotate, put the new key first in the existing array and keep the old keys until their tokens expire.");
             Ok(())
         }
+        Command::KeepRegistered { conn, route, endpoint, lease_seconds } => {
+            let id = endpoint.id.clone();
+            let register = ApiCall::RegisterEndpoint { route: route.clone(), endpoint, lease_seconds }.plan()?;
+            let deregister = ApiCall::DeregisterEndpoint { route, id }.plan()?;
+            // Fail at once on a missing URL or token; later calls resolve again, re-reading --token-file.
+            api::resolve(&conn, &env)?;
+            let stop = keep::stop_on_signals()?;
+            let mut send = |call: &args::HttpCall| api::send(&api::resolve(&conn, &env).map_err(api::Failure::Other)?, call);
+            keep::run(&register, &deregister, keep::Timing::for_lease(lease_seconds), stop, &mut send, &mut |m| eprintln!("gatewayctl: {m}"))
+        }
         Command::Api { conn, call } => {
             let target = api::resolve(&conn, &env)?;
             let http = call.plan()?;
@@ -143,6 +154,7 @@ mod tests {
                 routes: None,
                 ttl_seconds: 3600,
                 description: String::new(),
+                registrar: None,
             })
         );
         let Ok(Command::Mint(s)) = parse("token mint --subject=acme --kind partner --routes llama,qwen --groups= --ttl=900 --description bootstrap") else {
@@ -157,6 +169,51 @@ mod tests {
         assert!(parse("token mint --subject ops --groups a --ttl 1h extra").unwrap_err().contains("unexpected"));
         assert!(parse("--url https://gw token mint --subject ops --groups a --ttl 1h").unwrap_err().contains("offline"));
         assert!(parse("token mint --subject ops --groups a --ttl 1h --url https://gw").unwrap_err().contains("unknown option"));
+    }
+
+    #[test]
+    fn endpoints_register_keeps_the_lease_unless_once() {
+        let Ok(Command::KeepRegistered { conn, route, endpoint, lease_seconds }) =
+            parse("endpoints register llama gpu-1 --url http://10.0.1.7:8000 --gateway https://gw --token-file /run/secrets/gw")
+        else {
+            panic!()
+        };
+        assert_eq!((route.as_str(), endpoint.id.as_str(), endpoint.url.as_str(), lease_seconds), ("llama", "gpu-1", "http://10.0.1.7:8000", 60));
+        assert_eq!((conn.url.as_deref(), conn.token_file.as_deref()), (Some("https://gw"), Some("/run/secrets/gw")));
+        let Ok(Command::KeepRegistered { lease_seconds, endpoint, .. }) = parse("--token-file t endpoints register llama gpu-1 --url http://h --lease 5m --weight 3") else {
+            panic!()
+        };
+        assert_eq!((lease_seconds, endpoint.weight), (300, Some(3)));
+        assert!(matches!(parse("endpoints register llama gpu-1 --url http://h --once"), Ok(Command::Api { call: ApiCall::RegisterEndpoint { lease_seconds: 60, .. }, .. })));
+        assert!(parse("endpoints register llama gpu-1 --url http://h --lease 4s").unwrap_err().contains("--lease must be between 5"));
+        assert!(parse("endpoints register llama gpu-1 --url http://h --lease 2d").unwrap_err().contains("--lease"));
+        assert!(parse("endpoints register llama gpu-1 --url http://h --once=yes").unwrap_err().contains("takes no value"));
+        assert!(parse("endpoints register llama gpu-1").unwrap_err().contains("--url"));
+        assert!(parse("--token-file a endpoints register llama gpu-1 --url http://h --token-file b").unwrap_err().contains("more than once"));
+        assert!(parse("--token-file t token mint --subject s --groups a --ttl 1h").unwrap_err().contains("offline"));
+    }
+
+    #[test]
+    fn registrar_tokens_from_options() {
+        let (_, call) = api("tokens issue --kind registrar --subject gpu-host-7 --routes llama,qwen --registrar-hosts 10.0.1.0/24,gpu-*.vllm.internal --max-weight 4 --max-lease 5m --ttl 30d");
+        let http = call.plan().unwrap();
+        assert_eq!(
+            http.body.unwrap(),
+            json!({
+                "subject": "gpu-host-7", "kind": "registrar", "groups": [], "routes": ["llama", "qwen"], "ttl_seconds": 2_592_000, "description": "",
+                "registrar": {"hosts": ["10.0.1.0/24", "gpu-*.vllm.internal"], "max_weight": 4, "max_lease_seconds": 300, "max_endpoints": 1},
+            })
+        );
+        let (_, call) = api("tokens issue --kind registrar --subject h --routes llama --registrar-hosts 10.0.0.7 --max-endpoints 2 --ttl 1d --token-only");
+        assert_eq!(call.plan().unwrap().body.unwrap()["registrar"], json!({"hosts": ["10.0.0.7"], "max_weight": 1, "max_lease_seconds": 300, "max_endpoints": 2}));
+        assert!(parse("tokens issue --kind registrar --subject h --routes llama --ttl 1d").unwrap_err().contains("--registrar-hosts is required"));
+        assert!(parse("tokens issue --subject h --groups g --registrar-hosts 10.0.0.7 --ttl 1d").unwrap_err().contains("--registrar-hosts is for --kind registrar"));
+        assert!(parse("tokens issue --kind user --subject h --groups g --max-weight 2 --ttl 1d").unwrap_err().contains("--max-weight is for --kind registrar"));
+        assert!(parse("tokens issue --kind registrar --subject h --routes l --registrar-hosts 10.0.0.7 --max-weight lots --ttl 1d").unwrap_err().contains("whole number"));
+        assert!(parse("tokens issue --subject h --ttl 1d").unwrap_err().contains("--groups is required"));
+        // Offline minting follows the same rules, checked by core when minting.
+        let Ok(Command::Mint(spec)) = parse("token mint --kind registrar --subject h --routes llama --registrar-hosts 10.0.1.0/24 --ttl 1h") else { panic!() };
+        assert_eq!((spec.kind, spec.registrar.map(|r| r.hosts)), (TokenKind::Registrar, Some(vec!["10.0.1.0/24".to_string()])));
     }
 
     #[test]
@@ -215,11 +272,10 @@ mod tests {
 
     #[test]
     fn endpoints_tokens_audit() {
-        let (_, call) = api("--url https://gw endpoints register llama gpu-1 --url http://10.0.1.7:8000 --weight 2 --lease 60s");
+        let (_, call) = api("--url https://gw endpoints register llama gpu-1 --url http://10.0.1.7:8000 --weight 2 --lease 60s --once");
         let http = call.plan().unwrap();
         assert_eq!((http.method, http.path.as_str()), ("PUT", "/_gateway/routes/llama/endpoints/gpu-1"));
         assert_eq!(http.body.unwrap(), json!({"url": "http://10.0.1.7:8000", "weight": 2, "lease_seconds": 60}));
-        assert!(parse("endpoints register llama gpu-1 --url http://h").unwrap_err().contains("--lease"));
         assert!(parse("endpoints register llama --url http://h --lease 60").unwrap_err().contains("missing ID"));
 
         let (_, call) = api("endpoints deregister llama gpu-1");

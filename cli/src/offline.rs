@@ -73,6 +73,7 @@ mod tests {
             routes: None,
             ttl_seconds: ttl,
             description: "bootstrap".into(),
+            registrar: None,
         }
     }
 

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::rbac::authorize_admin;
+use crate::registrar;
 use crate::route::{is_valid_endpoint_id, is_valid_ephemeral_id, is_valid_route_name, Endpoint, Route};
 use crate::identity::owner_of;
 use crate::store::{AuditEntry, ServiceAccount, Store, TokenRecord};
@@ -14,6 +15,8 @@ use serde_json::{json, Value};
 
 /// Largest admin request body.
 pub const MAX_ADMIN_BODY: usize = 1024 * 1024;
+/// Shortest lease an endpoint may take.
+pub const MIN_LEASE_SECONDS: u64 = 5;
 /// Longest lease an endpoint may take.
 pub const MAX_LEASE_SECONDS: u64 = 24 * 3600;
 /// Longest life of a self-service token (and never more than `GATEWAY_MAX_TOKEN_TTL_SECONDS`).
@@ -338,10 +341,10 @@ impl AdminCommand {
                 }
                 let req: LeaseRequest = json_body(body)?;
                 let lease_seconds = req.lease_seconds.ok_or_else(|| Error::bad_request("lease_seconds", "is required"))?;
-                if !(5..=MAX_LEASE_SECONDS).contains(&lease_seconds) {
-                    return Err(Error::bad_request("lease_seconds", format!("must be between 5 and {MAX_LEASE_SECONDS}")));
+                if !(MIN_LEASE_SECONDS..=MAX_LEASE_SECONDS).contains(&lease_seconds) {
+                    return Err(Error::bad_request("lease_seconds", format!("must be between {MIN_LEASE_SECONDS} and {MAX_LEASE_SECONDS}")));
                 }
-                let endpoint = Endpoint { id: id.to_string(), url: req.url, weight: req.weight.unwrap_or(1), via: req.via, lease_expires_at: None };
+                let endpoint = Endpoint { id: id.to_string(), url: req.url, weight: req.weight.unwrap_or(1), via: req.via, lease_expires_at: None, registered_by: None };
                 // Errors name the body's own fields (`url`, `weight`, `via`).
                 endpoint.validate("endpoint").map_err(|e| match e {
                     Error::BadRequest { field, message } => Error::bad_request(field.trim_start_matches("endpoint.").to_string(), message),
@@ -484,9 +487,16 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
             return Err(e);
         }
     };
-    // `/me…` is each principal's own; everything else is the admins'.
+    // `/me…` is each principal's own; a registrar's are its leases; everything else is the admins'.
     let own = req.segments.first().is_some_and(|s| s == "me");
-    if let Err(e) = if own { Ok(()) } else { authorize_admin(&principal) } {
+    let allowed = if registrar::is_registrar(&principal) {
+        registrar::authorize_call(req.method, req.segments)
+    } else if own {
+        Ok(())
+    } else {
+        authorize_admin(&principal)
+    };
+    if let Err(e) = allowed {
         if is_write {
             audit(store, now, Some(&principal), "admin.write", format!("{} /_gateway/{}", req.method, req.segments.join("/")), e.code()).await;
         }
@@ -545,8 +555,13 @@ fn refuse_managed(route: &Route) -> Result<()> {
     }
 }
 
-/// Executes a parsed command for an authorised admin.
+/// Executes a parsed command for an authorised caller: an admin, a principal on its own
+/// `/me` calls, or a registrar on its endpoint calls (held to its scope here).
 pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, cmd: AdminCommand) -> Result<AdminReply> {
+    let as_registrar = registrar::is_registrar(who);
+    if as_registrar && !matches!(cmd, AdminCommand::PutEndpoint { .. } | AdminCommand::DeleteEndpoint { .. }) {
+        return Err(Error::Forbidden("a registrar token may only register, renew and remove its own endpoints".into()));
+    }
     match cmd {
         AdminCommand::ListRoutes(page) => {
             let (routes, next) = page.take(store.list_routes().await?, |r| r.name.as_str());
@@ -593,13 +608,33 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             Ok(AdminReply::ok(json!({ "deleted": name })))
         }
         AdminCommand::PutEndpoint { route, mut endpoint, lease_seconds } => {
+            // A registrar: its routes, its hosts, its caps; the lease is then recorded as its own.
+            // An admin's write clears the record, so the lease is the admins' from then on.
+            let scope = if as_registrar { Some(registrar::scope_for(who, &route)?) } else { None };
+            if let Some(scope) = scope {
+                scope.check_lease(&endpoint, lease_seconds)?;
+                endpoint.registered_by = Some(who.subject.clone());
+            }
             cfg.upstreams.check(&endpoint, "")?;
             // Leases are the instances' own, so they may join Terraform-managed routes too.
             let r = store.route(&route).await?.ok_or_else(|| Error::NotFound(format!("no route `{route}`")))?;
             if r.endpoints.iter().any(|e| e.id == endpoint.id) {
-                return Err(Error::Conflict(format!("endpoint `{}` is defined by the route itself", endpoint.id)));
+                let why = format!("endpoint `{}` is defined by the route itself", endpoint.id);
+                return Err(if as_registrar { Error::Forbidden(why) } else { Error::Conflict(why) });
             }
-            let live = store.leases(&route).await?.into_iter().filter(|e| e.is_live(now) && e.id != endpoint.id).count();
+            let leases = store.leases(&route).await?;
+            if let Some(scope) = scope {
+                if leases.iter().any(|e| e.id == endpoint.id && !registrar::may_replace(&who.subject, e, now)) {
+                    return Err(Error::Forbidden(format!("lease `{}` on route `{route}` was registered by someone else", endpoint.id)));
+                }
+                let held = leases.iter().filter(|e| e.is_live(now) && e.id != endpoint.id && e.registered_by.as_deref() == Some(who.subject.as_str())).count();
+                if held >= scope.max_endpoints as usize {
+                    return Err(Error::Forbidden(format!(
+                        "this registrar already holds {held} live endpoint(s) on route `{route}`, its most (registrar.max_endpoints)"
+                    )));
+                }
+            }
+            let live = leases.iter().filter(|e| e.is_live(now) && e.id != endpoint.id).count();
             if r.endpoints.len() + live + 1 > crate::route::MAX_ENDPOINTS {
                 return Err(Error::bad_request("id", "the route has too many endpoints"));
             }
@@ -608,6 +643,13 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             Ok(AdminReply::ok(json!({ "route": route, "endpoint": endpoint.id, "lease_expires_at": now + lease_seconds })))
         }
         AdminCommand::DeleteEndpoint { route, id } => {
+            if as_registrar {
+                registrar::scope_for(who, &route)?;
+                // Someone else's lease is refused; one that does not exist answers 404 below, as for admins.
+                if store.leases(&route).await?.iter().any(|e| e.id == id && !registrar::may_remove(&who.subject, e)) {
+                    return Err(Error::Forbidden(format!("lease `{id}` on route `{route}` was registered by someone else")));
+                }
+            }
             if store.delete_lease(&route, &id).await? {
                 Ok(AdminReply::ok(json!({ "route": route, "deregistered": id })))
             } else {
@@ -689,6 +731,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                     request_count: 0,
                     owner: None,
                     kid: None,
+                    registrar: None,
                 },
             };
             revoke(store, now, record).await
@@ -796,6 +839,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 description: req.description,
                 metadata: [("issued_via".to_string(), "self-service".to_string())].into(),
                 rate_limit_rpm: req.rate_limit_rpm,
+                registrar: None,
             };
             issue(cfg, store, now, who, treq, Some(me)).await
         }
@@ -809,6 +853,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 description: req.description.clone(),
                 metadata: Default::default(),
                 rate_limit_rpm: None,
+                registrar: None,
             };
             check.validate(cfg)?;
             if req.owner.trim().is_empty() || req.owner.len() > 128 || req.owner.chars().any(char::is_control) {
@@ -862,6 +907,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                 description: req.description,
                 metadata: [("service_account".to_string(), acct.name)].into(),
                 rate_limit_rpm: req.rate_limit_rpm,
+                registrar: None,
             };
             issue(cfg, store, now, who, treq, None).await
         }
@@ -889,6 +935,7 @@ async fn issue<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, req
         request_count: 0,
         owner,
         kid: Some(cfg.keys.signing_kid().to_string()),
+        registrar: claims.reg,
     };
     store.put_token(&record).await?;
     Ok(AdminReply::with_status(StatusCode::CREATED, json!({ "id": record.id, "token": token, "expires_at": record.expires_at })))
@@ -972,6 +1019,7 @@ mod tests {
             ttl_seconds: Some(3600),
             description: String::new(),
             metadata: Default::default(),
+            registrar: None,
         };
         let (t, _) = TokenIssuer::new(cfg).issue(&req, NOW, "tok_admin".into()).unwrap();
         http::HeaderValue::from_str(&format!("Bearer {t}")).unwrap()
@@ -1100,7 +1148,7 @@ mod tests {
         let rec = |id: &str, expires_at: u64, revoked_at: Option<u64>| TokenRecord {
             id: id.into(), subject: "s".into(), kind: TokenKind::User, groups: vec![], routes: None, description: String::new(),
             metadata: Default::default(), created_by: "ops".into(), created_at: 0, expires_at, revoked_at, last_used_at: None,
-            request_count: 0, rate_limit_rpm: None, owner: None, kid: None,
+            request_count: 0, rate_limit_rpm: None, owner: None, kid: None, registrar: None,
         };
         block_on(store.put_token(&rec("tok_old", NOW - 31 * 24 * 3600, None))).unwrap();
         block_on(store.revoke(&rec("tok_gone", NOW + 3600, Some(NOW - 3 * 24 * 3600)))).unwrap();
@@ -1320,6 +1368,173 @@ mod tests {
         call(&cfg, &store, Some(&auth), Method::PUT, "routes/r/endpoints/l", lease).unwrap();
         call(&cfg, &store, Some(&auth), Method::PUT, "routes/r/endpoints/m", lease_via).unwrap();
         call(&cfg, &store, Some(&auth), Method::POST, "ephemeral", eph).unwrap();
+    }
+
+    fn call_at(cfg: &Config, store: &MemoryStore, now: u64, auth: &http::HeaderValue, method: Method, path: &str, body: &str) -> Result<AdminReply> {
+        let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(String::from).collect();
+        block_on(handle(cfg, store, now, AdminRequest { method: &method, segments: &segs, query: None, authorization: Some(auth), body: body.as_bytes() }))
+    }
+
+    /// A registrar token issued through the admin API, as its bearer header.
+    fn registrar(cfg: &Config, store: &MemoryStore, admin: &http::HeaderValue, subject: &str, scope: &str) -> http::HeaderValue {
+        let body = format!(r#"{{"subject": "{subject}", "kind": "registrar", "routes": ["llama"], "ttl_seconds": 3600, "registrar": {scope}}}"#);
+        let r = call(cfg, store, Some(admin), Method::POST, "tokens", &body).unwrap();
+        http::HeaderValue::from_str(&format!("Bearer {}", r.body["token"].as_str().unwrap())).unwrap()
+    }
+
+    fn field_of(r: Result<AdminReply>) -> String {
+        match r {
+            Err(Error::BadRequest { field, .. }) => field,
+            other => panic!("not a 400: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn registrar_tokens_are_issued_by_admins_with_a_valid_scope() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let admin = admin_token(&cfg, &["admin"]);
+        let issue = |body: &str| call(&cfg, &store, Some(&admin), Method::POST, "tokens", body);
+        let base = r#""subject": "gpu-7", "kind": "registrar", "ttl_seconds": 3600"#;
+        assert_eq!(field_of(issue(&format!(r#"{{{base}, "routes": ["llama"]}}"#))), "registrar");
+        assert_eq!(field_of(issue(&format!(r#"{{{base}, "registrar": {{"hosts": ["10.0.1.0/24"]}}}}"#))), "routes");
+        assert_eq!(field_of(issue(&format!(r#"{{{base}, "routes": [], "registrar": {{"hosts": ["10.0.1.0/24"]}}}}"#))), "routes");
+        let scoped = |scope: &str| issue(&format!(r#"{{{base}, "routes": ["llama"], "registrar": {scope}}}"#));
+        assert_eq!(field_of(scoped(r#"{"hosts": []}"#)), "registrar.hosts");
+        assert_eq!(field_of(scoped(r#"{"hosts": ["10.0.1.0/24", "10.0.2.5/24"]}"#)), "registrar.hosts[1]");
+        assert_eq!(field_of(scoped(r#"{"hosts": ["10.0.1.0/24"], "max_weight": 1001}"#)), "registrar.max_weight");
+        assert_eq!(field_of(scoped(r#"{"hosts": ["10.0.1.0/24"], "max_lease_seconds": 86401}"#)), "registrar.max_lease_seconds");
+        assert_eq!(field_of(scoped(r#"{"hosts": ["10.0.1.0/24"], "colour": 1}"#)), "colour");
+        assert_eq!(field_of(issue(&format!(r#"{{{base}, "groups": ["admin"], "routes": ["llama"], "registrar": {{"hosts": ["10.0.1.0/24"]}}}}"#))), "groups");
+        assert_eq!(field_of(issue(&format!(r#"{{{base}, "groups": ["ml-team"], "routes": ["llama"], "registrar": {{"hosts": ["10.0.1.0/24"]}}}}"#))), "groups");
+        let user = r#"{"subject": "bob", "kind": "user", "ttl_seconds": 600, "registrar": {"hosts": ["10.0.1.0/24"]}}"#;
+        assert_eq!(field_of(issue(user)), "registrar");
+        // Only admins issue them.
+        let reg = registrar(&cfg, &store, &admin, "gpu-7", r#"{"hosts": ["10.0.1.0/24"], "max_weight": 4}"#);
+        let again = format!(r#"{{{base}, "routes": ["llama"], "registrar": {{"hosts": ["10.0.1.0/24"]}}}}"#);
+        assert!(matches!(call(&cfg, &store, Some(&reg), Method::POST, "tokens", &again), Err(Error::Forbidden(_))));
+        // Listed with the scope (defaults filled in), never the secret.
+        let listed = call(&cfg, &store, Some(&admin), Method::GET, "tokens", "").unwrap().body;
+        let t = &listed["tokens"][0];
+        assert_eq!((t["kind"].as_str(), &t["groups"], &t["routes"]), (Some("registrar"), &json!([]), &json!(["llama"])));
+        assert_eq!(t["registrar"], json!({"hosts": ["10.0.1.0/24"], "max_weight": 4, "max_lease_seconds": 300, "max_endpoints": 1}));
+        assert!(!listed.to_string().contains(reg.to_str().unwrap().trim_start_matches("Bearer ")));
+    }
+
+    #[test]
+    fn a_registrar_registers_renews_and_removes_only_its_own_leases() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let admin = admin_token(&cfg, &["admin"]);
+        call(&cfg, &store, Some(&admin), Method::PUT, "routes/llama", r#"{"endpoints":[{"id":"a","url":"http://10.0.1.1:8000"}]}"#).unwrap();
+        call(&cfg, &store, Some(&admin), Method::PUT, "routes/other", r#"{"endpoints":[]}"#).unwrap();
+        let scope = r#"{"hosts": ["10.0.1.0/24", "gpu-*.vllm.internal"], "max_weight": 4, "max_lease_seconds": 60}"#;
+        let reg = registrar(&cfg, &store, &admin, "gpu-host-7", scope);
+        let at = |now: u64, who: &http::HeaderValue, m: Method, path: &str, body: &str| call_at(&cfg, &store, now, who, m, path, body);
+        let put = |who: &http::HeaderValue, path: &str, body: &str| at(NOW, who, Method::PUT, path, body);
+
+        // Its own lease, within its limits: registered, renewed, recorded as its own.
+        let lease = r#"{"url": "http://10.0.1.7:8000", "weight": 4, "lease_seconds": 60}"#;
+        put(&reg, "routes/llama/endpoints/gpu-7", lease).unwrap();
+        put(&reg, "routes/llama/endpoints/gpu-7", r#"{"url": "http://gpu-7.vllm.internal:8000", "lease_seconds": 30}"#).unwrap();
+        let stored = block_on(store.leases("llama")).unwrap();
+        assert_eq!((stored.len(), stored[0].registered_by.as_deref(), stored[0].lease_expires_at), (1, Some("gpu-host-7"), Some(NOW + 30)));
+        let shown = call(&cfg, &store, Some(&admin), Method::GET, "routes/llama", "").unwrap().body;
+        assert_eq!(shown["leased_endpoints"][0]["registered_by"], "gpu-host-7", "admins see who registered it");
+
+        // Outside its scope.
+        assert!(matches!(put(&reg, "routes/other/endpoints/gpu-7", lease), Err(Error::Forbidden(_))), "another route");
+        assert!(matches!(put(&reg, "routes/llama/endpoints/gpu-7", r#"{"url": "http://10.0.2.7:8000", "lease_seconds": 60}"#), Err(Error::Forbidden(m)) if m.contains("`url`")));
+        assert!(matches!(put(&reg, "routes/llama/endpoints/gpu-7", r#"{"url": "http://cpu-7.vllm.internal:8000", "lease_seconds": 60}"#), Err(Error::Forbidden(_))));
+        assert_eq!(field_of(put(&reg, "routes/llama/endpoints/gpu-7", r#"{"url": "http://10.0.1.7:8000", "weight": 5, "lease_seconds": 60}"#)), "weight");
+        assert_eq!(field_of(put(&reg, "routes/llama/endpoints/gpu-7", r#"{"url": "http://10.0.1.7:8000", "lease_seconds": 61}"#)), "lease_seconds");
+        assert!(matches!(put(&reg, "routes/llama/endpoints/a", lease), Err(Error::Forbidden(_))), "the route's own endpoint");
+        assert!(matches!(put(&reg, "routes/llama/endpoints/gpu-8", lease), Err(Error::Forbidden(m)) if m.contains("max_endpoints")), "one live lease per route by default");
+
+        // Someone else's leases: an admin's, another registrar's.
+        put(&admin, "routes/llama/endpoints/adm", r#"{"url": "http://10.0.1.9:8000", "lease_seconds": 600}"#).unwrap();
+        let other = registrar(&cfg, &store, &admin, "gpu-host-8", scope);
+        put(&other, "routes/llama/endpoints/gpu-8", r#"{"url": "http://10.0.1.8:8000", "lease_seconds": 60}"#).unwrap();
+        for id in ["adm", "gpu-8"] {
+            let path = format!("routes/llama/endpoints/{id}");
+            assert!(matches!(put(&reg, &path, lease), Err(Error::Forbidden(m)) if m.contains("someone else")), "{id}");
+            assert!(matches!(at(NOW, &reg, Method::DELETE, &path, ""), Err(Error::Forbidden(_))), "{id}");
+        }
+        assert!(matches!(at(NOW, &reg, Method::DELETE, "routes/llama/endpoints/nope", ""), Err(Error::NotFound(_))), "as for admins");
+        assert!(matches!(at(NOW, &reg, Method::DELETE, "routes/other/endpoints/nope", ""), Err(Error::Forbidden(_))));
+        // Its own lease it removes; a lease that has ended is free to take.
+        let later = NOW + 61;
+        at(later, &reg, Method::DELETE, "routes/llama/endpoints/gpu-7", "").unwrap();
+        at(later, &reg, Method::PUT, "routes/llama/endpoints/gpu-8", r#"{"url": "http://10.0.1.7:8000", "lease_seconds": 60}"#).unwrap();
+        let gpu8 = block_on(store.leases("llama")).unwrap().into_iter().find(|e| e.id == "gpu-8").unwrap();
+        assert_eq!(gpu8.registered_by.as_deref(), Some("gpu-host-7"));
+
+        // An admin's write makes the lease the admins'; the registrar can no longer touch it.
+        put(&admin, "routes/llama/endpoints/gpu-8", r#"{"url": "http://10.0.1.7:8000", "weight": 900, "lease_seconds": 600}"#).unwrap();
+        let gpu8 = block_on(store.leases("llama")).unwrap().into_iter().find(|e| e.id == "gpu-8").unwrap();
+        assert_eq!((gpu8.registered_by, gpu8.weight), (None, 900));
+        assert!(matches!(at(later, &reg, Method::DELETE, "routes/llama/endpoints/gpu-8", ""), Err(Error::Forbidden(_))));
+        call(&cfg, &store, Some(&admin), Method::DELETE, "routes/llama/endpoints/gpu-8", "").unwrap();
+
+        // Every other admin call, reads included, and the data plane's `/me`.
+        for (m, path, body) in [
+            (Method::GET, "routes", ""),
+            (Method::GET, "routes/llama", ""),
+            (Method::PUT, "routes/llama", r#"{"endpoints":[]}"#),
+            (Method::DELETE, "routes/llama", ""),
+            (Method::POST, "tokens", r#"{"subject": "x", "kind": "user", "ttl_seconds": 600}"#),
+            (Method::GET, "tokens", ""),
+            (Method::POST, "ephemeral", r#"{"url": "http://10.0.1.7:8000", "ttl_seconds": 60}"#),
+            (Method::GET, "audit", ""),
+            (Method::GET, "metrics", ""),
+            (Method::POST, "probes", ""),
+            (Method::GET, "me", ""),
+            (Method::POST, "me/tokens", r#"{"ttl_seconds": 600}"#),
+        ] {
+            assert!(matches!(at(NOW, &reg, m.clone(), path, body), Err(Error::Forbidden(_))), "{m} {path}");
+        }
+
+        // Audited as the registrar, allowed and refused alike.
+        let audit = block_on(store.audit(None, 1000)).unwrap();
+        let mine: Vec<(&str, &str, &str)> =
+            audit.iter().filter(|e| e.actor == "gpu-host-7").map(|e| (e.action.as_str(), e.object.as_str(), e.outcome.as_str())).collect();
+        assert!(mine.contains(&("endpoint.register", "route/llama/endpoint/gpu-7", "ok")));
+        assert!(mine.contains(&("endpoint.register", "route/other/endpoint/gpu-7", "forbidden")));
+        assert!(mine.contains(&("endpoint.register", "route/llama/endpoint/gpu-7", "invalid_field")));
+        assert!(mine.contains(&("endpoint.deregister", "route/llama/endpoint/adm", "forbidden")));
+        assert!(mine.contains(&("endpoint.deregister", "route/llama/endpoint/gpu-7", "ok")));
+        assert!(mine.contains(&("admin.write", "POST /_gateway/tokens", "forbidden")));
+        assert!(!mine.iter().any(|(a, _, _)| *a == "token.issue"));
+    }
+
+    #[test]
+    fn registrar_leases_still_meet_the_upstream_policy() {
+        let mut cfg = test_config();
+        let store = MemoryStore::default();
+        let admin = admin_token(&cfg, &["admin"]);
+        call(&cfg, &store, Some(&admin), Method::PUT, "routes/llama", r#"{"endpoints":[]}"#).unwrap();
+        let reg = registrar(&cfg, &store, &admin, "gpu-local", r#"{"hosts": ["127.0.0.1", "169.254.0.0/16", "10.0.1.0/24"], "max_endpoints": 4}"#);
+        let put = |cfg: &Config, id: &str, body: &str| call_at(cfg, &store, NOW, &reg, Method::PUT, &format!("routes/llama/endpoints/{id}"), body);
+        // Listed, but the gateway's surroundings are still refused, and `via` needs a configured binding.
+        assert_eq!(field_of(put(&cfg, "l", r#"{"url": "http://127.0.0.1:8000", "lease_seconds": 60}"#)), "url");
+        assert_eq!(field_of(put(&cfg, "m", r#"{"url": "http://169.254.169.254/", "lease_seconds": 60}"#)), "url");
+        assert_eq!(field_of(put(&cfg, "v", r#"{"url": "http://10.0.1.5:8000", "via": "VPC_X", "lease_seconds": 60}"#)), "via");
+        cfg.upstreams = crate::route::UpstreamPolicy { allow_local: true, via_bindings: vec!["VPC_X".into()] };
+        put(&cfg, "l", r#"{"url": "http://127.0.0.1:8000", "lease_seconds": 60}"#).unwrap();
+        put(&cfg, "v", r#"{"url": "http://10.0.1.5:8000", "via": "VPC_X", "lease_seconds": 60}"#).unwrap();
+        // Local upstreams allowed or not, the host list still binds.
+        assert!(matches!(put(&cfg, "x", r#"{"url": "http://localhost:8000", "lease_seconds": 60}"#), Err(Error::Forbidden(_))));
+    }
+
+    #[test]
+    fn routes_cannot_claim_a_registrar() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let admin = admin_token(&cfg, &["admin"]);
+        let body = r#"{"endpoints":[{"id":"a","url":"http://10.0.1.1:8000","registered_by":"gpu-host-7"}]}"#;
+        assert_eq!(field_of(call(&cfg, &store, Some(&admin), Method::PUT, "routes/llama", body)), "endpoints[0].registered_by");
+        let lease = r#"{"url":"http://10.0.1.1:8000","lease_seconds":60,"registered_by":"gpu-host-7"}"#;
+        assert_eq!(field_of(call(&cfg, &store, Some(&admin), Method::PUT, "routes/llama/endpoints/b", lease)), "registered_by");
     }
 
     #[test]

@@ -57,7 +57,7 @@ mod tests {
         weights
             .iter()
             .enumerate()
-            .map(|(i, w)| Endpoint { id: format!("ep{i}"), url: format!("http://10.0.0.{i}:8000"), weight: *w, via: None, lease_expires_at: None })
+            .map(|(i, w)| Endpoint { id: format!("ep{i}"), url: format!("http://10.0.0.{i}:8000"), weight: *w, via: None, lease_expires_at: None, registered_by: None })
             .collect()
     }
 

@@ -191,7 +191,7 @@ mod tests {
         let rec = TokenRecord {
             id: "tok_x".into(), subject: "s".into(), kind: TokenKind::User, groups: vec![], routes: None,
             description: String::new(), metadata: Default::default(), created_by: "ops".into(), created_at: 0,
-            expires_at: 10, revoked_at: Some(1), last_used_at: None, request_count: 0, rate_limit_rpm: None, owner: None, kid: None,
+            expires_at: 10, revoked_at: Some(1), last_used_at: None, request_count: 0, rate_limit_rpm: None, owner: None, kid: None, registrar: None,
         };
         block_on(cached.inner().revoke(&rec)).unwrap();
         assert!(block_on(cached.route("a")).unwrap().is_some());

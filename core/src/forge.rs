@@ -45,6 +45,7 @@ pub fn hostile_tokens(cfg: &Config, now: u64, groups: &[&str]) -> Vec<Hostile> {
         description: String::new(),
         metadata: Default::default(),
         rate_limit_rpm: None,
+        registrar: None,
     };
     let Ok((valid, claims)) = TokenIssuer::new(cfg).issue(&req, now, "tok_hostile0000000000000000000".into()) else { return vec![] };
     let header = json!({"alg": format!("{alg:?}"), "typ": "JWT", "kid": kid});
@@ -143,7 +144,7 @@ mod tests {
         let cfg = test_config();
         let (kid, alg, key) = cfg.keys.signing_parts();
         let (tok, claims) = TokenIssuer::new(&cfg)
-            .issue(&TokenRequest { subject: "s".into(), kind: TokenKind::User, groups: vec![], routes: None, ttl_seconds: Some(600), description: String::new(), metadata: Default::default(), rate_limit_rpm: None }, NOW, "tok_base".into())
+            .issue(&TokenRequest { subject: "s".into(), kind: TokenKind::User, groups: vec![], routes: None, ttl_seconds: Some(600), description: String::new(), metadata: Default::default(), rate_limit_rpm: None, registrar: None }, NOW, "tok_base".into())
             .unwrap();
         let again = signed(&json!({"alg": format!("{alg:?}"), "typ": "JWT", "kid": kid}), &serde_json::to_value(&claims).unwrap(), key.unwrap(), alg);
         assert!(TokenVerifier::new(&cfg).verify(&again, NOW).is_ok());

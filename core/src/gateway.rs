@@ -302,6 +302,7 @@ mod tests {
             ttl_seconds: Some(600),
             description: String::new(),
             metadata: Default::default(),
+            registrar: None,
         };
         TokenIssuer::new(cfg).issue(&req, NOW, format!("tok_{sub}")).unwrap().0
     }
@@ -333,6 +334,40 @@ mod tests {
         match r {
             Ok(Routed::Proxy(p)) => *p,
             other => panic!("not a plan: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn registrar_tokens_reach_no_route() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let mut public = Route::new("pub", vec![Endpoint::new("a", "http://10.0.0.1:8000")]);
+        public.auth.required = false;
+        block_on(s.put_route(&public, None)).unwrap();
+        let req = TokenRequest {
+            subject: "gpu-1".into(),
+            kind: TokenKind::Registrar,
+            routes: Some(vec!["llama".into(), "pub".into()]),
+            registrar: Some(serde_json::from_str(r#"{"hosts": ["10.0.0.0/8"]}"#).unwrap()),
+            ..registrar_base()
+        };
+        let t = format!("Bearer {}", TokenIssuer::new(&cfg).issue(&req, NOW, "tok_reg".into()).unwrap().0);
+        for path in ["/llama/v1/models", "/pub/v1/models"] {
+            assert!(matches!(decide(&cfg, &s, &parts(path, &[("authorization", &t)])), Err(Error::Forbidden(_))), "{path}");
+        }
+    }
+
+    fn registrar_base() -> TokenRequest {
+        TokenRequest {
+            rate_limit_rpm: None,
+            subject: String::new(),
+            kind: TokenKind::User,
+            groups: vec![],
+            routes: None,
+            ttl_seconds: Some(600),
+            description: String::new(),
+            metadata: Default::default(),
+            registrar: None,
         }
     }
 
@@ -381,7 +416,7 @@ mod tests {
             rate_limit_rpm: None,
             id: "tok_alice".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None,
             description: String::new(), metadata: Default::default(), created_by: "ops".into(), created_at: NOW,
-            expires_at: NOW + 600, revoked_at: None, last_used_at: None, request_count: 0, owner: None, kid: None,
+            expires_at: NOW + 600, revoked_at: None, last_used_at: None, request_count: 0, owner: None, kid: None, registrar: None,
         };
         rec.revoked_at = Some(NOW);
         block_on(s.revoke(&rec)).unwrap();
@@ -392,7 +427,7 @@ mod tests {
     fn session_header_is_scoped_to_the_subject() {
         let cfg = test_config();
         let route = Route::new("r", vec![]);
-        let a = Principal { rate_limit_rpm: None, token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0, issued_at: 0, provider: None, partner: None };
+        let a = Principal { rate_limit_rpm: None, token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0, issued_at: 0, provider: None, partner: None, registrar: None };
         let b = Principal { subject: "bob".into(), ..a.clone() };
         let p = parts("/r/x", &[("x-session-id", "s1")]);
         assert_ne!(affinity_key(&route, &p, Some(&a), "r"), affinity_key(&route, &p, Some(&b), "r"));

@@ -23,6 +23,7 @@ pub mod oidc;
 pub mod probe;
 pub mod ratelimit;
 pub mod rbac;
+pub mod registrar;
 pub mod route;
 pub mod stream;
 pub mod store;

@@ -1880,7 +1880,7 @@ mod tests {
 
     #[test]
     fn down_endpoints_are_left_out_unless_all_are_down() {
-        let ep = |id: &str, lease: Option<u64>| Endpoint { id: id.into(), url: "http://10.0.0.1:8000".into(), weight: 1, via: None, lease_expires_at: lease };
+        let ep = |id: &str, lease: Option<u64>| Endpoint { id: id.into(), url: "http://10.0.0.1:8000".into(), weight: 1, via: None, lease_expires_at: lease, registered_by: None };
         let all = vec![ep("a", None), ep("b", None), ep("c", Some(NOW + 60)), ep("gone", Some(NOW - 1))];
         let ids = |v: Vec<Endpoint>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
         assert_eq!(ids(exclude_down(&all, NOW, |id| id == "b")), vec!["a", "c"]);

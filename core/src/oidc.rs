@@ -422,6 +422,7 @@ pub async fn verify<S: RouteSource>(cfg: &Config, store: &S, token: &str, now: u
         rate_limit_rpm: None,
         provider: Some(provider.name.clone()),
         partner: None,
+        registrar: None,
     }))
 }
 
@@ -641,6 +642,7 @@ pub(crate) mod tests {
                     description: String::new(),
                     metadata: Default::default(),
                     rate_limit_rpm: None,
+                    registrar: None,
                 },
                 NOW,
                 "tok_a".into(),

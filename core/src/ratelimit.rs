@@ -151,6 +151,7 @@ mod tests {
             rate_limit_rpm: rpm,
             provider: None,
             partner: None,
+            registrar: None,
         }
     }
 

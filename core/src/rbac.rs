@@ -12,8 +12,12 @@ pub const ADMIN_GROUP: &str = "admin";
 ///
 /// Allowed when the route does not require auth; or the token's allow-list
 /// (if any) names the route and its groups meet the route's; or it is a
-/// partner token whose allow-list names the route.
+/// partner token whose allow-list names the route. A registrar token is
+/// refused everywhere, public routes included: it is not for the data plane.
 pub fn authorize(route: &Route, route_key: &str, principal: Option<&Principal>) -> Result<()> {
+    if let Some(p) = principal.filter(|p| p.kind == TokenKind::Registrar) {
+        return Err(Error::Forbidden(format!("token `{}` is a registrar token: it registers endpoints and reaches no route", p.token_id)));
+    }
     if !route.auth.required {
         return Ok(());
     }
@@ -22,7 +26,7 @@ pub fn authorize(route: &Route, route_key: &str, principal: Option<&Principal>) 
     let groups_meet = p.groups.iter().any(|g| g != ADMIN_GROUP && route.auth.groups.contains(g));
     let allowed = match (p.kind, listed) {
         (TokenKind::Partner, Some(true)) => true,
-        (TokenKind::Partner, _) => false,
+        (TokenKind::Partner, _) | (TokenKind::Registrar, _) => false,
         (_, Some(false)) => false,
         (_, _) => groups_meet,
     };
@@ -35,8 +39,8 @@ pub fn authorize(route: &Route, route_key: &str, principal: Option<&Principal>) 
 
 /// Allows only principals holding the `admin` group.
 pub fn authorize_admin(principal: &Principal) -> Result<()> {
-    // A partner is never an admin, whatever groups its token carries.
-    if principal.has_group(ADMIN_GROUP) && principal.kind != TokenKind::Partner {
+    // A partner or a registrar is never an admin, whatever groups its token carries.
+    if principal.has_group(ADMIN_GROUP) && !matches!(principal.kind, TokenKind::Partner | TokenKind::Registrar) {
         Ok(())
     } else {
         Err(Error::Forbidden("the admin API needs a token with group `admin`".into()))
@@ -66,6 +70,7 @@ mod tests {
             issued_at: 0,
             provider: None,
             partner: None,
+            registrar: None,
         }
     }
 
@@ -73,6 +78,18 @@ mod tests {
     fn partners_are_never_admins() {
         assert!(authorize_admin(&who(TokenKind::User, &["admin"], None)).is_ok());
         assert!(authorize_admin(&who(TokenKind::Partner, &["admin"], Some(&["llama"]))).is_err());
+    }
+
+    #[test]
+    fn registrars_reach_no_route_and_are_never_admins() {
+        // Even a forged registrar principal with `admin` and matching groups.
+        let reg = who(TokenKind::Registrar, &["admin", "ml-team"], Some(&["llama"]));
+        assert!(matches!(authorize(&route(&["ml-team"]), "llama", Some(&reg)), Err(Error::Forbidden(_))));
+        let mut public = route(&[]);
+        public.auth.required = false;
+        assert!(matches!(authorize(&public, "llama", Some(&reg)), Err(Error::Forbidden(_))), "public routes too");
+        assert!(authorize(&public, "llama", None).is_ok());
+        assert!(authorize_admin(&reg).is_err());
     }
 
     #[test]

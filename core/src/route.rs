@@ -80,6 +80,10 @@ pub struct Endpoint {
     /// For leased endpoints: unix seconds when the lease ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<u64>,
+    /// For leases a registrar token took: its subject, the only one (besides admins) that may
+    /// renew or remove the lease. Set by the gateway; shown in admin reads only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_by: Option<String>,
 }
 
 /// Route access rules.
@@ -364,7 +368,7 @@ fn ipv4_part(part: &str) -> std::result::Result<u64, ()> {
 
 /// The address the WHATWG URL parser reads in `host` (lowercase): `Ok(None)` for a
 /// domain name, `Err` for a host that ends in a number but is not an address.
-fn whatwg_ipv4(host: &str) -> std::result::Result<Option<std::net::Ipv4Addr>, ()> {
+pub(crate) fn whatwg_ipv4(host: &str) -> std::result::Result<Option<std::net::Ipv4Addr>, ()> {
     let mut parts: Vec<&str> = host.split('.').collect();
     if parts.len() > 1 && parts.last() == Some(&"") {
         parts.pop();
@@ -447,6 +451,10 @@ impl Route {
             ep.validate(&format!("endpoints[{i}]"))?;
             if !seen.insert(ep.id.as_str()) {
                 return Err(Error::bad_request(format!("endpoints[{i}].id"), "duplicate endpoint id"));
+            }
+            // Ownership of leases is the gateway's record; a route's own endpoints have none.
+            if ep.registered_by.is_some() {
+                return Err(Error::bad_request(format!("endpoints[{i}].registered_by"), "is set by the gateway on leases, never in a route"));
             }
         }
         for (i, g) in self.auth.groups.iter().enumerate() {
@@ -541,7 +549,7 @@ impl Route {
 impl Endpoint {
     /// An endpoint of weight 1.
     pub fn new(id: impl Into<String>, url: impl Into<String>) -> Self {
-        Endpoint { id: id.into(), url: url.into(), weight: 1, via: None, lease_expires_at: None }
+        Endpoint { id: id.into(), url: url.into(), weight: 1, via: None, lease_expires_at: None, registered_by: None }
     }
 }
 

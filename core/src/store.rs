@@ -53,6 +53,9 @@ pub struct TokenRecord {
     /// The signing key's id (for key rotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
+    /// Registrar tokens: the hosts, weight cap and longest lease they were issued for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registrar: Option<crate::registrar::RegistrarScope>,
 }
 
 /// A named non-human principal; tokens issued for it are `kind: service`.

@@ -6,6 +6,7 @@
 
 use crate::config::{Config, MIN_TOKEN_TTL};
 use crate::error::{Error, Result};
+use crate::registrar::RegistrarScope;
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -31,6 +32,9 @@ pub enum TokenKind {
     Service,
     /// An external partner; must carry a `routes` allow-list.
     Partner,
+    /// A model server registering itself: only its own leases on the routes it names, within
+    /// its [`RegistrarScope`]; never the data plane, never another admin call.
+    Registrar,
 }
 
 /// The claims of a gateway token.
@@ -64,6 +68,9 @@ pub struct Claims {
     /// Partner tokens: the partner's name, for usage by partner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner: Option<String>,
+    /// Registrar tokens: the hosts, weight cap and longest lease they may register.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg: Option<RegistrarScope>,
 }
 
 /// A verified caller, as the rest of the gateway sees it.
@@ -89,6 +96,8 @@ pub struct Principal {
     pub provider: Option<String>,
     /// For partner tokens: the partner's name (claim `partner`).
     pub partner: Option<String>,
+    /// For registrar tokens: what they may register (claim `reg`).
+    pub registrar: Option<RegistrarScope>,
 }
 
 impl Principal {
@@ -255,6 +264,9 @@ pub struct TokenRequest {
     /// Requests per minute; when absent, each route's default applies.
     #[serde(default)]
     pub rate_limit_rpm: Option<u32>,
+    /// Registrar tokens (required for them, refused for others): what they may register.
+    #[serde(default)]
+    pub registrar: Option<RegistrarScope>,
 }
 
 impl TokenRequest {
@@ -277,6 +289,24 @@ impl TokenRequest {
             if routes.len() > 256 || routes.iter().any(|r| !crate::route::is_valid_route_name(r) && !crate::route::is_valid_ephemeral_id(r)) {
                 return Err(Error::bad_request("routes", "must be a list of route names"));
             }
+        }
+        match (self.kind, &self.registrar) {
+            (TokenKind::Registrar, None) => {
+                return Err(Error::bad_request("registrar", "a registrar token needs `registrar`: {hosts, max_weight, max_lease_seconds}"));
+            }
+            (TokenKind::Registrar, Some(scope)) => {
+                // It reaches no route and no admin call but its own leases: no groups, so never `admin`.
+                if !self.groups.is_empty() {
+                    return Err(Error::bad_request("groups", "a registrar token carries no groups"));
+                }
+                match &self.routes {
+                    Some(routes) if !routes.is_empty() && routes.iter().all(|r| crate::route::is_valid_route_name(r)) => {}
+                    _ => return Err(Error::bad_request("routes", "a registrar token must name the routes it may register endpoints on")),
+                }
+                scope.validate()?;
+            }
+            (_, Some(_)) => return Err(Error::bad_request("registrar", "only registrar tokens take `registrar`")),
+            (_, None) => {}
         }
         if self.kind == TokenKind::Partner && self.routes.as_ref().is_none_or(Vec::is_empty) {
             return Err(Error::bad_request("routes", "a partner token must name the routes it may reach"));
@@ -363,6 +393,7 @@ impl<'a> TokenIssuer<'a> {
             routes: req.routes.clone(),
             rpm: req.rate_limit_rpm,
             partner: (req.kind == TokenKind::Partner).then(|| req.metadata.get(PARTNER_KEY).cloned()).flatten(),
+            reg: req.registrar.clone().filter(|_| req.kind == TokenKind::Registrar),
         };
         Ok((self.sign(&claims)?, claims))
     }
@@ -446,6 +477,9 @@ impl<'a> TokenVerifier<'a> {
         if c.kind == TokenKind::Partner && c.routes.as_ref().is_none_or(Vec::is_empty) {
             return Err(Error::InvalidToken("partner token without routes"));
         }
+        if c.kind == TokenKind::Registrar && (c.reg.is_none() || !c.groups.is_empty() || c.routes.as_ref().is_none_or(Vec::is_empty)) {
+            return Err(Error::InvalidToken("registrar token without its scope"));
+        }
         Ok(Principal {
             token_id: c.jti,
             subject: c.sub,
@@ -457,6 +491,7 @@ impl<'a> TokenVerifier<'a> {
             rate_limit_rpm: c.rpm,
             provider: None,
             partner: c.partner.filter(|_| c.kind == TokenKind::Partner),
+            registrar: c.reg.filter(|_| c.kind == TokenKind::Registrar),
         })
     }
 }
@@ -493,6 +528,7 @@ mod tests {
             description: String::new(),
             metadata: Default::default(),
             rate_limit_rpm: None,
+            registrar: None,
         }
     }
 
@@ -537,6 +573,50 @@ mod tests {
         let (t, c) = TokenIssuer::new(&cfg).issue(&r, NOW, "tok_p".into()).unwrap();
         assert_eq!(c.partner.as_deref(), Some("acme"));
         assert_eq!(TokenVerifier::new(&cfg).verify(&t, NOW).unwrap().partner.as_deref(), Some("acme"));
+    }
+
+    #[test]
+    fn registrar_tokens_carry_their_scope_and_nothing_else() {
+        let cfg = test_config();
+        let scope: RegistrarScope = serde_json::from_str(r#"{"hosts": ["10.0.1.0/24"], "max_weight": 4}"#).unwrap();
+        let mut r = req(600);
+        r.kind = TokenKind::Registrar;
+        r.groups = vec![];
+        r.routes = Some(vec!["llama".into()]);
+        let field = |r: &TokenRequest| match r.validate(&cfg) {
+            Err(Error::BadRequest { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(&r), "registrar");
+        r.registrar = Some(scope.clone());
+        r.groups = vec!["admin".into()];
+        assert_eq!(field(&r), "groups", "never `admin`, nor any group");
+        r.groups = vec![];
+        r.routes = None;
+        assert_eq!(field(&r), "routes");
+        r.routes = Some(vec!["abcdefghijklmnop".into(), "e".into()]);
+        assert_eq!(field(&r), "routes", "route names only");
+        r.routes = Some(vec!["llama".into()]);
+        let (t, c) = TokenIssuer::new(&cfg).issue(&r, NOW, "tok_r".into()).unwrap();
+        assert_eq!(c.reg.as_ref(), Some(&scope));
+        let p = TokenVerifier::new(&cfg).verify(&t, NOW).unwrap();
+        assert_eq!((p.kind, p.registrar.as_ref(), p.groups.len()), (TokenKind::Registrar, Some(&scope), 0));
+        // Other kinds take no scope.
+        let mut u = req(600);
+        u.registrar = Some(scope.clone());
+        assert_eq!(field(&u), "registrar");
+        // A signed registrar claim set without its scope, or with groups, is not accepted.
+        let mut bare = c.clone();
+        bare.reg = None;
+        assert!(matches!(TokenVerifier::new(&cfg).verify(&TokenIssuer::new(&cfg).sign(&bare).unwrap(), NOW), Err(Error::InvalidToken(_))));
+        let mut grouped = c.clone();
+        grouped.groups = vec!["admin".into()];
+        assert!(matches!(TokenVerifier::new(&cfg).verify(&TokenIssuer::new(&cfg).sign(&grouped).unwrap(), NOW), Err(Error::InvalidToken(_))));
+        // A scope on another kind's claims is ignored.
+        let mut user = claims(&cfg);
+        user.reg = Some(scope);
+        assert_eq!(TokenVerifier::new(&cfg).verify(&TokenIssuer::new(&cfg).sign(&user).unwrap(), NOW).unwrap().registrar, None);
+        assert_eq!(serde_json::to_value(TokenKind::Registrar).unwrap(), "registrar");
     }
 
     #[test]

@@ -93,8 +93,8 @@ fn check_other_bodies(body: &[u8]) {
                 let (token, claims) = TokenIssuer::new(cfg).issue(&req, NOW, "tok_fuzz".into()).expect("a valid request mints");
                 let p = TokenVerifier::new(cfg).verify(&token, NOW).unwrap_or_else(|e| panic!("a minted token does not verify: {e:?} for {req:?}"));
                 assert_eq!(
-                    (p.subject, p.kind, p.groups, p.routes, p.expires_at, p.rate_limit_rpm),
-                    (req.subject, req.kind, req.groups, req.routes, NOW + ttl, req.rate_limit_rpm)
+                    (p.subject, p.kind, p.groups, p.routes, p.expires_at, p.rate_limit_rpm, p.registrar),
+                    (req.subject, req.kind, req.groups, req.routes, NOW + ttl, req.rate_limit_rpm, req.registrar)
                 );
                 assert_eq!(claims.exp, NOW + ttl);
             }

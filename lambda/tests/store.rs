@@ -73,6 +73,7 @@ fn record(id: &str, expires_at: u64) -> TokenRecord {
         request_count: 0,
         owner: None,
         kid: None,
+        registrar: None,
     }
 }
 

@@ -132,6 +132,7 @@ async fn auth_failures_are_401_with_codes(c: &Ctx) -> CaseResult {
         routes: None,
         rpm: None,
         partner: None,
+        reg: None,
     };
     let expired = issuer.sign(&claims(now - 7200, now - 3600)).map_err(|e| e.to_string())?;
     let (s, code, _) = error_code(c.get(&path, Some(&expired), &[]).await?).await;

@@ -397,6 +397,7 @@ fn mint(keys: &str, subject: &str, groups: &[&str]) -> Result<String, String> {
         ttl_seconds: Some(3600),
         description: "rotation".into(),
         metadata: Default::default(),
+        registrar: None,
     };
     let jti = new_token_id().map_err(|e| e.to_string())?;
     TokenIssuer::new(&cfg).issue(&req, now(), jti).map(|(t, _)| t).map_err(|e| format!("mint: {e}"))

@@ -91,6 +91,7 @@ impl Ctx {
                 TokenKind::Partner => [("partner".to_string(), subject.to_string()), ("contract_id".to_string(), "C-contract".to_string())].into(),
                 _ => Default::default(),
             },
+            registrar: None,
         };
         TokenIssuer::new(&self.cfg).issue(&req, now(), new_token_id().expect("randomness")).expect("mint").0
     }
@@ -293,6 +294,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Optio
             ttl_seconds: Some(3600),
             description: String::new(),
             metadata: Default::default(),
+            registrar: None,
         };
         TokenIssuer::new(&cfg).issue(&req, now(), new_token_id().expect("randomness")).expect("admin token").0
     };
