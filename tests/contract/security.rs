@@ -16,6 +16,7 @@ pub const ALL: &[Case] = &[
     ("revoking_a_subject_ends_its_sign_ins_and_self_service_tokens", |c| boxed(revoking_a_subject_ends_its_sign_ins_and_self_service_tokens(c))),
     ("self_service_cannot_exhaust_the_state", |c| boxed(self_service_cannot_exhaust_the_state(c))),
     ("an_endless_admin_body_is_cut_off_unread", |c| boxed(an_endless_admin_body_is_cut_off_unread(c))),
+    ("registrars_manage_only_their_own_leases_within_their_scope", |c| boxed(registrars_manage_only_their_own_leases_within_their_scope(c))),
     ("production_settings_keep_admin_on_its_host_and_upstreams_off_the_gateways_surroundings", |c| {
         boxed(production_settings_keep_admin_on_its_host_and_upstreams_off_the_gateways_surroundings(c))
     }),
@@ -279,6 +280,62 @@ async fn an_endless_admin_body_is_cut_off_unread(c: &Ctx) -> CaseResult {
         // 413 before any token check.
         Deployment::Lambda => ensure!(status == 413 && code == "body_too_large", "an endless admin body: {status} {code}"),
     }
+    Ok(())
+}
+
+async fn registrars_manage_only_their_own_leases_within_their_scope(c: &Ctx) -> CaseResult {
+    let (route, other) = (c.name("reg"), c.name("reg-other"));
+    c.route_over(&route, &[&c.a]).await?;
+    c.route_over(&other, &[&c.a]).await?;
+    let issue = |subject: String, routes: Vec<String>| {
+        json!({"subject": subject, "kind": "registrar", "routes": routes, "ttl_seconds": 600, "description": "gpu host",
+               "registrar": {"hosts": ["127.0.0.1"], "max_weight": 2, "max_lease_seconds": 60, "max_endpoints": 1}})
+    };
+    let (s, v) = c.admin_call(Method::POST, "tokens", Some(json!({"subject": "x", "kind": "registrar", "routes": [route], "groups": ["admin"], "ttl_seconds": 600, "registrar": {"hosts": ["127.0.0.1"]}}))).await?;
+    ensure!(s == 400, "a registrar with groups: {s} {v}");
+    let (_, host7) = c.issue(issue(c.name("gpu-host"), vec![route.clone()])).await?;
+    let (_, host8) = c.issue(issue(c.name("gpu-host"), vec![route.clone()])).await?;
+    let lease = |weight: u32, lease: u32| json!({"url": c.b.url(), "weight": weight, "lease_seconds": lease});
+    let path = format!("routes/{route}/endpoints/gpu-7");
+
+    // Its own lease, within its scope: registered, renewed, served, removed.
+    let (s, v) = c.call_as(&host7, Method::PUT, &path, Some(lease(2, 60))).await?;
+    ensure!(s == 200 || s == 201, "register: {s} {v}");
+    let (s, v) = c.call_as(&host7, Method::PUT, &path, Some(lease(2, 60))).await?;
+    ensure!(s == 200 || s == 201, "renew: {s} {v}");
+    let (s, v) = c.admin_call(Method::GET, &format!("routes/{route}"), None).await?;
+    ensure!(s == 200 && v.to_string().contains("registered_by"), "the admin sees who registered it: {v}");
+
+    // Outside its scope.
+    let refusals: Vec<(&str, String, Option<Value>, u16)> = vec![
+        ("a route it does not name", format!("routes/{other}/endpoints/gpu-7"), Some(lease(1, 60)), 403),
+        ("a weight over its cap", path.clone(), Some(lease(1000, 60)), 400),
+        ("a lease over its longest", path.clone(), Some(lease(1, 3600)), 400),
+        ("a route's own endpoint", format!("routes/{route}/endpoints/{}", c.a.name()), Some(lease(1, 60)), 403),
+        ("a second lease over max_endpoints", format!("routes/{route}/endpoints/gpu-7b"), Some(lease(1, 60)), 403),
+    ];
+    for (why, p, body, want) in refusals {
+        let (s, v) = c.call_as(&host7, Method::PUT, &p, body).await?;
+        ensure!(s == want, "{why}: {s} {v}");
+    }
+    let (s, v) = c.call_as(&host7, Method::PUT, &path, Some(json!({"url": "http://10.9.9.9:8000", "weight": 1, "lease_seconds": 60}))).await?;
+    ensure!(s == 403, "a URL outside its hosts: {s} {v}");
+    // Another registrar cannot renew or remove it; no other admin call, no data plane.
+    let (s, v) = c.call_as(&host8, Method::PUT, &path, Some(lease(1, 60))).await?;
+    ensure!(s == 403, "another registrar takes the lease: {s} {v}");
+    let (s, v) = c.call_as(&host8, Method::DELETE, &path, None).await?;
+    ensure!(s == 403, "another registrar removes the lease: {s} {v}");
+    for (m, p) in [(Method::GET, "routes"), (Method::POST, "tokens"), (Method::PUT, &format!("routes/{route}") as &str)] {
+        let (s, v) = c.call_as(&host7, m.clone(), p, Some(json!({}))).await?;
+        ensure!(s == 403, "{m} {p} as a registrar: {s} {v}");
+    }
+    let res = c.get(&format!("/{route}/v1/models"), Some(&host7), &[]).await?;
+    ensure!(res.status() == 403, "a registrar on the data plane: {}", res.status());
+    let (s, v) = c.call_as(&host7, Method::DELETE, &path, None).await?;
+    ensure!(s == 200 || s == 204, "deregister its own: {s} {v}");
+    let (s, v) = c.admin_call(Method::GET, "audit?limit=100", None).await?;
+    let acted = v["entries"].as_array().is_some_and(|es| es.iter().any(|e| e["action"] == "endpoint.register" && e["object"].as_str().is_some_and(|o| o.contains("gpu-7"))));
+    ensure!(s == 200 && acted, "registrations are audited: {v}");
     Ok(())
 }
 
