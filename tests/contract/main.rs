@@ -205,6 +205,8 @@ fn main() {
     for deployment in deployments {
         failed += rt.block_on(run(deployment, &filter, real_vllm.clone()));
     }
+    // `process::exit` runs no destructors: stop the vLLM servers (their process groups) first.
+    drop(real_vllm);
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
 
