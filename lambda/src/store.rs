@@ -418,14 +418,15 @@ impl RouteSource for DynamoStore {
     async fn jwks(&self, provider: &Provider, refresh: bool) -> Result<Jwks> {
         let now = (self.clock)();
         let unavailable = || Error::IdentityProviderUnavailable(provider.name.clone());
-        let cached = self.with_keys(|k| {
-            if let Some(set) = k.get(provider, now, refresh) {
-                return Some(Ok(set));
-            }
-            // Fetched and failed moments ago: answer as the failure did, without trying again.
-            k.backing_off(provider, now).then(|| k.stale(provider, now).ok_or_else(unavailable))
-        });
-        if let Some(answer) = cached {
+        // The cache's answer: its keys, or, when a fetch failed moments ago, what that failure
+        // left (stale keys or unavailable) without trying again.
+        let cached = || {
+            self.with_keys(|k| match k.get(provider, now, refresh) {
+                Some(set) => Some(Ok(set)),
+                None => k.backing_off(provider, now).then(|| k.stale(provider, now).ok_or_else(unavailable)),
+            })
+        };
+        if let Some(answer) = cached() {
             return answer;
         }
         let flight = {
@@ -435,13 +436,7 @@ impl RouteSource for DynamoStore {
         let _one_at_a_time = flight.lock().await;
         // A fetch that finished while this one waited may have brought the keys already
         // (an unknown kid refetches at most once per refresh floor, so this answers).
-        let cached = self.with_keys(|k| {
-            if let Some(set) = k.get(provider, now, refresh) {
-                return Some(Ok(set));
-            }
-            k.backing_off(provider, now).then(|| k.stale(provider, now).ok_or_else(unavailable))
-        });
-        if let Some(answer) = cached {
+        if let Some(answer) = cached() {
             return answer;
         }
         match self.fetch_jwks(&provider.jwks_url, now).await {
