@@ -115,8 +115,20 @@ fn bench_decision(c: &mut Criterion) {
         .0;
     let secret = |_: &str| None;
     let avoid = |_: &str, _: &str| false;
-    let ctx = RequestContext { now: NOW, client_ip: Some("203.0.113.9"), proto: "https", new_request_id: "req_bench", secret: &secret, avoid: &avoid };
-    assert!(matches!(block_on(route_request(&cfg, &s, &parts, &ctx)), Ok(Routed::Proxy(_))));
+    let trace = gateway_core::trace::Trace::from_headers(&parts.headers, &[5; 24]);
+    let ctx = RequestContext {
+        now: NOW,
+        client_ip: Some("203.0.113.9"),
+        proto: "https",
+        new_request_id: "req_bench",
+        trace: &trace,
+        secret: &secret,
+        avoid: &avoid,
+    };
+    assert!(matches!(
+        block_on(route_request(&cfg, &s, &parts, &ctx)),
+        Ok(Routed::Proxy(_))
+    ));
     let mut g = c.benchmark_group("gateway");
     g.bench_function("route_request", |b| b.iter(|| block_on(route_request(&cfg, &s, black_box(&parts), &ctx)).expect("a plan")));
     g.finish();

@@ -126,8 +126,8 @@ pub enum AdminCommand {
     Audit { before: Option<u64>, limit: usize },
     /// `GET /metrics`
     Metrics,
-    /// `GET /metrics/prometheus`
-    MetricsPrometheus,
+    /// `GET /metrics/prometheus?per_token=1`: series per token only when asked for.
+    MetricsPrometheus { per_token: bool },
     /// `POST /probes`: one round of health probes now.
     RunProbes,
     /// `GET /keys`: the signing keys and what each still has to verify.
@@ -375,7 +375,14 @@ impl AdminCommand {
                 Ok(AdminCommand::Audit { before, limit })
             }
             (&Method::GET, ["metrics"]) => Ok(AdminCommand::Metrics),
-            (&Method::GET, ["metrics", "prometheus"]) => Ok(AdminCommand::MetricsPrometheus),
+            (&Method::GET, ["metrics", "prometheus"]) => {
+                let per_token = match query_param(query, "per_token").as_deref() {
+                    None | Some("0" | "false") => false,
+                    Some("" | "1" | "true") => true,
+                    Some(_) => return Err(Error::bad_request("per_token", "must be 1 or 0")),
+                };
+                Ok(AdminCommand::MetricsPrometheus { per_token })
+            }
             (&Method::POST, ["probes"]) => Ok(AdminCommand::RunProbes),
             (&Method::GET, ["keys"]) => Ok(AdminCommand::Keys),
             (&Method::GET, ["me"]) => Ok(AdminCommand::Me),
@@ -440,6 +447,8 @@ pub struct AdminRequest<'a> {
     pub authorization: Option<&'a http::HeaderValue>,
     /// Request body (at most [`MAX_ADMIN_BODY`]).
     pub body: &'a [u8],
+    /// The call's W3C trace id, kept in its audit entry.
+    pub trace_id: Option<&'a str>,
 }
 
 /// True for `GET /_gateway/healthz`, which needs no token.
@@ -482,7 +491,16 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
         Ok(p) => p,
         Err(e) => {
             if is_write {
-                audit(store, now, None, "admin.write", format!("{} /_gateway/{}", req.method, req.segments.join("/")), e.code()).await;
+                audit(
+                    store,
+                    now,
+                    req.trace_id,
+                    None,
+                    "admin.write",
+                    format!("{} /_gateway/{}", req.method, req.segments.join("/")),
+                    e.code(),
+                )
+                .await;
             }
             return Err(e);
         }
@@ -498,7 +516,16 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
     };
     if let Err(e) = allowed {
         if is_write {
-            audit(store, now, Some(&principal), "admin.write", format!("{} /_gateway/{}", req.method, req.segments.join("/")), e.code()).await;
+            audit(
+                store,
+                now,
+                req.trace_id,
+                Some(&principal),
+                "admin.write",
+                format!("{} /_gateway/{}", req.method, req.segments.join("/")),
+                e.code(),
+            )
+            .await;
         }
         return Err(e);
     }
@@ -506,7 +533,16 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
         Ok(c) => c,
         Err(e) => {
             if is_write {
-                audit(store, now, Some(&principal), "admin.write", format!("{} /_gateway/{}", req.method, req.segments.join("/")), e.code()).await;
+                audit(
+                    store,
+                    now,
+                    req.trace_id,
+                    Some(&principal),
+                    "admin.write",
+                    format!("{} /_gateway/{}", req.method, req.segments.join("/")),
+                    e.code(),
+                )
+                .await;
             }
             return Err(e);
         }
@@ -523,12 +559,29 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
             Ok(_) => "ok",
             Err(e) => e.code(),
         };
-        audit(store, now, Some(&principal), action, object, outcome).await;
+        audit(
+            store,
+            now,
+            req.trace_id,
+            Some(&principal),
+            action,
+            object,
+            outcome,
+        )
+        .await;
     }
     result
 }
 
-async fn audit<S: Store>(store: &S, now: u64, who: Option<&Principal>, action: &str, object: String, outcome: &str) {
+async fn audit<S: Store>(
+    store: &S,
+    now: u64,
+    trace_id: Option<&str>,
+    who: Option<&Principal>,
+    action: &str,
+    object: String,
+    outcome: &str,
+) {
     let entry = AuditEntry {
         seq: 0,
         at: now,
@@ -537,6 +590,7 @@ async fn audit<S: Store>(store: &S, now: u64, who: Option<&Principal>, action: &
         action: action.to_string(),
         object,
         outcome: outcome.to_string(),
+        trace_id: trace_id.map(str::to_string),
     };
     // The write already happened or was refused; a lost audit line must not undo or fail it,
     // but the adapter's store logs the failure.
@@ -745,11 +799,11 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             let snap = metrics_snapshot(store, now).await?;
             Ok(AdminReply::ok(serde_json::to_value(snap).map_err(|e| Error::Internal(e.to_string()))?))
         }
-        AdminCommand::MetricsPrometheus => {
+        AdminCommand::MetricsPrometheus { per_token } => {
             let snap = metrics_snapshot(store, now).await?;
             Ok(AdminReply::document(Document {
                 content_type: crate::metrics::PROMETHEUS_CONTENT_TYPE,
-                bytes: crate::metrics::render_prometheus(&snap).into_bytes(),
+                bytes: crate::metrics::render_prometheus(&snap, per_token).into_bytes(),
                 headers: &[],
             }))
         }
@@ -996,7 +1050,16 @@ async fn token_list<S: Store>(store: &S, mut tokens: Vec<TokenRecord>, now: u64)
 async fn metrics_snapshot<S: Store>(store: &S, now: u64) -> Result<crate::metrics::Snapshot> {
     let counters = store.counters(now).await?;
     let health = store.health().await?;
-    Ok(crate::metrics::snapshot(now, counters, health.iter().map(|(r, e, h)| (r.as_str(), e.as_str(), h))))
+    let tokens = store.list_tokens().await?;
+    let mut b = crate::metrics::SnapshotBuilder::new(now);
+    for (k, v) in counters {
+        b.counter(k.as_ref(), v);
+    }
+    for (route, endpoint, h) in &health {
+        b.health(route, endpoint, h);
+    }
+    b.tokens(&tokens);
+    Ok(b.build())
 }
 
 #[cfg(test)]
@@ -1025,9 +1088,32 @@ mod tests {
         http::HeaderValue::from_str(&format!("Bearer {t}")).unwrap()
     }
 
-    fn call(cfg: &Config, store: &MemoryStore, auth: Option<&http::HeaderValue>, method: Method, path: &str, body: &str) -> Result<AdminReply> {
-        let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(String::from).collect();
-        block_on(handle(cfg, store, NOW, AdminRequest { method: &method, segments: &segs, query: None, authorization: auth, body: body.as_bytes() }))
+    fn call(
+        cfg: &Config,
+        store: &MemoryStore,
+        auth: Option<&http::HeaderValue>,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> Result<AdminReply> {
+        let segs: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        block_on(handle(
+            cfg,
+            store,
+            NOW,
+            AdminRequest {
+                method: &method,
+                segments: &segs,
+                query: None,
+                authorization: auth,
+                body: body.as_bytes(),
+                trace_id: None,
+            },
+        ))
     }
 
     /// An identity provider user's bearer header (see `oidc::tests`), with IdP group `ml-engineers` → `ml-team`.
@@ -1102,7 +1188,19 @@ mod tests {
         }
         let page = |q: &str| {
             let segs = vec!["tokens".to_string()];
-            block_on(handle(&cfg, &store, NOW, AdminRequest { method: &Method::GET, segments: &segs, query: Some(q), authorization: Some(&admin), body: b"" }))
+            block_on(handle(
+                &cfg,
+                &store,
+                NOW,
+                AdminRequest {
+                    method: &Method::GET,
+                    segments: &segs,
+                    query: Some(q),
+                    authorization: Some(&admin),
+                    body: b"",
+                    trace_id: None,
+                },
+            ))
         };
         let (mut seen, mut cursor) = (Vec::new(), None::<String>);
         loop {
@@ -1258,6 +1356,40 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_entry_keeps_the_calls_trace_id() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        call_at(
+            &cfg,
+            &store,
+            NOW,
+            &auth,
+            Method::PUT,
+            "routes/traced",
+            r#"{"endpoints":[{"id":"a","url":"http://10.0.0.1:9"}]}"#,
+        )
+        .unwrap();
+        call(
+            &cfg,
+            &store,
+            Some(&auth),
+            Method::DELETE,
+            "routes/traced",
+            "",
+        )
+        .unwrap();
+        let log = block_on(store.audit(None, 10)).unwrap();
+        assert_eq!(
+            log[1].trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(log[0].trace_id, None);
+        let shown = serde_json::to_value(&log[1]).unwrap();
+        assert_eq!(shown["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    #[test]
     fn non_admin_and_missing_tokens_are_refused_and_audited() {
         let cfg = test_config();
         let store = MemoryStore::default();
@@ -1370,9 +1502,33 @@ mod tests {
         call(&cfg, &store, Some(&auth), Method::POST, "ephemeral", eph).unwrap();
     }
 
-    fn call_at(cfg: &Config, store: &MemoryStore, now: u64, auth: &http::HeaderValue, method: Method, path: &str, body: &str) -> Result<AdminReply> {
-        let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(String::from).collect();
-        block_on(handle(cfg, store, now, AdminRequest { method: &method, segments: &segs, query: None, authorization: Some(auth), body: body.as_bytes() }))
+    fn call_at(
+        cfg: &Config,
+        store: &MemoryStore,
+        now: u64,
+        auth: &http::HeaderValue,
+        method: Method,
+        path: &str,
+        body: &str,
+    ) -> Result<AdminReply> {
+        let segs: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        block_on(handle(
+            cfg,
+            store,
+            now,
+            AdminRequest {
+                method: &method,
+                segments: &segs,
+                query: None,
+                authorization: Some(auth),
+                body: body.as_bytes(),
+                trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            },
+        ))
     }
 
     /// A registrar token issued through the admin API, as its bearer header.

@@ -10,7 +10,16 @@ pub const AVOID_SECONDS: u64 = 10;
 const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "proxy-connection"];
 
 /// Request headers the gateway owns: the client's values are dropped and the gateway sets its own.
-const GATEWAY_OWNED: &[&str] = &["authorization", "host", "content-length", "x-request-id", "cookie", "cdn-loop"];
+const GATEWAY_OWNED: &[&str] = &[
+    "authorization",
+    "host",
+    "content-length",
+    "x-request-id",
+    "cookie",
+    "cdn-loop",
+    "traceparent",
+    "tracestate",
+];
 
 /// Headers a client could use to pose as a proxy or as Cloudflare: `cf-*`,
 /// `x-forwarded-*`, `true-client-ip`, `x-real-ip`, `forwarded`. The gateway
@@ -53,6 +62,8 @@ pub struct ForwardPlan {
     pub max_body_bytes: u64,
     /// The request id sent upstream and returned.
     pub request_id: String,
+    /// The request's W3C trace id, for the log lines.
+    pub trace_id: String,
     /// Token id of the caller, for logs and usage (never the token).
     pub token_id: Option<String>,
     /// The partner, for partner tokens (metrics by partner).
@@ -295,6 +306,7 @@ mod tests {
             rate_limit: None,
             max_body_bytes: 1,
             request_id: "rid-1".into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             token_id: None,
             partner: None,
             public_prefix: "/llama/".into(),

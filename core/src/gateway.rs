@@ -30,6 +30,8 @@ pub struct RequestContext<'a> {
     pub proto: &'a str,
     /// A fresh request id, used unless the client sent a valid one.
     pub new_request_id: &'a str,
+    /// The request's W3C trace, passed on upstream.
+    pub trace: &'a crate::trace::Trace,
     /// Looks up a platform secret by name (for `upstream_api_key_secret`).
     pub secret: &'a dyn Fn(&str) -> Option<String>,
     /// True for an endpoint (route, id) that failed recently.
@@ -255,7 +257,15 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         .into_iter()
         .map(|e| Upstream { endpoint_id: e.id.clone(), url: upstream_url(&e.url, &r.rest, query), base: e.url.clone(), via: e.via.clone() })
         .collect();
-    let headers = request_headers(&parts.headers, &request_id, ctx.client_ip, ctx.proto, upstream_key.as_deref(), r.route.affinity.cookie.as_deref());
+    let mut headers = request_headers(
+        &parts.headers,
+        &request_id,
+        ctx.client_ip,
+        ctx.proto,
+        upstream_key.as_deref(),
+        r.route.affinity.cookie.as_deref(),
+    );
+    ctx.trace.inject(&mut headers);
     Ok(ForwardPlan {
         route: r.key,
         upstreams,
@@ -266,6 +276,7 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         rate_limit: crate::ratelimit::limit_for(&r.route, r.principal.as_ref()),
         max_body_bytes: r.route.max_body_bytes,
         request_id,
+        trace_id: ctx.trace.trace_id.clone(),
         partner: r.principal.as_ref().and_then(|p| p.partner.clone()),
         token_id: r.principal.map(|p| p.token_id),
         public_prefix: r.prefix,
@@ -326,7 +337,16 @@ mod tests {
 
     fn decide(cfg: &Config, s: &MemoryStore, p: &Parts) -> Result<Routed> {
         let secret = |n: &str| (n == "VLLM_KEY").then(|| "upstream-secret".to_string());
-        let ctx = RequestContext { now: NOW, client_ip: Some("203.0.113.9"), proto: "https", new_request_id: "rid-new", secret: &secret, avoid: &|_, _| false };
+        let trace = crate::trace::Trace::from_headers(&p.headers, &[7; 24]);
+        let ctx = RequestContext {
+            now: NOW,
+            client_ip: Some("203.0.113.9"),
+            proto: "https",
+            new_request_id: "rid-new",
+            trace: &trace,
+            secret: &secret,
+            avoid: &|_, _| false,
+        };
         block_on(route_request(cfg, s, p, &ctx))
     }
 
@@ -386,6 +406,51 @@ mod tests {
         assert_eq!(p.headers["authorization"], "Bearer upstream-secret");
         assert_eq!(p.request_id, "rid-new");
         assert_eq!(p.token_id.as_deref(), Some("tok_alice"));
+    }
+
+    #[test]
+    fn the_trace_goes_upstream_with_the_gateway_as_parent() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let ok = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let p = plan(decide(
+            &cfg,
+            &s,
+            &parts(
+                "/llama/v1/models",
+                &[
+                    ("authorization", &ok),
+                    ("traceparent", parent),
+                    ("tracestate", "congo=t61"),
+                ],
+            ),
+        ));
+        assert_eq!(
+            p.headers["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0707070707070707-01"
+        );
+        assert_eq!(p.headers["tracestate"], "congo=t61");
+        let p = plan(decide(
+            &cfg,
+            &s,
+            &parts(
+                "/llama/v1/models",
+                &[
+                    ("authorization", &ok),
+                    ("traceparent", "junk"),
+                    ("tracestate", "congo=t61"),
+                ],
+            ),
+        ));
+        assert_eq!(
+            p.headers["traceparent"],
+            format!("00-{}-{}-01", "07".repeat(16), "07".repeat(8))
+        );
+        assert!(
+            !p.headers.contains_key("tracestate"),
+            "no tracestate without a valid traceparent"
+        );
     }
 
     #[test]

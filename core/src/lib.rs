@@ -28,6 +28,7 @@ pub mod route;
 pub mod stream;
 pub mod store;
 pub mod token;
+pub mod trace;
 pub mod usage;
 
 pub use config::Config;

@@ -28,11 +28,20 @@ impl Meter {
     }
 
     /// The upstream answered with `status` and `headers` (after the gateway's
-    /// own `gateway_ms`); the body's usage is read when it is JSON or an event stream.
-    pub fn answered(&mut self, endpoint: &str, status: u16, headers: &http::HeaderMap, gateway_ms: f64) {
+    /// own `gateway_ms`, and `first_byte_ms` after the answering attempt went out); the
+    /// body's usage is read when it is JSON or an event stream.
+    pub fn answered(
+        &mut self,
+        endpoint: &str,
+        status: u16,
+        headers: &http::HeaderMap,
+        gateway_ms: f64,
+        first_byte_ms: f64,
+    ) {
         self.sample.endpoint = Some(endpoint.to_string());
         self.sample.status = status;
         self.sample.gateway_ms = Some(gateway_ms);
+        self.sample.first_byte_ms = Some(first_byte_ms);
         self.tap = UsageTap::for_response(headers);
     }
 
@@ -91,6 +100,7 @@ mod tests {
             rate_limit: None,
             max_body_bytes: 1,
             request_id: "req_1".into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             token_id: Some("tok_a".into()),
             partner: None,
             public_prefix: "/llama/".into(),
@@ -104,9 +114,16 @@ mod tests {
         let mut m = Meter::new(&plan(), 1_000);
         m.failed("a");
         let mut h = HeaderMap::new();
-        h.insert(http::header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
-        m.answered("b", 200, &h, 1.5);
-        let chunks = ["data: {\"choices\":[]}\n\n", "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,", "\"completion_tokens\":7}}\n\ndata: [DONE]\n\n"];
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "text/event-stream".parse().unwrap(),
+        );
+        m.answered("b", 200, &h, 1.5, 4.0);
+        let chunks = [
+            "data: {\"choices\":[]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,",
+            "\"completion_tokens\":7}}\n\ndata: [DONE]\n\n",
+        ];
         for c in chunks {
             m.chunk(c.as_bytes());
         }
@@ -117,8 +134,14 @@ mod tests {
         assert_eq!(s.status, 200);
         assert_eq!(s.token_id.as_deref(), Some("tok_a"));
         assert_eq!((s.prompt_tokens, s.completion_tokens), (Some(5), Some(7)));
-        assert_eq!(s.response_bytes, chunks.iter().map(|c| c.len() as u64).sum::<u64>());
-        assert_eq!((s.latency_ms, s.gateway_ms, s.at), (20.0, Some(1.5), 1_000));
+        assert_eq!(
+            s.response_bytes,
+            chunks.iter().map(|c| c.len() as u64).sum::<u64>()
+        );
+        assert_eq!(
+            (s.latency_ms, s.gateway_ms, s.first_byte_ms, s.at),
+            (20.0, Some(1.5), Some(4.0), 1_000)
+        );
     }
 
     #[test]

@@ -273,6 +273,10 @@ pub struct RequestSample {
     /// The gateway's own time before the upstream request went out (`Server-Timing`), ms.
     #[serde(default)]
     pub gateway_ms: Option<f64>,
+    /// From the upstream request going out to its response headers, ms (what a streamed
+    /// answer's first token waits on).
+    #[serde(default)]
+    pub first_byte_ms: Option<f64>,
     /// Request body bytes sent upstream.
     #[serde(default)]
     pub request_bytes: u64,
@@ -473,6 +477,10 @@ pub fn updates(s: &RequestSample) -> Updates {
         u.add(format!("{total}:gw:{}", Histogram::bucket_index(gw)), 1);
         u.add(format!("{total}:gw:sum_us"), to_us(gw));
     }
+    if let Some(fb) = s.first_byte_ms {
+        u.add(format!("{total}:fb:{}", Histogram::bucket_index(fb)), 1);
+        u.add(format!("{total}:fb:sum_us"), to_us(fb));
+    }
     u.add(format!("{total}:bytes_in"), s.request_bytes);
     u.add(format!("{total}:bytes_out"), s.response_bytes);
     u.add(format!("{total}:prompt"), s.prompt_tokens.unwrap_or(0));
@@ -514,6 +522,8 @@ enum RouteField {
     LatSum,
     Gw(usize),
     GwSum,
+    Fb(usize),
+    FbSum,
     BytesIn,
     BytesOut,
     Prompt,
@@ -530,6 +540,8 @@ impl RouteField {
             ["lat", i] => RouteField::Lat(bucket(i)?),
             ["gw", "sum_us"] => RouteField::GwSum,
             ["gw", i] => RouteField::Gw(bucket(i)?),
+            ["fb", "sum_us"] => RouteField::FbSum,
+            ["fb", i] => RouteField::Fb(bucket(i)?),
             ["bytes_in"] => RouteField::BytesIn,
             ["bytes_out"] => RouteField::BytesOut,
             ["prompt"] => RouteField::Prompt,
@@ -873,6 +885,9 @@ pub struct RouteMetrics {
     pub latency_ms_last_hour: Distribution,
     /// The gateway's own time before the upstream request went out.
     pub gateway_overhead_ms: Distribution,
+    /// From the upstream request going out to its response headers.
+    #[serde(default)]
+    pub upstream_first_byte_ms: Distribution,
     /// Request body bytes.
     pub bytes_in: u64,
     /// Response body bytes.
@@ -916,6 +931,19 @@ pub struct Snapshot {
     /// Partners by name (the usage of their partner tokens).
     #[serde(default)]
     pub partners: BTreeMap<String, TokenMetrics>,
+    /// Unrevoked tokens that expire soon, by kind (`user`, `service`, `partner`, `registrar`); filled by
+    /// [`SnapshotBuilder::tokens`] where the caller read the token records.
+    #[serde(default)]
+    pub tokens_expiring: BTreeMap<String, Expiring>,
+}
+
+/// How many tokens of one kind expire soon.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiring {
+    /// Expire within the next 24 hours.
+    pub within_24h: u64,
+    /// Expire within the next 7 days (those of the next 24 hours included).
+    pub within_7d: u64,
 }
 
 /// Builds a [`Snapshot`] from counters read back and endpoints' health.
@@ -959,6 +987,10 @@ impl SnapshotBuilder {
                         r.gateway_overhead_ms.histogram.add(i, value);
                     }
                     RouteField::GwSum => r.gateway_overhead_ms.histogram.add_sum_us(value),
+                    RouteField::Fb(i) => {
+                        r.upstream_first_byte_ms.histogram.add(i, value);
+                    }
+                    RouteField::FbSum => r.upstream_first_byte_ms.histogram.add_sum_us(value),
                     RouteField::BytesIn => sat_add(&mut r.bytes_in, value),
                     RouteField::BytesOut => sat_add(&mut r.bytes_out, value),
                     RouteField::Prompt => sat_add(&mut r.prompt_tokens, value),
@@ -1009,12 +1041,29 @@ impl SnapshotBuilder {
         e.last_probe_at = health.last_probe_at();
     }
 
+    /// Counts the unrevoked, unexpired tokens among `records` that expire within
+    /// 24 hours and 7 days, by kind.
+    pub fn tokens<'r>(&mut self, records: impl IntoIterator<Item = &'r crate::store::TokenRecord>) {
+        let now = self.now;
+        for r in records
+            .into_iter()
+            .filter(|r| r.revoked_at.is_none() && r.expires_at > now)
+        {
+            let kind = r.kind.as_str().to_string();
+            let left = r.expires_at - now;
+            let e = self.snap.tokens_expiring.entry(kind).or_default();
+            e.within_24h += u64::from(left <= 24 * 3600);
+            e.within_7d += u64::from(left <= 7 * 24 * 3600);
+        }
+    }
+
     /// The finished snapshot, with the percentiles computed.
     pub fn build(mut self) -> Snapshot {
         for r in self.snap.routes.values_mut() {
             r.latency_ms.finish();
             r.latency_ms_last_hour.finish();
             r.gateway_overhead_ms.finish();
+            r.upstream_first_byte_ms.finish();
         }
         self.snap
     }
@@ -1076,16 +1125,32 @@ impl Exposition {
         self.0.push('\n');
     }
 
-    fn histogram(&mut self, name: &str, route: &str, h: &Histogram) {
+    /// A histogram's samples; `per_ms` is 1000 for a family in seconds, 1 for the
+    /// deprecated one in milliseconds (the buckets are the same).
+    fn histogram(&mut self, name: &str, route: &str, h: &Histogram, per_ms: f64) {
         let bucket = format!("{name}_bucket");
         let mut cumulative = 0u64;
         for (i, c) in h.counts().iter().enumerate() {
             cumulative = cumulative.saturating_add(*c);
-            let le = BUCKET_BOUNDS_MS.get(i).map_or_else(|| "+Inf".to_string(), |b| format_float(*b));
-            self.sample(&bucket, &[("route", route), ("le", &le)], &cumulative.to_string());
+            let le = BUCKET_BOUNDS_MS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| format_float(*b / per_ms));
+            self.sample(
+                &bucket,
+                &[("route", route), ("le", &le)],
+                &cumulative.to_string(),
+            );
         }
-        self.sample(&format!("{name}_sum"), &[("route", route)], &format_float(h.sum_ms()));
-        self.sample(&format!("{name}_count"), &[("route", route)], &h.count().to_string());
+        self.sample(
+            &format!("{name}_sum"),
+            &[("route", route)],
+            &format_float(h.sum_us() as f64 / (1000.0 * per_ms)),
+        );
+        self.sample(
+            &format!("{name}_count"),
+            &[("route", route)],
+            &h.count().to_string(),
+        );
     }
 }
 
@@ -1113,10 +1178,19 @@ fn format_float(v: f64) -> String {
 }
 
 /// Renders a snapshot in the Prometheus text exposition format (version
-/// 0.0.4): counters and histograms over all counted requests (monotonic),
-/// endpoint state and uptime as gauges. Unknown health states and uptimes
-/// are left out rather than guessed.
-pub fn render_prometheus(s: &Snapshot) -> String {
+/// 0.0.4), as Prometheus' naming conventions ask: durations in seconds,
+/// timestamps as `*_timestamp_seconds`, counters and histograms over all
+/// counted requests (monotonic), endpoint state and uptime as gauges. Unknown
+/// health states and uptimes are left out rather than guessed.
+///
+/// Series per token are unbounded (self-service tokens come and go), so they
+/// are written only when `per_token` is asked for (`?per_token=1`); series
+/// per route, endpoint and partner are always there.
+///
+/// `gateway_request_duration_ms` and `gateway_overhead_duration_ms` are kept
+/// for one release next to their `_seconds` successors, marked deprecated in
+/// their help text, and so is `gateway_token_last_seen_seconds`.
+pub fn render_prometheus(s: &Snapshot, per_token: bool) -> String {
     let mut out = Exposition(String::new());
     let routes = &s.routes;
 
@@ -1126,15 +1200,48 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             out.sample("gateway_requests_total", &[("route", route), ("status_class", class)], &n.to_string());
         }
     }
-    out.family("gateway_request_duration_ms", "histogram", "Request latency, arrival to end of the response body, in milliseconds.");
-    for (route, r) in routes {
-        out.histogram("gateway_request_duration_ms", route, &r.latency_ms.histogram);
+    let durations: [(&str, &str, fn(&RouteMetrics) -> &Histogram); 3] = [
+        ("gateway_request_duration_seconds", "Request latency, arrival to end of the response body.", |r| &r.latency_ms.histogram),
+        ("gateway_overhead_duration_seconds", "Time the gateway spent before the upstream request went out.", |r| &r.gateway_overhead_ms.histogram),
+        (
+            "gateway_upstream_first_byte_seconds",
+            "From the answering upstream request going out to its response headers (what a streamed answer's first token waits on).",
+            |r| &r.upstream_first_byte_ms.histogram,
+        ),
+    ];
+    for (name, help, of) in durations {
+        out.family(name, "histogram", &format!("{help} In seconds."));
+        for (route, r) in routes {
+            out.histogram(name, route, of(r), 1000.0);
+        }
     }
-    out.family("gateway_overhead_duration_ms", "histogram", "Time the gateway spent before the upstream request went out, in milliseconds.");
-    for (route, r) in routes {
-        out.histogram("gateway_overhead_duration_ms", route, &r.gateway_overhead_ms.histogram);
+    let deprecated: [(&str, &str, fn(&RouteMetrics) -> &Histogram); 2] = [
+        (
+            "gateway_request_duration_ms",
+            "gateway_request_duration_seconds",
+            |r| &r.latency_ms.histogram,
+        ),
+        (
+            "gateway_overhead_duration_ms",
+            "gateway_overhead_duration_seconds",
+            |r| &r.gateway_overhead_ms.histogram,
+        ),
+    ];
+    for (name, successor, of) in deprecated {
+        out.family(
+            name,
+            "histogram",
+            &format!("Deprecated: use {successor}; removed in the next release. In milliseconds."),
+        );
+        for (route, r) in routes {
+            out.histogram(name, route, of(r), 1.0);
+        }
     }
-    out.family("gateway_request_bytes_total", "counter", "Request body bytes per route.");
+    out.family(
+        "gateway_request_bytes_total",
+        "counter",
+        "Request body bytes per route.",
+    );
     for (route, r) in routes {
         out.sample("gateway_request_bytes_total", &[("route", route)], &r.bytes_in.to_string());
     }
@@ -1180,21 +1287,56 @@ pub fn render_prometheus(s: &Snapshot) -> String {
             }
         }
     }
-    out.family("gateway_token_requests_total", "counter", "Requests per token.");
-    for (token, t) in &s.tokens {
-        out.sample("gateway_token_requests_total", &[("token", token)], &t.requests.to_string());
-    }
-    out.family("gateway_token_route_requests_total", "counter", "Requests per token and route.");
-    for (token, t) in &s.tokens {
-        for (route, n) in &t.routes {
-            out.sample("gateway_token_route_requests_total", &[("token", token), ("route", route)], &n.to_string());
+    out.family(
+        "gateway_endpoint_last_probe_timestamp_seconds",
+        "gauge",
+        "Unix time of the endpoint's latest health probe.",
+    );
+    for (route, r) in routes {
+        for (ep, e) in &r.endpoints {
+            if let Some(at) = e.last_probe_at {
+                out.sample(
+                    "gateway_endpoint_last_probe_timestamp_seconds",
+                    &[("route", route), ("endpoint", ep)],
+                    &at.to_string(),
+                );
+            }
         }
     }
-    out.family("gateway_token_last_seen_seconds", "gauge", "Unix time of the token's latest request.");
-    for (token, t) in &s.tokens {
-        if let Some(at) = t.last_seen {
-            out.sample("gateway_token_last_seen_seconds", &[("token", token)], &at.to_string());
-        }
+    out.family(
+        "gateway_probe_last_round_timestamp_seconds",
+        "gauge",
+        "Unix time of the latest health probe of any endpoint; absent before the first. Alert when it falls behind.",
+    );
+    if let Some(at) = routes
+        .values()
+        .flat_map(|r| r.endpoints.values())
+        .filter_map(|e| e.last_probe_at)
+        .max()
+    {
+        out.sample(
+            "gateway_probe_last_round_timestamp_seconds",
+            &[],
+            &at.to_string(),
+        );
+    }
+    out.family(
+        "gateway_tokens_expiring",
+        "gauge",
+        "Unrevoked gateway tokens that expire within the window, by kind.",
+    );
+    for kind in crate::token::TokenKind::ALL.map(crate::token::TokenKind::as_str) {
+        let counts = s.tokens_expiring.get(kind).copied().unwrap_or_default();
+        out.sample(
+            "gateway_tokens_expiring",
+            &[("kind", kind), ("within", "24h")],
+            &counts.within_24h.to_string(),
+        );
+        out.sample(
+            "gateway_tokens_expiring",
+            &[("kind", kind), ("within", "7d")],
+            &counts.within_7d.to_string(),
+        );
     }
     out.family("gateway_partner_requests_total", "counter", "Requests per partner (partner tokens).");
     for (partner, p) in &s.partners {
@@ -1202,15 +1344,71 @@ pub fn render_prometheus(s: &Snapshot) -> String {
     }
     out.family("gateway_partner_llm_tokens_total", "counter", "LLM tokens reported by the upstream per partner, by kind.");
     for (partner, p) in &s.partners {
-        out.sample("gateway_partner_llm_tokens_total", &[("partner", partner), ("kind", "prompt")], &p.prompt_tokens.to_string());
-        out.sample("gateway_partner_llm_tokens_total", &[("partner", partner), ("kind", "completion")], &p.completion_tokens.to_string());
+        out.sample(
+            "gateway_partner_llm_tokens_total",
+            &[("partner", partner), ("kind", "prompt")],
+            &p.prompt_tokens.to_string(),
+        );
+        out.sample(
+            "gateway_partner_llm_tokens_total",
+            &[("partner", partner), ("kind", "completion")],
+            &p.completion_tokens.to_string(),
+        );
     }
-    out.family("gateway_llm_tokens_total", "counter", "LLM tokens reported by the upstream per token, by kind.");
+    if per_token {
+        render_per_token(&mut out, s);
+    }
+    out.0
+}
+
+/// The series per token, asked for with `?per_token=1`.
+fn render_per_token(out: &mut Exposition, s: &Snapshot) {
+    out.family(
+        "gateway_token_requests_total",
+        "counter",
+        "Requests per token.",
+    );
+    for (token, t) in &s.tokens {
+        out.sample(
+            "gateway_token_requests_total",
+            &[("token", token)],
+            &t.requests.to_string(),
+        );
+    }
+    out.family(
+        "gateway_token_route_requests_total",
+        "counter",
+        "Requests per token and route.",
+    );
+    for (token, t) in &s.tokens {
+        for (route, n) in &t.routes {
+            out.sample(
+                "gateway_token_route_requests_total",
+                &[("token", token), ("route", route)],
+                &n.to_string(),
+            );
+        }
+    }
+    for (name, help) in [
+        ("gateway_token_last_seen_timestamp_seconds", "Unix time of the token's latest request."),
+        ("gateway_token_last_seen_seconds", "Deprecated: use gateway_token_last_seen_timestamp_seconds; removed in the next release."),
+    ] {
+        out.family(name, "gauge", help);
+        for (token, t) in &s.tokens {
+            if let Some(at) = t.last_seen {
+                out.sample(name, &[("token", token)], &at.to_string());
+            }
+        }
+    }
+    out.family(
+        "gateway_llm_tokens_total",
+        "counter",
+        "LLM tokens reported by the upstream per token, by kind.",
+    );
     for (token, t) in &s.tokens {
         out.sample("gateway_llm_tokens_total", &[("token", token), ("kind", "prompt")], &t.prompt_tokens.to_string());
         out.sample("gateway_llm_tokens_total", &[("token", token), ("kind", "completion")], &t.completion_tokens.to_string());
     }
-    out.0
 }
 
 #[cfg(test)]
@@ -1454,7 +1652,7 @@ mod tests {
         let p = &snap.partners["acme"];
         assert_eq!((p.requests, p.routes["llama"], p.prompt_tokens, p.completion_tokens, p.last_seen), (2, 2, 6, 8, Some(NOW)));
         assert_eq!(snap.tokens["tok_p"].requests, 2);
-        let text = render_prometheus(&snap);
+        let text = render_prometheus(&snap, true);
         let scrape = parse_with_prometheus_parse(&text);
         assert!(matches!(find(&scrape, "gateway_partner_requests_total", &[("partner", "acme")]), prometheus_parse::Value::Counter(n) if *n == 2.0));
     }
@@ -1468,6 +1666,7 @@ mod tests {
             status: 200,
             latency_ms: 120.0,
             gateway_ms: Some(0.8),
+            first_byte_ms: Some(40.0),
             request_bytes: 300,
             response_bytes: 1_200,
             token_id: Some("tok_abc".into()),
@@ -1485,6 +1684,8 @@ mod tests {
             ("route:llama:lat:sum_us".into(), 120_000),
             ("route:llama:gw:2".into(), 1),
             ("route:llama:gw:sum_us".into(), 800),
+            ("route:llama:fb:7".into(), 1),
+            ("route:llama:fb:sum_us".into(), 40_000),
             ("route:llama:bytes_in".into(), 300),
             ("route:llama:bytes_out".into(), 1_200),
             ("route:llama:prompt".into(), 5),
@@ -2010,7 +2211,7 @@ mod tests {
         b.observe(NOW - 60, false);
         b.observe(NOW - 30, false);
         let snap = snapshot_of(&store, &[("llama", "a", a), ("llama", "b", b)], NOW);
-        let text = render_prometheus(&snap);
+        let text = render_prometheus(&snap, true);
         strict_parse(&text);
         let scrape = parse_with_prometheus_parse(&text);
 
@@ -2055,14 +2256,235 @@ mod tests {
 
     #[test]
     fn unknown_health_is_left_out_of_the_exposition() {
-        let snap = snapshot_of(&store_of(&traffic()), &[("llama", "a", Health::default())], NOW);
-        let text = render_prometheus(&snap);
+        let snap = snapshot_of(
+            &store_of(&traffic()),
+            &[("llama", "a", Health::default())],
+            NOW,
+        );
+        let text = render_prometheus(&snap, true);
         assert!(!text.contains("gateway_endpoint_up{"));
         assert!(!text.contains("gateway_endpoint_uptime_ratio{"));
-        // An empty snapshot is still a valid exposition: families with no samples.
-        let empty = render_prometheus(&SnapshotBuilder::new(NOW).build());
-        assert!(strict_parse(&empty).is_empty());
-        assert!(parse_with_prometheus_parse(&empty).samples.is_empty());
+        // An empty snapshot is still a valid exposition: families with no samples, but for
+        // the expiring tokens' zeros (an alert on them needs the series to exist).
+        let empty = render_prometheus(&SnapshotBuilder::new(NOW).build(), true);
+        let samples = strict_parse(&empty);
+        assert_eq!(samples.len(), 8);
+        assert!(samples
+            .iter()
+            .all(|(name, _, v)| name == "gateway_tokens_expiring" && v == "0"));
+        assert_eq!(parse_with_prometheus_parse(&empty).samples.len(), 8);
+    }
+
+    #[test]
+    fn prometheus_names_follow_the_conventions() {
+        use prometheus_parse::Value;
+        let mut traffic = traffic();
+        for (s, fb) in traffic.iter_mut().zip([30.0, 30.0, 700.0, 0.4, 12.0]) {
+            s.first_byte_ms = Some(fb);
+        }
+        let store = store_of(&traffic);
+        let mut a = Health::default();
+        a.observe(NOW - 600, true);
+        a.observe(NOW - 45, true);
+        let mut b = Health::default();
+        b.observe(NOW - 90, true);
+        let snap = snapshot_of(&store, &[("llama", "a", a), ("mistral", "b", b)], NOW);
+        let text = render_prometheus(&snap, false);
+        let scrape = parse_with_prometheus_parse(&text);
+
+        // Durations in seconds, with the same buckets as the deprecated milliseconds.
+        let Value::Histogram(secs) = find(
+            &scrape,
+            "gateway_request_duration_seconds",
+            &[("route", "llama")],
+        ) else {
+            panic!("not a histogram")
+        };
+        let Value::Histogram(ms) = find(
+            &scrape,
+            "gateway_request_duration_ms",
+            &[("route", "llama")],
+        ) else {
+            panic!("not a histogram")
+        };
+        assert_eq!(secs.len(), ms.len());
+        for (s, m) in secs.iter().zip(ms) {
+            assert_eq!(s.count, m.count);
+            assert!(
+                s.less_than == m.less_than / 1000.0 || s.less_than.is_infinite(),
+                "{} vs {}",
+                s.less_than,
+                m.less_than
+            );
+        }
+        assert!(
+            text.contains(
+                "gateway_request_duration_seconds_bucket{route=\"llama\",le=\"0.00025\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(text
+            .contains("gateway_request_duration_seconds_bucket{route=\"llama\",le=\"300\"} 5\n"));
+        assert_eq!(
+            find(
+                &scrape,
+                "gateway_request_duration_seconds_sum",
+                &[("route", "llama")]
+            ),
+            &Value::Untyped(3.32)
+        );
+        assert_eq!(
+            find(
+                &scrape,
+                "gateway_overhead_duration_seconds_sum",
+                &[("route", "llama")]
+            ),
+            &Value::Untyped(0.0012)
+        );
+        assert!(scrape.docs["gateway_request_duration_ms"]
+            .starts_with("Deprecated: use gateway_request_duration_seconds"));
+        assert!(scrape.docs["gateway_overhead_duration_ms"]
+            .starts_with("Deprecated: use gateway_overhead_duration_seconds"));
+
+        // Time to first byte, per route.
+        let Value::Histogram(fb) = find(
+            &scrape,
+            "gateway_upstream_first_byte_seconds",
+            &[("route", "llama")],
+        ) else {
+            panic!("not a histogram")
+        };
+        assert_eq!(
+            fb.iter().find(|b| b.less_than == 0.05).unwrap().count,
+            4.0,
+            "30 ms twice, 0.4 ms and 12 ms"
+        );
+        assert_eq!(fb.last().unwrap().count, 5.0);
+        assert_eq!(
+            find(
+                &scrape,
+                "gateway_upstream_first_byte_seconds_sum",
+                &[("route", "llama")]
+            ),
+            &Value::Untyped(0.7724)
+        );
+
+        // Timestamps are `_timestamp_seconds`; the latest probe stands for the probe rounds.
+        assert_eq!(
+            find(
+                &scrape,
+                "gateway_endpoint_last_probe_timestamp_seconds",
+                &[("route", "llama"), ("endpoint", "a")]
+            ),
+            &Value::Gauge((NOW - 45) as f64)
+        );
+        assert_eq!(
+            find(&scrape, "gateway_probe_last_round_timestamp_seconds", &[]),
+            &Value::Gauge((NOW - 45) as f64)
+        );
+
+        // No label per token unless asked for; per partner and per route are always there.
+        assert!(!text.contains("token=\""), "{text}");
+        assert!(!text.contains("gateway_token_"));
+        assert!(text.contains("gateway_partner_requests_total"));
+        let per_token = render_prometheus(&snap, true);
+        let scrape_all = parse_with_prometheus_parse(&per_token);
+        assert_eq!(
+            find(
+                &scrape_all,
+                "gateway_token_last_seen_timestamp_seconds",
+                &[("token", "tok_a")]
+            ),
+            &Value::Gauge((NOW - 10) as f64)
+        );
+        assert!(scrape_all.docs["gateway_token_last_seen_seconds"].starts_with("Deprecated"));
+
+        // Every family: counters end in `_total`; a unit suffix is a base unit, but for the deprecated.
+        for line in per_token.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let (name, kind) = line.split_once(' ').unwrap();
+            assert_eq!(
+                kind == "counter",
+                name.ends_with("_total"),
+                "{name} is a {kind}"
+            );
+            let deprecated = scrape_all.docs[name].starts_with("Deprecated");
+            assert_eq!(
+                name.contains("_ms") || name.ends_with("last_seen_seconds"),
+                deprecated,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_about_to_expire_are_counted_by_kind() {
+        use crate::store::TokenRecord;
+        use crate::token::TokenKind;
+        let record = |id: &str, kind: TokenKind, left: i64, revoked: bool| TokenRecord {
+            id: id.into(),
+            subject: "s".into(),
+            kind,
+            groups: vec![],
+            routes: None,
+            description: String::new(),
+            metadata: BTreeMap::new(),
+            created_by: "ops".into(),
+            created_at: NOW - 10,
+            expires_at: (NOW as i64 + left) as u64,
+            revoked_at: revoked.then_some(NOW - 5),
+            last_used_at: None,
+            request_count: 0,
+            rate_limit_rpm: None,
+            owner: None,
+            kid: None,
+            registrar: None,
+        };
+        let records = [
+            record("a", TokenKind::Service, 3_600, false),
+            record("b", TokenKind::Service, 3 * 86_400, false),
+            record("c", TokenKind::Service, 30 * 86_400, false),
+            record("d", TokenKind::Service, 3_600, true),
+            record("e", TokenKind::Partner, 86_400, false),
+            record("f", TokenKind::User, -60, false),
+        ];
+        let mut b = SnapshotBuilder::new(NOW);
+        b.tokens(&records);
+        let snap = b.build();
+        assert_eq!(
+            snap.tokens_expiring["service"],
+            Expiring {
+                within_24h: 1,
+                within_7d: 2
+            }
+        );
+        assert_eq!(
+            snap.tokens_expiring["partner"],
+            Expiring {
+                within_24h: 1,
+                within_7d: 1
+            }
+        );
+        assert!(
+            !snap.tokens_expiring.contains_key("user"),
+            "expired tokens no longer expire"
+        );
+        let scrape = parse_with_prometheus_parse(&render_prometheus(&snap, false));
+        assert_eq!(
+            find(
+                &scrape,
+                "gateway_tokens_expiring",
+                &[("kind", "service"), ("within", "7d")]
+            ),
+            &prometheus_parse::Value::Gauge(2.0)
+        );
+        assert_eq!(
+            find(
+                &scrape,
+                "gateway_tokens_expiring",
+                &[("kind", "user"), ("within", "24h")]
+            ),
+            &prometheus_parse::Value::Gauge(0.0)
+        );
     }
 
     #[test]
@@ -2073,9 +2495,20 @@ mod tests {
         r.by_status_class.insert("2xx".into(), 3);
         r.latency_ms.histogram.record(1.0);
         snap.routes.insert(odd.into(), r);
-        snap.tokens.insert("tok_\"\n".into(), TokenMetrics { requests: 2, ..TokenMetrics::default() });
-        let text = render_prometheus(&snap);
-        assert!(text.contains(r#"gateway_requests_total{route="we\"ird\\route\nx,y=z}",status_class="2xx"} 3"#), "{text}");
+        snap.tokens.insert(
+            "tok_\"\n".into(),
+            TokenMetrics {
+                requests: 2,
+                ..TokenMetrics::default()
+            },
+        );
+        let text = render_prometheus(&snap, true);
+        assert!(
+            text.contains(
+                r#"gateway_requests_total{route="we\"ird\\route\nx,y=z}",status_class="2xx"} 3"#
+            ),
+            "{text}"
+        );
         let samples = strict_parse(&text);
         let hit = samples.iter().find(|(n, _, _)| n == "gateway_requests_total").unwrap();
         assert_eq!(hit.1, vec![("route".to_string(), odd.to_string()), ("status_class".to_string(), "2xx".to_string())]);

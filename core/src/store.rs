@@ -94,6 +94,9 @@ pub struct AuditEntry {
     pub object: String,
     /// `ok`, or the error code.
     pub outcome: String,
+    /// The W3C trace the call belonged to ([`crate::trace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// How long a subject's revocation is kept: past the longest lifetime any token may have.

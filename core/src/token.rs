@@ -37,6 +37,26 @@ pub enum TokenKind {
     Registrar,
 }
 
+impl TokenKind {
+    /// Every kind, in the order listings and metrics show them.
+    pub const ALL: [TokenKind; 4] = [
+        TokenKind::User,
+        TokenKind::Service,
+        TokenKind::Partner,
+        TokenKind::Registrar,
+    ];
+
+    /// The kind's name, as its JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::User => "user",
+            TokenKind::Service => "service",
+            TokenKind::Partner => "partner",
+            TokenKind::Registrar => "registrar",
+        }
+    }
+}
+
 /// The claims of a gateway token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {

@@ -14,6 +14,7 @@ use gateway_core::meter::Meter;
 use gateway_core::metrics::RequestSample;
 use gateway_core::probe::ProbeTarget;
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
+use gateway_core::trace::Trace;
 use gateway_core::{Config, Error};
 use http::HeaderMap;
 use js_sys::Uint8Array;
@@ -47,6 +48,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     parts.method = method;
     parts.uri = uri;
     parts.headers = HeaderMap::from(req.headers());
+    let trace = Trace::from_headers(&parts.headers, &gateway_core::trace::fresh());
     match check_transport(cfg, proto, &parts) {
         Ok(Transport::Proceed) => {}
         Ok(Transport::Redirect(location)) => {
@@ -63,14 +65,35 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     let client_ip = parts.headers.get("cf-connecting-ip").and_then(|v| v.to_str().ok()).map(str::to_string);
     let secret = |name: &str| env.secret(name).ok().map(|s| s.to_string());
     let avoid = |route: &str, ep: &str| iso.failures.borrow().is_avoided(route, ep, now);
-    let rctx = RequestContext { now, client_ip: client_ip.as_deref(), proto, new_request_id: request_id, secret: &secret, avoid: &avoid };
+    let rctx = RequestContext {
+        now,
+        client_ip: client_ip.as_deref(),
+        proto,
+        new_request_id: request_id,
+        trace: &trace,
+        secret: &secret,
+        avoid: &avoid,
+    };
 
     match route_request(cfg, &kv, &parts, &rctx).await {
         Err(e) => {
             if let Error::Internal(detail) = &e {
-                worker::console_error!("{{\"level\":\"error\",\"request_id\":{},\"msg\":\"decision failed\",\"detail\":{}}}", json_str(request_id), json_str(detail));
+                worker::console_error!(
+                    "{{\"level\":\"error\",\"request_id\":{},\"trace_id\":{},\"msg\":\"decision failed\",\"detail\":{}}}",
+                    json_str(request_id),
+                    json_str(&trace.trace_id),
+                    json_str(detail)
+                );
             }
-            log_line(request_id, None, None, e.status().as_u16(), started, None);
+            log_line(
+                request_id,
+                &trace.trace_id,
+                None,
+                None,
+                e.status().as_u16(),
+                started,
+                None,
+            );
             error_response(&e, request_id)
         }
         Ok(Routed::Admin(segments)) => match admin::public(&parts.method, &segments) {
@@ -81,7 +104,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                 if let Ok(token) = gateway_core::token::bearer(parts.headers.get(http::header::AUTHORIZATION)) {
                     let _ = gateway_core::oidc::verify(cfg, &kv, token, now).await;
                 }
-                admin(req, env, &parts, segments, request_id).await
+                admin(req, env, &parts, segments, request_id, &trace).await
             }
         },
         Ok(Routed::Proxy(plan)) => forward(req, env, ctx, iso, *plan, started).await,
@@ -89,8 +112,19 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
 }
 
 /// Hands an admin call to the Durable Object, which authenticates, writes and audits.
-async fn admin(mut req: Request, env: &Env, parts: &http::request::Parts, segments: Vec<String>, request_id: &str) -> worker::Result<Response> {
-    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+async fn admin(
+    mut req: Request,
+    env: &Env,
+    parts: &http::request::Parts,
+    segments: Vec<String>,
+    request_id: &str,
+    trace: &Trace,
+) -> worker::Result<Response> {
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_ADMIN_BODY) {
         return error_response(&Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 }, request_id);
     }
@@ -103,7 +137,13 @@ async fn admin(mut req: Request, env: &Env, parts: &http::request::Parts, segmen
     headers.set(SEGMENTS_HEADER, &serde_json::to_string(&segments).unwrap_or_else(|_| "[]".into()))?;
     headers.set(QUERY_HEADER, parts.uri.query().unwrap_or(""))?;
     headers.set("x-request-id", request_id)?;
-    if let Some(auth) = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    // The object keeps the trace id in the call's audit entry.
+    headers.set(gateway_core::trace::TRACEPARENT, &trace.traceparent())?;
+    if let Some(auth) = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         headers.set("authorization", auth)?;
     }
     let mut init = RequestInit::new();
@@ -170,7 +210,15 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
     // The gateway's own answer once a route is known: logged, counted, sent.
     let refuse = |mut meter: Meter, endpoint: Option<&str>, e: &Error| {
         let status = e.status().as_u16();
-        log_line(&plan.request_id, Some(&plan.route), endpoint, status, started, plan.token_id.as_deref());
+        log_line(
+            &plan.request_id,
+            &plan.trace_id,
+            Some(&plan.route),
+            endpoint,
+            status,
+            started,
+            plan.token_id.as_deref(),
+        );
         meter.refused(status);
         record(env, ctx, async move { Some(meter.finish(js_sys::Date::now() - started)) });
         error_response(e, &plan.request_id)
@@ -244,12 +292,39 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
                 init.set_status(status);
                 init.set_headers(&Headers::from(&headers).0);
                 let sse = is_event_stream(&headers);
-                meter.answered(&up.endpoint_id, status, &headers, gateway_ms);
+                meter.answered(
+                    &up.endpoint_id,
+                    status,
+                    &headers,
+                    gateway_ms,
+                    js_sys::Date::now() - started - gateway_ms,
+                );
                 let (tx, rx) = futures_channel::oneshot::channel();
-                let metered = Metered { meter: Some(meter), started, done: Some(tx) };
-                let stream = if null_body(status) { None } else { upstream.body().map(|b| guarded(b, controller, &plan, &up.endpoint_id, sse, metered)) };
-                let out = web_sys::Response::new_with_opt_readable_stream_and_init(stream.as_ref(), &init)?;
-                log_line(&plan.request_id, Some(&plan.route), Some(&up.endpoint_id), status, started, plan.token_id.as_deref());
+                let metered = Metered {
+                    meter: Some(meter),
+                    started,
+                    done: Some(tx),
+                };
+                let stream = if null_body(status) {
+                    None
+                } else {
+                    upstream
+                        .body()
+                        .map(|b| guarded(b, controller, &plan, &up.endpoint_id, sse, metered))
+                };
+                let out = web_sys::Response::new_with_opt_readable_stream_and_init(
+                    stream.as_ref(),
+                    &init,
+                )?;
+                log_line(
+                    &plan.request_id,
+                    &plan.trace_id,
+                    Some(&plan.route),
+                    Some(&up.endpoint_id),
+                    status,
+                    started,
+                    plan.token_id.as_deref(),
+                );
                 // The sample arrives when the body ends or the client goes (a bodiless answer's at once).
                 record(env, ctx, async move { rx.await.ok() });
                 return Ok(Response::from(out));
@@ -258,8 +333,9 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
                 iso.failures.borrow_mut().mark_failed(&plan.route, &up.endpoint_id, now_secs());
                 meter.failed(&up.endpoint_id);
                 console_warn!(
-                    "{{\"level\":\"warn\",\"request_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"upstream connection failed\",\"detail\":{}}}",
+                    "{{\"level\":\"warn\",\"request_id\":{},\"trace_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"upstream connection failed\",\"detail\":{}}}",
                     json_str(&plan.request_id),
+                    json_str(&plan.trace_id),
                     json_str(&plan.route),
                     json_str(&up.endpoint_id),
                     json_str(&e.to_string())
@@ -314,13 +390,28 @@ impl Drop for Metered {
 
 /// The upstream's body on its way to the client: chunks pass through as the
 /// same JS objects (no copy), with core's idle timeout and explained end, metered.
-fn guarded(body: web_sys::ReadableStream, controller: web_sys::AbortController, plan: &ForwardPlan, endpoint: &str, sse: bool, mut metered: Metered) -> web_sys::ReadableStream {
-    let upstream = wasm_streams::ReadableStream::from_raw(body.unchecked_into()).into_stream().map(|r| r.map_err(|e| format!("{e:?}")));
-    let (request_id, route, endpoint) = (plan.request_id.clone(), plan.route.clone(), endpoint.to_string());
+fn guarded(
+    body: web_sys::ReadableStream,
+    controller: web_sys::AbortController,
+    plan: &ForwardPlan,
+    endpoint: &str,
+    sse: bool,
+    mut metered: Metered,
+) -> web_sys::ReadableStream {
+    let upstream = wasm_streams::ReadableStream::from_raw(body.unchecked_into())
+        .into_stream()
+        .map(|r| r.map_err(|e| format!("{e:?}")));
+    let (request_id, trace_id, route, endpoint) = (
+        plan.request_id.clone(),
+        plan.trace_id.clone(),
+        plan.route.clone(),
+        endpoint.to_string(),
+    );
     let log_fault = move |f: &Fault| {
         console_warn!(
-            "{{\"level\":\"warn\",\"request_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"response stream cut short\",\"detail\":{}}}",
+            "{{\"level\":\"warn\",\"request_id\":{},\"trace_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"response stream cut short\",\"detail\":{}}}",
             json_str(&request_id),
+            json_str(&trace_id),
             json_str(&route),
             json_str(&endpoint),
             json_str(&f.to_string())
@@ -400,9 +491,18 @@ pub(crate) async fn probe(env: &Env, target: &ProbeTarget) -> Option<u16> {
 }
 
 /// One JSON log line per request; never the token, only its id.
-fn log_line(request_id: &str, route: Option<&str>, endpoint: Option<&str>, status: u16, started: f64, token_id: Option<&str>) {
+fn log_line(
+    request_id: &str,
+    trace_id: &str,
+    route: Option<&str>,
+    endpoint: Option<&str>,
+    status: u16,
+    started: f64,
+    token_id: Option<&str>,
+) {
     let line = serde_json::json!({
         "request_id": request_id,
+        "trace_id": trace_id,
         "route": route,
         "endpoint": endpoint,
         "status": status,

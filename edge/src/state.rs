@@ -379,7 +379,15 @@ impl GatewayState {
         let method: http::Method = req.headers().get(METHOD_HEADER)?.unwrap_or_default().parse().unwrap_or(http::Method::GET);
         let segments: Vec<String> = serde_json::from_str(&req.headers().get(SEGMENTS_HEADER)?.unwrap_or_default()).unwrap_or_default();
         let query = req.headers().get(QUERY_HEADER)?.filter(|q| !q.is_empty());
-        let authorization = req.headers().get("authorization")?.and_then(|v| http::HeaderValue::from_str(&v).ok());
+        let authorization = req
+            .headers()
+            .get("authorization")?
+            .and_then(|v| http::HeaderValue::from_str(&v).ok());
+        // The Worker passes on the call's trace (the caller's, or the one it started).
+        let trace_id = req
+            .headers()
+            .get(gateway_core::trace::TRACEPARENT)?
+            .and_then(|v| gateway_core::trace::trace_id_of(&v));
         let body = req.bytes().await.unwrap_or_default();
         if body.len() > MAX_ADMIN_BODY {
             return crate::error_response(&Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 }, &request_id);
@@ -390,8 +398,17 @@ impl GatewayState {
         let reply = self
             .state
             .block_concurrency_while(async move {
-                let Ok(cfg) = &iso.cfg else { return Ok(Err(Error::Internal("configuration".into()))) };
-                let areq = AdminRequest { method: &method, segments: &segments, query: query.as_deref(), authorization: authorization.as_ref(), body: &body };
+                let Ok(cfg) = &iso.cfg else {
+                    return Ok(Err(Error::Internal("configuration".into())));
+                };
+                let areq = AdminRequest {
+                    method: &method,
+                    segments: &segments,
+                    query: query.as_deref(),
+                    authorization: authorization.as_ref(),
+                    body: &body,
+                    trace_id: trace_id.as_deref(),
+                };
                 Ok(admin::handle(cfg, &store, now, areq).await)
             })
             .await?;

@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
         rate_limit: None,
         max_body_bytes: 1,
         request_id: REQUEST_ID.into(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
         token_id: None,
         partner: None,
         public_prefix: prefix.into(),
@@ -108,6 +109,8 @@ fn check_request(client: &HeaderMap, client_ip: Option<&str>, affinity_cookie: O
             let n = name.as_str();
             assert!(!HOP_BY_HOP.contains(&n) && !n.starts_with("proxy-"), "{n} went upstream");
             assert!(!n.starts_with("cf-") && !matches!(n, "true-client-ip" | "x-real-ip" | "forwarded" | "host" | "content-length"), "{n} went upstream");
+            // The trace context is the gateway's to set (`Trace::inject`), never the client's copied.
+            assert!(!matches!(n, "traceparent" | "tracestate"), "the client's {n} went upstream as it was");
             if n.starts_with("x-forwarded-") {
                 let want = match n {
                     "x-forwarded-for" => client_ip,

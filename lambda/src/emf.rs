@@ -31,9 +31,26 @@ pub fn line(namespace: &str, sample: &RequestSample, request_id: &str, timestamp
     root.insert("Requests".into(), json!(1));
     root.insert("Latency".into(), json!(finite(sample.latency_ms)));
     let optional = [
-        ("GatewayOverhead", "Milliseconds", sample.gateway_ms.map(finite)),
-        ("PromptTokens", "Count", sample.prompt_tokens.map(|t| t as f64)),
-        ("CompletionTokens", "Count", sample.completion_tokens.map(|t| t as f64)),
+        (
+            "GatewayOverhead",
+            "Milliseconds",
+            sample.gateway_ms.map(finite),
+        ),
+        (
+            "UpstreamFirstByte",
+            "Milliseconds",
+            sample.first_byte_ms.map(finite),
+        ),
+        (
+            "PromptTokens",
+            "Count",
+            sample.prompt_tokens.map(|t| t as f64),
+        ),
+        (
+            "CompletionTokens",
+            "Count",
+            sample.completion_tokens.map(|t| t as f64),
+        ),
     ];
     for (name, unit, value) in optional {
         if let Some(v) = value {
@@ -84,6 +101,7 @@ mod tests {
             status: 200,
             latency_ms: 812.5,
             gateway_ms: Some(1.25),
+            first_byte_ms: Some(310.0),
             request_bytes: 120,
             response_bytes: 4_000,
             token_id: Some("tok_abc".into()),
@@ -139,12 +157,46 @@ mod tests {
         let v = parse_emf(&line("AIGateway", &sample(), "req_1", 1_700_000_000_123));
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_123u64);
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "AIGateway");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["route"], ["route", "status_class"]]));
-        assert_eq!(metric_names(&v), ["Requests", "Latency", "GatewayOverhead", "PromptTokens", "CompletionTokens"]);
-        assert_eq!((v["route"].as_str(), v["status_class"].as_str()), (Some("llama"), Some("2xx")));
-        assert_eq!((v["Requests"].as_f64(), v["Latency"].as_f64(), v["GatewayOverhead"].as_f64()), (Some(1.0), Some(812.5), Some(1.25)));
-        assert_eq!((v["PromptTokens"].as_f64(), v["CompletionTokens"].as_f64()), (Some(12.0), Some(34.0)));
-        assert_eq!((v["request_id"].as_str(), v["endpoint"].as_str(), v["token_id"].as_str()), (Some("req_1"), Some("gpu-a"), Some("tok_abc")));
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["route"], ["route", "status_class"]])
+        );
+        assert_eq!(
+            metric_names(&v),
+            [
+                "Requests",
+                "Latency",
+                "GatewayOverhead",
+                "UpstreamFirstByte",
+                "PromptTokens",
+                "CompletionTokens"
+            ]
+        );
+        assert_eq!(v["UpstreamFirstByte"].as_f64(), Some(310.0));
+        assert_eq!(
+            (v["route"].as_str(), v["status_class"].as_str()),
+            (Some("llama"), Some("2xx"))
+        );
+        assert_eq!(
+            (
+                v["Requests"].as_f64(),
+                v["Latency"].as_f64(),
+                v["GatewayOverhead"].as_f64()
+            ),
+            (Some(1.0), Some(812.5), Some(1.25))
+        );
+        assert_eq!(
+            (v["PromptTokens"].as_f64(), v["CompletionTokens"].as_f64()),
+            (Some(12.0), Some(34.0))
+        );
+        assert_eq!(
+            (
+                v["request_id"].as_str(),
+                v["endpoint"].as_str(),
+                v["token_id"].as_str()
+            ),
+            (Some("req_1"), Some("gpu-a"), Some("tok_abc"))
+        );
         assert_eq!(v["status"], 200);
     }
 
@@ -152,6 +204,7 @@ mod tests {
     fn unknown_values_are_left_out_not_zeroed() {
         let mut s = sample();
         s.gateway_ms = None;
+        s.first_byte_ms = None;
         s.prompt_tokens = None;
         s.completion_tokens = None;
         s.endpoint = None;
@@ -160,7 +213,14 @@ mod tests {
         s.latency_ms = f64::NAN;
         let v = parse_emf(&line("Team/Gateway", &s, "req_2", 1_700_000_000_000));
         assert_eq!(metric_names(&v), ["Requests", "Latency"]);
-        for absent in ["GatewayOverhead", "PromptTokens", "CompletionTokens", "endpoint", "token_id"] {
+        for absent in [
+            "GatewayOverhead",
+            "UpstreamFirstByte",
+            "PromptTokens",
+            "CompletionTokens",
+            "endpoint",
+            "token_id",
+        ] {
             assert!(v.get(absent).is_none(), "{absent}");
         }
         assert_eq!(v["status_class"], "4xx");

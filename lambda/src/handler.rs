@@ -14,6 +14,7 @@ use gateway_core::meter::Meter;
 use gateway_core::metrics::{self, RequestSample};
 use gateway_core::store::Store;
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
+use gateway_core::trace::Trace;
 use gateway_core::{Config, Error};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use lambda_http::RequestExt;
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::Instrument;
 
 /// Errors a streamed body may end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -147,17 +149,37 @@ fn log(request_id: &str, route: Option<&str>, endpoint: Option<&str>, status: u1
 }
 
 /// Serves one request. Never fails: every error becomes an OpenAI-shaped response.
-pub async fn handle(app: Arc<App>, req: lambda_http::Request) -> Result<http::Response<GwBody>, Infallible> {
-    let mut res = serve(&app, req).await;
+pub async fn handle(
+    app: Arc<App>,
+    req: lambda_http::Request,
+) -> Result<http::Response<GwBody>, Infallible> {
+    let request_id = format!(
+        "req_{}",
+        gateway_core::token::random_base32(10).unwrap_or_else(|_| "unknown".into())
+    );
+    let trace = Trace::from_headers(req.headers(), &gateway_core::trace::fresh());
+    // Every line logged while serving carries the request and trace ids (the span's fields).
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.as_str(),
+        trace_id = trace.trace_id.as_str()
+    );
+    let mut res = serve(&app, req, request_id.clone(), &trace)
+        .instrument(span)
+        .await;
     for (name, value) in security_headers(&app.cfg) {
         res.headers_mut().insert(*name, http::HeaderValue::from_static(value));
     }
     Ok(res)
 }
 
-async fn serve(app: &Arc<App>, req: lambda_http::Request) -> http::Response<GwBody> {
+async fn serve(
+    app: &Arc<App>,
+    req: lambda_http::Request,
+    request_id: String,
+    trace: &Trace,
+) -> http::Response<GwBody> {
     let started = Instant::now();
-    let request_id = format!("req_{}", gateway_core::token::random_base32(10).unwrap_or_else(|_| "unknown".into()));
     let client_ip = match req.request_context_ref() {
         Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
         _ => None,
@@ -191,8 +213,21 @@ async fn serve(app: &Arc<App>, req: lambda_http::Request) -> http::Response<GwBo
         Resolution::Admin(segs) => Ok(Routed::Admin(segs)),
         Resolution::Route(resolved) => {
             let secret = |name: &str| std::env::var(name).ok();
-            let avoid = |route: &str, ep: &str| app.failures.lock().map(|f| f.is_avoided(route, ep, now)).unwrap_or(false);
-            let rctx = RequestContext { now, client_ip: client_ip.as_deref(), proto: &proto, new_request_id: &request_id, secret: &secret, avoid: &avoid };
+            let avoid = |route: &str, ep: &str| {
+                app.failures
+                    .lock()
+                    .map(|f| f.is_avoided(route, ep, now))
+                    .unwrap_or(false)
+            };
+            let rctx = RequestContext {
+                now,
+                client_ip: client_ip.as_deref(),
+                proto: &proto,
+                new_request_id: &request_id,
+                trace,
+                secret: &secret,
+                avoid: &avoid,
+            };
             plan(&parts, *resolved, &rctx).map(|p| Routed::Proxy(Box::new(p)))
         }
     });
@@ -208,6 +243,7 @@ async fn serve(app: &Arc<App>, req: lambda_http::Request) -> http::Response<GwBo
                 query: parts.uri.query(),
                 authorization: parts.headers.get(http::header::AUTHORIZATION),
                 body: &body,
+                trace_id: Some(&trace.trace_id),
             };
             match admin::handle(&app.cfg, &app.store, now, areq).await {
                 Ok(reply) => respond(reply.into_response(), &request_id),
@@ -259,8 +295,18 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
                 }
                 let status = resp.status();
                 let headers = response_headers(resp.headers(), &plan, &up.base, gateway_ms);
-                meter.answered(&up.endpoint_id, status.as_u16(), &headers, gateway_ms);
-                let (request_id, route, endpoint) = (plan.request_id.clone(), plan.route.clone(), up.endpoint_id.clone());
+                meter.answered(
+                    &up.endpoint_id,
+                    status.as_u16(),
+                    &headers,
+                    gateway_ms,
+                    started.elapsed().as_secs_f64() * 1000.0 - gateway_ms,
+                );
+                let (request_id, route, endpoint) = (
+                    plan.request_id.clone(),
+                    plan.route.clone(),
+                    up.endpoint_id.clone(),
+                );
                 let log_fault = move |f: &Fault| {
                     tracing::warn!(request_id = request_id.as_str(), route = route.as_str(), endpoint = endpoint.as_str(), fault = %f, "response stream cut short");
                 };

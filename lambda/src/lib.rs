@@ -10,6 +10,7 @@
 
 pub mod emf;
 pub mod handler;
+pub mod logging;
 pub mod metered;
 pub mod probe;
 pub mod store;

@@ -14,12 +14,17 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
+    let level = gateway_lambda::logging::filter(
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
+        std::env::var("RUST_LOG").ok().as_deref(),
+    );
     tracing_subscriber::fmt()
         .json()
-        .with_max_level(tracing::Level::INFO)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .with_target(false) // no module name in every line
         .without_time() // CloudWatch adds the ingestion time
-        .with_current_span(false)
+        .with_current_span(true) // the request's `request_id` and `trace_id`
+        .with_span_list(false)
         .init();
     // Local development only (`scripts/dev.sh --lambda`): create the table in a local
     // DynamoDB (moto) exactly as Terraform declares it, then exit. Lambda passes no arguments.

@@ -151,6 +151,7 @@ mod tests {
             rate_limit: None,
             max_body_bytes: 1,
             request_id: "req_1".into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             token_id: Some("tok_a".into()),
             public_prefix: "/llama/".into(),
             sandbox: true,
@@ -159,8 +160,11 @@ mod tests {
         };
         let mut m = Meter::new(&plan, 1_000);
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
-        m.answered("a", 200, &h, 1.0);
+        h.insert(
+            http::header::CONTENT_TYPE,
+            "text/event-stream".parse().unwrap(),
+        );
+        m.answered("a", 200, &h, 1.0, 2.0);
         m
     }
 

@@ -151,7 +151,18 @@ async fn counters_add_up_exactly() {
     // Appended one after another: moto (this test's DynamoDB) can lose one of several
     // concurrent PutItems into a partition, which real DynamoDB never does.
     for i in 0..20 {
-        s.append_audit(AuditEntry { seq: 0, at: i, actor: "a".into(), actor_token: None, action: "x".into(), object: format!("o{i}"), outcome: "ok".into() }).await.unwrap();
+        s.append_audit(AuditEntry {
+            seq: 0,
+            at: i,
+            actor: "a".into(),
+            actor_token: None,
+            action: "x".into(),
+            object: format!("o{i}"),
+            trace_id: None,
+            outcome: "ok".into(),
+        })
+        .await
+        .unwrap();
     }
     let log = s.audit(None, 100).await.unwrap();
     assert_eq!(log.len(), 20);
@@ -169,6 +180,7 @@ fn sample(route: &str, at: u64, status: u16) -> RequestSample {
         status,
         latency_ms: 42.5,
         gateway_ms: Some(0.75),
+        first_byte_ms: Some(30.0),
         request_bytes: 100,
         response_bytes: 2_000,
         token_id: Some("tok_m".into()),

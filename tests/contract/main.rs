@@ -60,6 +60,8 @@ pub struct Ctx {
     pub tf_route: String,
     /// The real vLLM servers (`GATEWAY_REAL_VLLM=1`), shared by every deployment's run.
     pub vllm: Option<std::sync::Arc<vllm::Vllm>>,
+    /// The deployment's own log (the Worker's under `wrangler dev`, the Lambda function's output).
+    pub log: std::path::PathBuf,
     names: AtomicU32,
 }
 
@@ -314,6 +316,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Optio
         rogue,
         tf_route,
         vllm: real_vllm,
+        log: running.log.clone(),
         names: AtomicU32::new(0),
     };
     println!("contract suite against {deployment:?} at {}", ctx.base);

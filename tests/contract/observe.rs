@@ -10,13 +10,31 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 pub const ALL: &[Case] = &[
-    ("metrics_count_exactly_the_requests_sent", |c| boxed(metrics_count_exactly_the_requests_sent(c))),
-    ("usage_is_summed_from_streamed_and_plain_completions", |c| boxed(usage_is_summed_from_streamed_and_plain_completions(c))),
-    ("probes_mark_a_dead_endpoint_down_then_up", |c| boxed(probes_mark_a_dead_endpoint_down_then_up(c))),
-    ("prometheus_exposition_parses", |c| boxed(prometheus_exposition_parses(c))),
-    ("dashboard_is_public_with_a_strict_csp_and_its_data_is_not", |c| boxed(dashboard_is_public_with_a_strict_csp_and_its_data_is_not(c))),
-    ("cron_trigger_runs_a_probe_round", |c| boxed(cron_trigger_runs_a_probe_round(c))),
-    ("dashboard_in_a_browser", |c| boxed(dashboard_in_a_browser(c))),
+    ("metrics_count_exactly_the_requests_sent", |c| {
+        boxed(metrics_count_exactly_the_requests_sent(c))
+    }),
+    ("usage_is_summed_from_streamed_and_plain_completions", |c| {
+        boxed(usage_is_summed_from_streamed_and_plain_completions(c))
+    }),
+    ("probes_mark_a_dead_endpoint_down_then_up", |c| {
+        boxed(probes_mark_a_dead_endpoint_down_then_up(c))
+    }),
+    ("prometheus_exposition_parses", |c| {
+        boxed(prometheus_exposition_parses(c))
+    }),
+    (
+        "dashboard_is_public_with_a_strict_csp_and_its_data_is_not",
+        |c| boxed(dashboard_is_public_with_a_strict_csp_and_its_data_is_not(c)),
+    ),
+    ("cron_trigger_runs_a_probe_round", |c| {
+        boxed(cron_trigger_runs_a_probe_round(c))
+    }),
+    ("dashboard_in_a_browser", |c| {
+        boxed(dashboard_in_a_browser(c))
+    }),
+    ("traces_reach_vllm_the_logs_and_the_audit", |c| {
+        boxed(traces_reach_vllm_the_logs_and_the_audit(c))
+    }),
 ];
 
 /// How long recording may take to show: it happens after the response, off the client's path.
@@ -210,15 +228,71 @@ async fn prometheus_exposition_parses(c: &Ctx) -> CaseResult {
         Some(prometheus_parse::Value::Counter(n)) if n == 3.0 => {}
         other => return Err(format!("gateway_requests_total for {name}: {other:?}")),
     }
-    match find("gateway_request_duration_ms", &[("route", &name)]) {
-        Some(prometheus_parse::Value::Histogram(buckets)) => {
-            let inf = buckets.iter().find(|b| b.less_than.is_infinite()).map(|b| b.count);
-            ensure!(inf == Some(3.0), "+Inf bucket holds all 3: {inf:?}");
+    for family in [
+        "gateway_request_duration_seconds",
+        "gateway_upstream_first_byte_seconds",
+        "gateway_request_duration_ms",
+    ] {
+        match find(family, &[("route", &name)]) {
+            Some(prometheus_parse::Value::Histogram(buckets)) => {
+                let inf = buckets
+                    .iter()
+                    .find(|b| b.less_than.is_infinite())
+                    .map(|b| b.count);
+                ensure!(
+                    inf == Some(3.0),
+                    "{family}: the +Inf bucket holds all 3: {inf:?}"
+                );
+            }
+            other => return Err(format!("{family} for {name}: {other:?}")),
         }
-        other => return Err(format!("latency histogram for {name}: {other:?}")),
     }
-    ensure!(text.contains("# HELP gateway_requests_total") && text.contains("# TYPE gateway_requests_total counter"), "HELP and TYPE lines");
-    ensure!(text.contains("gateway_request_duration_ms_sum{") && text.contains("gateway_request_duration_ms_count{"), "histogram _sum and _count");
+    ensure!(
+        text.contains("gateway_request_duration_seconds_bucket{route=\"")
+            && text.contains(",le=\"300\"}"),
+        "seconds buckets end at 300 s"
+    );
+    ensure!(
+        scrape
+            .docs
+            .get("gateway_request_duration_ms")
+            .is_some_and(|h| h.starts_with("Deprecated")),
+        "the _ms family is marked deprecated"
+    );
+    // Series per token only when asked for.
+    ensure!(!text.contains("token=\""), "no token label by default");
+    let res = c
+        .http
+        .get(c.url("/_gateway/metrics/prometheus?per_token=1"))
+        .bearer_auth(&c.admin)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure!(res.status() == 200, "per_token: {}", res.status());
+    let per_token = res.text().await.map_err(|e| e.to_string())?;
+    ensure!(
+        per_token.contains("gateway_token_requests_total{token=\"")
+            && per_token.contains("gateway_token_last_seen_timestamp_seconds{"),
+        "per-token series when asked for"
+    );
+    let res = c
+        .http
+        .get(c.url("/_gateway/metrics/prometheus?per_token=yes"))
+        .bearer_auth(&c.admin)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure!(res.status() == 400, "per_token=yes: {}", res.status());
+    ensure!(
+        text.contains("# HELP gateway_requests_total")
+            && text.contains("# TYPE gateway_requests_total counter"),
+        "HELP and TYPE lines"
+    );
+    ensure!(
+        text.contains("gateway_request_duration_ms_sum{")
+            && text.contains("gateway_request_duration_ms_count{"),
+        "histogram _sum and _count"
+    );
     Ok(())
 }
 
@@ -317,4 +391,128 @@ async fn dashboard_in_a_browser(c: &Ctx) -> CaseResult {
     ensure!(run.status.success(), "browser test failed:\n{log}");
     ensure!(out.join("dashboard.png").metadata().map(|m| m.len() > 10_000).unwrap_or(false), "screenshot saved: {log}");
     Ok(())
+}
+
+/// A valid W3C `traceparent`'s parts, or an error naming what is wrong.
+fn traceparent_parts(v: &str) -> Result<(String, String, String), String> {
+    let f: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && s.bytes().any(|b| b != b'0')
+    };
+    ensure!(
+        f.len() == 4 && f[0] == "00" && hex(f[1], 32) && hex(f[2], 16) && f[3].len() == 2,
+        "not a valid traceparent: {v:?}"
+    );
+    Ok((f[1].to_string(), f[2].to_string(), f[3].to_string()))
+}
+
+async fn traces_reach_vllm_the_logs_and_the_audit(c: &Ctx) -> CaseResult {
+    let name = c.name("trace");
+    c.route_over(&name, &[&c.a]).await?;
+    let tok = c.user(&["ml-team"]);
+    let echo = |headers: Vec<(&'static str, String)>| {
+        let (tok, name) = (tok.clone(), name.clone());
+        async move {
+            let mut req = c
+                .http
+                .get(c.url(&format!("/{name}/echo/trace")))
+                .bearer_auth(&tok);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let res = req.send().await.map_err(|e| e.to_string())?;
+            ensure!(res.status() == 200, "echo: {}", res.status());
+            let request_id = res
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let v: Value = res.json().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((request_id, v["headers"].clone()))
+        }
+    };
+    // The caller's trace is joined: same trace id and flags, the gateway's own parent id.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let (request_id, seen) = echo(vec![
+        ("traceparent", parent.clone()),
+        ("tracestate", "congo=t61rcWkgMzE".into()),
+    ])
+    .await?;
+    let (t, p, flags) = traceparent_parts(seen["traceparent"].as_str().unwrap_or(""))?;
+    ensure!(
+        t == trace_id && p != "00f067aa0ba902b7" && flags == "01",
+        "the upstream's traceparent joins the caller's trace: {}",
+        seen["traceparent"]
+    );
+    ensure!(
+        seen["tracestate"] == "congo=t61rcWkgMzE",
+        "tracestate passed on: {}",
+        seen["tracestate"]
+    );
+    // Without one (or with a malformed one), the gateway starts a trace, a new one each time,
+    // and a client's tracestate does not ride along.
+    let (_, a) = echo(vec![]).await?;
+    let (_, b) = echo(vec![
+        ("traceparent", "00-zz-00f067aa0ba902b7-01".into()),
+        ("tracestate", "forged=1".into()),
+    ])
+    .await?;
+    let (ta, _, _) = traceparent_parts(a["traceparent"].as_str().unwrap_or(""))?;
+    let (tb, _, _) = traceparent_parts(b["traceparent"].as_str().unwrap_or(""))?;
+    ensure!(
+        ta != tb && ta != trace_id,
+        "a new trace per request: {ta} {tb}"
+    );
+    ensure!(
+        b.get("tracestate").is_none(),
+        "no tracestate without a valid traceparent: {b}"
+    );
+
+    // The admin call's audit entry keeps the trace id.
+    let admin_trace = "0af7651916cd43dd8448eb211c80319c";
+    let res = c
+        .http
+        .put(c.url(&format!("/_gateway/routes/{name}")))
+        .bearer_auth(&c.admin)
+        .header("traceparent", format!("00-{admin_trace}-b7ad6b7169203331-01"))
+        .json(&json!({"endpoints": [{"id": c.a.name(), "url": c.a.url(), "weight": 2}], "auth": {"required": true, "groups": ["ml-team"]}}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure!(res.status().is_success(), "route update: {}", res.status());
+    let (s, v) = c.admin_call(Method::GET, "audit?limit=50", None).await?;
+    ensure!(s == 200, "audit: {s} {v}");
+    let object = format!("route/{name}");
+    let entry = v["entries"].as_array().and_then(|es| {
+        es.iter()
+            .find(|e| e["object"] == object.as_str() && e["trace_id"] == admin_trace)
+    });
+    ensure!(
+        entry.is_some(),
+        "an audit entry for {object} with trace {admin_trace}: {}",
+        v["entries"]
+    );
+
+    // The request's log line carries its trace id.
+    let log = c.log.clone();
+    c.eventually(
+        "the request's log line names its trace",
+        Duration::from_secs(10),
+        || {
+            let (log, request_id) = (log.clone(), request_id.clone());
+            async move {
+                let text =
+                    std::fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+                Ok(text
+                    .lines()
+                    .any(|l| l.contains(&request_id) && l.contains(trace_id)))
+            }
+        },
+    )
+    .await
 }
