@@ -200,10 +200,16 @@ async function checkExports(page, { base, adminToken, route, expected, revokeId,
     if (!t) throw new Error(`tokens CSV: no row for EXPECT_HOSTILE_TOKEN ${hostileId}`);
     expectEq(`tokens CSV ${hostileId} description`, t.description, `'=HYPERLINK("x")`);
     expectEq(`tokens CSV ${hostileId} contract_id`, t.contract_id, `'@INI-7, rev "b"`);
-    const line = tokens.text.split('\r\n').find((l) => l.startsWith(hostileId + ','));
-    for (const raw of [`,"'=HYPERLINK(""x"")",`, `,"'@INI-7, rev ""b""",`]) {
-      if (!line.includes(raw)) throw new Error(`tokens CSV: the line of ${hostileId} lacks ${raw}: ${line}`);
+    expectEq(`tokens CSV ${hostileId} owner`, t.owner, 'initech ops\r\n-second line');
+    expectEq(`tokens CSV ${hostileId} groups`, t.groups, `'+sales; partners`);
+    expectEq(`tokens CSV ${hostileId} created_by`, t.created_by, `'-partner-portal`);
+    // As written: quoted (neutralised text also where RFC 4180 alone would not quote), quotes doubled.
+    const at = tokens.text.indexOf('\r\n' + hostileId + ',') + 2;
+    const record = tokens.text.slice(at, tokens.text.indexOf('\r\n', tokens.text.indexOf('-second line', at)));
+    for (const raw of [`,"'=HYPERLINK(""x"")",`, `,"'@INI-7, rev ""b""",`, `,"initech ops\r\n-second line","'+sales; partners",`]) {
+      if (!record.includes(raw)) throw new Error(`tokens CSV: the record of ${hostileId} lacks ${JSON.stringify(raw)}: ${JSON.stringify(record)}`);
     }
+    if (!record.endsWith(`,"'-partner-portal"`)) throw new Error(`tokens CSV: the record of ${hostileId} does not end with "'-partner-portal": ${JSON.stringify(record)}`);
     hostile = 'formulas quoted behind an apostrophe';
   }
   return { routes, endpoints, tokens, hostile, hostileId };

@@ -45,7 +45,9 @@ function seed(now) {
     tok('acme-corp', 'partner', [], 'Acme pilot (2024 contract)', 120 * 86400, 90 * 86400, { routes: ['llama-prod'], metadata: { partner: 'acme', contract_id: 'C-2024-112' }, revoked_at: now - 40 * 86400 }),
     tok('globex-api', 'partner', [], 'Globex evaluation', 2 * 86400, 30 * 86400, { routes: ['mistral-dev'], metadata: { partner: 'globex', contract_id: 'GX-7' } }),
     // Partner-typed text a spreadsheet would run as formulas: the CSV export must neutralise it.
-    tok('initech-api', 'partner', [], '=HYPERLINK("x")', 4 * 86400, 30 * 86400, { routes: ['mistral-dev'], metadata: { partner: 'initech', contract_id: '@INI-7, rev "b"' } }),
+    tok('initech-api', 'partner', ['+sales', 'partners'], '=HYPERLINK("x")', 4 * 86400, 30 * 86400, {
+      routes: ['mistral-dev'], metadata: { partner: 'initech', contract_id: '@INI-7, rev "b"' }, owner: 'initech ops\r\n-second line', created_by: '-partner-portal',
+    }),
   ];
   const serviceAccounts = [
     { name: 'svc-batch', groups: ['batch'], owner: 'data-platform@example.com', description: 'Nightly batch scoring', created_at: now - 8 * 86400, created_by: 'admin@example.com' },
