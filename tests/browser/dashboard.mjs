@@ -2,8 +2,10 @@
 // driven by playwright-core with the system Chromium.
 //
 // Env: GATEWAY_URL, ADMIN_TOKEN, EXPECT_ROUTE, EXPECT_REQUESTS, REVOKE_TOKEN_ID,
-// OUT_DIR (dashboard.png is written there); CHROMIUM (default /usr/bin/chromium);
-// optional EXPECT_PARTNER with EXPECT_PARTNER_REQUESTS.
+// OUT_DIR (dashboard.png, dashboard-export.png and the exported CSV files are
+// written there); CHROMIUM (default /usr/bin/chromium); optional EXPECT_PARTNER
+// with EXPECT_PARTNER_REQUESTS; optional EXPECT_HOSTILE_TOKEN (the mock's token
+// whose description and contract id are formulas; the real gateway's run has none).
 //
 // It fails on any console error (Chromium reports Content-Security-Policy
 // violations as console errors) or uncaught page error; checks the page's CSP
@@ -11,10 +13,19 @@
 // that the principals panel lists at least one principal and, when EXPECT_PARTNER
 // is set, that the partner's card shows EXPECT_PARTNER_REQUESTS; revokes
 // REVOKE_TOKEN_ID through the page and checks through the admin API that it is
-// revoked; saves a full-page screenshot at 1280x900.
+// revoked; saves a full-page screenshot at 1280x900. Then it clicks the three
+// CSV export buttons, parses each download strictly (RFC 4180), checks the header
+// rows, EXPECT_ROUTE's row and endpoints, the tokens that called it and the partner
+// against GET /_gateway/metrics, and that no cell starts as a formula would; with
+// EXPECT_HOSTILE_TOKEN, that its formulas come out quoted behind an apostrophe.
+// dashboard-export.png shows the export buttons and two of the files as tables.
+//
+// Standalone, against the mock (canned data):
+//   node tests/browser/mock-gateway.mjs        # prints the environment to set
+//   env GATEWAY_URL=... ADMIN_TOKEN=... ... OUT_DIR=target/browser node tests/browser/dashboard.mjs
 
 import { chromium } from 'playwright-core';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const TOTAL_TIMEOUT_MS = 60_000;
@@ -45,6 +56,216 @@ async function listTokens(base, adminToken) {
   const body = await res.json();
   if (!body || !Array.isArray(body.tokens)) throw new Error('GET /_gateway/tokens: no `tokens` array in the answer');
   return body.tokens;
+}
+
+async function adminGet(base, adminToken, what) {
+  const res = await fetch(`${base}/_gateway/${what}`, { headers: { authorization: `Bearer ${adminToken}` } });
+  if (!res.ok) throw new Error(`GET /_gateway/${what} answered ${res.status}: ${await res.text()}`);
+  return res.json();
+}
+
+// The export's columns: what a spreadsheet user's formulas refer to, so a change is deliberate.
+const CSV_HEADERS = {
+  routes: ['route', 'state', 'host', 'auth_required', 'groups', 'managed_by', 'expires_at_utc', 'endpoints', 'endpoints_up',
+    'requests_total', 'requests_last_hour', 'errors_5xx_last_hour', 'status_2xx', 'status_3xx', 'status_4xx', 'status_5xx', 'status_1xx', 'status_other',
+    'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms', 'latency_last_hour_p50_ms', 'latency_last_hour_p95_ms', 'latency_last_hour_p99_ms',
+    'gateway_overhead_p50_ms', 'gateway_overhead_p99_ms', 'prompt_tokens', 'completion_tokens', 'bytes_in', 'bytes_out'],
+  endpoints: ['route', 'endpoint', 'url', 'weight', 'in_route', 'health', 'uptime_24h', 'uptime_7d', 'requests', 'failures', 'last_probe_at_utc'],
+  tokens: ['token_id', 'subject', 'description', 'kind', 'partner', 'contract_id', 'owner', 'groups', 'allowed_routes', 'state', 'revoked',
+    'requests', 'requests_by_route', 'prompt_tokens', 'completion_tokens', 'last_seen_utc', 'created_at_utc', 'expires_at_utc', 'revoked_at_utc', 'created_by'],
+};
+
+// A strict RFC 4180 reader: CRLF after every record, quotes only around whole
+// fields, doubled inside. Returns the records (arrays of strings).
+function parseCsv(text, what) {
+  const records = [];
+  let i = 0;
+  const fail = (why) => { throw new Error(`${what}: not RFC 4180 at offset ${i}: ${why} (near ${JSON.stringify(text.slice(Math.max(0, i - 20), i + 20))})`); };
+  if (!text.endsWith('\r\n')) fail('the last record does not end with CRLF');
+  while (i < text.length) {
+    const rec = [];
+    for (;;) {
+      let field = '';
+      if (text[i] === '"') {
+        i++;
+        for (;;) {
+          const q = text.indexOf('"', i);
+          if (q < 0) fail('unterminated quoted field');
+          field += text.slice(i, q);
+          if (text[q + 1] === '"') { field += '"'; i = q + 2; } else { i = q + 1; break; }
+        }
+      } else {
+        field = /^[^",\r\n]*/.exec(text.slice(i))[0];
+        i += field.length;
+        if (text[i] === '"') fail('a quote inside an unquoted field');
+      }
+      rec.push(field);
+      if (text[i] === ',') { i++; continue; }
+      if (text.startsWith('\r\n', i)) { i += 2; break; }
+      fail('a field is followed by neither a comma nor CRLF');
+    }
+    records.push(rec);
+  }
+  return records;
+}
+
+async function exportCsv(page, what, outDir) {
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: 10_000 }), page.click(`#export-${what}`)]);
+  const name = download.suggestedFilename();
+  if (!new RegExp(`^ai-gateway-${what}-\\d{4}-\\d{2}-\\d{2}\\.csv$`).test(name)) throw new Error(`export ${what}: file name ${JSON.stringify(name)}`);
+  const failure = await download.failure();
+  if (failure) throw new Error(`export ${what}: download failed: ${failure}`);
+  const bytes = await readFile(await download.path());
+  await writeFile(path.join(outDir, name), bytes);
+  // UTF-8 with a byte order mark (Excel reads it as UTF-8 only then).
+  if (!(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf)) throw new Error(`export ${what}: no UTF-8 byte order mark`);
+  const text = bytes.subarray(3).toString('utf8');
+  const [header, ...rows] = parseCsv(text, `export ${what}`);
+  if (JSON.stringify(header) !== JSON.stringify(CSV_HEADERS[what])) throw new Error(`export ${what}: header row is ${JSON.stringify(header)}, want ${JSON.stringify(CSV_HEADERS[what])}`);
+  const bad = rows.findIndex((r) => r.length !== header.length);
+  if (bad >= 0) throw new Error(`export ${what}: row ${bad + 1} has ${rows[bad].length} fields, the header ${header.length}`);
+  // Whoever typed the text, no cell may start as a formula would (OWASP's list).
+  for (const r of rows) {
+    const f = r.find((v) => /^[=+\-@\t\r]/.test(v));
+    if (f !== undefined) throw new Error(`export ${what}: cell ${JSON.stringify(f)} would run as a formula`);
+  }
+  const objects = rows.map((r) => Object.fromEntries(header.map((h, j) => [h, r[j]])));
+  return { name, text, header, rows, objects };
+}
+
+function expectEq(what, got, want) {
+  if (String(got) !== String(want)) throw new Error(`${what}: ${JSON.stringify(got)}, want ${JSON.stringify(String(want))}`);
+}
+
+// Exports the three files and checks them against the page and the admin API.
+async function checkExports(page, { base, adminToken, route, expected, revokeId, partner, partnerExpected, outDir }) {
+  const cardEndpoints = await page.locator(`[data-route="${route}"] tr.endpoint`).evaluateAll((trs) =>
+    trs.map((tr) => ({ id: tr.getAttribute('data-endpoint'), health: (tr.querySelector('.badge')?.textContent || '').trim() })));
+  const routes = await exportCsv(page, 'routes', outDir);
+  const endpoints = await exportCsv(page, 'endpoints', outDir);
+  const tokens = await exportCsv(page, 'tokens', outDir);
+  const metrics = await adminGet(base, adminToken, 'metrics');
+  const listed = (await adminGet(base, adminToken, 'tokens')).tokens;
+  const rm = metrics.routes?.[route];
+  if (!rm) throw new Error(`GET /_gateway/metrics has no route ${route}`);
+
+  const rrows = routes.objects.filter((r) => r.route === route);
+  if (rrows.length !== 1) throw new Error(`routes CSV: ${rrows.length} rows for ${route}`);
+  const r = rrows[0];
+  expectEq(`routes CSV ${route} requests_total`, r.requests_total, expected);
+  for (const k of ['prompt_tokens', 'completion_tokens', 'bytes_in', 'bytes_out']) expectEq(`routes CSV ${route} ${k}`, r[k], rm[k] ?? 0);
+  expectEq(`routes CSV ${route} status_2xx`, r.status_2xx, rm.by_status_class?.['2xx'] ?? 0);
+  expectEq(`routes CSV ${route} endpoints`, r.endpoints, cardEndpoints.length);
+
+  const erows = endpoints.objects.filter((e) => e.route === route);
+  expectEq(`endpoints CSV: endpoints of ${route}`, erows.map((e) => e.endpoint).sort().join(' '), cardEndpoints.map((e) => e.id).sort().join(' '));
+  for (const e of erows) {
+    const em = rm.endpoints?.[e.endpoint] || {};
+    expectEq(`endpoints CSV ${route}/${e.endpoint} requests`, e.requests, em.requests ?? 0);
+    expectEq(`endpoints CSV ${route}/${e.endpoint} failures`, e.failures, em.failures ?? 0);
+    expectEq(`endpoints CSV ${route}/${e.endpoint} health`, e.health, cardEndpoints.find((c) => c.id === e.endpoint).health);
+  }
+
+  // Every listed token once, then those known from the metrics only.
+  const byId = new Map(tokens.objects.map((t) => [t.token_id, t]));
+  if (byId.size !== tokens.objects.length) throw new Error('tokens CSV: a token id appears twice');
+  for (const t of listed) if (!byId.has(t.id)) throw new Error(`tokens CSV: no row for listed token ${t.id}`);
+  const revoked = byId.get(revokeId);
+  expectEq(`tokens CSV ${revokeId} state`, revoked.state, 'revoked');
+  expectEq(`tokens CSV ${revokeId} revoked`, revoked.revoked, 'true');
+  if (!/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(revoked.revoked_at_utc)) throw new Error(`tokens CSV ${revokeId} revoked_at_utc: ${JSON.stringify(revoked.revoked_at_utc)}`);
+  const callers = Object.entries(metrics.tokens || {}).filter(([, m]) => (m.routes?.[route] ?? 0) > 0);
+  if (!callers.length) throw new Error(`GET /_gateway/metrics: no token called ${route}`);
+  for (const [id, m] of callers) {
+    const t = byId.get(id);
+    if (!t) throw new Error(`tokens CSV: no row for ${id}, which called ${route}`);
+    const l = listed.find((x) => x.id === id);
+    expectEq(`tokens CSV ${id} requests`, t.requests, Math.max(l?.request_count ?? 0, m.requests ?? 0));
+    expectEq(`tokens CSV ${id} prompt_tokens`, t.prompt_tokens, m.prompt_tokens ?? 0);
+    expectEq(`tokens CSV ${id} completion_tokens`, t.completion_tokens, m.completion_tokens ?? 0);
+    if (!t.requests_by_route.split('; ').includes(`${route}=${m.routes[route]}`)) throw new Error(`tokens CSV ${id} requests_by_route: ${JSON.stringify(t.requests_by_route)}, want ${route}=${m.routes[route]} in it`);
+  }
+  if (partner) {
+    const mine = tokens.objects.filter((t) => t.partner === partner);
+    if (!mine.length) throw new Error(`tokens CSV: no token of partner ${partner}`);
+    expectEq(`tokens CSV: requests of partner ${partner}'s tokens`, mine.reduce((a, t) => a + Number(t.requests), 0), partnerExpected);
+  }
+
+  // The mock's partner typed formulas; the export must hand them back as text.
+  // The real gateway's run has no such token (the contract case does not issue one).
+  let hostile = 'skipped (EXPECT_HOSTILE_TOKEN not set)';
+  const hostileId = process.env.EXPECT_HOSTILE_TOKEN;
+  if (hostileId) {
+    const t = byId.get(hostileId);
+    if (!t) throw new Error(`tokens CSV: no row for EXPECT_HOSTILE_TOKEN ${hostileId}`);
+    expectEq(`tokens CSV ${hostileId} description`, t.description, `'=HYPERLINK("x")`);
+    expectEq(`tokens CSV ${hostileId} contract_id`, t.contract_id, `'@INI-7, rev "b"`);
+    expectEq(`tokens CSV ${hostileId} owner`, t.owner, 'initech ops\r\n-second line');
+    expectEq(`tokens CSV ${hostileId} groups`, t.groups, `'+sales; partners`);
+    expectEq(`tokens CSV ${hostileId} created_by`, t.created_by, `'-partner-portal`);
+    // As written: quoted (neutralised text also where RFC 4180 alone would not quote), quotes doubled.
+    const at = tokens.text.indexOf('\r\n' + hostileId + ',') + 2;
+    const record = tokens.text.slice(at, tokens.text.indexOf('\r\n', tokens.text.indexOf('-second line', at)));
+    for (const raw of [`,"'=HYPERLINK(""x"")",`, `,"'@INI-7, rev ""b""",`, `,"initech ops\r\n-second line","'+sales; partners",`]) {
+      if (!record.includes(raw)) throw new Error(`tokens CSV: the record of ${hostileId} lacks ${JSON.stringify(raw)}: ${JSON.stringify(record)}`);
+    }
+    if (!record.endsWith(`,"'-partner-portal"`)) throw new Error(`tokens CSV: the record of ${hostileId} does not end with "'-partner-portal": ${JSON.stringify(record)}`);
+    hostile = 'formulas quoted behind an apostrophe';
+  }
+  return { routes, endpoints, tokens, hostile, hostileId };
+}
+
+// The export buttons as the page shows them, and two of the files laid out as
+// a spreadsheet would show them, in one picture.
+async function exportScreenshot(browser, page, { endpoints, tokens, hostileId }, outDir) {
+  // The top of a panel, in page coordinates (a full-page clip).
+  const clipOf = async (locator, height) => {
+    const b = await locator.evaluate((e) => { const r = e.getBoundingClientRect(); return { x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height }; });
+    return page.screenshot({ fullPage: true, clip: { x: Math.max(b.x - 8, 0), y: Math.max(b.y - 8, 0), width: b.w + 16, height: Math.min(b.h + 16, height) } });
+  };
+  const routesPng = await clipOf(page.locator('section[aria-labelledby="routes-title"]'), 300);
+  const tokensPng = await clipOf(page.locator('section[aria-labelledby="tokens-title"]'), 72);
+
+  const tokenCols = ['token_id', 'subject', 'description', 'kind', 'partner', 'contract_id', 'state', 'requests', 'prompt_tokens', 'completion_tokens', 'last_seen_utc'];
+  const shown = tokens.objects.slice(0, 12);
+  const data = {
+    images: [routesPng, tokensPng].map((b) => 'data:image/png;base64,' + b.toString('base64')),
+    tables: [
+      { title: endpoints.name, note: `all ${endpoints.rows.length} rows and ${endpoints.header.length} columns`, header: endpoints.header, rows: endpoints.rows, mark: [] },
+      { title: tokens.name, note: `${shown.length} of ${tokens.rows.length} rows, ${tokenCols.length} of ${tokens.header.length} columns`, header: tokenCols,
+        rows: shown.map((t) => tokenCols.map((c) => t[c])), mark: shown.map((t) => t.token_id === hostileId) },
+    ],
+  };
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const p = await ctx.newPage();
+  await p.setContent('<!doctype html><html><head><meta charset="utf-8"><title>CSV export</title></head><body></body></html>');
+  await p.evaluate((d) => {
+    const el = (tag, attrs, ...kids) => {
+      const e = document.createElement(tag);
+      for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+      e.append(...kids);
+      return e;
+    };
+    const style = el('style', {});
+    style.textContent = `body{margin:0;padding:16px 22px;background:#f4f6f9;font:13px system-ui,sans-serif;color:#1b2430}
+      h2{font-size:14px;margin:18px 0 6px} h2 span{font-weight:400;color:#5a6676;margin-left:8px}
+      img{display:block;margin-bottom:8px;max-width:100%}
+      table{border-collapse:collapse;background:#fff;font:12px ui-monospace,Menlo,Consolas,monospace}
+      th,td{border:1px solid #d0d7e0;padding:2px 6px;white-space:nowrap;max-width:230px;overflow:hidden;text-overflow:ellipsis}
+      th{background:#e9edf3;font-weight:600} td.num{text-align:right} td.n{color:#8a94a3;background:#eef1f5;text-align:right}
+      tr.mark td{background:#fff4e0}`;
+    document.head.append(style);
+    document.body.append(el('h2', {}, 'Export buttons on the Routes and Tokens panels'), ...d.images.map((src) => el('img', { src })));
+    for (const t of d.tables) {
+      const head = el('tr', {}, el('th', {}, ''), ...t.header.map((x) => el('th', {}, x)));
+      const rows = t.rows.map((r, i) => el('tr', t.mark[i] ? { class: 'mark' } : {}, el('td', { class: 'n' }, String(i + 2)), ...r.map((v) => el('td', /^\d+(\.\d+)?$/.test(v) ? { class: 'num', title: v } : { title: v }, v))));
+      document.body.append(el('h2', {}, t.title, el('span', {}, t.note)), el('table', {}, el('thead', {}, head), el('tbody', {}, ...rows)));
+    }
+  }, data);
+  const shot = path.join(outDir, 'dashboard-export.png');
+  await p.screenshot({ path: shot, fullPage: true });
+  await ctx.close();
+  return shot;
 }
 
 async function run(problems, setBrowser) {
@@ -141,8 +362,11 @@ async function run(problems, setBrowser) {
   const shot = path.join(outDir, 'dashboard.png');
   await page.screenshot({ path: shot, fullPage: true });
 
+  const exported = await checkExports(page, { base, adminToken, route, expected, revokeId, partner, partnerExpected, outDir });
+  const exportShot = await exportScreenshot(browser, page, exported, outDir);
+
   if (problems.length) throw new Error(`the page reported problems:\n  ${problems.join('\n  ')}`);
-  return { shot };
+  return { shot, exportShot, hostile: exported.hostile };
 }
 
 let browser = null;
@@ -153,8 +377,9 @@ try {
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`the test took longer than ${TOTAL_TIMEOUT_MS / 1000} s`)), TOTAL_TIMEOUT_MS);
   });
-  const { shot } = await Promise.race([run(problems, (b) => { browser = b; }), timeout]);
+  const { shot, exportShot, hostile } = await Promise.race([run(problems, (b) => { browser = b; }), timeout]);
   console.log(`dashboard ok: route shows its requests, principals listed${process.env.EXPECT_PARTNER ? ', partner shows its requests' : ''}, token revoked through the page, no console or CSP errors; screenshot ${shot}`);
+  console.log(`CSV export ok: routes, endpoints and tokens files are RFC 4180 with the expected headers and numbers, no cell starts as a formula; hostile text: ${hostile}; screenshot ${exportShot}`);
 } catch (e) {
   code = 1;
   console.error(`dashboard test FAILED: ${e && e.message ? e.message : e}`);

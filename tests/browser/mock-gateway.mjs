@@ -44,6 +44,10 @@ function seed(now) {
     tok('alice@example.com', 'user', ['ml-team'], 'eval script', 2 * 86400, 14 * 86400, { owner: 'corp:alice@example.com', metadata: { issued_via: 'self-service' }, created_by: 'alice@example.com' }),
     tok('acme-corp', 'partner', [], 'Acme pilot (2024 contract)', 120 * 86400, 90 * 86400, { routes: ['llama-prod'], metadata: { partner: 'acme', contract_id: 'C-2024-112' }, revoked_at: now - 40 * 86400 }),
     tok('globex-api', 'partner', [], 'Globex evaluation', 2 * 86400, 30 * 86400, { routes: ['mistral-dev'], metadata: { partner: 'globex', contract_id: 'GX-7' } }),
+    // Partner-typed text a spreadsheet would run as formulas: the CSV export must neutralise it.
+    tok('initech-api', 'partner', ['+sales', 'partners'], '=HYPERLINK("x")', 4 * 86400, 30 * 86400, {
+      routes: ['mistral-dev'], metadata: { partner: 'initech', contract_id: '@INI-7, rev "b"' }, owner: 'initech ops\r\n-second line', created_by: '-partner-portal',
+    }),
   ];
   const serviceAccounts = [
     { name: 'svc-batch', groups: ['batch'], owner: 'data-platform@example.com', description: 'Nightly batch scoring', created_at: now - 8 * 86400, created_by: 'admin@example.com' },
@@ -70,6 +74,7 @@ function metrics(db, now) {
   const [alice, ci, acme] = db.tokens;
   const batch = db.tokens.find((t) => t.subject === 'svc-batch');
   const selfService = db.tokens.find((t) => t.owner);
+  const initech = db.tokens.find((t) => t.subject === 'initech-api');
   const sum = (s, k) => s.reduce((a, p) => a + p[k], 0);
   const llama = series(7, 13);
   const mistral = series(1.5, 0);
@@ -107,10 +112,12 @@ function metrics(db, now) {
       tok_mintedoffline000000000000: { requests: 4, routes: { k7q2m9x4zp: 4 }, last_seen: now - 2 * 86400, prompt_tokens: 120, completion_tokens: 300 },
       ...(batch ? { [batch.id]: { requests: 96, routes: { 'llama-prod': 96 }, last_seen: now - 7 * 3600, prompt_tokens: 41000, completion_tokens: 9000 } } : {}),
       ...(selfService ? { [selfService.id]: { requests: 18, routes: { 'mistral-dev': 18 }, last_seen: now - 20 * 60, prompt_tokens: 5400, completion_tokens: 2100 } } : {}),
+      ...(initech ? { [initech.id]: { requests: 7, routes: { 'mistral-dev': 7 }, last_seen: now - 5 * 3600, prompt_tokens: 2100, completion_tokens: 640 } } : {}),
     },
-    // Usage by partner: the acme token's traffic (the globex token has not been used).
+    // Usage by partner: the acme and initech tokens' traffic (the globex token has not been used).
     partners: {
       acme: { requests: 224, routes: { 'llama-prod': 224 }, last_seen: now - 26 * 3600, prompt_tokens: 12000, completion_tokens: 300 },
+      ...(initech ? { initech: { requests: 7, routes: { 'mistral-dev': 7 }, last_seen: now - 5 * 3600, prompt_tokens: 2100, completion_tokens: 640 } } : {}),
     },
   };
 }
@@ -266,5 +273,6 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const active = m.db.tokens.find((t) => t.revoked_at == null && t.subject === 'alice@example.com');
   console.log(`mock gateway (canned data, not the real gateway) on ${m.url}/_gateway/dashboard`);
   if (noServiceAccounts) console.log('answering 404 to /_gateway/service-accounts like an older gateway (the browser logs that 404 as a console error, so dashboard.mjs fails on it)');
-  console.log(`GATEWAY_URL=${m.url} ADMIN_TOKEN=${m.adminToken} EXPECT_ROUTE=llama-prod EXPECT_REQUESTS=1234 REVOKE_TOKEN_ID=${active.id} EXPECT_PARTNER=acme EXPECT_PARTNER_REQUESTS=224`);
+  const hostile = m.db.tokens.find((t) => t.subject === 'initech-api');
+  console.log(`GATEWAY_URL=${m.url} ADMIN_TOKEN=${m.adminToken} EXPECT_ROUTE=llama-prod EXPECT_REQUESTS=1234 REVOKE_TOKEN_ID=${active.id} EXPECT_PARTNER=acme EXPECT_PARTNER_REQUESTS=224 EXPECT_HOSTILE_TOKEN=${hostile.id}`);
 }
