@@ -110,6 +110,25 @@ struct Shared {
     cancelled_streams: AtomicU64,
     completed_streams: AtomicU64,
     last_request: Mutex<Option<RecordedRequest>>,
+    /// What `/metrics` reports, set by a test ([`StandIn::set_load`]).
+    load: Mutex<VllmLoad>,
+    /// Times `/metrics` was read.
+    metrics_reads: AtomicU64,
+}
+
+/// The load a stand-in reports on `/metrics`, in vLLM's metric names.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VllmLoad {
+    /// `vllm:num_requests_running`.
+    pub running: f64,
+    /// `vllm:num_requests_waiting`.
+    pub waiting: f64,
+    /// `vllm:kv_cache_usage_perc` (0 to 1).
+    pub kv_cache_usage: f64,
+    /// `vllm:prefix_cache_queries_total` (tokens looked up).
+    pub prefix_cache_queries: f64,
+    /// `vllm:prefix_cache_hits_total` (tokens found).
+    pub prefix_cache_hits: f64,
 }
 
 impl Shared {
@@ -177,6 +196,8 @@ impl StandIn {
             cancelled_streams: AtomicU64::new(0),
             completed_streams: AtomicU64::new(0),
             last_request: Mutex::new(None),
+            load: Mutex::new(VllmLoad::default()),
+            metrics_reads: AtomicU64::new(0),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown_rx));
@@ -215,6 +236,16 @@ impl StandIn {
     /// SSE completion streams sent through to `[DONE]`.
     pub fn completed_streams(&self) -> u64 {
         self.shared.completed_streams.load(Ordering::SeqCst)
+    }
+
+    /// Sets what `/metrics` reports from now on.
+    pub fn set_load(&self, load: VllmLoad) {
+        *self.shared.load.lock().unwrap_or_else(|p| p.into_inner()) = load;
+    }
+
+    /// Times `/metrics` was read (by the gateway's probes).
+    pub fn metrics_reads(&self) -> u64 {
+        self.shared.metrics_reads.load(Ordering::SeqCst)
     }
 
     /// The most recent recorded request (any path except `/health`).
@@ -306,6 +337,12 @@ async fn route(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<RespBod
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().map(str::to_owned);
 
+    // Like health, `/metrics` is unrecorded: the gateway's probes read it on their own schedule.
+    if path == "/metrics" && parts.method == Method::GET {
+        shared.metrics_reads.fetch_add(1, Ordering::SeqCst);
+        let l = *shared.load.lock().unwrap_or_else(|p| p.into_inner());
+        return text_response(StatusCode::OK, &vllm_metrics(&shared.name, &l));
+    }
     // Why first: health is unauthenticated and unrecorded so probes never disturb counters.
     if path == "/health" {
         return if parts.method == Method::GET || parts.method == Method::HEAD {
@@ -736,6 +773,27 @@ impl Drop for BodyDropper {
     }
 }
 
+/// `/metrics` in vLLM's Prometheus text format (the v1 engine's names), with a second
+/// engine's label set on the counts and queues, so a reader must sum them.
+fn vllm_metrics(name: &str, l: &VllmLoad) -> String {
+    let mut out = String::new();
+    let families: [(&str, &str, f64); 5] = [
+        ("vllm:num_requests_running", "gauge", l.running),
+        ("vllm:num_requests_waiting", "gauge", l.waiting),
+        ("vllm:kv_cache_usage_perc", "gauge", l.kv_cache_usage),
+        ("vllm:prefix_cache_queries_total", "counter", l.prefix_cache_queries),
+        ("vllm:prefix_cache_hits_total", "counter", l.prefix_cache_hits),
+    ];
+    for (metric, kind, value) in families {
+        out.push_str(&format!("# HELP {metric} Stand-in value.\n# TYPE {metric} {kind}\n"));
+        out.push_str(&format!("{metric}{{engine=\"0\",model_name=\"{MODEL_ID}\",instance=\"{name}\"}} {value}\n"));
+        if metric != "vllm:kv_cache_usage_perc" {
+            out.push_str(&format!("{metric}{{engine=\"1\",model_name=\"{MODEL_ID}\",instance=\"{name}\"}} 0\n"));
+        }
+    }
+    out
+}
+
 /// `/echo/*`: describes the request as received.
 fn echo(
     shared: &Arc<Shared>,
@@ -811,6 +869,13 @@ fn json_response(status: StatusCode, value: &Value) -> Response<RespBody> {
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn text_response(status: StatusCode, text: &str) -> Response<RespBody> {
+    let mut resp = Response::new(full(Bytes::from(text.to_owned())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     resp
 }
 
@@ -935,6 +1000,23 @@ mod tests {
         assert_eq!(resp.headers()[INSTANCE_HEADER], "h");
         assert!(body_bytes(resp).await.is_empty());
         assert_eq!(s.requests(), 0);
+        assert!(s.last_request().is_none());
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn metrics_report_the_load_set_in_vllms_names_unrecorded() {
+        let s = start("m", Some("k")).await;
+        s.set_load(VllmLoad { running: 3.0, waiting: 7.0, kv_cache_usage: 0.5, prefix_cache_queries: 100.0, prefix_cache_hits: 40.0 });
+        let (resp, _c) = send(s.addr(), request(Method::GET, "/metrics").body(Full::default()).unwrap()).await;
+        assert_eq!(resp.status(), StatusCode::OK, "no key needed, as vLLM's /metrics");
+        let text = String::from_utf8(body_bytes(resp).await.to_vec()).unwrap();
+        assert!(text.contains("# TYPE vllm:num_requests_waiting gauge"), "{text}");
+        assert!(text.contains("vllm:num_requests_waiting{engine=\"0\",model_name=\"stand-in\",instance=\"m\"} 7\n"), "{text}");
+        assert!(text.contains("vllm:num_requests_running{engine=\"1\",model_name=\"stand-in\",instance=\"m\"} 0\n"), "{text}");
+        assert!(text.contains("vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"stand-in\",instance=\"m\"} 0.5\n"), "{text}");
+        assert!(text.contains("vllm:prefix_cache_hits_total{engine=\"0\",model_name=\"stand-in\",instance=\"m\"} 40\n"), "{text}");
+        assert_eq!((s.requests(), s.metrics_reads()), (0, 1));
         assert!(s.last_request().is_none());
         s.stop().await;
     }
