@@ -124,6 +124,8 @@ fn bench_decision(c: &mut Criterion) {
         trace: &trace,
         secret: &secret,
         avoid: &avoid,
+        load: &|_, _| 0.0,
+        body_peek: None,
     };
     assert!(matches!(
         block_on(route_request(&cfg, &s, &parts, &ctx)),

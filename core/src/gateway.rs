@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::forward::{is_valid_request_id, request_headers, upstream_url, ForwardPlan, Upstream};
 use crate::rbac::authorize;
-use crate::route::{parse_target, Endpoint, Route, Target};
+use crate::route::{parse_target, AffinityFallback, Endpoint, Route, Target};
 use crate::store::RouteSource;
 use crate::token::Principal;
 use http::request::Parts;
@@ -36,6 +36,12 @@ pub struct RequestContext<'a> {
     pub secret: &'a dyn Fn(&str) -> Option<String>,
     /// True for an endpoint (route, id) that failed recently.
     pub avoid: &'a dyn Fn(&str, &str) -> bool,
+    /// The load of an endpoint (route, id), [`crate::load::estimate`]; 0 when unknown.
+    pub load: &'a dyn Fn(&str, &str) -> f64,
+    /// The start of the request body (at most [`crate::load::BODY_PEEK_BYTES`]) and
+    /// whether that is all of it, for routes keyed by prompt prefix
+    /// ([`Resolved::needs_body_peek`]); `None` when not read.
+    pub body_peek: Option<(&'a [u8], bool)>,
 }
 
 /// Checks header count and size and URL length, before anything else.
@@ -112,19 +118,81 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     crate::forward::cookie_value(&parts.headers, name)
 }
 
-/// The affinity key: route header, then route cookie, each scoped to the
-/// caller's subject; else the token id; else the request id (no affinity).
-pub fn affinity_key(route: &Route, parts: &Parts, principal: Option<&Principal>, request_id: &str) -> String {
-    let scope = principal.map_or("anonymous", |p| p.subject.as_str());
-    let from_header = route.affinity.header.as_deref().and_then(|h| parts.headers.get(h)).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
-    let from_cookie = || route.affinity.cookie.as_deref().and_then(|c| cookie(parts, c)).filter(|v| !v.is_empty());
-    match from_header.or_else(from_cookie) {
-        Some(session) => format!("s\u{0}{scope}\u{0}{session}"),
-        None => match principal {
-            Some(p) => format!("t\u{0}{}", p.token_id),
-            None => format!("r\u{0}{request_id}"),
+/// The key a request is balanced by, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceKey {
+    /// The rendezvous key.
+    pub key: String,
+    /// True when the key is the request's own (no affinity): the request is
+    /// spread by load ([`crate::balance::Balancer::spread`]) rather than kept in place.
+    pub spread: bool,
+}
+
+/// The session id the route's header, else its cookie, carries.
+fn session_id<'a>(route: &Route, parts: &'a Parts) -> Option<&'a str> {
+    let from_header = route
+        .affinity
+        .header
+        .as_deref()
+        .and_then(|h| parts.headers.get(h))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    let from_cookie = || {
+        route
+            .affinity
+            .cookie
+            .as_deref()
+            .and_then(|c| cookie(parts, c))
+            .filter(|v| !v.is_empty())
+    };
+    from_header.or_else(from_cookie)
+}
+
+/// The balancing key: the route's session header, then its cookie, each scoped
+/// to the caller's subject; else the route's fallback for the caller's token
+/// kind ([`crate::route::Affinity::fallback_for`]): the token id, the prompt
+/// prefix of `body_peek` (not scoped: callers sharing a system prompt share
+/// the cache), or the request id (spread by load). `prefix` without a key from
+/// the body, and `token` without a token, fall back to the request id.
+pub fn balance_key(
+    route: &Route,
+    parts: &Parts,
+    principal: Option<&Principal>,
+    request_id: &str,
+    body_peek: Option<(&[u8], bool)>,
+) -> BalanceKey {
+    if let Some(session) = session_id(route, parts) {
+        let scope = principal.map_or("anonymous", |p| p.subject.as_str());
+        return BalanceKey {
+            key: format!("s\u{0}{scope}\u{0}{session}"),
+            spread: false,
+        };
+    }
+    let fallback = route.affinity.fallback_for(principal.map(|p| p.kind));
+    let key = match (fallback, principal) {
+        (AffinityFallback::Token, Some(p)) => Some(format!("t\u{0}{}", p.token_id)),
+        (AffinityFallback::Prefix, _) => body_peek
+            .and_then(|(body, complete)| crate::load::prompt_prefix_key(body, complete))
+            .map(|prefix| format!("p\u{0}{prefix}")),
+        _ => None,
+    };
+    match key {
+        Some(key) => BalanceKey { key, spread: false },
+        None => BalanceKey {
+            key: format!("r\u{0}{request_id}"),
+            spread: true,
         },
     }
+}
+
+/// [`balance_key`]'s key without a body peek.
+pub fn affinity_key(
+    route: &Route,
+    parts: &Parts,
+    principal: Option<&Principal>,
+    request_id: &str,
+) -> String {
+    balance_key(route, parts, principal, request_id, None).key
 }
 
 /// Verifies the bearer token if one is sent; `Ok(None)` when none is.
@@ -147,6 +215,17 @@ pub struct Resolved {
     leases: Vec<Endpoint>,
     /// Endpoints health probes found down.
     down: Vec<String>,
+}
+
+impl Resolved {
+    /// True when [`plan`] would key the request by its prompt prefix: the route's
+    /// fallback is `prefix` and the request carries no session id. Only then
+    /// need the adapter peek at the body ([`RequestContext::body_peek`]).
+    pub fn needs_body_peek(&self, parts: &Parts) -> bool {
+        let kind = self.principal.as_ref().map(|p| p.kind);
+        self.route.affinity.fallback_for(kind) == AffinityFallback::Prefix
+            && session_id(&self.route, parts).is_none()
+    }
 }
 
 /// The outcome of [`resolve`].
@@ -242,9 +321,30 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
             endpoints.push(lease);
         }
     }
-    let endpoints = crate::metrics::exclude_down(&endpoints, ctx.now, |id| r.down.iter().any(|d| d == id));
-    let affinity = affinity_key(&r.route, parts, r.principal.as_ref(), &request_id);
-    let ranked = Balancer::rank(&affinity, &endpoints, ctx.now, &|id| (ctx.avoid)(&r.key, id));
+    let endpoints =
+        crate::metrics::exclude_down(&endpoints, ctx.now, |id| r.down.iter().any(|d| d == id));
+    let key = balance_key(
+        &r.route,
+        parts,
+        r.principal.as_ref(),
+        &request_id,
+        ctx.body_peek,
+    );
+    let avoid = |id: &str| (ctx.avoid)(&r.key, id);
+    let load = |id: &str| (ctx.load)(&r.key, id);
+    let order = if key.spread {
+        Balancer::spread
+    } else {
+        Balancer::rank_bounded
+    };
+    let ranked = order(
+        &key.key,
+        &endpoints,
+        ctx.now,
+        &avoid,
+        &load,
+        r.route.affinity.factor(),
+    );
     if ranked.is_empty() {
         return Err(Error::NoLiveEndpoint);
     }
@@ -346,8 +446,223 @@ mod tests {
             trace: &trace,
             secret: &secret,
             avoid: &|_, _| false,
+            load: &|_, _| 0.0,
+            body_peek: None,
         };
         block_on(route_request(cfg, s, p, &ctx))
+    }
+
+    /// [`decide`] with loads (by endpoint id, asserting the route key) and a body peek.
+    fn decide_with(
+        cfg: &Config,
+        s: &MemoryStore,
+        p: &Parts,
+        load: &dyn Fn(&str) -> f64,
+        body_peek: Option<(&[u8], bool)>,
+    ) -> Result<Routed> {
+        let secret = |n: &str| (n == "VLLM_KEY").then(|| "upstream-secret".to_string());
+        let trace = crate::trace::Trace::from_headers(&p.headers, &[7; 24]);
+        let load = |route: &str, id: &str| {
+            assert_eq!(route, "llama");
+            load(id)
+        };
+        let ctx = RequestContext {
+            now: NOW,
+            client_ip: Some("203.0.113.9"),
+            proto: "https",
+            new_request_id: "rid-new",
+            trace: &trace,
+            secret: &secret,
+            avoid: &|_, _| false,
+            load: &load,
+            body_peek,
+        };
+        block_on(route_request(cfg, s, p, &ctx))
+    }
+
+    fn token_of(cfg: &Config, sub: &str, kind: TokenKind) -> String {
+        let req = TokenRequest {
+            subject: sub.into(),
+            kind,
+            groups: vec!["ml-team".into()],
+            ..registrar_base()
+        };
+        let t = TokenIssuer::new(cfg)
+            .issue(&req, NOW, format!("tok_{sub}"))
+            .unwrap()
+            .0;
+        format!("Bearer {t}")
+    }
+
+    fn order(p: &ForwardPlan) -> Vec<String> {
+        p.upstreams.iter().map(|u| u.endpoint_id.clone()).collect()
+    }
+
+    fn principal(sub: &str, kind: TokenKind) -> Principal {
+        Principal {
+            rate_limit_rpm: None,
+            token_id: format!("tok_{sub}"),
+            subject: sub.into(),
+            kind,
+            groups: vec![],
+            routes: None,
+            expires_at: 0,
+            issued_at: 0,
+            provider: None,
+            partner: None,
+            registrar: None,
+        }
+    }
+
+    #[test]
+    fn the_fallback_key_depends_on_the_token_kind() {
+        let mut route = Route::new("r", vec![]);
+        let p = parts("/r/x", &[]);
+        let user = principal("alice", TokenKind::User);
+        let service = principal("batch", TokenKind::Service);
+        let partner = principal("acme", TokenKind::Partner);
+        let spread = BalanceKey {
+            key: "r\u{0}rid".into(),
+            spread: true,
+        };
+        assert_eq!(
+            balance_key(&route, &p, Some(&user), "rid", None),
+            BalanceKey {
+                key: "t\u{0}tok_alice".into(),
+                spread: false
+            }
+        );
+        assert_eq!(balance_key(&route, &p, Some(&service), "rid", None), spread);
+        assert_eq!(balance_key(&route, &p, Some(&partner), "rid", None), spread);
+        assert_eq!(balance_key(&route, &p, None, "rid", None), spread);
+        // A session id wins over every fallback.
+        let with_session = parts("/r/x", &[("x-session-id", "s1")]);
+        assert!(!balance_key(&route, &with_session, Some(&service), "rid", None).spread);
+        route.affinity.fallback = Some(AffinityFallback::Token);
+        assert_eq!(
+            balance_key(&route, &p, Some(&service), "rid", None).key,
+            "t\u{0}tok_batch"
+        );
+        assert_eq!(
+            balance_key(&route, &p, None, "rid", None),
+            spread,
+            "no token to key on"
+        );
+        route.affinity.fallback = Some(AffinityFallback::Spread);
+        assert_eq!(balance_key(&route, &p, Some(&user), "rid", None), spread);
+    }
+
+    #[test]
+    fn the_prefix_fallback_keys_by_the_prompt_across_callers() {
+        let mut route = Route::new("r", vec![]);
+        route.affinity.fallback = Some(AffinityFallback::Prefix);
+        let p = parts("/r/v1/chat/completions", &[]);
+        let first: &[u8] = br#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"U"}]}"#;
+        let later: &[u8] = br#"{"stream":true,"messages":[{"content":"S","role":"system"},{"content":"U","role":"user"},
+            {"role":"assistant","content":"A"},{"role":"user","content":"more"}]}"#;
+        let (alice, bob) = (
+            principal("alice", TokenKind::User),
+            principal("bob", TokenKind::Service),
+        );
+        let a = balance_key(&route, &p, Some(&alice), "r1", Some((first, true)));
+        let b = balance_key(&route, &p, Some(&bob), "r2", Some((later, true)));
+        assert_eq!(a, b);
+        assert!(!a.spread && a.key.starts_with("p\u{0}"));
+        for body in [None, Some((&b"{not json"[..], true))] {
+            assert_eq!(
+                balance_key(&route, &p, Some(&alice), "r1", body),
+                BalanceKey {
+                    key: "r\u{0}r1".into(),
+                    spread: true
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn loads_move_sessions_off_a_saturated_endpoint_and_spread_keyless_requests() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let user = token_of(&cfg, "alice", TokenKind::User);
+        let zero = |_: &str| 0.0;
+        let session = |sid: &str| {
+            parts(
+                "/llama/v1/models",
+                &[("authorization", &user), ("x-session-id", sid)],
+            )
+        };
+        let on_a = (0..40)
+            .map(|i| format!("s{i}"))
+            .find(|sid| order(&plan(decide_with(&cfg, &s, &session(sid), &zero, None)))[0] == "a")
+            .unwrap();
+        let busy_a = |id: &str| if id == "a" { 10.0 } else { 0.0 };
+        assert_eq!(
+            order(&plan(decide_with(&cfg, &s, &session(&on_a), &busy_a, None))),
+            ["b", "a"],
+            "a saturated: the session spills, a still tried on failover"
+        );
+        let slightly = |id: &str| if id == "a" { 1.0 } else { 0.0 };
+        assert_eq!(
+            order(&plan(decide_with(
+                &cfg,
+                &s,
+                &session(&on_a),
+                &slightly,
+                None
+            )))[0],
+            "a",
+            "under its bound, a keeps its sessions"
+        );
+        // Keyless service traffic: the less loaded of the two.
+        let service = token_of(&cfg, "batch", TokenKind::Service);
+        let keyless = parts("/llama/v1/models", &[("authorization", &service)]);
+        let first = order(&plan(decide_with(&cfg, &s, &keyless, &zero, None)))[0].clone();
+        let other = if first == "a" { "b" } else { "a" };
+        let first_busier = |id: &str| if id == first { 1.0 } else { 0.0 };
+        assert_eq!(
+            order(&plan(decide_with(&cfg, &s, &keyless, &first_busier, None)))[0],
+            other
+        );
+    }
+
+    #[test]
+    fn the_adapter_peeks_at_the_body_only_for_prefix_routes_without_a_session() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let user = token_of(&cfg, "alice", TokenKind::User);
+        let needs = |s: &MemoryStore, headers: &[(&str, &str)]| {
+            let p = parts("/llama/v1/chat/completions", headers);
+            match block_on(resolve(&cfg, s, &p, NOW)).unwrap() {
+                Resolution::Route(r) => r.needs_body_peek(&p),
+                Resolution::Admin(_) => unreachable!(),
+            }
+        };
+        assert!(!needs(&s, &[("authorization", &user)]));
+        let mut r = block_on(s.route("llama")).unwrap().unwrap();
+        r.affinity.fallback = Some(AffinityFallback::Prefix);
+        block_on(s.put_route(&r, None)).unwrap();
+        assert!(needs(&s, &[("authorization", &user)]));
+        assert!(!needs(
+            &s,
+            &[("authorization", &user), ("x-session-id", "s1")]
+        ));
+        // The body's prefix decides where the request goes: the same one for two callers.
+        let body: &[u8] =
+            br#"{"messages":[{"role":"system","content":"S"},{"role":"user","content":"U"}]}"#;
+        let service = token_of(&cfg, "batch", TokenKind::Service);
+        let zero = |_: &str| 0.0;
+        let mut firsts = std::collections::HashSet::new();
+        for (i, tok) in [&user, &service].into_iter().cycle().take(16).enumerate() {
+            let rid = format!("rid-{i}");
+            let p = parts(
+                "/llama/v1/chat/completions",
+                &[("authorization", tok), ("x-request-id", &rid)],
+            );
+            firsts.insert(
+                order(&plan(decide_with(&cfg, &s, &p, &zero, Some((body, true)))))[0].clone(),
+            );
+        }
+        assert_eq!(firsts.len(), 1);
     }
 
     fn plan(r: Result<Routed>) -> ForwardPlan {

@@ -17,6 +17,7 @@ pub mod forward;
 pub mod forge;
 pub mod gateway;
 pub mod identity;
+pub mod load;
 pub mod meter;
 pub mod metrics;
 pub mod oidc;

@@ -98,7 +98,7 @@ pub struct Auth {
     pub groups: Vec<String>,
 }
 
-/// Where the affinity key comes from.
+/// Where the affinity key comes from, and how loaded endpoints shed keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Affinity {
@@ -108,6 +108,51 @@ pub struct Affinity {
     /// Cookie carrying the session id.
     #[serde(default)]
     pub cookie: Option<String>,
+    /// The key of requests without a session id; absent: [`AffinityFallback::Token`]
+    /// for user tokens, [`AffinityFallback::Spread`] for the rest (service and
+    /// partner tokens, anonymous callers), so batch traffic spreads while
+    /// conversations stay put. See [`Affinity::fallback_for`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<AffinityFallback>,
+    /// Bound factor of consistent hashing with bounded loads: an endpoint takes
+    /// up to this many times its weighted share of the load before keys spill
+    /// to their next choice. Between 1 and 10, or 0 for no bound (plain
+    /// rendezvous); absent or null: [`crate::balance::DEFAULT_BALANCE_FACTOR`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_factor: Option<f64>,
+}
+
+/// What keys a request that carries no session id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AffinityFallback {
+    /// The token id: all of a caller's requests stay on one endpoint.
+    Token,
+    /// `"none"`: no key; each request goes to the less loaded of two random choices.
+    #[serde(rename = "none")]
+    Spread,
+    /// A hash of the prompt's leading part ([`crate::load::prompt_prefix_key`]), so
+    /// requests sharing a system prompt, and a conversation's turns, share vLLM's
+    /// prefix cache; `none` when the body gives no key.
+    Prefix,
+}
+
+impl Affinity {
+    /// The fallback for a caller of `kind` (`None`: anonymous).
+    pub fn fallback_for(&self, kind: Option<crate::token::TokenKind>) -> AffinityFallback {
+        use crate::token::TokenKind;
+        match (self.fallback, kind) {
+            (Some(f), _) => f,
+            (None, Some(TokenKind::User)) => AffinityFallback::Token,
+            (None, _) => AffinityFallback::Spread,
+        }
+    }
+
+    /// The bound factor in effect (0: no bound).
+    pub fn factor(&self) -> f64 {
+        self.balance_factor
+            .unwrap_or(crate::balance::DEFAULT_BALANCE_FACTOR)
+    }
 }
 
 /// Upstream timeouts in milliseconds.
@@ -154,7 +199,12 @@ impl Default for Auth {
 }
 impl Default for Affinity {
     fn default() -> Self {
-        Affinity { header: default_affinity_header(), cookie: None }
+        Affinity {
+            header: default_affinity_header(),
+            cookie: None,
+            fallback: None,
+            balance_factor: None,
+        }
     }
 }
 impl Default for Timeouts {
@@ -473,6 +523,14 @@ impl Route {
         if let Some(c) = &self.affinity.cookie {
             if c.is_empty() || c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
                 return Err(Error::bad_request("affinity.cookie", "must be a cookie name ([A-Za-z0-9._-]{1,64})"));
+            }
+        }
+        if let Some(f) = self.affinity.balance_factor {
+            if !(f == 0.0 || (1.0..=10.0).contains(&f)) {
+                return Err(Error::bad_request(
+                    "affinity.balance_factor",
+                    "must be between 1 and 10, or 0 for no bound",
+                ));
             }
         }
         if let Some(s) = &self.upstream_api_key_secret {
@@ -803,6 +861,72 @@ mod tests {
         ep.via = None;
         ep.url = "http://127.0.0.1:1".into();
         assert!(matches!(none.check(&ep, ""), Err(Error::BadRequest { ref field, .. }) if field == "url"));
+    }
+
+    #[test]
+    fn affinity_fallback_and_balance_factor() {
+        use crate::token::TokenKind;
+        let r: Route = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
+        assert_eq!(r.affinity.factor(), crate::balance::DEFAULT_BALANCE_FACTOR);
+        assert_eq!(
+            r.affinity.fallback_for(Some(TokenKind::User)),
+            AffinityFallback::Token
+        );
+        for kind in [Some(TokenKind::Service), Some(TokenKind::Partner), None] {
+            assert_eq!(r.affinity.fallback_for(kind), AffinityFallback::Spread);
+        }
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v["affinity"],
+            serde_json::json!({"header": "x-session-id", "cookie": null}),
+            "unset, the route JSON is as before"
+        );
+        let r: Route = serde_json::from_str(
+            r#"{"name":"x","affinity":{"fallback":"prefix","balance_factor":1.5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.affinity.fallback_for(Some(TokenKind::User)),
+            AffinityFallback::Prefix
+        );
+        assert_eq!(r.affinity.factor(), 1.5);
+        r.validate().unwrap();
+        let none: Route = serde_json::from_str(
+            r#"{"name":"x","affinity":{"fallback":"none","balance_factor":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            none.affinity.fallback_for(Some(TokenKind::User)),
+            AffinityFallback::Spread
+        );
+        assert_eq!(
+            none.affinity.factor(),
+            crate::balance::DEFAULT_BALANCE_FACTOR
+        );
+        assert_eq!(
+            serde_json::to_value(&none.affinity).unwrap()["fallback"],
+            "none"
+        );
+        assert!(
+            serde_json::from_str::<Route>(r#"{"name":"x","affinity":{"fallback":"session"}}"#)
+                .is_err()
+        );
+        for (f, ok) in [
+            (0.0, true),
+            (1.0, true),
+            (10.0, true),
+            (0.5, false),
+            (10.5, false),
+            (-1.0, false),
+        ] {
+            let mut r = Route::new("x", vec![]);
+            r.affinity.balance_factor = Some(f);
+            assert_eq!(
+                matches!(r.validate(), Err(Error::BadRequest { ref field, .. }) if field == "affinity.balance_factor"),
+                !ok,
+                "{f}"
+            );
+        }
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
         trace: &trace,
         secret: &secret,
         avoid: &avoid,
+        // Not wired yet: no load readings, no body peek (plain rendezvous, as before).
+        load: &|_, _| 0.0,
+        body_peek: None,
     };
 
     match route_request(cfg, &kv, &parts, &rctx).await {

@@ -227,6 +227,9 @@ async fn serve(
                 trace,
                 secret: &secret,
                 avoid: &avoid,
+                // Not wired yet: no load readings, no body peek (plain rendezvous, as before).
+                load: &|_, _| 0.0,
+                body_peek: None,
             };
             plan(&parts, *resolved, &rctx).map(|p| Routed::Proxy(Box::new(p)))
         }
