@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks infra/observability's Prometheus files with promtool: the alert rules
-# (`promtool check rules`) and the scrape config (`promtool check config
-# --syntax-only`, since the token file it names exists only on the Prometheus host).
+# (`promtool check rules`), their unit tests (`promtool test rules alerts.test.yml`)
+# and the scrape config (`promtool check config --syntax-only`, since the token
+# file it names exists only on the Prometheus host).
 #
 #   scripts/check-observability.sh           # skips, saying so, when promtool is absent
 #   scripts/check-observability.sh --fetch   # else takes promtool from Debian's
@@ -36,5 +37,6 @@ fi
 
 "$promtool" --version 2>&1 | head -n 1
 "$promtool" check rules "$dir/alerts.yml"
+"$promtool" test rules "$dir/alerts.test.yml"
 "$promtool" check config --syntax-only "$dir/scrape.yml"
 echo "check-observability: OK"

@@ -302,6 +302,32 @@ fn alert_expressions_parse_as_promql_and_use_only_exposed_current_metrics() {
 }
 
 #[test]
+fn alert_unit_tests_feed_series_the_gateway_exposes() {
+    // promtool runs them (scripts/check-observability.sh); here their input
+    // series are held to the same names, so the tests cannot drift from the exposition.
+    let tests = yaml("prometheus/alerts.test.yml");
+    assert_eq!(tests["rule_files"][0].as_str(), Some("alerts.yml"));
+    let mut series = Vec::new();
+    for t in tests["tests"].as_sequence().expect("tests") {
+        for s in t["input_series"].as_sequence().expect("input_series") {
+            series.push(Query { at: format!("unit test `{}`", t["name"].as_str().unwrap_or("?")), expr: s["series"].as_str().expect("series").to_string() });
+        }
+    }
+    check_names(&parse_all(&series, &[]), &Exposed::render(false));
+    let tested: BTreeSet<String> = tests["tests"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|a| a["alertname"].as_str().map(str::to_string))
+        .collect();
+    for r in alert_rules() {
+        let alert = r["alert"].as_str().unwrap();
+        assert!(tested.contains(alert), "{alert} has no promtool unit test in alerts.test.yml");
+    }
+}
+
+#[test]
 fn alert_rules_have_what_prometheus_and_alertmanager_need() {
     let file = yaml("prometheus/alerts.yml");
     let groups = file["groups"].as_sequence().expect("a `groups` list");
