@@ -1,13 +1,15 @@
 //! The files under `infra/observability` checked against the gateway itself:
 //! every metric the Grafana dashboard and the alert rules query is one that
-//! `render_prometheus` writes (and not a deprecated one), every expression is
-//! PromQL a real parser accepts, and each file has the shape its loader needs.
+//! `render_prometheus` writes (and not a deprecated one), matched only on labels
+//! it has, every expression is PromQL a real parser accepts, and each file has
+//! the shape its loader needs. promtool's own checks are in
+//! `scripts/check-observability.sh`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use gateway_core::admin::AdminCommand;
-use gateway_core::metrics::{render_prometheus, snapshot, Health};
+use gateway_core::metrics::{render_prometheus, EndpointMetrics, HealthState, RouteMetrics, Snapshot, TokenMetrics};
 use http::Method;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{walk_expr, ExprVisitor};
@@ -19,6 +21,8 @@ use serde_norway::Value as Yaml;
 const DATASOURCE_UID: &str = "${DS_PROMETHEUS}";
 /// Metrics that are Prometheus's own, not the gateway's.
 const PROMETHEUS_OWN: &[&str] = &["up"];
+/// Labels Prometheus adds to every scraped series.
+const TARGET_LABELS: &[&str] = &["job", "instance"];
 
 fn asset(path: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/observability").join(path);
@@ -34,19 +38,37 @@ fn yaml(path: &str) -> Yaml {
 }
 
 /// What one exposition declares: family names with the series names a
-/// histogram adds, and the families whose HELP says they are deprecated.
+/// histogram adds, the label names of each series name, and the families
+/// whose HELP says they are deprecated.
 #[derive(Default)]
 struct Exposed {
     names: BTreeSet<String>,
+    labels: BTreeMap<String, BTreeSet<String>>,
     deprecated: BTreeSet<String>,
 }
 
+/// A snapshot with one of everything, so every family has a sample to show its labels.
+fn one_of_everything() -> Snapshot {
+    let endpoint =
+        EndpointMetrics { requests: 3, failures: 1, health: HealthState::Up, uptime_24h: Some(1.0), uptime_7d: Some(0.9), last_probe_at: Some(60) };
+    let route = RouteMetrics {
+        by_status_class: [("2xx".to_string(), 3), ("5xx".to_string(), 1)].into(),
+        endpoints: [("a".to_string(), endpoint)].into(),
+        ..RouteMetrics::default()
+    };
+    let usage = TokenMetrics { requests: 1, routes: [("llama".to_string(), 1)].into(), last_seen: Some(60), prompt_tokens: 1, completion_tokens: 1 };
+    Snapshot {
+        generated_at: 120,
+        routes: [("llama".to_string(), route)].into(),
+        tokens: [("tok_a".to_string(), usage.clone())].into(),
+        partners: [("acme".to_string(), usage)].into(),
+        ..Snapshot::default()
+    }
+}
+
 impl Exposed {
-    /// Every family's `# TYPE` line is written even without samples, so an
-    /// empty snapshot declares them all.
     fn render(per_token: bool) -> Exposed {
-        let snap = snapshot(0, Vec::<(&str, u64)>::new(), Vec::<(&str, &str, &Health)>::new());
-        let text = render_prometheus(&snap, per_token);
+        let text = render_prometheus(&one_of_everything(), per_token);
         let mut out = Exposed::default();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -62,6 +84,13 @@ impl Exposed {
                 if help.starts_with("Deprecated") {
                     out.deprecated.insert(name.to_string());
                 }
+            } else if !line.starts_with('#') {
+                // name{k="v",…} value; the values here hold no `,`, `=` or `}`.
+                let (series, _) = line.rsplit_once(' ').expect("a sample");
+                let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+                let labels = labels.strip_suffix('}').expect("labels end with }");
+                let names = labels.split(',').filter(|l| !l.is_empty()).map(|l| l.split_once('=').expect("k=\"v\"").0.to_string());
+                out.labels.entry(name.to_string()).or_default().extend(names);
             }
         }
         out
@@ -140,7 +169,13 @@ fn variables(dash: &Json) -> Vec<String> {
 
 /// Metric names in a parsed expression: the names of its vector and range selectors.
 fn selector_names(expr: &Expr) -> BTreeSet<String> {
-    struct Names(BTreeSet<String>);
+    selectors(expr).into_keys().collect()
+}
+
+/// The vector and range selectors in a parsed expression: metric name, and the
+/// label names their matchers use.
+fn selectors(expr: &Expr) -> BTreeMap<String, BTreeSet<String>> {
+    struct Names(BTreeMap<String, BTreeSet<String>>);
     impl ExprVisitor for Names {
         type Error = ();
         fn pre_visit(&mut self, e: &Expr) -> Result<bool, ()> {
@@ -151,11 +186,12 @@ fn selector_names(expr: &Expr) -> BTreeSet<String> {
             };
             // `{__name__="x"}` is written `x` here; a selector without a name would match anything.
             let name = vs.name.clone().or_else(|| vs.matchers.find_matchers("__name__").into_iter().next().map(|m| m.value));
-            self.0.insert(name.unwrap_or_default());
+            let labels = vs.matchers.matchers.iter().chain(vs.matchers.or_matchers.iter().flatten()).map(|m| m.name.clone()).filter(|l| l != "__name__");
+            self.0.entry(name.unwrap_or_default()).or_default().extend(labels);
             Ok(true)
         }
     }
-    let mut names = Names(BTreeSet::new());
+    let mut names = Names(BTreeMap::new());
     walk_expr(&mut names, expr).expect("the walk has no errors");
     names.0
 }
@@ -175,8 +211,9 @@ fn gateway_identifiers(text: &str) -> BTreeSet<String> {
     out
 }
 
-/// Parses each query as PromQL and returns the metric names each one uses.
-fn parse_all(queries: &[Query], variables: &[String]) -> BTreeMap<String, BTreeSet<String>> {
+/// Parses each query as PromQL and returns the metric names each one uses,
+/// with the label names it matches them on.
+fn parse_all(queries: &[Query], variables: &[String]) -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     let mut out = BTreeMap::new();
     let mut errors = Vec::new();
     for q in queries {
@@ -191,8 +228,10 @@ fn parse_all(queries: &[Query], variables: &[String]) -> BTreeMap<String, BTreeS
         }
         match parser::parse(&expr) {
             Ok(ast) => {
-                let mut names = selector_names(&ast);
-                names.extend(gateway_identifiers(&expr));
+                let mut names = selectors(&ast);
+                for name in gateway_identifiers(&expr) {
+                    names.entry(name).or_default();
+                }
                 out.insert(format!("{}: {}", q.at, q.expr.trim()), names);
             }
             Err(e) => errors.push(format!("{}: {e}\n    {expr}", q.at)),
@@ -202,10 +241,10 @@ fn parse_all(queries: &[Query], variables: &[String]) -> BTreeMap<String, BTreeS
     out
 }
 
-fn check_names(used: &BTreeMap<String, BTreeSet<String>>, exposed: &Exposed) {
+fn check_names(used: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>, exposed: &Exposed) {
     let mut errors = Vec::new();
     for (at, names) in used {
-        for name in names {
+        for (name, labels) in names {
             if name.is_empty() {
                 errors.push(format!("{at}: a selector without a metric name"));
             } else if PROMETHEUS_OWN.contains(&name.as_str()) {
@@ -213,6 +252,11 @@ fn check_names(used: &BTreeMap<String, BTreeSet<String>>, exposed: &Exposed) {
                 errors.push(format!("{at}: `{name}` is not in the exposition"));
             } else if exposed.is_deprecated(name) || name.ends_with("_ms") || name.contains("_ms_") {
                 errors.push(format!("{at}: `{name}` is deprecated"));
+            } else {
+                let known = exposed.labels.get(name).cloned().unwrap_or_default();
+                for l in labels.iter().filter(|l| !known.contains(*l) && !TARGET_LABELS.contains(&l.as_str())) {
+                    errors.push(format!("{at}: `{name}` has no label `{l}` (it has {known:?})"));
+                }
             }
         }
     }
@@ -290,7 +334,7 @@ fn alert_expressions_parse_as_promql_and_use_only_exposed_current_metrics() {
     let queries = alert_queries();
     let used = parse_all(&queries, &[]);
     check_names(&used, &Exposed::render(false));
-    let all: BTreeSet<&String> = used.values().flatten().collect();
+    let all: BTreeSet<&String> = used.values().flat_map(|m| m.keys()).collect();
     for needed in
         ["gateway_endpoint_up", "gateway_requests_total", "gateway_overhead_duration_seconds_bucket", "gateway_tokens_expiring", "gateway_probe_last_round_timestamp_seconds"]
     {
