@@ -41,16 +41,16 @@ pub struct Cli {
 #[derive(Args, Clone, Default, PartialEq, Eq)]
 pub struct ConnArgs {
     /// The gateway's base URL, e.g. https://gw.example.com (env GATEWAY_URL)
-    #[arg(long, global = true, value_name = "URL", alias = "gateway")]
+    #[arg(long, global = true, value_name = "URL", alias = "gateway", help_heading = "Connection")]
     pub server: Option<String>,
     /// The token to send (env GATEWAY_TOKEN; prefer it or --token-file: arguments show in the process list)
-    #[arg(long, global = true, value_name = "TOKEN", conflicts_with = "token_file")]
+    #[arg(long, global = true, value_name = "TOKEN", conflicts_with = "token_file", help_heading = "Connection")]
     pub token: Option<String>,
     /// Read the token from this file (re-read for every call, so a rotated token is picked up)
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = "Connection")]
     pub token_file: Option<String>,
     /// Use this context of the config file instead of the current one
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", help_heading = "Connection")]
     pub context: Option<String>,
 }
 
