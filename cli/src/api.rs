@@ -1,10 +1,37 @@
 //! The admin API over HTTP: where to send, refusing to send a token in clear,
 //! and turning the gateway's OpenAI-shaped errors into operator messages.
 
-use crate::args::{Conn, HttpCall};
 use crate::duration::printable;
 use serde_json::Value;
 use std::time::Duration;
+
+/// Where the token comes from, once the flags, the environment and the contexts are resolved.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Given on the command line, in the environment, or in a context.
+    Given(String),
+    /// A file, read for every call (so a rotated token is picked up).
+    File(String),
+}
+
+/// The gateway and the token source, resolved but not yet checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conn {
+    /// The gateway's base URL as given.
+    pub server: String,
+    /// The token.
+    pub token: TokenSource,
+}
+
+impl std::fmt::Debug for TokenSource {
+    // Never print the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Given(_) => f.write_str("Given(<redacted>)"),
+            TokenSource::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
 
 /// The gateway URL and admin token, checked.
 pub struct Target {
@@ -20,24 +47,63 @@ impl std::fmt::Debug for Target {
     }
 }
 
-/// Resolves the flags, then the environment (`GATEWAY_URL`, `GATEWAY_TOKEN`), into a checked
-/// target. `--token-file` is read here, so each call sees the file as it is now.
-pub fn resolve(conn: &Conn, env: &dyn Fn(&str) -> Option<String>) -> Result<Target, String> {
-    let url = conn
-        .url
-        .clone()
-        .or_else(|| env("GATEWAY_URL").filter(|s| !s.trim().is_empty()))
-        .ok_or("no gateway URL: pass --url https://… or set GATEWAY_URL")?;
-    let base = check_base_url(url.trim())?;
-    let token = match (&conn.token, &conn.token_file) {
-        (Some(_), Some(_)) => return Err("give the token once: --token or --token-file".into()),
-        (Some(t), None) => t.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| format!("cannot read the token file `{}`: {e}", printable(path)))?,
-        (None, None) => env("GATEWAY_TOKEN")
-            .filter(|s| !s.trim().is_empty())
-            .ok_or("no token: set GATEWAY_TOKEN (or pass --token-file or --token)")?,
+/// Checks the URL and reads the token (from its file, if it has one: each call sees the file as it is now).
+pub fn target(conn: &Conn) -> Result<Target, String> {
+    let base = check_base_url(conn.server.trim())?;
+    let token = match &conn.token {
+        TokenSource::Given(t) => t.clone(),
+        TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read the token file `{}`: {e}", printable(path)))?,
     };
     Ok(Target { base, token: check_token(&token)? })
+}
+
+/// An HTTP request to the admin API, before the base URL and token are added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCall {
+    /// `GET`, `PUT`, `POST` or `DELETE`.
+    pub method: &'static str,
+    /// Path and query after the base URL, starting with `/_gateway/`.
+    pub path: String,
+    /// JSON body, if any.
+    pub body: Option<Value>,
+}
+
+impl HttpCall {
+    pub fn get(path: impl Into<String>) -> HttpCall {
+        HttpCall { method: "GET", path: path.into(), body: None }
+    }
+    pub fn delete(path: impl Into<String>) -> HttpCall {
+        HttpCall { method: "DELETE", path: path.into(), body: None }
+    }
+    pub fn put(path: impl Into<String>, body: Value) -> HttpCall {
+        HttpCall { method: "PUT", path: path.into(), body: Some(body) }
+    }
+    pub fn post(path: impl Into<String>, body: Option<Value>) -> HttpCall {
+        HttpCall { method: "POST", path: path.into(), body }
+    }
+}
+
+/// Percent-encodes a path segment or query value: everything but RFC 3986 unreserved characters.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A path with a query of the given pairs (values encoded), `?` only when there are any.
+pub fn with_query(path: &str, pairs: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
+    if q.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", q.join("&"))
+    }
 }
 
 /// True for the hosts a token may reach over plain http.
@@ -147,8 +213,8 @@ pub fn error_from_body(status: u16, body: &str) -> Failure {
     }
 }
 
-/// Sends one call and returns the JSON reply.
-pub fn send(target: &Target, call: &HttpCall) -> Result<Value, Failure> {
+/// Sends one call and returns the reply's body as text.
+pub fn send_text(target: &Target, call: &HttpCall, accept: &str) -> Result<String, Failure> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
@@ -157,10 +223,7 @@ pub fn send(target: &Target, call: &HttpCall) -> Result<Value, Failure> {
         .user_agent(concat!("gatewayctl/", env!("CARGO_PKG_VERSION")))
         .build();
     let url = format!("{}{}", target.base, call.path);
-    let req = agent
-        .request(call.method, &url)
-        .set("Authorization", &format!("Bearer {}", target.token))
-        .set("Accept", "application/json");
+    let req = agent.request(call.method, &url).set("Authorization", &format!("Bearer {}", target.token)).set("Accept", accept);
     let result = match &call.body {
         Some(body) => req.send_json(body),
         None => req.call(),
@@ -176,9 +239,14 @@ pub fn send(target: &Target, call: &HttpCall) -> Result<Value, Failure> {
     let status = resp.status();
     if !(200..300).contains(&status) {
         let location = resp.header("location").map(|l| format!(" to `{}`", clean(l, 200))).unwrap_or_default();
-        return Err(Failure::Other(format!("the gateway answered {status}{location}; not following it with the token (check --url)")));
+        return Err(Failure::Other(format!("the gateway answered {status}{location}; not following it with the token (check --server)")));
     }
-    let body = resp.into_string().map_err(|e| Failure::Other(format!("cannot read the reply: {e}")))?;
+    resp.into_string().map_err(|e| Failure::Other(format!("cannot read the reply: {e}")))
+}
+
+/// Sends one call and returns the JSON reply (`null` for an empty body).
+pub fn send(target: &Target, call: &HttpCall) -> Result<Value, Failure> {
+    let body = send_text(target, call, "application/json")?;
     if body.trim().is_empty() {
         return Ok(Value::Null);
     }
@@ -188,7 +256,6 @@ pub fn send(target: &Target, call: &HttpCall) -> Result<Value, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn https_anywhere_http_only_on_this_machine() {
@@ -216,41 +283,35 @@ mod tests {
     }
 
     #[test]
-    fn flags_win_over_the_environment() {
-        let env = HashMap::from([("GATEWAY_URL", "https://env.example.com"), ("GATEWAY_TOKEN", "env.tok.en")]);
-        let lookup = |k: &str| env.get(k).map(|s| s.to_string());
-        let t = resolve(&Conn::default(), &lookup).unwrap();
-        assert_eq!((t.base.as_str(), t.token.as_str()), ("https://env.example.com", "env.tok.en"));
-        let conn = Conn { url: Some("https://flag.example.com".into()), token: Some("Bearer a.b.c".into()), token_file: None };
-        let t = resolve(&conn, &lookup).unwrap();
-        assert_eq!((t.base.as_str(), t.token.as_str()), ("https://flag.example.com", "a.b.c"));
-        assert!(resolve(&Conn::default(), &|_| None).unwrap_err().contains("GATEWAY_URL"));
-        let no_token = resolve(&Conn { url: Some("https://gw".into()), token: None, token_file: None }, &|_| None).unwrap_err();
-        assert!(no_token.contains("GATEWAY_TOKEN"));
-    }
-
-    #[test]
-    fn the_token_file_is_read_when_resolving() {
+    fn the_token_file_is_read_for_each_call() {
         let path = std::env::temp_dir().join(format!("gatewayctl-token-{}", std::process::id()));
         std::fs::write(&path, "a.b.c\n").unwrap();
-        let file = Some(path.to_string_lossy().into_owned());
-        let env = |k: &str| (k == "GATEWAY_TOKEN").then(|| "env.tok.en".to_string());
-        let conn = Conn { url: Some("https://gw".into()), token: None, token_file: file.clone() };
-        assert_eq!(resolve(&conn, &env).unwrap().token, "a.b.c", "the file wins over the environment");
+        let conn = Conn { server: "https://gw".into(), token: TokenSource::File(path.to_string_lossy().into_owned()) };
+        assert_eq!(target(&conn).unwrap().token, "a.b.c");
         std::fs::write(&path, "d.e.f").unwrap();
-        assert_eq!(resolve(&conn, &env).unwrap().token, "d.e.f", "re-read: a rotated token is picked up");
-        let both = Conn { token: Some("x.y.z".into()), ..conn.clone() };
-        assert!(resolve(&both, &env).unwrap_err().contains("once"));
+        assert_eq!(target(&conn).unwrap().token, "d.e.f", "re-read: a rotated token is picked up");
         std::fs::remove_file(&path).unwrap();
-        let e = resolve(&conn, &env).unwrap_err();
+        let e = target(&conn).unwrap_err();
         assert!(e.contains("cannot read the token file") && !e.contains("d.e.f"), "{e}");
+        assert!(!format!("{conn:?}").contains("d.e.f"));
+        let given = Conn { server: "https://gw/".into(), token: TokenSource::Given("Bearer x.y.z".into()) };
+        let t = target(&given).unwrap();
+        assert_eq!((t.base.as_str(), t.token.as_str()), ("https://gw", "x.y.z"));
+        assert!(!format!("{given:?}{t:?}").contains("x.y.z"));
     }
 
     #[test]
     fn malformed_tokens_are_refused_without_echo() {
-        let conn = Conn { url: Some("https://gw".into()), token: Some("secret part\r\nX-Injected: 1".into()), token_file: None };
-        let e = resolve(&conn, &|_| None).unwrap_err();
+        let conn = Conn { server: "https://gw".into(), token: TokenSource::Given("secret part\r\nX-Injected: 1".into()) };
+        let e = target(&conn).unwrap_err();
         assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn queries_are_encoded() {
+        assert_eq!(with_query("/_gateway/tokens", &[("q", Some("a b&c/d".into())), ("limit", None)]), "/_gateway/tokens?q=a%20b%26c%2Fd");
+        assert_eq!(with_query("/_gateway/tokens", &[("q", None)]), "/_gateway/tokens");
+        assert_eq!(encode("../routes"), "..%2Froutes");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! deregisters and returns. Messages go to the log; never the token.
 
 use crate::api::Failure;
-use crate::args::HttpCall;
+use crate::api::HttpCall;
 use crate::duration::format_unix;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! What works without the gateway: minting a token with the signing key, and
 //! generating a signing key.
 
-use crate::args::TokenSpec;
+use crate::cli::{Alg, TokenSpec};
 use crate::duration::printable;
 use base64::Engine as _;
 use gateway_core::token::{new_token_id, Claims, TokenIssuer};
@@ -32,17 +32,29 @@ pub fn is_valid_kid(kid: &str) -> bool {
     !kid.is_empty() && kid.len() <= 64 && kid.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
-/// A `GATEWAY_SIGNING_KEYS` value with one fresh HS256 key of 32 random bytes.
-pub fn generate_keys_json(kid: &str) -> Result<String, String> {
+/// A `GATEWAY_SIGNING_KEYS` value with one fresh key: HS256 (32 random bytes) or EdDSA (Ed25519, PEM).
+pub fn generate_keys_json(kid: &str, alg: Alg) -> Result<String, String> {
     if !is_valid_kid(kid) {
         return Err(format!("--kid `{}` must be 1-64 characters [A-Za-z0-9._-]", printable(kid)));
     }
     let mut bytes = [0u8; 32];
     getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness available: {e}"))?;
-    let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    // Written by hand to keep the documented field order; kid is plain ASCII.
+    let value = match alg {
+        Alg::Hs256 => format!(r#"[{{"kid":"{kid}","alg":"HS256","secret":"{}"}}]"#, b64(&bytes)),
+        Alg::EdDsa => {
+            let public = ed25519_dalek::SigningKey::from_bytes(&bytes).verifying_key().to_bytes();
+            // PKCS#8 and SubjectPublicKeyInfo of an Ed25519 key (RFC 8410): fixed prefixes, then the 32 bytes.
+            let private_der = [&[0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20][..], &bytes].concat();
+            let public_der = [&[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..], &public].concat();
+            let private = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", b64(&private_der));
+            let public = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", b64(&public_der));
+            let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
+            format!(r#"[{{"kid":"{kid}","alg":"EdDSA","private_key_pem":{},"public_key_pem":{}}}]"#, text(&private), text(&public))
+        }
+    };
     bytes.fill(0);
-    // Written by hand to keep the documented field order (kid, alg, secret); kid is plain ASCII.
-    let value = format!(r#"[{{"kid":"{kid}","alg":"HS256","secret":"{secret}"}}]"#);
     // Whatever is printed must be a value the gateway starts with.
     Config::from_lookup(&|k| (k == "GATEWAY_SIGNING_KEYS").then(|| value.clone())).map_err(|e| e.to_string())?;
     Ok(value)
@@ -139,8 +151,8 @@ mod tests {
 
     #[test]
     fn generated_keys_start_a_gateway_and_sign() {
-        let a = generate_keys_json("k-2026-11").unwrap();
-        let b = generate_keys_json("k-2026-11").unwrap();
+        let a = generate_keys_json("k-2026-11", Alg::Hs256).unwrap();
+        let b = generate_keys_json("k-2026-11", Alg::Hs256).unwrap();
         assert_ne!(a, b, "keys are random");
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
         assert_eq!(v[0]["kid"], "k-2026-11");
@@ -156,9 +168,23 @@ mod tests {
     }
 
     #[test]
+    fn generated_eddsa_keys_start_a_gateway_and_sign() {
+        let a = generate_keys_json("ed-1", Alg::EdDsa).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+        assert_eq!((v[0]["kid"].as_str(), v[0]["alg"].as_str()), (Some("ed-1"), Some("EdDSA")));
+        assert!(v[0]["private_key_pem"].as_str().unwrap().starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert_ne!(a, generate_keys_json("ed-1", Alg::EdDsa).unwrap(), "keys are random");
+        let map = HashMap::from([("GATEWAY_SIGNING_KEYS".to_string(), a)]);
+        let cfg = Config::from_lookup(&|k| map.get(k).cloned()).unwrap();
+        let (token, _) = mint(&cfg, &spec(600), NOW).unwrap();
+        assert!(TokenVerifier::new(&cfg).verify(&token, NOW).is_ok());
+        assert!(TokenVerifier::new(&config(&[])).verify(&token, NOW).is_err());
+    }
+
+    #[test]
     fn bad_kids_are_refused() {
         for kid in ["", "has space", "quote\"", &"k".repeat(65)] {
-            assert!(generate_keys_json(kid).is_err(), "{kid:?}");
+            assert!(generate_keys_json(kid, Alg::Hs256).is_err(), "{kid:?}");
         }
     }
 }

@@ -68,7 +68,8 @@ fn serve(deadline: Duration) -> (String, Arc<Mutex<Vec<Seen>>>) {
 
 fn gatewayctl(base: &str, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gatewayctl"));
-    c.arg("--gateway").arg(base).args(args).env_remove("GATEWAY_URL").env("GATEWAY_TOKEN", "reg.tok.en");
+    c.env("GATEWAYCTL_CONFIG", std::env::temp_dir().join("gatewayctl-no-config.yaml"));
+    c.arg("--server").arg(base).args(args).env_remove("GATEWAY_URL").env("GATEWAY_TOKEN", "reg.tok.en");
     c.stdout(Stdio::null()).stderr(Stdio::piped());
     c
 }

@@ -6,6 +6,7 @@
 //! cases whose name contains NAME.
 
 mod cases;
+mod cli;
 mod identity;
 mod observe;
 mod security;
@@ -322,7 +323,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Optio
     println!("contract suite against {deployment:?} at {}", ctx.base);
     let mut failed = Vec::new();
     let (mut ran, mut skipped) = (0, 0);
-    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL).chain(security::ALL).chain(vllm::ALL) {
+    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL).chain(security::ALL).chain(cli::ALL).chain(vllm::ALL) {
         if !selected(name, filter) {
             continue;
         }
