@@ -809,7 +809,10 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
         }
         AdminCommand::RunProbes => {
             let report = crate::probe::run(store, now).await?;
-            Ok(AdminReply::ok(serde_json::to_value(report).map_err(|e| Error::Internal(e.to_string()))?))
+            let loads = crate::probe::load_round(store, now).await?;
+            let mut body = serde_json::to_value(report).map_err(|e| Error::Internal(e.to_string()))?;
+            body["loads"] = serde_json::to_value(loads.loads).map_err(|e| Error::Internal(e.to_string()))?;
+            Ok(AdminReply::ok(body))
         }
         AdminCommand::Keys => {
             let tokens = store.list_tokens().await?;
@@ -1059,6 +1062,9 @@ async fn metrics_snapshot<S: Store>(store: &S, now: u64) -> Result<crate::metric
         b.health(route, endpoint, h);
     }
     b.tokens(&tokens);
+    for route in store.list_routes().await? {
+        b.loads(&route.name, &store.loads(&route.name).await?);
+    }
     Ok(b.build())
 }
 

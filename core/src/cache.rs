@@ -58,6 +58,7 @@ enum Entry {
     Revoked(bool),
     RevokedAt(Option<u64>),
     Ids(Vec<String>),
+    Loads(crate::load::Loads),
 }
 
 /// A [`RouteSource`] that remembers what `inner` answered for `ttl_ms`.
@@ -159,6 +160,13 @@ impl<S: RouteSource> RouteSource for CachedSource<S> {
             _ => None,
         };
         self.through(format!("down\0{route}"), unwrap, Entry::Ids, self.inner.down_endpoints(route)).await
+    }
+    async fn loads(&self, route: &str) -> Result<crate::load::Loads> {
+        let unwrap = |e| match e {
+            Entry::Loads(l) => Some(l),
+            _ => None,
+        };
+        self.through(format!("loads\0{route}"), unwrap, Entry::Loads, self.inner.loads(route)).await
     }
     async fn jwks(&self, provider: &crate::oidc::Provider, refresh: bool) -> Result<crate::oidc::Jwks> {
         // The inner source keeps keys by their own rule (provider max age, refresh floor).

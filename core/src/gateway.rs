@@ -36,8 +36,9 @@ pub struct RequestContext<'a> {
     pub secret: &'a dyn Fn(&str) -> Option<String>,
     /// True for an endpoint (route, id) that failed recently.
     pub avoid: &'a dyn Fn(&str, &str) -> bool,
-    /// The load of an endpoint (route, id), [`crate::load::estimate`]; 0 when unknown.
-    pub load: &'a dyn Fn(&str, &str) -> f64,
+    /// Requests this isolate or instance has in flight to an endpoint (route, id). With the
+    /// endpoint's latest vLLM reading it makes the load ([`crate::load::estimate`]).
+    pub in_flight: &'a dyn Fn(&str, &str) -> u64,
     /// The start of the request body (at most [`crate::load::BODY_PEEK_BYTES`]) and
     /// whether that is all of it, for routes keyed by prompt prefix
     /// ([`Resolved::needs_body_peek`]); `None` when not read.
@@ -215,6 +216,8 @@ pub struct Resolved {
     leases: Vec<Endpoint>,
     /// Endpoints health probes found down.
     down: Vec<String>,
+    /// The endpoints' latest load readings.
+    loads: crate::load::Loads,
 }
 
 impl Resolved {
@@ -299,9 +302,14 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
     // the upstream policy refuses is never used. With none left, it is the usual 503.
     route.endpoints.retain(|e| cfg.upstreams.allows(e));
     leases.retain(|e| cfg.upstreams.allows(e));
-    // Avoiding a down endpoint only matters when there is another to go to.
-    let down = if route.endpoints.len() + leases.len() > 1 { store.down_endpoints(&key).await? } else { Vec::new() };
-    Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down })))
+    // Avoiding a down endpoint, or balancing by load, only matters when there is another to
+    // go to; both reads go out together.
+    let (down, loads) = if route.endpoints.len() + leases.len() > 1 {
+        futures_util::future::try_join(store.down_endpoints(&key), store.loads(&key)).await?
+    } else {
+        (Vec::new(), crate::load::Loads::new())
+    };
+    Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down, loads })))
 }
 
 /// The part of the decision that needs no store: balancing and the forwarding plan.
@@ -331,7 +339,7 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         ctx.body_peek,
     );
     let avoid = |id: &str| (ctx.avoid)(&r.key, id);
-    let load = |id: &str| (ctx.load)(&r.key, id);
+    let load = |id: &str| crate::load::estimate(r.loads.get(id), (ctx.in_flight)(&r.key, id), ctx.now);
     let order = if key.spread {
         Balancer::spread
     } else {
@@ -446,7 +454,7 @@ mod tests {
             trace: &trace,
             secret: &secret,
             avoid: &|_, _| false,
-            load: &|_, _| 0.0,
+            in_flight: &|_, _| 0,
             body_peek: None,
         };
         block_on(route_request(cfg, s, p, &ctx))
@@ -457,12 +465,12 @@ mod tests {
         cfg: &Config,
         s: &MemoryStore,
         p: &Parts,
-        load: &dyn Fn(&str) -> f64,
+        load: &dyn Fn(&str) -> u64,
         body_peek: Option<(&[u8], bool)>,
     ) -> Result<Routed> {
         let secret = |n: &str| (n == "VLLM_KEY").then(|| "upstream-secret".to_string());
         let trace = crate::trace::Trace::from_headers(&p.headers, &[7; 24]);
-        let load = |route: &str, id: &str| {
+        let in_flight = |route: &str, id: &str| {
             assert_eq!(route, "llama");
             load(id)
         };
@@ -474,7 +482,7 @@ mod tests {
             trace: &trace,
             secret: &secret,
             avoid: &|_, _| false,
-            load: &load,
+            in_flight: &in_flight,
             body_peek,
         };
         block_on(route_request(cfg, s, p, &ctx))
@@ -584,7 +592,7 @@ mod tests {
         let cfg = test_config();
         let s = store_with_route();
         let user = token_of(&cfg, "alice", TokenKind::User);
-        let zero = |_: &str| 0.0;
+        let zero = |_: &str| 0;
         let session = |sid: &str| {
             parts(
                 "/llama/v1/models",
@@ -595,13 +603,13 @@ mod tests {
             .map(|i| format!("s{i}"))
             .find(|sid| order(&plan(decide_with(&cfg, &s, &session(sid), &zero, None)))[0] == "a")
             .unwrap();
-        let busy_a = |id: &str| if id == "a" { 10.0 } else { 0.0 };
+        let busy_a = |id: &str| if id == "a" { 10 } else { 0 };
         assert_eq!(
             order(&plan(decide_with(&cfg, &s, &session(&on_a), &busy_a, None))),
             ["b", "a"],
             "a saturated: the session spills, a still tried on failover"
         );
-        let slightly = |id: &str| if id == "a" { 1.0 } else { 0.0 };
+        let slightly = |id: &str| if id == "a" { 1 } else { 0 };
         assert_eq!(
             order(&plan(decide_with(
                 &cfg,
@@ -618,7 +626,7 @@ mod tests {
         let keyless = parts("/llama/v1/models", &[("authorization", &service)]);
         let first = order(&plan(decide_with(&cfg, &s, &keyless, &zero, None)))[0].clone();
         let other = if first == "a" { "b" } else { "a" };
-        let first_busier = |id: &str| if id == first { 1.0 } else { 0.0 };
+        let first_busier = |id: &str| if id == first { 1 } else { 0 };
         assert_eq!(
             order(&plan(decide_with(&cfg, &s, &keyless, &first_busier, None)))[0],
             other
@@ -650,7 +658,7 @@ mod tests {
         let body: &[u8] =
             br#"{"messages":[{"role":"system","content":"S"},{"role":"user","content":"U"}]}"#;
         let service = token_of(&cfg, "batch", TokenKind::Service);
-        let zero = |_: &str| 0.0;
+        let zero = |_: &str| 0;
         let mut firsts = std::collections::HashSet::new();
         for (i, tok) in [&user, &service].into_iter().cycle().take(16).enumerate() {
             let rid = format!("rid-{i}");

@@ -24,6 +24,48 @@ pub const BODY_PEEK_BYTES: usize = 64 * 1024;
 /// (about 500 tokens: a few dozen vLLM KV blocks).
 pub const PREFIX_KEY_BYTES: usize = 2048;
 
+/// A route's latest readings, by endpoint id ([`crate::store::RouteSource::loads`]).
+pub type Loads = std::collections::BTreeMap<String, EndpointLoad>;
+
+/// Largest `/metrics` body read (vLLM's, histograms included, is tens of KiB).
+pub const MAX_METRICS_BYTES: usize = 1024 * 1024;
+
+/// Requests one isolate or Lambda instance has in flight, by endpoint: the fresh half of an
+/// endpoint's load ([`estimate`]). The adapter counts an attempt from when it goes out until
+/// it fails or its response body ends (or the client leaves).
+#[derive(Debug, Default)]
+pub struct InFlight {
+    counts: std::collections::HashMap<String, u64>,
+}
+
+impl InFlight {
+    fn key(route: &str, endpoint: &str) -> String {
+        format!("{route}\0{endpoint}")
+    }
+
+    /// Requests in flight to `endpoint` of `route`.
+    pub fn get(&self, route: &str, endpoint: &str) -> u64 {
+        self.counts.get(&Self::key(route, endpoint)).copied().unwrap_or(0)
+    }
+
+    /// One more; returns the key [`InFlight::end`] takes.
+    pub fn start(&mut self, route: &str, endpoint: &str) -> String {
+        let key = Self::key(route, endpoint);
+        *self.counts.entry(key.clone()).or_default() += 1;
+        key
+    }
+
+    /// One fewer (entries at zero are dropped, so the table holds only busy endpoints).
+    pub fn end(&mut self, key: &str) {
+        if let Some(n) = self.counts.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(key);
+            }
+        }
+    }
+}
+
 /// One reading of an endpoint's load, as vLLM reports it. `None`: the metric
 /// was absent (another vLLM version, or not a vLLM).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -462,6 +504,21 @@ impl<'a> Elements<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_flight_counts_per_endpoint_and_forgets_idle_ones() {
+        let mut t = InFlight::default();
+        let a1 = t.start("llama", "a");
+        let a2 = t.start("llama", "a");
+        let b = t.start("llama", "b");
+        assert_eq!((t.get("llama", "a"), t.get("llama", "b"), t.get("other", "a")), (2, 1, 0));
+        t.end(&a1);
+        t.end(&b);
+        t.end(&b);
+        assert_eq!((t.get("llama", "a"), t.get("llama", "b")), (1, 0));
+        t.end(&a2);
+        assert!(t.counts.is_empty());
+    }
     use proptest::prelude::*;
 
     const SAMPLE_V1: &str = r#"# HELP vllm:num_requests_running Number of requests in model execution batches.

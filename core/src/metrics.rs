@@ -868,6 +868,10 @@ pub struct EndpointMetrics {
     pub uptime_7d: Option<f64>,
     /// When it was last probed.
     pub last_probe_at: Option<u64>,
+    /// vLLM's latest load reading (`/metrics`): requests running and waiting, KV-cache
+    /// usage, prefix-cache hit rate; `null` when none (not read yet, or not a vLLM).
+    #[serde(default)]
+    pub load: Option<crate::load::EndpointLoad>,
 }
 
 /// One route.
@@ -1054,6 +1058,13 @@ impl SnapshotBuilder {
             let e = self.snap.tokens_expiring.entry(kind).or_default();
             e.within_24h += u64::from(left <= 24 * 3600);
             e.within_7d += u64::from(left <= 7 * 24 * 3600);
+        }
+    }
+
+    /// Adds a route's latest load readings to its endpoints.
+    pub fn loads(&mut self, route: &str, loads: &crate::load::Loads) {
+        for (endpoint, l) in loads {
+            self.route(route.to_string()).endpoints.entry(endpoint.clone()).or_default().load = Some(l.clone());
         }
     }
 
@@ -1300,6 +1311,22 @@ pub fn render_prometheus(s: &Snapshot, per_token: bool) -> String {
                     &[("route", route), ("endpoint", ep)],
                     &at.to_string(),
                 );
+            }
+        }
+    }
+    let readings: [(&str, &str, fn(&crate::load::EndpointLoad) -> Option<f64>); 4] = [
+        ("gateway_endpoint_requests_running", "Requests in the endpoint's running batch, as vLLM last reported.", |l| l.running),
+        ("gateway_endpoint_requests_waiting", "Requests queued at the endpoint, as vLLM last reported.", |l| l.waiting),
+        ("gateway_endpoint_kv_cache_usage_ratio", "Fraction of the endpoint's KV cache in use, as vLLM last reported.", |l| l.kv_cache_usage),
+        ("gateway_endpoint_prefix_cache_hit_ratio", "The endpoint's prefix-cache hit rate since it started, as vLLM last reported.", |l| l.prefix_cache_hit_rate),
+    ];
+    for (name, help, of) in readings {
+        out.family(name, "gauge", help);
+        for (route, r) in routes {
+            for (ep, e) in &r.endpoints {
+                if let Some(v) = e.load.as_ref().and_then(of) {
+                    out.sample(name, &[("route", route), ("endpoint", ep)], &format_float(v));
+                }
             }
         }
     }

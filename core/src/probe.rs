@@ -10,6 +10,7 @@
 
 use crate::error::Result;
 use crate::forward::upstream_url;
+use crate::load::{parse_vllm_metrics, EndpointLoad, Loads, METRICS_PATH};
 use crate::metrics::{probe_ok, Health, HealthState, PROBE_PATH};
 use crate::route::{Endpoint, Route};
 use crate::store::Store;
@@ -38,6 +39,11 @@ pub struct ProbeTarget {
 
 /// The endpoints of `route` (its own and its live `leases`) to probe.
 pub fn targets(route: &Route, leases: &[Endpoint], now: u64) -> Vec<ProbeTarget> {
+    targets_at(route, leases, now, PROBE_PATH)
+}
+
+/// The endpoints of `route` to probe, at `path` (`health`, or vLLM's `metrics`).
+fn targets_at(route: &Route, leases: &[Endpoint], now: u64, path: &str) -> Vec<ProbeTarget> {
     let mut seen = std::collections::BTreeSet::new();
     route
         .endpoints
@@ -47,7 +53,7 @@ pub fn targets(route: &Route, leases: &[Endpoint], now: u64) -> Vec<ProbeTarget>
         .map(|e| ProbeTarget {
             route: route.name.clone(),
             endpoint: e.id.clone(),
-            url: upstream_url(&e.url, PROBE_PATH, None),
+            url: upstream_url(&e.url, path, None),
             via: e.via.clone(),
             timeout_ms: PROBE_TIMEOUT_MS.min(route.timeouts.response_ms),
         })
@@ -110,6 +116,49 @@ pub async fn run<S: Store>(store: &S, now: u64) -> Result<ProbeReport> {
         }
     }
     Ok(ProbeReport { at: now, probes })
+}
+
+/// How often the load readings are refreshed: a Durable Object alarm at the edge, a loop
+/// in the prober invocation on AWS. Readings count for [`crate::load::LOAD_STALE_SECS`].
+pub const LOAD_INTERVAL_SECS: u64 = 10;
+
+/// What one round of load readings found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadReport {
+    /// Unix seconds.
+    pub at: u64,
+    /// Endpoints asked.
+    pub asked: usize,
+    /// The readings taken, by route key then endpoint id (endpoints that did not answer
+    /// `/metrics`, or are not vLLM, have none: only this instance's own count steers them).
+    pub loads: BTreeMap<String, Loads>,
+}
+
+/// Reads vLLM's `/metrics` of every endpoint of every active static route, concurrently,
+/// and writes each route's readings (one write per route). A reading that did not come is
+/// left out, so a route's stale readings are replaced, never kept.
+pub async fn load_round<S: Store>(store: &S, now: u64) -> Result<LoadReport> {
+    let mut all = Vec::new();
+    let mut routes = Vec::new();
+    for route in store.list_routes().await?.into_iter().filter(|r| r.is_active(now) && r.expires_at.is_none()) {
+        let leases = store.leases(&route.name).await?;
+        all.extend(targets_at(&route, &leases, now, METRICS_PATH));
+        routes.push(route.name);
+    }
+    let texts = join_all(all.iter().map(|t| store.fetch_metrics(t))).await;
+    let mut loads: BTreeMap<String, Loads> = routes.into_iter().map(|r| (r, Loads::new())).collect();
+    for (t, text) in all.iter().zip(texts) {
+        let Some(text) = text else { continue };
+        let reading = EndpointLoad { at: now, ..parse_vllm_metrics(&text) };
+        // A 2xx `/metrics` with none of vLLM's series is not a vLLM: no reading.
+        if reading.running.is_some() || reading.waiting.is_some() || reading.kv_cache_usage.is_some() {
+            loads.entry(t.route.clone()).or_default().insert(t.endpoint.clone(), reading);
+        }
+    }
+    for (route, l) in &loads {
+        store.put_loads(route, l).await?;
+    }
+    Ok(LoadReport { at: now, asked: all.len(), loads })
 }
 
 #[cfg(test)]
@@ -181,5 +230,26 @@ mod tests {
         off.enabled = false;
         block_on(store.put_route(&off, None)).unwrap();
         assert!(block_on(run(&store, 1_000)).unwrap().probes.is_empty());
+    }
+
+    #[test]
+    fn a_load_round_reads_each_endpoints_metrics_and_replaces_the_routes_readings() {
+        let store = MemoryStore::default();
+        block_on(store.put_route(&route_with(&[("a", "http://a:1"), ("b", "http://b:1"), ("c", "http://c:1")]), None)).unwrap();
+        store.set_metrics(
+            "http://a:1/metrics",
+            Some("vllm:num_requests_running{engine=\"0\"} 3\nvllm:num_requests_running{engine=\"1\"} 1\nvllm:num_requests_waiting 7\nvllm:kv_cache_usage_perc 0.25\n"),
+        );
+        store.set_metrics("http://b:1/metrics", Some("# not vLLM\nprocess_cpu_seconds_total 3\n"));
+        let report = block_on(load_round(&store, 1_000)).unwrap();
+        assert_eq!(report.asked, 3);
+        let l = block_on(store.loads("llama")).unwrap();
+        assert_eq!(l.keys().collect::<Vec<_>>(), ["a"], "b is not a vLLM, c did not answer");
+        assert_eq!((l["a"].at, l["a"].running, l["a"].waiting, l["a"].kv_cache_usage), (1_000, Some(4.0), Some(7.0), Some(0.25)));
+        assert_eq!(crate::load::estimate(l.get("a"), 2, 1_005), 11.0);
+        // The next round replaces the readings: a stopped answering.
+        store.set_metrics("http://a:1/metrics", None);
+        block_on(load_round(&store, 1_010)).unwrap();
+        assert!(block_on(store.loads("llama")).unwrap().is_empty());
     }
 }

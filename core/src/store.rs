@@ -120,6 +120,8 @@ pub trait RouteSource {
     async fn subject_revoked_at(&self, subject: &str) -> Result<Option<u64>>;
     /// Endpoints of a route (by route key) that health probes found down ([`Store::put_down`]).
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>>;
+    /// The latest load readings of a route's endpoints ([`Store::put_loads`]); empty when none.
+    async fn loads(&self, route: &str) -> Result<crate::load::Loads>;
     /// An identity provider's keys: cached ones while [`crate::oidc::usable`] says so
     /// (`refresh` on an unknown `kid`), else fetched from `provider.jwks_url` (never any
     /// other URL); stale ones up to [`crate::oidc::MAX_STALE_SECS`] when the fetch fails;
@@ -173,6 +175,11 @@ pub trait Store: RouteSource {
     /// Makes one health probe: `GET target.url` within `target.timeout_ms`; the
     /// status, or `None` when there was no answer in time.
     async fn probe(&self, target: &ProbeTarget) -> Option<u16>;
+    /// Replaces a route's load readings ([`crate::probe::load_round`]).
+    async fn put_loads(&self, route: &str, loads: &crate::load::Loads) -> Result<()>;
+    /// Reads `GET target.url` (an endpoint's `/metrics`) within `target.timeout_ms`, at most
+    /// [`crate::load::MAX_METRICS_BYTES`]; the body of a 2xx answer, else `None`.
+    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String>;
 
     /// Creates a service account; [`crate::Error::Conflict`] if the name is taken.
     async fn create_service_account(&self, account: &ServiceAccount) -> Result<()>;
@@ -202,7 +209,9 @@ struct Mem {
     counters: BTreeMap<String, u64>,
     health: BTreeMap<(String, String), Health>,
     down: BTreeMap<String, Vec<String>>,
+    loads: BTreeMap<String, crate::load::Loads>,
     probe_status: BTreeMap<String, u16>,
+    metrics_text: BTreeMap<String, String>,
     jwks: BTreeMap<String, String>,
     accounts: BTreeMap<String, ServiceAccount>,
     now: u64,
@@ -220,6 +229,14 @@ impl MemoryStore {
         self.with(|m| {
             m.jwks.insert(url.to_string(), raw.to_string());
             m.now = now;
+        });
+    }
+
+    /// Sets what `url` (an endpoint's `/metrics`) answers (tests); `None`: no answer.
+    pub fn set_metrics(&self, url: &str, text: Option<&str>) {
+        self.with(|m| match text {
+            Some(t) => m.metrics_text.insert(url.to_string(), t.to_string()),
+            None => m.metrics_text.remove(url),
         });
     }
 
@@ -253,6 +270,9 @@ impl RouteSource for MemoryStore {
     }
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         Ok(self.with(|m| m.down.get(route).cloned().unwrap_or_default()))
+    }
+    async fn loads(&self, route: &str) -> Result<crate::load::Loads> {
+        Ok(self.with(|m| m.loads.get(route).cloned().unwrap_or_default()))
     }
     async fn jwks(&self, provider: &Provider, _refresh: bool) -> Result<Jwks> {
         let (raw, now) = self.with(|m| (m.jwks.get(&provider.jwks_url).cloned(), m.now));
@@ -347,6 +367,13 @@ impl Store for MemoryStore {
     }
     async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
         self.with(|m| m.probe_status.get(&target.url).copied())
+    }
+    async fn put_loads(&self, route: &str, loads: &crate::load::Loads) -> Result<()> {
+        self.with(|m| m.loads.insert(route.to_string(), loads.clone()));
+        Ok(())
+    }
+    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
+        self.with(|m| m.metrics_text.get(&target.url).cloned())
     }
     async fn create_service_account(&self, account: &ServiceAccount) -> Result<()> {
         self.with(|m| {

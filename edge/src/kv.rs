@@ -44,6 +44,11 @@ pub fn down_key(route: &str) -> String {
     format!("down:{route}")
 }
 
+/// Key of a route's endpoint load readings (vLLM's `/metrics`, every few seconds).
+pub fn load_key(route: &str) -> String {
+    format!("load:{route}")
+}
+
 /// Raw KV values (or their absence) by key, each until a deadline in ms.
 pub type Cache = gateway_core::cache::TtlCache<Option<String>>;
 
@@ -121,6 +126,13 @@ impl RouteSource for KvReader<'_> {
         match self.text(key.clone()).await? {
             Some(raw) => decode(&key, &raw),
             None => Ok(Vec::new()),
+        }
+    }
+    async fn loads(&self, route: &str) -> Result<gateway_core::load::Loads> {
+        let key = load_key(route);
+        match self.text(key.clone()).await? {
+            Some(raw) => decode(&key, &raw),
+            None => Ok(Default::default()),
         }
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Isolate {
     pub failures: RefCell<gateway_core::forward::FailureMemory>,
     /// Identity providers' keys.
     pub jwks: RefCell<gateway_core::oidc::JwksCache>,
+    /// Requests in flight from this isolate, by endpoint ([`proxy::InFlightGuard`]).
+    pub in_flight: RefCell<gateway_core::load::InFlight>,
 }
 
 thread_local! {
@@ -54,7 +56,7 @@ pub(crate) fn isolate(env: &Env) -> Rc<Isolate> {
                 if let Err(e) = &cfg {
                     console_error!("{{\"level\":\"error\",\"msg\":\"bad configuration\",\"detail\":{}}}", json_str(&e.to_string()));
                 }
-                Rc::new(Isolate { cfg, kv_cache: RefCell::new(kv::Cache::default()), failures: RefCell::default(), jwks: RefCell::default() })
+                Rc::new(Isolate { cfg, kv_cache: RefCell::new(kv::Cache::default()), failures: RefCell::default(), jwks: RefCell::default(), in_flight: RefCell::default() })
             })
             .clone()
     })

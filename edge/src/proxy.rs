@@ -9,7 +9,7 @@ use futures_util::future::{select, Either, LocalBoxFuture};
 use futures_util::{FutureExt, StreamExt};
 use gateway_core::admin::{self, MAX_ADMIN_BODY};
 use gateway_core::forward::{response_headers, ForwardPlan};
-use gateway_core::gateway::{check_transport, route_request, RequestContext, Routed, Transport};
+use gateway_core::gateway::{check_transport, plan, resolve, RequestContext, Resolution, Routed, Transport};
 use gateway_core::meter::Meter;
 use gateway_core::metrics::RequestSample;
 use gateway_core::probe::ProbeTarget;
@@ -33,7 +33,7 @@ fn split_url(url: &str) -> (&str, &str) {
 }
 
 /// Entry point for every request the Worker receives.
-pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &Isolate, request_id: &str, started: f64) -> worker::Result<Response> {
+pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &Rc<Isolate>, request_id: &str, started: f64) -> worker::Result<Response> {
     let raw_url = req.inner().url();
     let (proto, path_and_query) = split_url(&raw_url);
     let uri: http::Uri = match path_and_query.parse() {
@@ -65,20 +65,35 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     let client_ip = parts.headers.get("cf-connecting-ip").and_then(|v| v.to_str().ok()).map(str::to_string);
     let secret = |name: &str| env.secret(name).ok().map(|s| s.to_string());
     let avoid = |route: &str, ep: &str| iso.failures.borrow().is_avoided(route, ep, now);
-    let rctx = RequestContext {
-        now,
-        client_ip: client_ip.as_deref(),
-        proto,
-        new_request_id: request_id,
-        trace: &trace,
-        secret: &secret,
-        avoid: &avoid,
-        // Not wired yet: no load readings, no body peek (plain rendezvous, as before).
-        load: &|_, _| 0.0,
-        body_peek: None,
+    let in_flight = |route: &str, ep: &str| iso.in_flight.borrow().get(route, ep);
+    let mut peeked = None;
+    let routed = match resolve(cfg, &kv, &parts, now).await {
+        Err(e) => Err(e),
+        Ok(Resolution::Admin(segs)) => Ok(Routed::Admin(segs)),
+        Ok(Resolution::Route(resolved)) => {
+            // Routes keyed by prompt prefix read the body's start before choosing an endpoint;
+            // what was read goes upstream first.
+            if resolved.needs_body_peek(&parts) {
+                match peek_body(&req).await {
+                    Ok(p) => peeked = p,
+                    Err(e) => return error_response(&e, request_id),
+                }
+            }
+            let rctx = RequestContext {
+                now,
+                client_ip: client_ip.as_deref(),
+                proto,
+                new_request_id: request_id,
+                trace: &trace,
+                secret: &secret,
+                avoid: &avoid,
+                in_flight: &in_flight,
+                body_peek: peeked.as_ref().map(|p| (&p.bytes[..], p.complete)),
+            };
+            plan(&parts, *resolved, &rctx).map(|p| Routed::Proxy(Box::new(p)))
+        }
     };
-
-    match route_request(cfg, &kv, &parts, &rctx).await {
+    match routed {
         Err(e) => {
             if let Error::Internal(detail) = &e {
                 worker::console_error!(
@@ -110,7 +125,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                 admin(req, env, &parts, segments, request_id, &trace).await
             }
         },
-        Ok(Routed::Proxy(plan)) => forward(req, env, ctx, iso, *plan, started).await,
+        Ok(Routed::Proxy(plan)) => forward(req, env, ctx, iso, *plan, started, peeked).await,
     }
 }
 
@@ -158,6 +173,8 @@ async fn admin(
 /// The client's request body, shared by the attempts of one request so a
 /// connection failure before any body byte was read can go to the next endpoint.
 struct BodySource {
+    /// Chunks read before the endpoint was chosen ([`peek_body`]), sent first.
+    head: RefCell<std::collections::VecDeque<JsValue>>,
     stream: RefCell<Option<wasm_streams::readable::IntoStream<'static>>>,
     sent: Cell<u64>,
     over_limit: Cell<bool>,
@@ -174,8 +191,15 @@ impl BodySource {
         let src = self.clone();
         let s = futures_util::stream::poll_fn(move |cx| {
             let mut guard = src.stream.borrow_mut();
-            let Some(inner) = guard.as_mut() else { return Poll::Ready(None) };
-            match inner.poll_next_unpin(cx) {
+            let head = src.head.borrow_mut().pop_front();
+            let next = match head {
+                Some(chunk) => Poll::Ready(Some(Ok(chunk))),
+                None => match guard.as_mut() {
+                    Some(inner) => inner.poll_next_unpin(cx),
+                    None => return Poll::Ready(None),
+                },
+            };
+            match next {
                 Poll::Ready(Some(Ok(chunk))) => {
                     // Chunks are byte views; read byteLength rather than trusting their concrete class.
                     let len = js_sys::Reflect::get(&chunk, &JsValue::from_str("byteLength")).ok().and_then(|v| v.as_f64()).unwrap_or(0.0) as u64;
@@ -202,13 +226,66 @@ impl BodySource {
     }
 }
 
+/// The start of a request body, read before an endpoint is chosen (routes keyed by prompt
+/// prefix): the chunks as they came (sent upstream first, uncopied), their bytes for core,
+/// and the rest of the stream.
+pub(crate) struct Peeked {
+    chunks: Vec<JsValue>,
+    bytes: Vec<u8>,
+    complete: bool,
+    rest: Option<wasm_streams::readable::IntoStream<'static>>,
+}
+
+/// Reads the body until [`gateway_core::load::BODY_PEEK_BYTES`] or its end; `None` without
+/// one; an error when the body broke off (the client went away or sent garbage framing).
+async fn peek_body(req: &Request) -> Result<Option<Peeked>, Error> {
+    let Some(raw) = req.inner().body() else { return Ok(None) };
+    let mut stream = wasm_streams::ReadableStream::from_raw(raw.unchecked_into()).into_stream();
+    let mut peeked = Peeked { chunks: Vec::new(), bytes: Vec::new(), complete: false, rest: None };
+    while peeked.bytes.len() < gateway_core::load::BODY_PEEK_BYTES {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                peeked.bytes.extend_from_slice(&Uint8Array::new(&chunk).to_vec());
+                peeked.chunks.push(chunk);
+            }
+            Some(Err(_)) => return Err(Error::InvalidRequest("the request body could not be read".into())),
+            None => {
+                peeked.complete = true;
+                return Ok(Some(peeked));
+            }
+        }
+    }
+    peeked.rest = Some(stream);
+    Ok(Some(peeked))
+}
+
+/// One request in flight to an endpoint, counted in the isolate until dropped (the
+/// attempt failed, or the response body ended or was abandoned).
+pub(crate) struct InFlightGuard {
+    iso: Rc<Isolate>,
+    key: String,
+}
+
+impl InFlightGuard {
+    fn start(iso: &Rc<Isolate>, route: &str, endpoint: &str) -> Self {
+        let key = iso.in_flight.borrow_mut().start(route, endpoint);
+        InFlightGuard { iso: iso.clone(), key }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.iso.in_flight.borrow_mut().end(&self.key);
+    }
+}
+
 /// HTTP statuses whose responses carry no body.
 fn null_body(status: u16) -> bool {
     matches!(status, 101 | 204 | 205 | 304)
 }
 
 /// Forwards the request along the plan, streaming both ways.
-async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: ForwardPlan, started: f64) -> worker::Result<Response> {
+async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan: ForwardPlan, started: f64, peeked: Option<Peeked>) -> worker::Result<Response> {
     let mut meter = Meter::new(&plan, now_secs());
     // The gateway's own answer once a route is known: logged, counted, sent.
     let refuse = |mut meter: Meter, endpoint: Option<&str>, e: &Error| {
@@ -233,9 +310,19 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
     }
     let method = req.inner().method();
     let has_body = !matches!(method.as_str(), "GET" | "HEAD");
-    let body = if has_body {
+    let body = if let Some(p) = peeked {
+        Some(Rc::new(BodySource {
+            head: RefCell::new(p.chunks.into()),
+            stream: RefCell::new(p.rest),
+            sent: Cell::new(0),
+            over_limit: Cell::new(false),
+            limit: plan.max_body_bytes,
+            abort: RefCell::new(None),
+        }))
+    } else if has_body {
         req.inner().body().map(|b| {
             Rc::new(BodySource {
+                head: RefCell::default(),
                 stream: RefCell::new(Some(wasm_streams::ReadableStream::from_raw(b.unchecked_into()).into_stream())),
                 sent: Cell::new(0),
                 over_limit: Cell::new(false),
@@ -263,6 +350,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
             *b.abort.borrow_mut() = Some(controller.clone());
         }
         let wreq = web_sys::Request::new_with_str_and_init(&up.url, &init)?;
+        let in_flight = InFlightGuard::start(iso, &plan.route, &up.endpoint_id);
         let gateway_ms = js_sys::Date::now() - started;
         let sent: LocalBoxFuture<worker::Result<Response>> = match &up.via {
             // Private pools behind a Cloudflare Tunnel: fetch through the Workers VPC service binding.
@@ -307,6 +395,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Isolate, plan: Fo
                     meter: Some(meter),
                     started,
                     done: Some(tx),
+                    _in_flight: Some(in_flight),
                 };
                 let stream = if null_body(status) {
                     None
@@ -366,6 +455,8 @@ struct Metered {
     meter: Option<Meter>,
     started: f64,
     done: Option<futures_channel::oneshot::Sender<RequestSample>>,
+    /// Counted until the body ends or the client goes.
+    _in_flight: Option<InFlightGuard>,
 }
 
 impl Metered {
@@ -486,6 +577,39 @@ pub(crate) async fn probe(env: &Env, target: &ProbeTarget) -> Option<u16> {
     match select(sent, Delay::from(Duration::from_millis(target.timeout_ms))).await {
         Either::Left((Ok(res), _)) => Some(res.status_code()),
         Either::Left((Err(_), _)) => None,
+        Either::Right(_) => {
+            controller.abort();
+            None
+        }
+    }
+}
+
+/// One `/metrics` read ([`gateway_core::store::Store::fetch_metrics`]): the body of a 2xx
+/// answer, at most [`gateway_core::load::MAX_METRICS_BYTES`], all within the target's timeout.
+pub(crate) async fn fetch_metrics(env: &Env, target: &ProbeTarget) -> Option<String> {
+    let controller = web_sys::AbortController::new().ok()?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    init.set_signal(Some(&controller.signal()));
+    let req = Request::from(web_sys::Request::new_with_str_and_init(&target.url, &init).ok()?);
+    let via = match &target.via {
+        Some(binding) => Some(env.service(binding).ok()?),
+        None => None,
+    };
+    let read = async move {
+        let mut res = match via {
+            Some(fetcher) => fetcher.fetch_request(req).await.ok()?,
+            None => Fetch::Request(req).send().await.ok()?,
+        };
+        if !(200..300).contains(&res.status_code()) {
+            return None;
+        }
+        let body = crate::read_capped(res.stream(), gateway_core::load::MAX_METRICS_BYTES).await.ok()??;
+        String::from_utf8(body).ok()
+    };
+    match select(read.boxed_local(), Delay::from(Duration::from_millis(target.timeout_ms))).await {
+        Either::Left((text, _)) => text,
         Either::Right(_) => {
             controller.abort();
             None

@@ -3,7 +3,8 @@
 //! usage counters, the audit log, leases, revocations) in its transactional
 //! storage, and mirrors what the data plane reads into Workers KV.
 
-use crate::kv::{down_key, ephemeral_key, host_key, leases_key, revoked_key, revoked_subject_key, route_key};
+use crate::kv::{down_key, ephemeral_key, host_key, leases_key, load_key, revoked_key, revoked_subject_key, route_key};
+use std::time::Duration;
 use gateway_core::admin::{self, AdminRequest, MAX_ADMIN_BODY};
 use gateway_core::metrics::{self, Health, RequestSample, Updates};
 use gateway_core::probe::ProbeTarget;
@@ -177,6 +178,9 @@ impl RouteSource for DoStore {
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         self.get_text(&down_key(route)).await?.map(|r| decode(&r)).transpose().map(Option::unwrap_or_default)
     }
+    async fn loads(&self, route: &str) -> Result<gateway_core::load::Loads> {
+        self.get_text(&load_key(route)).await?.map(|r| decode(&r)).transpose().map(Option::unwrap_or_default)
+    }
     async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
         let iso = crate::isolate(&self.env);
         crate::jwks::jwks(&self.kv, &iso.jwks, provider, refresh, false).await
@@ -346,6 +350,18 @@ impl Store for DoStore {
     async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
         crate::proxy::probe(&self.env, target).await
     }
+    async fn put_loads(&self, route: &str, loads: &gateway_core::load::Loads) -> Result<()> {
+        let key = load_key(route);
+        if loads.is_empty() {
+            self.delete(&key).await?;
+            return self.kv_delete(&key).await;
+        }
+        let raw = self.put_json(&key, loads).await?;
+        self.kv_put(&key, raw, None).await
+    }
+    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
+        crate::proxy::fetch_metrics(&self.env, target).await
+    }
     async fn create_service_account(&self, account: &ServiceAccount) -> Result<()> {
         let key = format!("{ACCOUNT_PREFIX}{}", account.name);
         // Admin calls run one at a time (block_concurrency_while), so check-then-put is atomic.
@@ -440,6 +456,15 @@ impl GatewayState {
         }
     }
 
+    /// Keeps the load alarm running: one round of `/metrics` readings every
+    /// [`gateway_core::probe::LOAD_INTERVAL_SECS`] (cron triggers fire once a minute at most).
+    async fn ensure_load_alarm(&self) {
+        let storage = self.state.storage();
+        if matches!(storage.get_alarm().await, Ok(None)) {
+            let _ = storage.set_alarm(Duration::from_secs(gateway_core::probe::LOAD_INTERVAL_SECS)).await;
+        }
+    }
+
     /// The scheduled round: probe every endpoint, then drop minute buckets past retention.
     /// Probes wait on the network, so this does not block other events; only the probe
     /// job writes health records.
@@ -447,6 +472,7 @@ impl GatewayState {
         let store = self.store()?;
         let now = crate::now_secs();
         let report = gateway_core::probe::run(&store, now).await;
+        self.ensure_load_alarm().await;
         let pruned = store.prune_minutes(now).await;
         // Token records past keeping (expired a month ago, revoked two days ago) go too.
         if let Err(e) = gateway_core::admin::prune_tokens(&store, now).await {
@@ -483,7 +509,20 @@ impl DurableObject for GatewayState {
         } else if path == "/probe" {
             self.probe_round().await
         } else {
+            // Routes come through here: from the first one on, loads are read.
+            self.ensure_load_alarm().await;
             self.admin(req).await
         }
+    }
+
+    /// One round of load readings, then the next alarm. Reading waits on the network, so
+    /// other events go on meanwhile; only this alarm writes load readings.
+    async fn alarm(&self) -> worker::Result<Response> {
+        let store = self.store()?;
+        if let Err(e) = gateway_core::probe::load_round(&store, crate::now_secs()).await {
+            worker::console_error!("{{\"level\":\"error\",\"msg\":\"load round failed\",\"detail\":{}}}", crate::json_str(&e.to_string()));
+        }
+        self.state.storage().set_alarm(Duration::from_secs(gateway_core::probe::LOAD_INTERVAL_SECS)).await?;
+        Response::empty()
     }
 }

@@ -10,6 +10,7 @@ use gateway_core::admin::{self, AdminRequest};
 use gateway_core::cache::CachedSource;
 use gateway_core::forward::{response_headers, FailureMemory, ForwardPlan};
 use gateway_core::gateway::{check_transport, plan, resolve, security_headers, RequestContext, Resolution, Routed, Transport};
+use gateway_core::load::InFlight;
 use gateway_core::meter::Meter;
 use gateway_core::metrics::{self, RequestSample};
 use gateway_core::store::Store;
@@ -39,6 +40,8 @@ pub struct App {
     /// One kept-alive client per connect timeout in use (reqwest sets it per client).
     clients: Mutex<HashMap<u64, reqwest::Client>>,
     failures: Mutex<FailureMemory>,
+    /// Requests in flight from this instance, by endpoint ([`InFlightGuard`]).
+    in_flight: Arc<Mutex<InFlight>>,
     /// CloudWatch EMF namespace (`GATEWAY_EMF_NAMESPACE`); `None` writes no EMF lines.
     emf_namespace: Option<String>,
 }
@@ -50,7 +53,7 @@ impl App {
         let store = DynamoStore::new(dynamo, table);
         let routes = CachedSource::new(store.clone(), cfg.cache_seconds * 1000, now_ms);
         let emf_namespace = crate::emf::namespace(&|k| std::env::var(k).ok());
-        App { cfg, routes, store, clients: Mutex::default(), failures: Mutex::default(), emf_namespace }
+        App { cfg, routes, store, clients: Mutex::default(), failures: Mutex::default(), in_flight: Arc::default(), emf_namespace }
     }
 
     /// Records one finished request: its EMF line and its counters (the token's use
@@ -148,6 +151,27 @@ fn log(request_id: &str, route: Option<&str>, endpoint: Option<&str>, status: u1
     tracing::info!(request_id, route, endpoint, status, latency_ms = started.elapsed().as_secs_f64() * 1000.0, token_id, "request");
 }
 
+/// One request in flight to an endpoint, counted in the instance until dropped.
+struct InFlightGuard {
+    table: Arc<Mutex<InFlight>>,
+    key: String,
+}
+
+impl InFlightGuard {
+    fn start(table: &Arc<Mutex<InFlight>>, route: &str, endpoint: &str) -> Self {
+        let key = table.lock().map(|mut t| t.start(route, endpoint)).unwrap_or_default();
+        InFlightGuard { table: table.clone(), key }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.table.lock() {
+            t.end(&self.key);
+        }
+    }
+}
+
 /// Serves one request. Never fails: every error becomes an OpenAI-shaped response.
 pub async fn handle(
     app: Arc<App>,
@@ -219,6 +243,7 @@ async fn serve(
                     .map(|f| f.is_avoided(route, ep, now))
                     .unwrap_or(false)
             };
+            let in_flight = |route: &str, ep: &str| app.in_flight.lock().map(|t| t.get(route, ep)).unwrap_or(0);
             let rctx = RequestContext {
                 now,
                 client_ip: client_ip.as_deref(),
@@ -227,9 +252,12 @@ async fn serve(
                 trace,
                 secret: &secret,
                 avoid: &avoid,
-                // Not wired yet: no load readings, no body peek (plain rendezvous, as before).
-                load: &|_, _| 0.0,
-                body_peek: None,
+                in_flight: &in_flight,
+                // The whole body is here already; routes keyed by prompt prefix look at its start.
+                body_peek: resolved.needs_body_peek(&parts).then(|| {
+                    let n = body.len().min(gateway_core::load::BODY_PEEK_BYTES);
+                    (&body[..n], n == body.len())
+                }),
             };
             plan(&parts, *resolved, &rctx).map(|p| Routed::Proxy(Box::new(p)))
         }
@@ -286,6 +314,7 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
     meter.sent(body.len() as u64);
     for up in &plan.upstreams {
         let gateway_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let in_flight = InFlightGuard::start(&app.in_flight, &plan.route, &up.endpoint_id);
         let send = client.request(method.clone(), &up.url).headers(plan.headers.clone()).body(body.clone()).send();
         match tokio::time::timeout(Duration::from_millis(plan.response_timeout_ms), send).await {
             Err(_) => {
@@ -316,6 +345,11 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
                 let sleep = |ms: u64| tokio::time::sleep(Duration::from_millis(ms));
                 let sse = is_event_stream(&headers);
                 let stream = Guarded::new(Box::pin(resp.bytes_stream()), plan.idle_timeout_ms, sse, sleep, |b| b, log_fault);
+                // Counted in flight until the body ends or the client goes (the stream is dropped).
+                let stream = futures_util::StreamExt::map(stream, move |chunk| {
+                    let _counted = &in_flight;
+                    chunk
+                });
                 let mut res = http::Response::new(stream);
                 *res.status_mut() = status;
                 *res.headers_mut() = headers;

@@ -47,11 +47,18 @@ async fn main() -> Result<(), lambda_http::Error> {
         let aws = aws_config::load_from_env().await;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
         // Any event (an EventBridge schedule's, or `{}` by hand) runs one round.
-        return lambda_runtime::run(lambda_runtime::service_fn(move |_: LambdaEvent<serde_json::Value>| {
+        return lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
             let store = store.clone();
             async move {
-                let report = gateway_lambda::probe::round(&store, now_secs()).await?;
-                Ok::<_, lambda_http::Error>(serde_json::to_value(report)?)
+                let started = now_ms();
+                let report = gateway_lambda::probe::round(&store, started / 1000).await?;
+                // Then vLLM's load readings every 10 s until the next scheduled run is near:
+                // at most 50 s, and never past the invocation's own deadline.
+                let until = event.context.deadline.min(started + 50_000);
+                let rounds = gateway_lambda::probe::load_rounds(&store, until, now_ms).await;
+                let mut out = serde_json::to_value(report)?;
+                out["load_rounds"] = rounds.into();
+                Ok::<_, lambda_http::Error>(out)
             }
         }))
         .await;
@@ -93,6 +100,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

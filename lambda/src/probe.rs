@@ -5,7 +5,7 @@
 
 use crate::store::DynamoStore;
 use gateway_core::metrics::HealthState;
-use gateway_core::probe::ProbeReport;
+use gateway_core::probe::{load_round, ProbeReport, LOAD_INTERVAL_SECS, PROBE_TIMEOUT_MS};
 use gateway_core::Result;
 
 /// One round at `now`: logs a line per state change and a summary, and returns the report.
@@ -31,6 +31,27 @@ pub async fn round(store: &DynamoStore, now: u64) -> Result<ProbeReport> {
         "probe round"
     );
     Ok(report)
+}
+
+/// Load readings (vLLM's `/metrics`) every [`LOAD_INTERVAL_SECS`], starting now, while the
+/// next round would still end before `until_ms` (unix ms): one scheduled invocation a
+/// minute keeps the readings fresh, each [`load_round`] taking at most the probe timeout.
+/// Returns the rounds run.
+pub async fn load_rounds(store: &DynamoStore, until_ms: u64, now_ms: impl Fn() -> u64) -> usize {
+    let mut rounds = 0;
+    loop {
+        let started = now_ms();
+        match load_round(store, started / 1000).await {
+            Ok(r) => tracing::info!(asked = r.asked, read = r.loads.values().map(|l| l.len()).sum::<usize>(), "load round"),
+            Err(e) => tracing::error!(error = %e, "load round failed"),
+        }
+        rounds += 1;
+        let next = started + LOAD_INTERVAL_SECS * 1000;
+        if next + PROBE_TIMEOUT_MS + 1_000 > until_ms {
+            return rounds;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(next.saturating_sub(now_ms()))).await;
+    }
 }
 
 fn state(s: HealthState) -> &'static str {

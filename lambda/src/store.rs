@@ -17,6 +17,7 @@
 //! | `metric-m` | `{item}` of a minute bucket (`m:{minute}:route:…`) | one number per field, `ttl` |
 //! | `health` | `health:{route}:{endpoint}` ([`metrics::health_key`]) | `health` (JSON) |
 //! | `down` | `{route}` | `endpoints` (JSON list) |
+//! | `load` | `{route}` | `loads` (JSON: endpoint id → vLLM's latest reading) |
 //! | `svc` | `{name}` | `account` (JSON) |
 //!
 //! DynamoDB's TTL deletes items up to days late, so expiry is always checked in
@@ -415,6 +416,10 @@ impl RouteSource for DynamoStore {
         // Eventually consistent: the data plane caches this per instance anyway.
         self.get("down", route, false).await?.map(|i| decode(&i, "endpoints")).transpose().map(Option::unwrap_or_default)
     }
+    async fn loads(&self, route: &str) -> Result<gateway_core::load::Loads> {
+        // Eventually consistent, like the down set: readings are seconds old anyway.
+        self.get("load", route, false).await?.map(|i| decode(&i, "loads")).transpose().map(Option::unwrap_or_default)
+    }
     async fn jwks(&self, provider: &Provider, refresh: bool) -> Result<Jwks> {
         let now = (self.clock)();
         let unavailable = || Error::IdentityProviderUnavailable(provider.name.clone());
@@ -667,6 +672,39 @@ impl Store for DynamoStore {
         item.insert("endpoints".into(), encode(&down)?);
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put down", e))?;
         Ok(())
+    }
+
+    async fn put_loads(&self, route: &str, loads: &gateway_core::load::Loads) -> Result<()> {
+        if loads.is_empty() {
+            return self.delete("load", route).await;
+        }
+        let mut item = key("load", route);
+        item.insert("loads".into(), encode(loads)?);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put loads", e))?;
+        Ok(())
+    }
+
+    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
+        use futures_util::StreamExt;
+        let client = self.http()?;
+        let read = async {
+            let res = client.get(&target.url).send().await.ok()?;
+            if !res.status().is_success() {
+                return None;
+            }
+            // Capped while reading: a body past the cap is dropped, never held whole.
+            let mut body = Vec::new();
+            let mut stream = res.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.ok()?;
+                if body.len() + chunk.len() > gateway_core::load::MAX_METRICS_BYTES {
+                    return None;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            String::from_utf8(body).ok()
+        };
+        tokio::time::timeout(Duration::from_millis(target.timeout_ms), read).await.ok().flatten()
     }
 
     async fn probe(&self, target: &ProbeTarget) -> Option<u16> {

@@ -219,9 +219,12 @@ resource "aws_lambda_function" "this" {
     variables = local.environment
   }
 
+  # JSON lines (the function writes JSON already); Lambda passes the level as AWS_LAMBDA_LOG_LEVEL.
   logging_config {
-    log_format = "Text"
-    log_group  = aws_cloudwatch_log_group.this.name
+    log_format            = "JSON"
+    application_log_level = var.log_level
+    system_log_level      = "WARN"
+    log_group             = aws_cloudwatch_log_group.this.name
   }
 
   dynamic "vpc_config" {
@@ -283,9 +286,10 @@ resource "aws_lambda_function" "probe" {
   architectures    = [var.architecture]
   filename         = var.artifact_path
   source_code_hash = filebase64sha256(var.artifact_path)
-  # A round probes every endpoint at once, each within 2 s, then writes its health.
+  # A round probes every endpoint at once, each within 2 s, then writes its health; then
+  # vLLM's load readings every 10 s for up to 50 s, until the next scheduled run.
   memory_size = 128
-  timeout     = 30
+  timeout     = 60
   kms_key_arn = var.env_kms_arn
 
   environment {
@@ -293,8 +297,10 @@ resource "aws_lambda_function" "probe" {
   }
 
   logging_config {
-    log_format = "Text"
-    log_group  = aws_cloudwatch_log_group.probe.name
+    log_format            = "JSON"
+    application_log_level = var.log_level
+    system_log_level      = "WARN"
+    log_group             = aws_cloudwatch_log_group.probe.name
   }
 
   # It must reach the vLLM hosts as the gateway does.
