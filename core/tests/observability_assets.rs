@@ -50,7 +50,7 @@ struct Exposed {
 /// A snapshot with one of everything, so every family has a sample to show its labels.
 fn one_of_everything() -> Snapshot {
     let endpoint =
-        EndpointMetrics { requests: 3, failures: 1, health: HealthState::Up, uptime_24h: Some(1.0), uptime_7d: Some(0.9), last_probe_at: Some(60) };
+        EndpointMetrics { requests: 3, failures: 1, health: HealthState::Up, uptime_24h: Some(1.0), uptime_7d: Some(0.9), last_probe_at: Some(60), load: Some(gateway_core::load::EndpointLoad { at: 60, running: Some(2.0), waiting: Some(1.0), kv_cache_usage: Some(0.3), prefix_cache_hit_rate: Some(0.5), ..Default::default() }) };
     let route = RouteMetrics {
         by_status_class: [("2xx".to_string(), 3), ("5xx".to_string(), 1)].into(),
         endpoints: [("a".to_string(), endpoint)].into(),
