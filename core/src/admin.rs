@@ -281,12 +281,24 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Error::bad_request("body", "must be a JSON object"));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        // serde's message names the field (`unknown field `x``, `missing field `y``) without echoing values.
-        let msg = e.to_string();
-        let field = msg.split('`').nth(1).unwrap_or("body").to_string();
-        Error::bad_request(field, msg)
-    })
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(decode_error)?;
+    de.end().map_err(|e| Error::bad_request("body", e.to_string()))?;
+    Ok(value)
+}
+
+/// A body that does not decode, as a 400 naming the field. serde's message names an unknown
+/// or missing field (`unknown field `x``) without echoing values; for a value of the wrong
+/// kind, the path names the field (`affinity.fallback`), never the value.
+fn decode_error(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let path = e.path().to_string();
+    let msg = e.inner().to_string();
+    let field = match msg.split('`').nth(1) {
+        Some(name) if msg.starts_with("unknown field") || msg.starts_with("missing field") => name.to_string(),
+        _ if path != "." => path,
+        _ => "body".to_string(),
+    };
+    Error::bad_request(field, msg)
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
@@ -323,10 +335,7 @@ impl AdminCommand {
                     Some(Value::String(b)) if *b == name => {}
                     Some(_) => return Err(Error::bad_request("name", "must match the route name in the path")),
                 }
-                let route: Route = serde_json::from_value(v).map_err(|e| {
-                    let msg = e.to_string();
-                    Error::bad_request(msg.split('`').nth(1).unwrap_or("body").to_string(), msg)
-                })?;
+                let route: Route = serde_path_to_error::deserialize(v).map_err(decode_error)?;
                 if route.expires_at.is_some() {
                     return Err(Error::bad_request("expires_at", "static routes do not expire; use POST /_gateway/ephemeral"));
                 }
@@ -1359,6 +1368,20 @@ mod tests {
         let log = block_on(store.audit(None, 10)).unwrap();
         assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["route.delete", "route.put"]);
         assert!(log.iter().all(|e| e.actor == "ops" && e.outcome == "ok"));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_is_named_by_its_field_never_echoed() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        let body = r#"{"endpoints":[{"id":"a","url":"http://10.0.0.1:9"}],"affinity":{"fallback":"s3cr3t-value"}}"#;
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/r", body).unwrap_err();
+        let v: Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["param"], "affinity.fallback", "{v}");
+        assert!(!v.to_string().contains("s3cr3t") || v["error"]["message"].as_str().is_some_and(|m| m.contains("unknown variant")), "{v}");
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/r", r#"{"endpoints":[{"id":"a","url":"http://10.0.0.1:9","weight":"heavy"}]}"#).unwrap_err();
+        assert_eq!(serde_json::from_slice::<Value>(&e.body()).unwrap()["error"]["param"], "endpoints[0].weight");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! everything. `cargo test -p gateway-tests --test contract -- NAME` runs the
 //! cases whose name contains NAME.
 
+mod balance;
 mod cases;
 mod cli;
 mod identity;
@@ -323,7 +324,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Optio
     println!("contract suite against {deployment:?} at {}", ctx.base);
     let mut failed = Vec::new();
     let (mut ran, mut skipped) = (0, 0);
-    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL).chain(security::ALL).chain(cli::ALL).chain(vllm::ALL) {
+    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL).chain(security::ALL).chain(cli::ALL).chain(balance::ALL).chain(vllm::ALL) {
         if !selected(name, filter) {
             continue;
         }
