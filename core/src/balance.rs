@@ -40,14 +40,21 @@ fn score(key: &str, ep: &Endpoint) -> f64 {
     -(ep.weight as f64) / u.ln()
 }
 
+/// Below this load (requests running, queued or in flight) an endpoint is never saturated:
+/// a vLLM server batches far more requests than this at once, so moving a session off it
+/// would cost the session its prefix cache and buy nothing. (Seen on real vLLM: eight
+/// callers sharing one system prompt at once were split over two servers by the relative
+/// bound alone, and the hit ratio fell from 94 % to 90 %.)
+pub const BOUND_FLOOR: f64 = 8.0;
+
 /// The load an endpoint may hold before it is saturated:
-/// `max(1, ceil(factor × (total_load + 1) × weight / total_weight))`. The `+ 1`
+/// `max(BOUND_FLOOR, ceil(factor × (total_load + 1) × weight / total_weight))`. The `+ 1`
 /// counts the request being placed, and with `factor ≥ 1` the bounds add up to
 /// more than the total load, so some endpoint is always under its bound.
 pub fn bound(factor: f64, total_load: f64, weight: u32, total_weight: f64) -> f64 {
     (factor * (total_load + 1.0) * weight as f64 / total_weight)
         .ceil()
-        .max(1.0)
+        .max(BOUND_FLOOR)
 }
 
 /// A load as the balancer reads it: unknown, negative or not finite is 0.
@@ -251,9 +258,10 @@ mod tests {
         e.iter()
             .enumerate()
             .map(|(i, x)| {
+                // The definition, written out again: the relative bound, never under the floor.
                 let b = (factor * (total + 1.0) * x.weight as f64 / weight)
                     .ceil()
-                    .max(1.0);
+                    .max(BOUND_FLOOR);
                 loads[i] >= b
             })
             .collect()
@@ -319,6 +327,9 @@ mod tests {
         let (first, second, third) = (plain[0].clone(), plain[1].clone(), plain[2].clone());
         let heavy = |id: &str| if id == first { 10.0 } else { 0.0 };
         let r = ids(Balancer::rank_bounded("k", &e, 0, &|_| false, &heavy, 1.25));
+        // Under the floor nothing is saturated, however uneven.
+        let light = |id: &str| if id == first { BOUND_FLOOR - 1.0 } else { 0.0 };
+        assert_eq!(ids(Balancer::rank_bounded("k", &e, 0, &|_| false, &light, 1.25)), plain);
         assert_eq!(r, [second.clone(), third.clone(), first.clone()]);
         let r = ids(Balancer::rank_bounded(
             "k",

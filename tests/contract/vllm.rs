@@ -17,6 +17,9 @@ pub const ALL: &[Case] = &[
     ("vllm_client_hangup_stops_generation", |c| boxed(vllm_client_hangup_stops_generation(c))),
     ("vllm_probes_follow_a_stopped_and_restarted_server", |c| boxed(vllm_probes_follow_a_stopped_and_restarted_server(c))),
     ("vllm_affinity_raises_the_prefix_cache_hit_ratio", |c| boxed(vllm_affinity_raises_the_prefix_cache_hit_ratio(c))),
+    ("vllm_a_hot_session_overflows_instead_of_queueing", |c| boxed(vllm_a_hot_session_overflows_instead_of_queueing(c))),
+    ("vllm_a_service_batch_without_a_session_spreads", |c| boxed(vllm_a_service_batch_without_a_session_spreads(c))),
+    ("vllm_a_shared_system_prompt_stays_together_with_prefix_fallback", |c| boxed(vllm_a_shared_system_prompt_stays_together_with_prefix_fallback(c))),
 ];
 
 /// The two real servers, shared by both deployments' runs.
@@ -293,5 +296,192 @@ async fn vllm_affinity_raises_the_prefix_cache_hit_ratio(c: &Ctx) -> CaseResult 
     let _ = std::fs::write(dir.join(format!("affinity-{:?}.json", c.deployment).to_lowercase()), figures.to_string());
     ensure!(spread_off[0] > 0.0 && spread_off[1] > 0.0, "without affinity both servers took requests: {spread_off:?}");
     ensure!(ratio_on > ratio_off + 0.10 && ratio_on > 1.2 * ratio_off, "affinity must raise the hit ratio clearly: on {ratio_on:.3}, off {ratio_off:.3}");
+    Ok(())
+}
+
+/// Writes a case's figures where BENCHMARKS.md's tables come from.
+fn save_figures(c: &Ctx, case: &str, figures: &Value) {
+    let dir = gateway_tests::deploy::target_dir().join("vllm-figures");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(format!("{case}-{:?}.json", c.deployment).to_lowercase()), figures.to_string());
+}
+
+/// Requests finished by each server, from their own counters.
+fn finished(v: &Vllm) -> Result<[f64; 2], String> {
+    Ok([v.metric(&v.a, "vllm:request_success_total")?, v.metric(&v.b, "vllm:request_success_total")?])
+}
+
+/// Samples both servers' waiting queues every 100 ms until `stop` is set; returns the maxima.
+fn watch_queues(v: &Vllm, stop: &std::sync::atomic::AtomicBool) -> [f64; 2] {
+    let mut max = [0.0f64; 2];
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        for (i, which) in [&v.a, &v.b].into_iter().enumerate() {
+            if let Ok(w) = v.metric(which, "vllm:num_requests_waiting") {
+                max[i] = max[i].max(w);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    max
+}
+
+async fn complete(c: &Ctx, route: &str, session: Option<&str>, token: Option<&str>, prompt: String, max_tokens: u32) -> CaseResult {
+    let mut req = c.http.post(c.url(&format!("/{route}/v1/completions"))).json(&json!({"model": MODEL, "max_tokens": max_tokens, "temperature": 0, "prompt": prompt}));
+    if let Some(s) = session {
+        req = req.header("x-session-id", s);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.map_err(|e| e.to_string())?;
+    let status = res.status();
+    res.bytes().await.map_err(|e| e.to_string())?;
+    ensure!(status == 200, "{route}: {status}");
+    Ok(())
+}
+
+/// One hot session sends a burst far over one server's batch size while background sessions
+/// go on. Returns each server's longest waiting queue during the burst, and the requests each
+/// finished.
+async fn skewed(c: &Ctx, v: &Vllm, route: &str, tag: &str, background: &[String]) -> Result<([f64; 2], [f64; 2]), String> {
+    let before = finished(v)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, v) = (stop.clone(), c.vllm.clone().ok_or("no vLLM")?);
+        tokio::task::spawn_blocking(move || watch_queues(&v, &stop))
+    };
+    let hot = format!("hot-{tag}");
+    let mut calls = Vec::new();
+    for i in 0..48 {
+        calls.push(complete(c, route, Some(&hot), None, format!("Hot question {i} of {tag}: list some numbers"), 24));
+    }
+    for (i, s) in background.iter().enumerate() {
+        for turn in 0..3 {
+            calls.push(complete(c, route, Some(s), None, format!("Background {i} turn {turn} of {tag}"), 8));
+        }
+    }
+    let results = futures_util::future::join_all(calls).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let waiting = watcher.await.map_err(|e| e.to_string())?;
+    results.into_iter().collect::<Result<Vec<()>, String>>()?;
+    let after = finished(v)?;
+    Ok((waiting, [after[0] - before[0], after[1] - before[1]]))
+}
+
+async fn vllm_a_hot_session_overflows_instead_of_queueing(c: &Ctx) -> CaseResult {
+    let v = vllm(c)?;
+    let endpoints = json!([{"id": "a", "url": v.a_url}, {"id": "b", "url": v.b_url}]);
+    let (bounded, unbounded) = (c.name("vllm-bounded"), c.name("vllm-unbounded"));
+    c.put_route(&bounded, json!({"endpoints": endpoints, "auth": {"required": false}})).await?;
+    c.put_route(&unbounded, json!({"endpoints": endpoints, "auth": {"required": false}, "affinity": {"balance_factor": 0}})).await?;
+    let tag = format!("{:?}-{}", c.deployment, crate::now());
+    let tok = c.user(&["ml-team"]);
+    let background: Vec<String> = (0..8).map(|i| format!("bg-{tag}-{i}")).collect();
+    let mut home = HashMap::new();
+    for s in &background {
+        home.insert(s.clone(), served_by(c, v, &bounded, &tok, s).await?);
+    }
+    let (wait_off, spread_off) = skewed(c, v, &unbounded, &format!("off-{tag}"), &background).await?;
+    let (wait_on, spread_on) = skewed(c, v, &bounded, &format!("on-{tag}"), &background).await?;
+    // Once the burst is over, every background session is back on its own server.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for s in &background {
+        let who = served_by(c, v, &bounded, &tok, s).await?;
+        ensure!(who == home[s], "session {s} lives on {}, served by {who} after the burst", home[s]);
+    }
+    println!("      hot session (48 at once) + 8 background sessions: longest waiting queue a/b bounded {wait_on:?} (requests {spread_on:?}), unbounded {wait_off:?} (requests {spread_off:?})");
+    save_figures(c, "skewed", &json!({"deployment": format!("{:?}", c.deployment), "waiting_max_bounded": wait_on, "waiting_max_unbounded": wait_off,
+                                       "requests_bounded": spread_on, "requests_unbounded": spread_off}));
+    let worst = |w: [f64; 2]| w[0].max(w[1]);
+    ensure!(worst(wait_on) <= worst(wait_off), "bounding never lengthens the longest queue: bounded {wait_on:?}, unbounded {wait_off:?}");
+    if c.deployment == gateway_tests::deploy::Deployment::Edge {
+        // One isolate sees the whole burst in flight at once: the overflow goes to the other
+        // server. (A Lambda instance holds one request at a time; there vLLM's readings, taken
+        // every 10 s, steer, and a burst shorter than that is not seen. See README.)
+        ensure!(spread_on[0] >= 10.0 && spread_on[1] >= 10.0, "the hot session's overflow went to both servers: {spread_on:?}");
+        ensure!(worst(wait_on) < worst(wait_off) || worst(wait_off) == 0.0, "bounded queues are shorter: {wait_on:?} vs {wait_off:?}");
+    }
+    for r in [&bounded, &unbounded] {
+        c.admin_call(Method::DELETE, &format!("routes/{r}"), None).await?;
+    }
+    Ok(())
+}
+
+async fn vllm_a_service_batch_without_a_session_spreads(c: &Ctx) -> CaseResult {
+    let v = vllm(c)?;
+    let name = c.name("vllm-batch");
+    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}, {"id": "b", "url": v.b_url}], "auth": {"groups": ["ml-team"]}})).await?;
+    let (_, token) = c.issue(json!({"subject": c.name("batch-job"), "kind": "service", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
+    let tag = format!("{:?}-{}", c.deployment, crate::now());
+    let before = finished(v)?;
+    let calls: Vec<_> = (0..40).map(|i| complete(c, &name, None, Some(&token), format!("Batch item {i} of {tag}: summarise"), 4)).collect();
+    futures_util::future::join_all(calls).await.into_iter().collect::<Result<Vec<()>, String>>()?;
+    let after = finished(v)?;
+    let spread = [after[0] - before[0], after[1] - before[1]];
+    println!("      service batch, 40 requests without a session: a {} / b {}", spread[0], spread[1]);
+    save_figures(c, "batch", &json!({"deployment": format!("{:?}", c.deployment), "requests": spread}));
+    ensure!(spread[0] + spread[1] == 40.0, "every request answered once: {spread:?}");
+    ensure!(spread[0] >= 8.0 && spread[1] >= 8.0, "a batch with no session key spreads over both servers: {spread:?}");
+    c.admin_call(Method::DELETE, &format!("routes/{name}"), None).await?;
+    Ok(())
+}
+
+/// `callers` different service tokens ask different questions under one long system prompt
+/// (over 2 KiB, so the prefix key is the system prompt). Returns vLLM's prefix-cache hit
+/// ratio over both servers.
+async fn shared_prompt(c: &Ctx, v: &Vllm, route: &str, tag: &str, tokens: &[String]) -> Result<f64, String> {
+    let read = |which: &Mutex<RealVllm>| -> Result<(f64, f64), String> {
+        let m = v.metrics(which)?;
+        Ok((m.get("vllm:prefix_cache_hits_total").copied().unwrap_or(0.0), m.get("vllm:prefix_cache_queries_total").copied().unwrap_or(0.0)))
+    };
+    let (a0, b0) = (read(&v.a)?, read(&v.b)?);
+    let system = format!("You are the support assistant {tag}. ") + &(0..160).map(|n| format!("Rule {n}: answer briefly.")).collect::<Vec<_>>().join(" ");
+    for round in 0..3 {
+        let calls: Vec<_> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, tok)| {
+                let body = json!({"model": MODEL, "max_tokens": 4, "temperature": 0,
+                                  "messages": [{"role": "system", "content": system}, {"role": "user", "content": format!("Question {round}-{i}: how do I reset my password?")}]});
+                let req = c.http.post(c.url(&format!("/{route}/v1/chat/completions"))).bearer_auth(tok).json(&body);
+                async move {
+                    let res = req.send().await.map_err(|e| e.to_string())?;
+                    let status = res.status();
+                    let text = res.text().await.map_err(|e| e.to_string())?;
+                    ensure!(status == 200, "shared prompt, caller {i}: {status} {text}");
+                    Ok::<_, String>(())
+                }
+            })
+            .collect();
+        futures_util::future::join_all(calls).await.into_iter().collect::<Result<Vec<()>, String>>()?;
+    }
+    let (a1, b1) = (read(&v.a)?, read(&v.b)?);
+    let queries = (a1.1 - a0.1) + (b1.1 - b0.1);
+    ensure!(queries > 0.0, "vLLM counted no prefix-cache queries");
+    Ok(((a1.0 - a0.0) + (b1.0 - b0.0)) / queries)
+}
+
+async fn vllm_a_shared_system_prompt_stays_together_with_prefix_fallback(c: &Ctx) -> CaseResult {
+    let v = vllm(c)?;
+    let both = json!([{"id": "a", "url": v.a_url}, {"id": "b", "url": v.b_url}]);
+    let (single, prefix, spread) = (c.name("vllm-one"), c.name("vllm-prefix"), c.name("vllm-spread"));
+    c.put_route(&single, json!({"endpoints": [{"id": "a", "url": v.a_url}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&prefix, json!({"endpoints": both, "auth": {"groups": ["ml-team"]}, "affinity": {"fallback": "prefix"}})).await?;
+    c.put_route(&spread, json!({"endpoints": both, "auth": {"groups": ["ml-team"]}, "affinity": {"fallback": "none"}})).await?;
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(c.issue(json!({"subject": c.name(&format!("caller-{i}")), "kind": "service", "groups": ["ml-team"], "ttl_seconds": 600})).await?.1);
+    }
+    let tag = format!("{:?}-{}", c.deployment, crate::now());
+    let one = shared_prompt(c, v, &single, &format!("one-{tag}"), &tokens).await?;
+    let keyed = shared_prompt(c, v, &prefix, &format!("prefix-{tag}"), &tokens).await?;
+    let none = shared_prompt(c, v, &spread, &format!("none-{tag}"), &tokens).await?;
+    println!("      one long system prompt, 8 callers x 3 rounds: hit ratio single server {:.1}%, fallback prefix {:.1}%, fallback none {:.1}%", one * 100.0, keyed * 100.0, none * 100.0);
+    save_figures(c, "shared-prompt", &json!({"deployment": format!("{:?}", c.deployment), "hit_ratio_single": one, "hit_ratio_prefix": keyed, "hit_ratio_none": none}));
+    ensure!(keyed >= one - 0.03, "with fallback prefix the hit ratio is the single server's: prefix {keyed:.3}, single {one:.3}");
+    ensure!(keyed >= none, "keying by prefix never does worse than spreading: prefix {keyed:.3}, none {none:.3}");
+    for r in [&single, &prefix, &spread] {
+        c.admin_call(Method::DELETE, &format!("routes/{r}"), None).await?;
+    }
     Ok(())
 }
