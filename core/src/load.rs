@@ -213,19 +213,21 @@ fn sample(line: &str) -> Option<(&str, f64)> {
     (value.is_finite() && value >= 0.0).then_some((name, value))
 }
 
-/// An endpoint's load for the balancer: the requests it holds, from its
-/// reading and from what this gateway instance has in flight to it.
+/// An endpoint's load for the balancer: what this gateway instance has in
+/// flight to it, plus the queue vLLM last reported (`waiting`).
 ///
-/// `max(running + waiting, local_in_flight)`, not a sum: the local requests
-/// are among those vLLM counts (they are running or waiting there), so adding
-/// would count them twice. The reading is up to a probe interval old while the
-/// local count is exact, so the max reacts at once to a burst from this
-/// instance and otherwise follows what vLLM reports (all instances' traffic).
-/// Unknown metrics count as 0. KV cache usage is left out: when the cache is
-/// full, vLLM queues, and `waiting` shows it.
+/// Requests vLLM is running are not counted from the reading: running is what
+/// it batches without delay, and a reading is up to a probe interval old, so a
+/// burst that has long finished would still weigh on the endpoint (seen on real
+/// vLLM: eight requests running in one reading pushed the next callers of the
+/// same prompt off their server). A queue is the sign of overload, from every
+/// gateway instance at once; this instance's own requests in flight are exact
+/// and fresh, so a burst from here counts at once. The two overlap only while
+/// this instance's requests wait in vLLM's queue, which overstates a load that
+/// is high anyway. KV-cache usage is left out: when the cache fills, vLLM
+/// queues, and `waiting` shows it.
 pub fn load(l: &EndpointLoad, local_in_flight: u64) -> f64 {
-    let reported = l.running.unwrap_or(0.0) + l.waiting.unwrap_or(0.0);
-    reported.max(local_in_flight as f64)
+    local_in_flight as f64 + l.waiting.unwrap_or(0.0)
 }
 
 /// [`load`] with the reading only when it is fresh at `now`; with none (or a
@@ -588,17 +590,17 @@ http_requests_total{handler="/v1/chat/completions",method="POST",status="2xx"} 1
     }
 
     #[test]
-    fn load_is_the_larger_of_reported_and_local() {
+    fn load_is_the_local_requests_plus_vllms_queue() {
         let l = EndpointLoad {
             at: 100,
             running: Some(3.0),
             waiting: Some(2.0),
             ..Default::default()
         };
-        assert_eq!(load(&l, 1), 5.0);
-        assert_eq!(load(&l, 9), 9.0);
+        assert_eq!(load(&l, 1), 3.0, "running requests are not a load");
+        assert_eq!(load(&l, 9), 11.0);
         assert_eq!(load(&EndpointLoad::default(), 2), 2.0);
-        assert_eq!(estimate(Some(&l), 1, 100 + LOAD_STALE_SECS), 5.0);
+        assert_eq!(estimate(Some(&l), 1, 100 + LOAD_STALE_SECS), 3.0);
         assert_eq!(estimate(Some(&l), 1, 101 + LOAD_STALE_SECS), 1.0, "stale");
         assert_eq!(estimate(None, 0, 0), 0.0);
     }

@@ -246,7 +246,7 @@ mod tests {
         let l = block_on(store.loads("llama")).unwrap();
         assert_eq!(l.keys().collect::<Vec<_>>(), ["a"], "b is not a vLLM, c did not answer");
         assert_eq!((l["a"].at, l["a"].running, l["a"].waiting, l["a"].kv_cache_usage), (1_000, Some(4.0), Some(7.0), Some(0.25)));
-        assert_eq!(crate::load::estimate(l.get("a"), 2, 1_005), 11.0);
+        assert_eq!(crate::load::estimate(l.get("a"), 2, 1_005), 9.0, "two in flight here, seven queued");
         // The next round replaces the readings: a stopped answering.
         store.set_metrics("http://a:1/metrics", None);
         block_on(load_round(&store, 1_010)).unwrap();
