@@ -616,7 +616,16 @@ fn check_route_json(text: &str, name: &str) -> Route {
         }
         assert!(e.get("via").is_none_or(|v| v.is_string()), "via is left out when unset, not null");
     }
-    assert_eq!(serde_json::to_value(&route).unwrap(), raw, "{name}: core re-encodes the route differently");
+    // Numbers compare as numbers: Terraform writes a factor of 0 as `0`, the core as `0.0`.
+    fn numbers_as_floats(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Number(n) => json!(n.as_f64()),
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.into_iter().map(numbers_as_floats).collect()),
+            serde_json::Value::Object(o) => serde_json::Value::Object(o.into_iter().map(|(k, v)| (k, numbers_as_floats(v))).collect()),
+            other => other,
+        }
+    }
+    assert_eq!(numbers_as_floats(serde_json::to_value(&route).unwrap()), numbers_as_floats(raw), "{name}: core re-encodes the route differently");
     route
 }
 
@@ -763,6 +772,8 @@ fn good_routes_pass_both_terraform_and_core_validation() {
         (long.as_str(), json!({"enabled": false})),
         ("public", json!({"auth": {"required": false}, "endpoints": [{"id": "v6", "url": "http://[fd00::1]:8000"}]})),
         ("cookie", json!({"affinity": {"header": "X-Conversation", "cookie": "sid"}, "endpoints": pool()})),
+        ("balanced", json!({"affinity": {"fallback": "prefix", "balance_factor": 1.5}, "endpoints": pool()})),
+        ("unbounded", json!({"affinity": {"fallback": "none", "balance_factor": 0}, "endpoints": pool()})),
         ("hosted", json!({"host": "llama.models.example.com", "endpoints": pool(), "upstream_api_key_secret": "VLLM_API_KEY_2"})),
         ("limits", json!({"timeouts": {"connect_ms": 60000, "response_ms": 3600000}, "max_body_bytes": 1073741824})),
         ("via", json!({"endpoints": [{"id": "a", "url": "http://10.0.0.1:65535", "weight": 1000, "via": "VLLM_A"}]})),
@@ -807,6 +818,8 @@ fn routes_the_core_refuses_are_refused_by_the_module_validation() {
         ("bad via", "via", ep(json!({"id": "a", "url": "http://10.0.0.1:8000", "via": "vllm-a"})), "`via`"),
         ("bad group", "group", json!({"auth": {"groups": ["ml team"]}}), "Groups must match"),
         ("bad cookie", "cookie", json!({"affinity": {"cookie": "a;b"}}), "affinity cookie"),
+        ("bad fallback", "fb", json!({"affinity": {"fallback": "sometimes"}}), "affinity.fallback"),
+        ("factor under one", "bf", json!({"affinity": {"balance_factor": 0.5}}), "affinity.balance_factor"),
         ("zero connect timeout", "t0", json!({"timeouts": {"connect_ms": 0}}), "timeouts.connect_ms"),
         ("response timeout over an hour", "t1", json!({"timeouts": {"response_ms": 3600001}}), "timeouts.connect_ms"),
         ("idle timeout under a second", "i0", json!({"timeouts": {"idle_ms": 999}}), "timeouts.idle_ms"),
@@ -834,7 +847,7 @@ fn routes_the_core_refuses_are_refused_by_the_module_validation() {
         assert!(refused, "{what}: the core accepts {text}");
         checked += 1;
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 29);
 }
 
 #[test]

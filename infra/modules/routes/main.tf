@@ -15,8 +15,11 @@ locals {
           { for k, v in { via = e.via } : k => v if v != null },
         )
       ]
-      auth                    = { required = r.auth.required, groups = r.auth.groups }
-      affinity                = { header = r.affinity.header, cookie = r.affinity.cookie }
+      auth = { required = r.auth.required, groups = r.auth.groups }
+      affinity = merge(
+        { header = r.affinity.header, cookie = r.affinity.cookie },
+        { for k, v in { fallback = r.affinity.fallback, balance_factor = r.affinity.balance_factor } : k => v if v != null },
+      )
       upstream_api_key_secret = r.upstream_api_key_secret
       timeouts                = { connect_ms = r.timeouts.connect_ms, response_ms = r.timeouts.response_ms, idle_ms = r.timeouts.idle_ms }
       max_body_bytes          = r.max_body_bytes

@@ -26,6 +26,11 @@ variable "routes" {
     affinity = optional(object({
       header = optional(string, "x-session-id")
       cookie = optional(string)
+      # Requests without a session key: "token", "none" (spread by load) or "prefix" (by the
+      # prompt's start); null: token for user tokens, none for service and partner tokens.
+      fallback = optional(string)
+      # Bounded-load factor (1 to 10; 0 turns bounding off); null: 1.25.
+      balance_factor = optional(number)
     }), {})
     upstream_api_key_secret = optional(string)
     timeouts = optional(object({
@@ -106,6 +111,16 @@ variable "routes" {
   validation {
     condition     = alltrue([for r in var.routes : r.affinity.cookie == null ? true : can(regex("^[A-Za-z0-9._-]{1,64}$", r.affinity.cookie))])
     error_message = "The affinity cookie must be a cookie name ([A-Za-z0-9._-]{1,64})."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.affinity.fallback == null ? true : contains(["token", "none", "prefix"], r.affinity.fallback)])
+    error_message = "affinity.fallback must be token, none or prefix."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.affinity.balance_factor == null ? true : (r.affinity.balance_factor == 0 || (r.affinity.balance_factor >= 1 && r.affinity.balance_factor <= 10))])
+    error_message = "affinity.balance_factor must be 0 (no bound) or between 1 and 10."
   }
 
   validation {
