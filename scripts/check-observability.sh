@@ -25,10 +25,12 @@ if [[ -z $promtool && ${1:-} == --fetch ]]; then
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   chmod a+rwx "$tmp"  # apt fetches as _apt
-  (cd "$tmp" && apt-get download prometheus >/dev/null)
-  mkdir -p target/promtool
-  dpkg-deb -x "$tmp"/prometheus_*.deb target/promtool
-  promtool=$cached
+  if (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) && mkdir -p target/promtool \
+    && dpkg-deb -x "$tmp"/prometheus_*.deb target/promtool; then
+    promtool=$cached
+  else
+    echo "check-observability: could not fetch Debian's prometheus package"
+  fi
 fi
 if [[ -z $promtool ]]; then
   echo "check-observability: SKIPPED, no promtool (install Debian's prometheus package, set PROMTOOL, or pass --fetch)"

@@ -14,6 +14,9 @@ grep -E "Total Upload" target/wrangler-dry-run.log || true
 # contract suite against both deployments: the Worker on workerd, then the Lambda on cargo-lambda's
 # emulator with moto as DynamoDB. One cargo invocation, so the Lambda binary is built once.
 GATEWAY_DEPLOYMENT=all GATEWAY_REAL_VLLM=1 cargo test
+# The Prometheus alert rules, their unit tests and the scrape config, with promtool (fetched
+# from Debian's package when missing; skipped, saying so, when it cannot be had).
+./scripts/check-observability.sh --fetch
 # A short coverage-guided fuzzing run of every core target (token decoding, path routing,
 # admin JSON); fails on any crash. Long runs: `scripts/fuzz.sh 600`.
 ./scripts/fuzz.sh 20
