@@ -1188,6 +1188,11 @@ fn format_float(v: f64) -> String {
     }
 }
 
+/// Picks one of a route's histograms.
+type HistogramOf = fn(&RouteMetrics) -> &Histogram;
+/// Picks one figure of an endpoint's load reading.
+type ReadingOf = fn(&crate::load::EndpointLoad) -> Option<f64>;
+
 /// Renders a snapshot in the Prometheus text exposition format (version
 /// 0.0.4), as Prometheus' naming conventions ask: durations in seconds,
 /// timestamps as `*_timestamp_seconds`, counters and histograms over all
@@ -1211,7 +1216,7 @@ pub fn render_prometheus(s: &Snapshot, per_token: bool) -> String {
             out.sample("gateway_requests_total", &[("route", route), ("status_class", class)], &n.to_string());
         }
     }
-    let durations: [(&str, &str, fn(&RouteMetrics) -> &Histogram); 3] = [
+    let durations: [(&str, &str, HistogramOf); 3] = [
         ("gateway_request_duration_seconds", "Request latency, arrival to end of the response body.", |r| &r.latency_ms.histogram),
         ("gateway_overhead_duration_seconds", "Time the gateway spent before the upstream request went out.", |r| &r.gateway_overhead_ms.histogram),
         (
@@ -1226,7 +1231,7 @@ pub fn render_prometheus(s: &Snapshot, per_token: bool) -> String {
             out.histogram(name, route, of(r), 1000.0);
         }
     }
-    let deprecated: [(&str, &str, fn(&RouteMetrics) -> &Histogram); 2] = [
+    let deprecated: [(&str, &str, HistogramOf); 2] = [
         (
             "gateway_request_duration_ms",
             "gateway_request_duration_seconds",
@@ -1314,7 +1319,7 @@ pub fn render_prometheus(s: &Snapshot, per_token: bool) -> String {
             }
         }
     }
-    let readings: [(&str, &str, fn(&crate::load::EndpointLoad) -> Option<f64>); 4] = [
+    let readings: [(&str, &str, ReadingOf); 4] = [
         ("gateway_endpoint_requests_running", "Requests in the endpoint's running batch, as vLLM last reported.", |l| l.running),
         ("gateway_endpoint_requests_waiting", "Requests queued at the endpoint, as vLLM last reported.", |l| l.waiting),
         ("gateway_endpoint_kv_cache_usage_ratio", "Fraction of the endpoint's KV cache in use, as vLLM last reported.", |l| l.kv_cache_usage),
