@@ -879,7 +879,7 @@
       });
     }
     var l = r.load;
-    var title = (r.age == null ? 'Reading time unknown' : 'Read ' + (r.age < 5 ? 'just now' : span(r.age) + ' ago') + ' (' + dateTime(r.at) + ')') +
+    var title = (r.age == null ? 'Reading time unknown' : 'Read ' + span(r.age) + ' ago (' + dateTime(r.at) + ')') +
       (r.stale ? ' · stale: the balancer ignores readings older than ' + LOAD_STALE_SECS + ' s' : '');
     var base = 'num load' + (r.stale ? ' load-stale' : '');
     var waiting = typeof l.waiting === 'number' && l.waiting > 0;
