@@ -185,7 +185,7 @@ async function checkLoadCells(page, route) {
         if (!c) throw new Error(`${t.route}/${r.id}: no ${LOAD_CELLS[i]} cell`);
         const form = i < 2 ? /^(—|\d[\d,.]*)$/ : /^(—|\d{1,3}(\.\d{1,2})?%)$/;
         if (!form.test(c.text)) throw new Error(`${t.route}/${r.id} ${LOAD_CELLS[i]}: ${JSON.stringify(c.text)} is neither "—" nor a ${i < 2 ? 'number' : 'percentage'}`);
-        if (c.text !== '—' && !/^Read /.test(c.title)) throw new Error(`${t.route}/${r.id} ${LOAD_CELLS[i]}: the reading's age is not in the title (${JSON.stringify(c.title)})`);
+        if (c.text !== '—' && !/^(Read |Reading time unknown)/.test(c.title)) throw new Error(`${t.route}/${r.id} ${LOAD_CELLS[i]}: the reading's age is not in the title (${JSON.stringify(c.title)})`);
       });
     }
   }
