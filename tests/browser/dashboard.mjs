@@ -5,18 +5,24 @@
 // OUT_DIR (dashboard.png, dashboard-export.png and the exported CSV files are
 // written there); CHROMIUM (default /usr/bin/chromium); optional EXPECT_PARTNER
 // with EXPECT_PARTNER_REQUESTS; optional EXPECT_HOSTILE_TOKEN (the mock's token
-// whose description and contract id are formulas; the real gateway's run has none).
+// whose description and contract id are formulas; the real gateway's run has none);
+// optional EXPECT_MOCK_LOAD=1 (the mock's canned vLLM load readings, see MOCK_LOAD).
 //
 // It fails on any console error (Chromium reports Content-Security-Policy
 // violations as console errors) or uncaught page error; checks the page's CSP
 // header; signs in; waits for EXPECT_ROUTE's card to show EXPECT_REQUESTS; checks
-// that the principals panel lists at least one principal and, when EXPECT_PARTNER
+// that EXPECT_ROUTE's endpoint table has the load columns (running, waiting, KV
+// cache, prefix hits), each cell a number, a percentage or "—", and with
+// EXPECT_MOCK_LOAD the mock's exact readings (a queue marked, a stale reading
+// dimmed, none as "—"); that the principals panel lists at least one principal and, when EXPECT_PARTNER
 // is set, that the partner's card shows EXPECT_PARTNER_REQUESTS; revokes
 // REVOKE_TOKEN_ID through the page and checks through the admin API that it is
 // revoked; saves a full-page screenshot at 1280x900. Then it clicks the three
 // CSV export buttons, parses each download strictly (RFC 4180), checks the header
 // rows, EXPECT_ROUTE's row and endpoints, the tokens that called it and the partner
-// against GET /_gateway/metrics, and that no cell starts as a formula would; with
+// against GET /_gateway/metrics (the load columns: their form always, the mock's
+// values with EXPECT_MOCK_LOAD, since a real gateway reads its endpoints every 10 s),
+// and that no cell starts as a formula would; with
 // EXPECT_HOSTILE_TOKEN, that its formulas come out quoted behind an apostrophe.
 // dashboard-export.png shows the export buttons and two of the files as tables.
 //
@@ -70,7 +76,8 @@ const CSV_HEADERS = {
     'requests_total', 'requests_last_hour', 'errors_5xx_last_hour', 'status_2xx', 'status_3xx', 'status_4xx', 'status_5xx', 'status_1xx', 'status_other',
     'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms', 'latency_last_hour_p50_ms', 'latency_last_hour_p95_ms', 'latency_last_hour_p99_ms',
     'gateway_overhead_p50_ms', 'gateway_overhead_p99_ms', 'prompt_tokens', 'completion_tokens', 'bytes_in', 'bytes_out'],
-  endpoints: ['route', 'endpoint', 'url', 'weight', 'in_route', 'health', 'uptime_24h', 'uptime_7d', 'requests', 'failures', 'last_probe_at_utc'],
+  endpoints: ['route', 'endpoint', 'url', 'weight', 'in_route', 'health', 'uptime_24h', 'uptime_7d', 'requests', 'failures', 'last_probe_at_utc',
+    'running', 'waiting', 'kv_cache_usage', 'prefix_cache_hit_rate', 'load_read_at_utc'],
   tokens: ['token_id', 'subject', 'description', 'kind', 'partner', 'contract_id', 'owner', 'groups', 'allowed_routes', 'state', 'revoked',
     'requests', 'requests_by_route', 'prompt_tokens', 'completion_tokens', 'last_seen_utc', 'created_at_utc', 'expires_at_utc', 'revoked_at_utc', 'created_by'],
 };
@@ -137,6 +144,73 @@ function expectEq(what, got, want) {
   if (String(got) !== String(want)) throw new Error(`${what}: ${JSON.stringify(got)}, want ${JSON.stringify(String(want))}`);
 }
 
+// The mock's vLLM load readings (tests/browser/mock-gateway.mjs) as the endpoint
+// tables show them: running, waiting, KV cache, prefix hits; `queued` (waiting > 0,
+// in the warning colour), `stale` (older than 30 s, dimmed), `none` (load: null).
+const MOCK_LOAD = {
+  'llama-prod/a': { cells: ['14', '3', '91.3%', '62.4%'], queued: true, stale: false, none: false, age: 'Read 4 s ago',
+    csv: { running: '14', waiting: '3', kv_cache_usage: '0.913', prefix_cache_hit_rate: '0.624' } },
+  'llama-prod/b': { cells: ['2', '0', '18.0%', '41.0%'], queued: false, stale: true, none: false, age: 'Read 1 min ago',
+    csv: { running: '2', waiting: '0', kv_cache_usage: '0.18', prefix_cache_hit_rate: '0.41' } },
+  'llama-prod/lease-7f': { cells: ['—', '—', '—', '—'], queued: false, stale: false, none: true,
+    csv: { running: '', waiting: '', kv_cache_usage: '', prefix_cache_hit_rate: '', load_read_at_utc: '' } },
+  'mistral-dev/gpu-1': { cells: ['0', '0', '0.0%', '—'], queued: false, stale: false, none: false, age: 'Read 7 s ago',
+    csv: { running: '0', waiting: '0', kv_cache_usage: '0', prefix_cache_hit_rate: '' } },
+  'k7q2m9x4zp/e0': { cells: ['—', '—', '—', '—'], queued: false, stale: false, none: true,
+    csv: { running: '', waiting: '', kv_cache_usage: '', prefix_cache_hit_rate: '', load_read_at_utc: '' } },
+};
+const LOAD_HEADS = ['Running', 'Waiting', 'KV cache', 'Prefix hits'];
+const LOAD_CELLS = ['load-running', 'load-waiting', 'load-kv', 'load-prefix'];
+
+// The load columns of the endpoint tables: EXPECT_ROUTE's always (a real gateway's
+// endpoints may or may not have a reading, and it changes every 10 s, so only the
+// form of each cell), and the mock's exact readings with EXPECT_MOCK_LOAD.
+async function checkLoadCells(page, route) {
+  const tables = await page.locator('[data-route] table.endpoints').evaluateAll((ts, cls) => ts.map((t) => ({
+    route: t.closest('[data-route]').getAttribute('data-route'),
+    heads: [...t.querySelectorAll('thead th')].map((th) => th.textContent.trim()),
+    note: t.parentElement.querySelector('.load-note')?.textContent || null,
+    rows: [...t.querySelectorAll('tr.endpoint')].map((tr) => ({
+      id: tr.getAttribute('data-endpoint'),
+      cells: cls.map((c) => { const td = tr.querySelector('td.' + c); return td ? { text: td.textContent.trim(), cls: td.className, title: td.title || '' } : null; }),
+    })),
+  })), LOAD_CELLS);
+  const mine = tables.find((t) => t.route === route);
+  if (!mine) throw new Error(`no endpoint table in ${route}'s card`);
+  for (const t of tables) {
+    const heads = t.heads.slice(-4);
+    if (JSON.stringify(heads) !== JSON.stringify(LOAD_HEADS)) throw new Error(`${t.route} endpoint table: last headers ${JSON.stringify(heads)}, want ${JSON.stringify(LOAD_HEADS)}`);
+    for (const r of t.rows) {
+      r.cells.forEach((c, i) => {
+        if (!c) throw new Error(`${t.route}/${r.id}: no ${LOAD_CELLS[i]} cell`);
+        const form = i < 2 ? /^(—|\d[\d,.]*)$/ : /^(—|\d{1,3}(\.\d{1,2})?%)$/;
+        if (!form.test(c.text)) throw new Error(`${t.route}/${r.id} ${LOAD_CELLS[i]}: ${JSON.stringify(c.text)} is neither "—" nor a ${i < 2 ? 'number' : 'percentage'}`);
+        if (c.text !== '—' && !/^(Read |Reading time unknown)/.test(c.title)) throw new Error(`${t.route}/${r.id} ${LOAD_CELLS[i]}: the reading's age is not in the title (${JSON.stringify(c.title)})`);
+      });
+    }
+  }
+  if (process.env.EXPECT_MOCK_LOAD !== '1') return `columns present in ${tables.length} endpoint tables (values not checked: EXPECT_MOCK_LOAD not set)`;
+  for (const [key, want] of Object.entries(MOCK_LOAD)) {
+    const [rname, id] = key.split('/');
+    const row = tables.find((t) => t.route === rname)?.rows.find((r) => r.id === id);
+    if (!row) throw new Error(`no endpoint row ${key}`);
+    expectEq(`${key} load cells`, JSON.stringify(row.cells.map((c) => c.text)), JSON.stringify(want.cells));
+    const has = (c, k) => c.cls.split(/\s+/).includes(k);
+    expectEq(`${key} waiting marked as a queue`, has(row.cells[1], 'queued'), want.queued);
+    for (const c of row.cells) {
+      expectEq(`${key} ${c.cls}: dimmed as stale`, has(c, 'load-stale'), want.stale);
+      expectEq(`${key} ${c.cls}: marked as no reading`, has(c, 'load-none'), want.none);
+      if (want.age && !c.title.startsWith(want.age)) throw new Error(`${key} ${c.cls}: title ${JSON.stringify(c.title)}, want it to start with ${JSON.stringify(want.age)}`);
+      if (want.stale && !/stale: the balancer ignores readings older than 30 s/.test(c.title)) throw new Error(`${key} ${c.cls}: title ${JSON.stringify(c.title)} does not say the reading is stale`);
+      if (!want.stale && /stale/.test(c.title)) throw new Error(`${key} ${c.cls}: title ${JSON.stringify(c.title)} calls a fresh reading stale`);
+    }
+  }
+  const note = tables.find((t) => t.route === 'llama-prod').note || '';
+  if (!/older than 30 s \(b\)/.test(note)) throw new Error(`llama-prod: the note under the endpoints is ${JSON.stringify(note)}, want it to name b as stale`);
+  if (tables.find((t) => t.route === 'mistral-dev').note) throw new Error('mistral-dev: a stale note with no stale reading');
+  return `the mock's readings shown (a queue marked, a stale reading dimmed, none as "—")`;
+}
+
 // Exports the three files and checks them against the page and the admin API.
 async function checkExports(page, { base, adminToken, route, expected, revokeId, partner, partnerExpected, outDir }) {
   const cardEndpoints = await page.locator(`[data-route="${route}"] tr.endpoint`).evaluateAll((trs) =>
@@ -164,6 +238,32 @@ async function checkExports(page, { base, adminToken, route, expected, revokeId,
     expectEq(`endpoints CSV ${route}/${e.endpoint} requests`, e.requests, em.requests ?? 0);
     expectEq(`endpoints CSV ${route}/${e.endpoint} failures`, e.failures, em.failures ?? 0);
     expectEq(`endpoints CSV ${route}/${e.endpoint} health`, e.health, cardEndpoints.find((c) => c.id === e.endpoint).health);
+  }
+  // vLLM's load readings: the form always (they change every 10 s on a real gateway).
+  for (const e of endpoints.objects) {
+    const key = `${e.route}/${e.endpoint}`;
+    for (const k of ['running', 'waiting']) if (!/^(\d+(\.\d+)?)?$/.test(e[k])) throw new Error(`endpoints CSV ${key} ${k}: ${JSON.stringify(e[k])}`);
+    for (const k of ['kv_cache_usage', 'prefix_cache_hit_rate']) {
+      if (e[k] !== '' && !(/^\d+(\.\d+)?(e-\d+)?$/.test(e[k]) && Number(e[k]) <= 1)) throw new Error(`endpoints CSV ${key} ${k}: ${JSON.stringify(e[k])} is not a ratio`);
+    }
+    if (e.load_read_at_utc !== '' && !/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(e.load_read_at_utc)) throw new Error(`endpoints CSV ${key} load_read_at_utc: ${JSON.stringify(e.load_read_at_utc)}`);
+    if (e.load_read_at_utc === '' && (e.running || e.waiting || e.kv_cache_usage || e.prefix_cache_hit_rate)) throw new Error(`endpoints CSV ${key}: load values without a reading time`);
+  }
+  let load = 'load columns well-formed (values not checked: EXPECT_MOCK_LOAD not set)';
+  if (process.env.EXPECT_MOCK_LOAD === '1') {
+    for (const [key, want] of Object.entries(MOCK_LOAD)) {
+      const [rname, id] = key.split('/');
+      const e = endpoints.objects.find((x) => x.route === rname && x.endpoint === id);
+      if (!e) throw new Error(`endpoints CSV: no row for ${key}`);
+      for (const [k, v] of Object.entries(want.csv)) expectEq(`endpoints CSV ${key} ${k}`, e[k], v);
+      const at = metrics.routes?.[rname]?.endpoints?.[id]?.load?.at;
+      if (at != null) {
+        // The mock dates its readings from its clock at each call; the page's copy is at most one refresh (10 s) older.
+        const csvAt = Date.parse(e.load_read_at_utc.replace(' ', 'T') + 'Z') / 1000;
+        if (!(Math.abs(csvAt - at) <= 15)) throw new Error(`endpoints CSV ${key} load_read_at_utc: ${JSON.stringify(e.load_read_at_utc)}, want about ${new Date(at * 1000).toISOString()}`);
+      }
+    }
+    load = "the mock's load readings exported as numbers and ratios, none as empty fields";
   }
 
   // Every listed token once, then those known from the metrics only.
@@ -212,7 +312,7 @@ async function checkExports(page, { base, adminToken, route, expected, revokeId,
     if (!record.endsWith(`,"'-partner-portal"`)) throw new Error(`tokens CSV: the record of ${hostileId} does not end with "'-partner-portal": ${JSON.stringify(record)}`);
     hostile = 'formulas quoted behind an apostrophe';
   }
-  return { routes, endpoints, tokens, hostile, hostileId };
+  return { routes, endpoints, tokens, hostile, hostileId, load };
 }
 
 // The export buttons as the page shows them, and two of the files laid out as
@@ -328,6 +428,9 @@ async function run(problems, setBrowser) {
     return { ok: text === expected, detail: text == null ? `no card for the route; status: ${status}` : `card shows ${JSON.stringify(text)}; status: ${status}` };
   });
 
+  // vLLM's load per endpoint, next to health and uptime.
+  const loadShown = await checkLoadCells(page, route);
+
   // Principals: the recorded tokens grouped by who they stand for, and service
   // accounts. Any gateway that has issued a token (REVOKE_TOKEN_ID is one) lists one.
   await poll('#principals listing a principal', 10_000, async () => {
@@ -366,7 +469,7 @@ async function run(problems, setBrowser) {
   const exportShot = await exportScreenshot(browser, page, exported, outDir);
 
   if (problems.length) throw new Error(`the page reported problems:\n  ${problems.join('\n  ')}`);
-  return { shot, exportShot, hostile: exported.hostile };
+  return { shot, exportShot, hostile: exported.hostile, loadShown, loadCsv: exported.load };
 }
 
 let browser = null;
@@ -377,9 +480,9 @@ try {
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`the test took longer than ${TOTAL_TIMEOUT_MS / 1000} s`)), TOTAL_TIMEOUT_MS);
   });
-  const { shot, exportShot, hostile } = await Promise.race([run(problems, (b) => { browser = b; }), timeout]);
-  console.log(`dashboard ok: route shows its requests, principals listed${process.env.EXPECT_PARTNER ? ', partner shows its requests' : ''}, token revoked through the page, no console or CSP errors; screenshot ${shot}`);
-  console.log(`CSV export ok: routes, endpoints and tokens files are RFC 4180 with the expected headers and numbers, no cell starts as a formula; hostile text: ${hostile}; screenshot ${exportShot}`);
+  const { shot, exportShot, hostile, loadShown, loadCsv } = await Promise.race([run(problems, (b) => { browser = b; }), timeout]);
+  console.log(`dashboard ok: route shows its requests, principals listed${process.env.EXPECT_PARTNER ? ', partner shows its requests' : ''}, token revoked through the page, no console or CSP errors; load columns: ${loadShown}; screenshot ${shot}`);
+  console.log(`CSV export ok: routes, endpoints and tokens files are RFC 4180 with the expected headers and numbers, no cell starts as a formula; hostile text: ${hostile}; load: ${loadCsv}; screenshot ${exportShot}`);
 } catch (e) {
   code = 1;
   console.error(`dashboard test FAILED: ${e && e.message ? e.message : e}`);

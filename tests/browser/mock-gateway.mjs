@@ -2,7 +2,7 @@
 // building the gateway. It is NOT the gateway: it serves the dashboard files from
 // core/src/dashboard with the same Content-Security-Policy, and answers the admin
 // calls the page makes from canned, in-memory data (routes, tokens, service
-// accounts, metrics with per-partner usage, audit). Revoking and issuing tokens
+// accounts, metrics with per-partner usage and vLLM load readings, audit). Revoking and issuing tokens
 // and creating or deleting service accounts change that memory only; issued
 // "tokens" are not JWTs and the mock accepts only its own admin token.
 //
@@ -87,22 +87,28 @@ function metrics(db, now) {
         latency_ms: distribution(412, 1830, 4210), latency_ms_last_hour: distribution(388, 1650, 3980), gateway_overhead_ms: distribution(0.8, 1.9, 3.4),
         bytes_in: 3_482_112, bytes_out: 48_911_002, prompt_tokens: 912_441, completion_tokens: 210_377, series: llama,
         endpoints: {
-          a: { requests: 640, failures: 2, health: 'up', uptime_24h: 1, uptime_7d: 0.9987, last_probe_at: now - 12 },
-          b: { requests: 606, failures: 10, health: 'down', uptime_24h: 0.912, uptime_7d: 0.981, last_probe_at: now - 12 },
-          'lease-7f': { requests: 3, failures: 0, health: 'unknown', uptime_24h: null, uptime_7d: null, last_probe_at: null },
+          // vLLM's latest readings: a busy (requests queueing), b's from before it went down (stale: older
+          // than 30 s, which the balancer ignores), none for the lease.
+          a: { requests: 640, failures: 2, health: 'up', uptime_24h: 1, uptime_7d: 0.9987, last_probe_at: now - 12,
+            load: { at: now - 4, running: 14, waiting: 3, kv_cache_usage: 0.913, prefix_cache_hit_rate: 0.624, prefix_cache_queries: 182_340, prefix_cache_hits: 113_780 } },
+          b: { requests: 606, failures: 10, health: 'down', uptime_24h: 0.912, uptime_7d: 0.981, last_probe_at: now - 12,
+            load: { at: now - 95, running: 2, waiting: 0, kv_cache_usage: 0.18, prefix_cache_hit_rate: 0.41, prefix_cache_queries: 52_000, prefix_cache_hits: 21_320 } },
+          'lease-7f': { requests: 3, failures: 0, health: 'unknown', uptime_24h: null, uptime_7d: null, last_probe_at: null, load: null },
         },
       },
       'mistral-dev': {
         requests_total: 310, requests_last_hour: sum(mistral, 'requests'), by_status_class: { '2xx': 301, '4xx': 9 },
         latency_ms: distribution(95, 240, 610), latency_ms_last_hour: distribution(91, 230, 580), gateway_overhead_ms: distribution(0.6, 1.2, 2.1),
         bytes_in: 210_000, bytes_out: 1_900_000, prompt_tokens: 41_200, completion_tokens: 9_800, series: mistral,
-        endpoints: { 'gpu-1': { requests: 310, failures: 0, health: 'up', uptime_24h: 1, uptime_7d: 1, last_probe_at: now - 20 } },
+        // Idle and freshly read; no prefix-cache lookups yet, so no hit rate.
+        endpoints: { 'gpu-1': { requests: 310, failures: 0, health: 'up', uptime_24h: 1, uptime_7d: 1, last_probe_at: now - 20,
+          load: { at: now - 7, running: 0, waiting: 0, kv_cache_usage: 0, prefix_cache_hit_rate: null, prefix_cache_queries: 0, prefix_cache_hits: 0 } } },
       },
       'k7q2m9x4zp': {
         requests_total: 4, requests_last_hour: 0, by_status_class: { '2xx': 4 },
         latency_ms: distribution(52, 80, 80), latency_ms_last_hour: distribution(null, null, null), gateway_overhead_ms: distribution(0.5, 0.7, 0.7),
         bytes_in: 800, bytes_out: 5200, prompt_tokens: 120, completion_tokens: 300, series: series(0, 0).map((p) => ({ ...p, requests: 0 })),
-        endpoints: { e0: { requests: 4, failures: 0, health: 'unknown', uptime_24h: null, uptime_7d: null, last_probe_at: null } },
+        endpoints: { e0: { requests: 4, failures: 0, health: 'unknown', uptime_24h: null, uptime_7d: null, last_probe_at: null, load: null } },
       },
     },
     tokens: {
@@ -274,5 +280,5 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   console.log(`mock gateway (canned data, not the real gateway) on ${m.url}/_gateway/dashboard`);
   if (noServiceAccounts) console.log('answering 404 to /_gateway/service-accounts like an older gateway (the browser logs that 404 as a console error, so dashboard.mjs fails on it)');
   const hostile = m.db.tokens.find((t) => t.subject === 'initech-api');
-  console.log(`GATEWAY_URL=${m.url} ADMIN_TOKEN=${m.adminToken} EXPECT_ROUTE=llama-prod EXPECT_REQUESTS=1234 REVOKE_TOKEN_ID=${active.id} EXPECT_PARTNER=acme EXPECT_PARTNER_REQUESTS=224 EXPECT_HOSTILE_TOKEN=${hostile.id}`);
+  console.log(`GATEWAY_URL=${m.url} ADMIN_TOKEN=${m.adminToken} EXPECT_ROUTE=llama-prod EXPECT_REQUESTS=1234 REVOKE_TOKEN_ID=${active.id} EXPECT_PARTNER=acme EXPECT_PARTNER_REQUESTS=224 EXPECT_HOSTILE_TOKEN=${hostile.id} EXPECT_MOCK_LOAD=1`);
 }

@@ -851,13 +851,63 @@
         })));
   }
 
+  // vLLM's latest load reading of an endpoint (`load` in the metrics; null: none
+  // yet, or not a vLLM). The balancer ignores a reading older than this.
+  var LOAD_STALE_SECS = 30;
+
+  function loadReading(m) {
+    var l = m && m.load;
+    if (!l || typeof l !== 'object') return null;
+    var at = typeof l.at === 'number' && l.at > 0 ? l.at : null;
+    // The age by the gateway's clock (when the metrics were generated), not this browser's.
+    var gen = state.data.metrics && typeof state.data.metrics.generated_at === 'number' ? state.data.metrics.generated_at : nowS();
+    var age = at != null ? Math.max(0, gen - at) : null;
+    return { load: l, at: at, age: age, stale: age == null || age > LOAD_STALE_SECS };
+  }
+
+  function count(v) {
+    return typeof v === 'number' && isFinite(v) ? numberFmt.format(Math.round(v * 10) / 10) : '—';
+  }
+
+  // The four load cells of an endpoint's row: running, waiting, KV cache, prefix hits.
+  function loadCells(m) {
+    var r = loadReading(m);
+    if (!r) {
+      var none = 'No load reading (not read yet, or not a vLLM)';
+      return ['running', 'waiting', 'kv', 'prefix'].map(function (k) {
+        return h('td', { class: 'num load load-' + k + ' load-none muted', title: none, text: '—' });
+      });
+    }
+    var l = r.load;
+    var title = (r.age == null ? 'Reading time unknown' : 'Read ' + span(r.age) + ' ago (' + dateTime(r.at) + ')') +
+      (r.stale ? ' · stale: the balancer ignores readings older than ' + LOAD_STALE_SECS + ' s' : '');
+    var base = 'num load' + (r.stale ? ' load-stale' : '');
+    var waiting = typeof l.waiting === 'number' && l.waiting > 0;
+    var hits = title;
+    if (typeof l.prefix_cache_queries === 'number' && typeof l.prefix_cache_hits === 'number') {
+      hits += ' · ' + compact(l.prefix_cache_hits) + ' of ' + compact(l.prefix_cache_queries) + ' prompt tokens found in the cache since the server started';
+    }
+    return [
+      h('td', { class: base + ' load-running', title: title, text: count(l.running) }),
+      h('td', { class: base + ' load-waiting' + (waiting ? ' queued' : ''), title: waiting ? title + ' · requests are queueing' : title, text: count(l.waiting) }),
+      h('td', { class: base + ' load-kv', title: title, text: pct(l.kv_cache_usage) }),
+      h('td', { class: base + ' load-prefix', title: hits, text: pct(l.prefix_cache_hit_rate) }),
+    ];
+  }
+
   function endpointTable(eps) {
     if (!eps.length) return h('p', { class: 'muted small', text: 'No endpoints.' });
-    return h('table', { class: 'mini endpoints' },
+    var loadNote = ' (vLLM\'s last reading; hover for its age, dimmed when older than ' + LOAD_STALE_SECS + ' s)';
+    var stale = eps.filter(function (e) { var r = loadReading(e.m); return r && r.stale; }).map(function (e) { return e.id; });
+    return h('div', { class: 'table-wrap' }, h('table', { class: 'mini endpoints' },
       h('thead', null, h('tr', null,
         h('th', { text: 'Endpoint' }), h('th', { text: 'Health' }),
         h('th', { class: 'num', text: 'Up 24 h' }), h('th', { class: 'num', text: 'Up 7 d' }),
-        h('th', { class: 'num', text: 'Requests' }), h('th', { class: 'num', text: 'Failures' }))),
+        h('th', { class: 'num', text: 'Requests' }), h('th', { class: 'num', text: 'Failures' }),
+        h('th', { class: 'num load-col', title: 'Requests in the running batch' + loadNote, text: 'Running' }),
+        h('th', { class: 'num load-col', title: 'Requests queued' + loadNote, text: 'Waiting' }),
+        h('th', { class: 'num load-col', title: 'KV cache in use' + loadNote, text: 'KV cache' }),
+        h('th', { class: 'num load-col', title: 'Prefix cache hit rate' + loadNote, text: 'Prefix hits' }))),
       h('tbody', null, eps.map(function (e) {
         var m = e.m || {};
         var health = m.health === 'up' || m.health === 'down' ? m.health : 'unknown';
@@ -873,8 +923,10 @@
           h('td', { class: 'num', text: pct(m.uptime_24h) }),
           h('td', { class: 'num', text: pct(m.uptime_7d) }),
           h('td', { class: 'num', text: compact(m.requests) }),
-          h('td', { class: 'num' + (int(m.failures) ? ' bad' : ''), text: compact(m.failures) }));
-      })));
+          h('td', { class: 'num' + (int(m.failures) ? ' bad' : ''), text: compact(m.failures) }),
+          loadCells(m));
+      }))),
+      stale.length ? h('p', { class: 'load-note muted small', text: 'Dimmed: a load reading older than ' + LOAD_STALE_SECS + ' s (' + stale.join(', ') + '), which the balancer ignores.' }) : null);
   }
 
   function routeTokens(route, ctx) {
@@ -1317,11 +1369,14 @@
   }
 
   function endpointsCsv() {
-    var header = ['route', 'endpoint', 'url', 'weight', 'in_route', 'health', 'uptime_24h', 'uptime_7d', 'requests', 'failures', 'last_probe_at_utc'];
+    var header = ['route', 'endpoint', 'url', 'weight', 'in_route', 'health', 'uptime_24h', 'uptime_7d', 'requests', 'failures', 'last_probe_at_utc',
+      'running', 'waiting', 'kv_cache_usage', 'prefix_cache_hit_rate', 'load_read_at_utc'];
     var rows = [];
     routeModels().forEach(function (rt) {
       endpointModels(rt).forEach(function (e) {
         var m = e.m || {};
+        // vLLM's last reading as it is (ratios 0..1), stale or not: its time says which.
+        var l = m.load && typeof m.load === 'object' ? m.load : {};
         rows.push([
           rt.name, e.id,
           e.def && typeof e.def.url === 'string' ? e.def.url : null,
@@ -1331,6 +1386,7 @@
           num0(m.uptime_24h), num0(m.uptime_7d),
           int(m.requests), int(m.failures),
           utc(m.last_probe_at),
+          num0(l.running), num0(l.waiting), num0(l.kv_cache_usage), num0(l.prefix_cache_hit_rate), utc(l.at),
         ]);
       });
     });
