@@ -3,67 +3,18 @@
 //! register once. The server stops by itself after a few seconds.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+mod common;
+
+use common::{json, Seen, Server};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One request the server saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    authorization: String,
-    body: String,
-}
-
 /// Serves `200 {"lease_expires_at": …}` to every request until `deadline` passes.
 fn serve(deadline: Duration) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        let end = Instant::now() + deadline;
-        while Instant::now() < end {
-            let Ok((stream, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            };
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-            let (mut length, mut authorization) = (0usize, String::new());
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    match k.trim().to_ascii_lowercase().as_str() {
-                        "content-length" => length = v.trim().parse().unwrap_or(0),
-                        "authorization" => authorization = v.trim().to_string(),
-                        _ => {}
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            log.lock().unwrap().push(Seen { method, path, authorization, body: String::from_utf8_lossy(&body).into_owned() });
-            let reply = r#"{"lease_expires_at": 1800000060}"#;
-            let mut stream = reader.into_inner();
-            let _ = write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}", reply.len());
-        }
-    });
-    (base, seen)
+    let server = Server::start(deadline, |_| json(200, serde_json::json!({"lease_expires_at": 1_800_000_060u64})));
+    (server.base, server.seen)
 }
 
 fn gatewayctl(base: &str, args: &[&str]) -> Command {

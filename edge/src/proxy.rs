@@ -559,8 +559,9 @@ fn record(env: &Env, ctx: &Context, sample: impl std::future::Future<Output = Op
     });
 }
 
-/// One health probe (`GET {endpoint}/health`), through the endpoint's VPC binding if it has one.
-pub(crate) async fn probe(env: &Env, target: &ProbeTarget) -> Option<u16> {
+/// `GET target.url` through the endpoint's VPC binding if it has one, and the handle that
+/// aborts it; `None` when the request cannot be built.
+fn probe_get(env: &Env, target: &ProbeTarget) -> Option<(web_sys::AbortController, LocalBoxFuture<'static, worker::Result<Response>>)> {
     let controller = web_sys::AbortController::new().ok()?;
     let init = web_sys::RequestInit::new();
     init.set_method("GET");
@@ -574,6 +575,12 @@ pub(crate) async fn probe(env: &Env, target: &ProbeTarget) -> Option<u16> {
         }
         None => async move { Fetch::Request(req).send().await }.boxed_local(),
     };
+    Some((controller, sent))
+}
+
+/// One health probe (`GET {endpoint}/health`): the status, if it answered in time.
+pub(crate) async fn probe(env: &Env, target: &ProbeTarget) -> Option<u16> {
+    let (controller, sent) = probe_get(env, target)?;
     match select(sent, Delay::from(Duration::from_millis(target.timeout_ms))).await {
         Either::Left((Ok(res), _)) => Some(res.status_code()),
         Either::Left((Err(_), _)) => None,
@@ -587,21 +594,9 @@ pub(crate) async fn probe(env: &Env, target: &ProbeTarget) -> Option<u16> {
 /// One `/metrics` read ([`gateway_core::store::Store::fetch_metrics`]): the body of a 2xx
 /// answer, at most [`gateway_core::load::MAX_METRICS_BYTES`], all within the target's timeout.
 pub(crate) async fn fetch_metrics(env: &Env, target: &ProbeTarget) -> Option<String> {
-    let controller = web_sys::AbortController::new().ok()?;
-    let init = web_sys::RequestInit::new();
-    init.set_method("GET");
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    init.set_signal(Some(&controller.signal()));
-    let req = Request::from(web_sys::Request::new_with_str_and_init(&target.url, &init).ok()?);
-    let via = match &target.via {
-        Some(binding) => Some(env.service(binding).ok()?),
-        None => None,
-    };
+    let (controller, sent) = probe_get(env, target)?;
     let read = async move {
-        let mut res = match via {
-            Some(fetcher) => fetcher.fetch_request(req).await.ok()?,
-            None => Fetch::Request(req).send().await.ok()?,
-        };
+        let mut res = sent.await.ok()?;
         if !(200..300).contains(&res.status_code()) {
             return None;
         }
