@@ -124,7 +124,7 @@ fn bench_decision(c: &mut Criterion) {
         trace: &trace,
         secret: &secret,
         avoid: &avoid,
-        load: &|_, _| 0.0,
+        in_flight: &|_, _| 0,
         body_peek: None,
     };
     assert!(matches!(

@@ -144,7 +144,7 @@ fn check_handle(method: &Method, segs: &[String], query: Option<&str>, caller: &
     block_on(async {
         let audit_before = store.audit(None, usize::MAX).await.unwrap().len();
         let tf_before = store.route("tf").await.unwrap();
-        let result = handle(cfg, &store, NOW, AdminRequest { method, segments: segs, query, authorization, body }).await;
+        let result = handle(cfg, &store, NOW, AdminRequest { method, segments: segs, query, authorization, body, trace_id: None }).await;
         let healthz = segs.len() == 1 && segs[0] == "healthz";
         match &result {
             Ok(reply) => {

@@ -91,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
     check_transports(&parts);
 
     let secret = |n: &str| (n == UPSTREAM_SECRET).then(|| UPSTREAM_SECRET_VALUE.to_string());
-    let ctx = RequestContext { now: NOW, client_ip: Some(CLIENT_IP), proto: "https", new_request_id: "rid-fuzz", trace: &gateway_core::trace::Trace::from_headers(&parts.headers, &[3; 24]), secret: &secret, avoid: &|_, id| id == "b", load: &|_, id| if id == "a" { 5.0 } else { 0.0 }, body_peek: None };
+    let ctx = RequestContext { now: NOW, client_ip: Some(CLIENT_IP), proto: "https", new_request_id: "rid-fuzz", trace: &gateway_core::trace::Trace::from_headers(&parts.headers, &[3; 24]), secret: &secret, avoid: &|_, id| id == "b", in_flight: &|_, id| if id == "a" { 5 } else { 0 }, body_peek: None };
     match block_on(route_request(cfg, store(), &parts, &ctx)) {
         Err(e) => {
             if let Err(l) = &limits {
