@@ -1103,32 +1103,24 @@ mod tests {
         http::HeaderValue::from_str(&format!("Bearer {t}")).unwrap()
     }
 
-    fn call(
+    /// One admin call at `now`, as an adapter hands it over.
+    #[allow(clippy::too_many_arguments)]
+    fn admin_request(
         cfg: &Config,
         store: &MemoryStore,
+        now: u64,
         auth: Option<&http::HeaderValue>,
         method: Method,
         path: &str,
         body: &str,
+        trace_id: Option<&str>,
     ) -> Result<AdminReply> {
-        let segs: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
-        block_on(handle(
-            cfg,
-            store,
-            NOW,
-            AdminRequest {
-                method: &method,
-                segments: &segs,
-                query: None,
-                authorization: auth,
-                body: body.as_bytes(),
-                trace_id: None,
-            },
-        ))
+        let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(String::from).collect();
+        block_on(handle(cfg, store, now, AdminRequest { method: &method, segments: &segs, query: None, authorization: auth, body: body.as_bytes(), trace_id }))
+    }
+
+    fn call(cfg: &Config, store: &MemoryStore, auth: Option<&http::HeaderValue>, method: Method, path: &str, body: &str) -> Result<AdminReply> {
+        admin_request(cfg, store, NOW, auth, method, path, body, None)
     }
 
     /// An identity provider user's bearer header (see `oidc::tests`), with IdP group `ml-engineers` → `ml-team`.
@@ -1531,33 +1523,9 @@ mod tests {
         call(&cfg, &store, Some(&auth), Method::POST, "ephemeral", eph).unwrap();
     }
 
-    fn call_at(
-        cfg: &Config,
-        store: &MemoryStore,
-        now: u64,
-        auth: &http::HeaderValue,
-        method: Method,
-        path: &str,
-        body: &str,
-    ) -> Result<AdminReply> {
-        let segs: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
-        block_on(handle(
-            cfg,
-            store,
-            now,
-            AdminRequest {
-                method: &method,
-                segments: &segs,
-                query: None,
-                authorization: Some(auth),
-                body: body.as_bytes(),
-                trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
-            },
-        ))
+    /// [`call`] at `now`, carrying a trace id.
+    fn call_at(cfg: &Config, store: &MemoryStore, now: u64, auth: &http::HeaderValue, method: Method, path: &str, body: &str) -> Result<AdminReply> {
+        admin_request(cfg, store, now, Some(auth), method, path, body, Some("4bf92f3577b34da6a3ce929d0e0e4736"))
     }
 
     /// A registrar token issued through the admin API, as its bearer header.

@@ -443,7 +443,8 @@ mod tests {
         s
     }
 
-    fn decide(cfg: &Config, s: &MemoryStore, p: &Parts) -> Result<Routed> {
+    /// Decides `p` as an adapter would, with this request's in-flight counts and body peek.
+    fn decide_in(cfg: &Config, s: &MemoryStore, p: &Parts, in_flight: &dyn Fn(&str, &str) -> u64, body_peek: Option<(&[u8], bool)>) -> Result<Routed> {
         let secret = |n: &str| (n == "VLLM_KEY").then(|| "upstream-secret".to_string());
         let trace = crate::trace::Trace::from_headers(&p.headers, &[7; 24]);
         let ctx = RequestContext {
@@ -454,38 +455,23 @@ mod tests {
             trace: &trace,
             secret: &secret,
             avoid: &|_, _| false,
-            in_flight: &|_, _| 0,
-            body_peek: None,
+            in_flight,
+            body_peek,
         };
         block_on(route_request(cfg, s, p, &ctx))
     }
 
+    fn decide(cfg: &Config, s: &MemoryStore, p: &Parts) -> Result<Routed> {
+        decide_in(cfg, s, p, &|_, _| 0, None)
+    }
+
     /// [`decide`] with loads (by endpoint id, asserting the route key) and a body peek.
-    fn decide_with(
-        cfg: &Config,
-        s: &MemoryStore,
-        p: &Parts,
-        load: &dyn Fn(&str) -> u64,
-        body_peek: Option<(&[u8], bool)>,
-    ) -> Result<Routed> {
-        let secret = |n: &str| (n == "VLLM_KEY").then(|| "upstream-secret".to_string());
-        let trace = crate::trace::Trace::from_headers(&p.headers, &[7; 24]);
+    fn decide_with(cfg: &Config, s: &MemoryStore, p: &Parts, load: &dyn Fn(&str) -> u64, body_peek: Option<(&[u8], bool)>) -> Result<Routed> {
         let in_flight = |route: &str, id: &str| {
             assert_eq!(route, "llama");
             load(id)
         };
-        let ctx = RequestContext {
-            now: NOW,
-            client_ip: Some("203.0.113.9"),
-            proto: "https",
-            new_request_id: "rid-new",
-            trace: &trace,
-            secret: &secret,
-            avoid: &|_, _| false,
-            in_flight: &in_flight,
-            body_peek,
-        };
-        block_on(route_request(cfg, s, p, &ctx))
+        decide_in(cfg, s, p, &in_flight, body_peek)
     }
 
     fn token_of(cfg: &Config, sub: &str, kind: TokenKind) -> String {

@@ -60,6 +60,18 @@ fn targets_at(route: &Route, leases: &[Endpoint], now: u64, path: &str) -> Vec<P
         .collect()
 }
 
+/// The active static routes' names, and every endpoint of theirs to probe at `path`.
+/// Ephemeral routes (one endpoint, minutes to days of life) are not probed.
+async fn every_target<S: Store>(store: &S, now: u64, path: &str) -> Result<(Vec<String>, Vec<ProbeTarget>)> {
+    let (mut routes, mut all) = (Vec::new(), Vec::new());
+    for route in store.list_routes().await?.into_iter().filter(|r| r.is_active(now) && r.expires_at.is_none()) {
+        let leases = store.leases(&route.name).await?;
+        all.extend(targets_at(&route, &leases, now, path));
+        routes.push(route.name);
+    }
+    Ok((routes, all))
+}
+
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProbeOutcome {
@@ -89,11 +101,7 @@ pub struct ProbeReport {
 /// sets that changed. Ephemeral routes (one endpoint, minutes to days of
 /// life) are not probed.
 pub async fn run<S: Store>(store: &S, now: u64) -> Result<ProbeReport> {
-    let mut all = Vec::new();
-    for route in store.list_routes().await?.into_iter().filter(|r| r.is_active(now) && r.expires_at.is_none()) {
-        let leases = store.leases(&route.name).await?;
-        all.extend(targets(&route, &leases, now));
-    }
+    let (_, all) = every_target(store, now, PROBE_PATH).await?;
     let statuses = join_all(all.iter().map(|t| store.probe(t))).await;
     let mut health: BTreeMap<(String, String), Health> = store.health().await?.into_iter().map(|(r, e, h)| ((r, e), h)).collect();
     let mut down: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -138,13 +146,7 @@ pub struct LoadReport {
 /// and writes each route's readings (one write per route). A reading that did not come is
 /// left out, so a route's stale readings are replaced, never kept.
 pub async fn load_round<S: Store>(store: &S, now: u64) -> Result<LoadReport> {
-    let mut all = Vec::new();
-    let mut routes = Vec::new();
-    for route in store.list_routes().await?.into_iter().filter(|r| r.is_active(now) && r.expires_at.is_none()) {
-        let leases = store.leases(&route.name).await?;
-        all.extend(targets_at(&route, &leases, now, METRICS_PATH));
-        routes.push(route.name);
-    }
+    let (routes, all) = every_target(store, now, METRICS_PATH).await?;
     let texts = join_all(all.iter().map(|t| store.fetch_metrics(t))).await;
     let mut loads: BTreeMap<String, Loads> = routes.into_iter().map(|r| (r, Loads::new())).collect();
     for (t, text) in all.iter().zip(texts) {
