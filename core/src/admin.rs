@@ -538,6 +538,13 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
         }
         return Err(e);
     }
+    // Terraform writes routes straight into the store: its changes reach the audit log before
+    // an admin reads or changes anything (registrars' lease renewals and `/me` skip this).
+    let admin_call = !own && !registrar::is_registrar(&principal);
+    if admin_call {
+        // A failure leaves the changes for the next call or probe round to find.
+        let _ = crate::managed::sync(store, now, req.trace_id).await;
+    }
     let cmd = match AdminCommand::parse(req.method, req.segments, req.query, req.body) {
         Ok(c) => c,
         Err(e) => {
@@ -558,6 +565,11 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
     };
     let label = cmd.audit_label();
     let result = execute(cfg, store, now, &principal, cmd).await;
+    if admin_call && result.is_ok() && label.as_ref().is_some_and(|(a, _)| a.starts_with("route.")) {
+        // The admin API's own change is recorded as seen, so a later Terraform change of the
+        // same route is audited against this version.
+        let _ = crate::managed::sync(store, now, req.trace_id).await;
+    }
     if let Some((action, mut object)) = label {
         if let (Ok(reply), "ephemeral.create" | "token.issue") = (&result, action) {
             if let Some(id) = reply.body.get("id").and_then(Value::as_str) {
@@ -600,6 +612,8 @@ async fn audit<S: Store>(
         object,
         outcome: outcome.to_string(),
         trace_id: trace_id.map(str::to_string),
+        old_version: None,
+        new_version: None,
     };
     // The write already happened or was refused; a lost audit line must not undo or fail it,
     // but the adapter's store logs the failure.

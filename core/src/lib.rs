@@ -18,6 +18,7 @@ pub mod forge;
 pub mod gateway;
 pub mod identity;
 pub mod load;
+pub mod managed;
 pub mod meter;
 pub mod metrics;
 pub mod oidc;

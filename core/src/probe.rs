@@ -101,6 +101,8 @@ pub struct ProbeReport {
 /// sets that changed. Ephemeral routes (one endpoint, minutes to days of
 /// life) are not probed.
 pub async fn run<S: Store>(store: &S, now: u64) -> Result<ProbeReport> {
+    // Terraform's route changes are audited within a round even when no admin calls.
+    let _ = crate::managed::sync(store, now, None).await;
     let (_, all) = every_target(store, now, PROBE_PATH).await?;
     let statuses = join_all(all.iter().map(|t| store.probe(t))).await;
     let mut health: BTreeMap<(String, String), Health> = store.health().await?.into_iter().map(|(r, e, h)| ((r, e), h)).collect();

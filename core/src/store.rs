@@ -97,6 +97,12 @@ pub struct AuditEntry {
     /// The W3C trace the call belonged to ([`crate::trace`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// For a route changed outside the admin API ([`crate::managed`]): its version before
+    /// (none when it is new) and after (none when it was removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_version: Option<String>,
 }
 
 /// How long a subject's revocation is kept: past the longest lifetime any token may have.
@@ -189,6 +195,11 @@ pub trait Store: RouteSource {
     async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>>;
     /// Deletes a service account (its tokens are revoked by the caller first).
     async fn delete_service_account(&self, name: &str) -> Result<()>;
+
+    /// What [`crate::managed::sync`] last saw of each route, by name.
+    async fn seen_routes(&self) -> Result<BTreeMap<String, crate::managed::Seen>>;
+    /// Replaces (or with `None` forgets) what was seen of one route.
+    async fn put_seen_route(&self, name: &str, seen: Option<&crate::managed::Seen>) -> Result<()>;
 }
 
 /// An in-memory store for tests and the CLI's dry runs.
@@ -214,6 +225,7 @@ struct Mem {
     metrics_text: BTreeMap<String, String>,
     jwks: BTreeMap<String, String>,
     accounts: BTreeMap<String, ServiceAccount>,
+    seen: BTreeMap<String, crate::managed::Seen>,
     now: u64,
 }
 
@@ -392,6 +404,16 @@ impl Store for MemoryStore {
     }
     async fn delete_service_account(&self, name: &str) -> Result<()> {
         self.with(|m| m.accounts.remove(name));
+        Ok(())
+    }
+    async fn seen_routes(&self) -> Result<BTreeMap<String, crate::managed::Seen>> {
+        Ok(self.with(|m| m.seen.clone()))
+    }
+    async fn put_seen_route(&self, name: &str, seen: Option<&crate::managed::Seen>) -> Result<()> {
+        self.with(|m| match seen {
+            Some(s) => m.seen.insert(name.to_string(), s.clone()),
+            None => m.seen.remove(name),
+        });
         Ok(())
     }
 }

@@ -26,6 +26,8 @@ pub const QUERY_HEADER: &str = "x-gateway-query";
 
 const TOKEN_PREFIX: &str = "tok:";
 const ACCOUNT_PREFIX: &str = "svc:";
+/// What `gateway_core::managed::sync` last saw of each route.
+const SEEN_PREFIX: &str = "seen:";
 const AUDIT_PREFIX: &str = "audit:";
 const AUDIT_SEQ: &str = "audit-seq";
 /// Metric counters live under `c:{metrics key}`, one number each.
@@ -120,6 +122,23 @@ impl DoStore {
         }
         Ok(keys.len())
     }
+    /// A route's copy in KV, where Terraform writes.
+    async fn kv_route(&self, name: &str) -> Result<Option<Route>> {
+        let key = route_key(name);
+        self.kv.get(&key).text().await.map_err(|e| store_err("kv get", e))?.map(|r| decode(&r)).transpose()
+    }
+    /// Removes the admin copy of a route Terraform took over: the object's record and host
+    /// binding, and the KV host binding when Terraform's route has another host. Leases stay.
+    async fn drop_admin_copy(&self, admin: &Route, managed: &Route) -> Result<()> {
+        self.delete(&route_key(&admin.name)).await?;
+        if let Some(host) = &admin.host {
+            self.delete(&host_key(host)).await?;
+            if managed.host.as_deref() != Some(host) {
+                self.kv_delete(&host_key(host)).await?;
+            }
+        }
+        Ok(())
+    }
     async fn lease_map(&self, route: &str) -> Result<BTreeMap<String, Endpoint>> {
         match self.get_text(&leases_key(route)).await? {
             Some(raw) => serde_json::from_str(&raw).map_err(|e| store_err("leases decode", e)),
@@ -146,12 +165,17 @@ fn decode<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T> {
 impl RouteSource for DoStore {
     async fn route(&self, name: &str) -> Result<Option<Route>> {
         let key = route_key(name);
-        // Admin-written routes live here; Terraform-written ones only in KV.
-        let raw = match self.get_text(&key).await? {
-            Some(raw) => Some(raw),
-            None => self.kv.get(&key).text().await.map_err(|e| store_err("kv get", e))?,
-        };
-        raw.map(|r| decode(&r)).transpose()
+        // Admin-written routes live here (mirrored into KV); Terraform writes only KV, and its
+        // copy is the one source of truth for the name (gateway_core::managed).
+        let (local, shared) = futures_util::future::join(self.get_text(&key), self.kv_route(name)).await;
+        let shared = shared?;
+        if let Some(r) = shared.as_ref().filter(|r| r.is_externally_managed()) {
+            return Ok(Some(r.clone()));
+        }
+        match local? {
+            Some(raw) => decode(&raw).map(Some),
+            None => Ok(shared),
+        }
     }
     async fn ephemeral(&self, id: &str) -> Result<Option<Route>> {
         self.get_text(&ephemeral_key(id)).await?.map(|r| decode(&r)).transpose()
@@ -194,14 +218,21 @@ impl Store for DoStore {
             let r: Route = decode(&raw)?;
             routes.insert(r.name.clone(), r);
         }
-        // Terraform-managed routes exist only in KV.
+        // Terraform-managed routes exist only in KV, and win over an admin copy of the same name.
         let listed = self.kv.list().prefix("route:".into()).execute().await.map_err(|e| store_err("kv list", e))?;
-        for key in listed.keys {
-            let name = key.name.trim_start_matches("route:").to_string();
-            if !routes.contains_key(&name) {
-                if let Some(r) = self.route(&name).await? {
-                    routes.insert(name, r);
+        let names: Vec<String> = listed.keys.iter().map(|k| k.name.trim_start_matches("route:").to_string()).collect();
+        let shared = futures_util::future::join_all(names.iter().map(|n| self.kv_route(n))).await;
+        for (name, r) in names.into_iter().zip(shared) {
+            match r? {
+                Some(r) if r.is_externally_managed() => {
+                    if let Some(admin) = routes.insert(name, r.clone()).filter(|a| !a.is_externally_managed()) {
+                        self.drop_admin_copy(&admin, &r).await?;
+                    }
                 }
+                Some(r) => {
+                    routes.entry(name).or_insert(r);
+                }
+                None => {}
             }
         }
         Ok(routes.into_values().collect())
@@ -378,6 +409,23 @@ impl Store for DoStore {
     }
     async fn delete_service_account(&self, name: &str) -> Result<()> {
         self.delete(&format!("{ACCOUNT_PREFIX}{name}")).await
+    }
+    async fn seen_routes(&self) -> Result<BTreeMap<String, gateway_core::managed::Seen>> {
+        let mut out = BTreeMap::new();
+        for (key, value) in self.list_entries(SEEN_PREFIX, None, None).await? {
+            // An unreadable record is treated as unseen: the route is audited again, not lost.
+            if let Some(seen) = value.as_string().and_then(|v| serde_json::from_str(&v).ok()) {
+                out.insert(key.trim_start_matches(SEEN_PREFIX).to_string(), seen);
+            }
+        }
+        Ok(out)
+    }
+    async fn put_seen_route(&self, name: &str, seen: Option<&gateway_core::managed::Seen>) -> Result<()> {
+        let key = format!("{SEEN_PREFIX}{name}");
+        match seen {
+            Some(s) => self.put_json(&key, s).await.map(|_| ()),
+            None => self.delete(&key).await,
+        }
     }
 }
 

@@ -75,6 +75,8 @@ pub struct DynamoStore {
 const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Partition of service accounts (one item per account, sort key = name).
 const SERVICE_ACCOUNT: &str = "svc";
+/// What `gateway_core::managed::sync` last saw of each route: `seen`/`{route}`.
+const SEEN: &str = "seen";
 
 fn system_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -730,6 +732,25 @@ impl Store for DynamoStore {
 
     async fn delete_service_account(&self, name: &str) -> Result<()> {
         self.delete(SERVICE_ACCOUNT, name).await
+    }
+    async fn seen_routes(&self) -> Result<BTreeMap<String, gateway_core::managed::Seen>> {
+        let mut out = BTreeMap::new();
+        for item in self.query_prefix(SEEN, "", false, None, None).await? {
+            // An unreadable record is treated as unseen: the route is audited again, not lost.
+            if let (Some(name), Ok(seen)) = (text(&item, SK), decode(&item, "seen")) {
+                out.insert(name.to_string(), seen);
+            }
+        }
+        Ok(out)
+    }
+    async fn put_seen_route(&self, name: &str, seen: Option<&gateway_core::managed::Seen>) -> Result<()> {
+        let Some(seen) = seen else {
+            return self.delete(SEEN, name).await;
+        };
+        let mut item = key(SEEN, name);
+        item.insert("seen".into(), encode(seen)?);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put seen", e))?;
+        Ok(())
     }
 }
 

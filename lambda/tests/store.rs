@@ -159,6 +159,8 @@ async fn counters_add_up_exactly() {
             action: "x".into(),
             object: format!("o{i}"),
             trace_id: None,
+            old_version: None,
+            new_version: None,
             outcome: "ok".into(),
         })
         .await

@@ -3,7 +3,7 @@
 use crate::{boxed, ensure, error_code, Case, CaseResult, Ctx, UPSTREAM_KEY};
 use futures_util::StreamExt;
 use gateway_core::token::TokenKind;
-use gateway_tests::standin::{refused_addr, BodyDropper};
+use gateway_tests::standin::{refused_addr, BodyDropper, StandIn};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -35,6 +35,7 @@ pub const ALL: &[Case] = &[
     ("disabled_route_is_404", |c| boxed(disabled_route_is_404(c))),
     ("host_route_takes_every_path", |c| boxed(host_route_takes_every_path(c))),
     ("terraform_routes_refused_409", |c| boxed(terraform_routes_refused_409(c))),
+    ("terraform_takes_over_an_admin_route_and_is_audited", |c| boxed(terraform_takes_over_an_admin_route_and_is_audited(c))),
     ("admin_errors_name_the_field", |c| boxed(admin_errors_name_the_field(c))),
     ("route_crud_and_audit_newest_first", |c| boxed(route_crud_and_audit_newest_first(c))),
     ("token_usage_is_counted", |c| boxed(token_usage_is_counted(c))),
@@ -568,6 +569,71 @@ async fn host_route_takes_every_path(c: &Ctx) -> CaseResult {
     let other = c.name("hosted2");
     let (s, v) = c.admin_call(Method::PUT, &format!("routes/{other}"), Some(json!({"host": host, "endpoints": []}))).await?;
     ensure!(s == 409, "a host belongs to one route: {s} {v}");
+    Ok(())
+}
+
+/// The newest audit entries about `object`, newest first.
+async fn audit_of(c: &Ctx, object: &str) -> Result<Vec<Value>, String> {
+    let (s, v) = c.admin_call(Method::GET, "audit?limit=200", None).await?;
+    ensure!(s == 200, "audit: {s} {v}");
+    Ok(v["entries"].as_array().cloned().unwrap_or_default().into_iter().filter(|e| e["object"] == object).collect())
+}
+
+async fn terraform_takes_over_an_admin_route_and_is_audited(c: &Ctx) -> CaseResult {
+    let name = c.name("adopt");
+    let object = format!("route/{name}");
+    c.route_over(&name, &[&c.a]).await?;
+    let user = c.user(&["ml-team"]);
+    let path = format!("/{name}/v1/models");
+    let res = c.get(&path, Some(&user), &[]).await?;
+    ensure!(res.status() == 200, "the admin route answers: {}", res.status());
+
+    // Terraform takes the name over, pointing at b, writing the store as infra/modules/routes does.
+    let tf = |upstream: &StandIn| {
+        json!({"name": name, "endpoints": [{"id": upstream.name(), "url": upstream.url(), "weight": 1}],
+               "auth": {"required": true, "groups": ["ml-team"]}, "managed_by": "terraform"})
+        .to_string()
+    };
+    c.backing.terraform_write(&name, Some(&tf(&c.b))).await?;
+
+    // The admin API shows Terraform's copy (no stale admin copy to edit) and refuses changes.
+    let (s, v) = c.admin_call(Method::GET, &format!("routes/{name}"), None).await?;
+    ensure!(s == 200 && v["managed_by"] == "terraform" && v["endpoints"][0]["id"] == c.b.name(), "after the takeover: {s} {v}");
+    let (s, v) = c.admin_call(Method::PUT, &format!("routes/{name}"), Some(json!({"endpoints": [{"id": "a", "url": c.a.url(), "weight": 1}]}))).await?;
+    ensure!(s == 409, "an admin write to the adopted route: {s} {v}");
+    let (s, v) = c.admin_call(Method::GET, "routes", None).await?;
+    let listed: Vec<&Value> = v["routes"].as_array().map(|r| r.iter().filter(|r| r["name"] == name.as_str()).collect()).unwrap_or_default();
+    ensure!(s == 200 && listed.len() == 1 && listed[0]["managed_by"] == "terraform", "listed once, as Terraform's: {listed:?}");
+
+    // The change is in the audit log, by Terraform, with the admin copy's version as the old one.
+    let entries = audit_of(c, &object).await?;
+    let adopted = entries.iter().find(|e| e["actor"] == "terraform" && e["action"] == "route.put").ok_or(format!("no terraform entry: {entries:?}"))?;
+    let (old, new) = (adopted["old_version"].as_str().unwrap_or(""), adopted["new_version"].as_str().unwrap_or(""));
+    ensure!(old.len() == 16 && new.len() == 16 && old != new && adopted["outcome"] == "ok", "versions: {adopted}");
+    ensure!(entries.iter().filter(|e| e["actor"] == "terraform").count() == 1, "audited once: {entries:?}");
+
+    // The data plane serves Terraform's endpoints (within the cache bound).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.served_by(&path, Some(&user), &[]).await? != c.b.name() {
+        ensure!(Instant::now() < deadline, "requests still reach the admin copy's endpoint");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for _ in 0..3 {
+        ensure!(c.served_by(&path, Some(&user), &[]).await? == c.b.name(), "the admin copy's endpoint answered again");
+    }
+
+    // A later Terraform change is audited against the version before it; removal too.
+    c.backing.terraform_write(&name, Some(&tf(&c.c))).await?;
+    let entries = audit_of(c, &object).await?;
+    let changed = entries.iter().find(|e| e["actor"] == "terraform" && e["old_version"] == new).ok_or(format!("no entry for the change: {entries:?}"))?;
+    let newer = changed["new_version"].as_str().unwrap_or("").to_string();
+    ensure!(newer.len() == 16 && newer != new, "the change: {changed}");
+    c.backing.terraform_write(&name, None).await?;
+    let (s, _) = c.admin_call(Method::GET, &format!("routes/{name}"), None).await?;
+    ensure!(s == 404, "removed by Terraform: {s}");
+    let entries = audit_of(c, &object).await?;
+    let removed = entries.iter().find(|e| e["actor"] == "terraform" && e["action"] == "route.delete");
+    ensure!(removed.is_some_and(|e| e["old_version"] == newer.as_str() && e.get("new_version").is_none_or(Value::is_null)), "removal: {entries:?}");
     Ok(())
 }
 

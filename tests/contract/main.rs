@@ -60,6 +60,8 @@ pub struct Ctx {
     /// An identity provider with its own keys that the deployment does not trust.
     pub rogue: OidcStandIn,
     pub tf_route: String,
+    /// The deployment's store, written directly as Terraform writes it.
+    pub backing: deploy::Backing,
     /// The real vLLM servers (`GATEWAY_REAL_VLLM=1`), shared by every deployment's run.
     pub vllm: Option<std::sync::Arc<vllm::Vllm>>,
     /// The deployment's own log (the Worker's under `wrangler dev`, the Lambda function's output).
@@ -317,6 +319,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Optio
         idp,
         rogue,
         tf_route,
+        backing: running.backing.clone().expect("the gateway's store"),
         vllm: real_vllm,
         log: running.log.clone(),
         names: AtomicU32::new(0),

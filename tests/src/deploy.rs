@@ -39,6 +39,85 @@ pub struct Running {
     pub base: String,
     child: Child,
     pub log: PathBuf,
+    /// The gateway's store, for writes that do not go through the gateway (Terraform's).
+    pub backing: Option<Backing>,
+}
+
+/// Where a deployment keeps its state.
+#[derive(Debug, Clone)]
+pub enum Backing {
+    /// Workers KV under `wrangler dev`, persisted in this directory.
+    Kv { state: PathBuf },
+    /// DynamoDB on moto.
+    Dynamo { endpoint: String, table: String },
+}
+
+impl Backing {
+    /// Writes a route as `infra/modules/routes` does: the KV entry `route:{name}`, or the
+    /// DynamoDB item `route#{name}`/`def`. `None` removes it, as `terraform destroy` does.
+    pub async fn terraform_write(&self, name: &str, json: Option<&str>) -> Result<(), String> {
+        match self {
+            Backing::Kv { state } => {
+                let (state, key, json) = (state.clone(), format!("route:{name}"), json.map(str::to_string));
+                tokio::task::spawn_blocking(move || {
+                    let mut cmd = Command::new(repo_root().join("node_modules/.bin/wrangler"));
+                    cmd.current_dir(repo_root());
+                    match &json {
+                        Some(j) => cmd.args(["kv", "key", "put", &key, j]),
+                        None => cmd.args(["kv", "key", "delete", &key]),
+                    };
+                    let out = cmd
+                        .args(["--binding", "GATEWAY_KV", "--env", "contract", "--local", "--persist-to"])
+                        .arg(&state)
+                        .env("GATEWAY_EDGE_PREBUILT", "1")
+                        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+                        .env("WRANGLER_SEND_METRICS", "false")
+                        .stdin(Stdio::null())
+                        .output()
+                        .map_err(|e| format!("wrangler kv: {e}"))?;
+                    if out.status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!("wrangler kv {key}: {}", String::from_utf8_lossy(&out.stderr)))
+                    }
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+            Backing::Dynamo { endpoint, table } => {
+                use aws_sdk_dynamodb::types::AttributeValue::S;
+                let client = dynamo_client(endpoint).await;
+                let key = [("entity", S(format!("route#{name}"))), ("item", S("def".into()))];
+                match json {
+                    Some(j) => {
+                        let mut put = client.put_item().table_name(table).item("route", S(j.to_string()));
+                        for (k, v) in key {
+                            put = put.item(k, v);
+                        }
+                        put.send().await.map(|_| ()).map_err(|e| format!("put item: {e:?}"))
+                    }
+                    None => {
+                        let mut del = client.delete_item().table_name(table);
+                        for (k, v) in key {
+                            del = del.key(k, v);
+                        }
+                        del.send().await.map(|_| ()).map_err(|e| format!("delete item: {e:?}"))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A DynamoDB client for moto at `endpoint`.
+pub async fn dynamo_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "contract"))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&sdk)
 }
 
 impl Running {
@@ -132,7 +211,7 @@ pub fn start_edge(vars: &[(&str, String)], seeds: &[Seed], tag: &str) -> Running
         .process_group(0)
         .spawn()
         .expect("start wrangler dev");
-    let mut running = Running { base: format!("http://127.0.0.1:{port}"), child, log };
+    let mut running = Running { base: format!("http://127.0.0.1:{port}"), child, log, backing: Some(Backing::Kv { state: state.clone() }) };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(Some(status)) = running.child.try_wait() {
@@ -211,7 +290,7 @@ pub async fn start_lambda(vars: &[(&str, String)], seeds: &[Seed], tag: &str) ->
     let mut moto = Command::new("moto_server");
     moto.args(["-H", "127.0.0.1", "-p", &moto_port.to_string()]);
     let moto_log = dir.join("moto.log");
-    let mut dynamo = Running { base: format!("http://127.0.0.1:{moto_port}"), child: spawn_logged(moto, moto_log.clone()), log: moto_log };
+    let mut dynamo = Running { base: format!("http://127.0.0.1:{moto_port}"), child: spawn_logged(moto, moto_log.clone()), log: moto_log, backing: None };
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
         if Instant::now() > deadline || matches!(dynamo.child.try_wait(), Ok(Some(_))) {
@@ -221,13 +300,7 @@ pub async fn start_lambda(vars: &[(&str, String)], seeds: &[Seed], tag: &str) ->
     }
 
     let table = "gateway";
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&dynamo.base)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "contract"))
-        .load()
-        .await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let client = dynamo_client(&dynamo.base).await;
     gateway_lambda::table::create_table(&client, table).await.expect("create table");
     for seed in seeds {
         use aws_sdk_dynamodb::types::AttributeValue::S;
@@ -248,7 +321,7 @@ pub async fn start_lambda(vars: &[(&str, String)], seeds: &[Seed], tag: &str) ->
     let mut watch = Command::new("cargo");
     watch.current_dir(&root).args(["lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()]);
     let watch_log = dir.join("cargo-lambda.log");
-    let mut emulator = Running { base: String::new(), child: spawn_logged(watch, watch_log.clone()), log: watch_log };
+    let mut emulator = Running { base: String::new(), child: spawn_logged(watch, watch_log.clone()), log: watch_log, backing: None };
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if Instant::now() > deadline || matches!(emulator.child.try_wait(), Ok(Some(_))) {
@@ -274,7 +347,8 @@ pub async fn start_lambda(vars: &[(&str, String)], seeds: &[Seed], tag: &str) ->
         function.env(k, v);
     }
     let log = dir.join("function.log");
-    let mut gateway = Running { base: format!("http://127.0.0.1:{port}"), child: spawn_logged(function, log.clone()), log };
+    let backing = Some(Backing::Dynamo { endpoint: dynamo.base.clone(), table: table.to_string() });
+    let mut gateway = Running { base: format!("http://127.0.0.1:{port}"), child: spawn_logged(function, log.clone()), log, backing };
     let ready = tokio::task::block_in_place(|| wait_healthy(&mut gateway, port, Duration::from_secs(60)));
     if let Err(e) = ready {
         drop(gateway);
