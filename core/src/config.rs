@@ -55,6 +55,26 @@ pub struct Config {
     pub admin_host: Option<String>,
     /// Which upstreams endpoints may name (`GATEWAY_ALLOW_LOCAL_UPSTREAMS`, `GATEWAY_VIA_BINDINGS`).
     pub upstreams: crate::route::UpstreamPolicy,
+    /// The secret a front door (CloudFront, `infra/modules/lambda`) sends in `x-origin-verify`
+    /// (`GATEWAY_ORIGIN_SECRET`). When set, requests without it are refused and the front
+    /// door's `x-forwarded-host` is the host routes are matched on ([`crate::gateway::check_origin`]).
+    pub origin_secret: Option<OriginSecret>,
+}
+
+/// The front door's shared secret; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OriginSecret(String);
+
+impl OriginSecret {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for OriginSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OriginSecret(<redacted>)")
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -67,6 +87,7 @@ impl std::fmt::Debug for Config {
             .field("max_token_ttl", &self.max_token_ttl)
             .field("leeway", &self.leeway)
             .field("admin_host", &self.admin_host)
+            .field("origin_secret", &self.origin_secret.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +204,11 @@ impl Config {
             }
             via_bindings.push(name.to_string());
         }
+        let origin_secret = match lookup("GATEWAY_ORIGIN_SECRET").map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) if (32..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => Some(OriginSecret(s)),
+            Some(_) => return Err(err("GATEWAY_ORIGIN_SECRET", "must be 32 to 256 visible ASCII characters (it is sent as a header value)")),
+        };
         let issuer = lookup("GATEWAY_ISSUER").filter(|s| !s.is_empty()).unwrap_or_else(|| "ai-gateway".into());
         if oidc.iter().any(|p| p.issuer == issuer) {
             return Err(err("GATEWAY_OIDC_PROVIDERS", "a provider's issuer equals GATEWAY_ISSUER"));
@@ -200,6 +226,7 @@ impl Config {
             redirect_http,
             admin_host,
             upstreams: crate::route::UpstreamPolicy { allow_local, via_bindings },
+            origin_secret,
         })
     }
 }

@@ -22,10 +22,11 @@ const GATEWAY_OWNED: &[&str] = &[
 ];
 
 /// Headers a client could use to pose as a proxy or as Cloudflare: `cf-*`,
-/// `x-forwarded-*`, `true-client-ip`, `x-real-ip`, `forwarded`. The gateway
+/// `x-forwarded-*`, `true-client-ip`, `x-real-ip`, `forwarded`; and the front door's
+/// `x-origin-verify`, a secret that must never reach an upstream. The gateway
 /// sets its own `x-forwarded-for` / `x-forwarded-proto` after dropping them.
 fn is_client_forwarding(name: &str) -> bool {
-    name.starts_with("cf-") || name.starts_with("x-forwarded-") || matches!(name, "true-client-ip" | "x-real-ip" | "forwarded")
+    name.starts_with("cf-") || name.starts_with("x-forwarded-") || matches!(name, "true-client-ip" | "x-real-ip" | "forwarded" | "x-origin-verify")
 }
 
 /// One upstream to try.

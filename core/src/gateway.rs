@@ -75,11 +75,12 @@ pub enum Transport {
 /// redirected: it has already crossed the network in clear, and a redirect would
 /// teach the client to send it twice.
 pub fn check_transport(cfg: &Config, proto: &str, parts: &Parts) -> Result<Transport> {
+    check_origin(cfg, parts)?;
     if proto.eq_ignore_ascii_case("https") || cfg.allow_http {
         return Ok(Transport::Proceed);
     }
     let safe = parts.method == http::Method::GET || parts.method == http::Method::HEAD;
-    match (cfg.redirect_http, safe, request_host(parts)) {
+    match (cfg.redirect_http, safe, request_host(cfg, parts)) {
         (true, true, Some(host)) => {
             let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             Ok(Transport::Redirect(format!("https://{host}{pq}")))
@@ -101,9 +102,42 @@ pub fn security_headers(cfg: &Config) -> &'static [(&'static str, &'static str)]
     }
 }
 
-/// The host the client addressed, lowercased and without port.
-fn request_host(parts: &Parts) -> Option<String> {
-    let raw = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host())?;
+/// The header a front door sends with [`Config::origin_secret`].
+pub const ORIGIN_HEADER: &str = "x-origin-verify";
+
+/// True when both byte strings are equal, in time that depends on neither (their SHA-256
+/// digests are compared with every byte looked at).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+}
+
+/// True when the request came through the front door: it carries the origin secret.
+fn through_front_door(cfg: &Config, parts: &Parts) -> bool {
+    let Some(secret) = &cfg.origin_secret else { return false };
+    let mut sent = parts.headers.get_all(ORIGIN_HEADER).iter();
+    match (sent.next(), sent.next()) {
+        (Some(v), None) => constant_time_eq(v.as_bytes(), secret.as_bytes()),
+        _ => false,
+    }
+}
+
+/// With `GATEWAY_ORIGIN_SECRET` set, only the front door may call: a request without the
+/// secret (someone calling the Function URL directly) is refused before anything else.
+pub fn check_origin(cfg: &Config, parts: &Parts) -> Result<()> {
+    if cfg.origin_secret.is_none() || through_front_door(cfg, parts) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("requests must come through the gateway's own domain".into()))
+    }
+}
+
+/// The host the client addressed, lowercased and without port: the front door's
+/// `x-forwarded-host` when the request proved it came through the front door, else `Host`.
+fn request_host(cfg: &Config, parts: &Parts) -> Option<String> {
+    let forwarded = through_front_door(cfg, parts).then(|| parts.headers.get("x-forwarded-host").and_then(|h| h.to_str().ok())).flatten();
+    let raw = forwarded.or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok())).or_else(|| parts.uri.host())?;
     let host = raw.rsplit_once(':').map_or(raw, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { raw });
     Some(host.to_ascii_lowercase())
 }
@@ -244,7 +278,7 @@ pub enum Resolution {
 pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now: u64) -> Result<Resolution> {
     check_limits(cfg, parts)?;
     let path = parts.uri.path();
-    let host = request_host(parts);
+    let host = request_host(cfg, parts);
     // With GATEWAY_ADMIN_HOST, the admin API and proxied content never share an origin.
     let on_admin_host = cfg.admin_host.as_deref().map(|admin| host.as_deref() == Some(admin));
     // The admin API answers before any store read (healthz needs none): on every host,
@@ -963,6 +997,63 @@ mod tests {
         }
         let p = parts_on("gw.example.com", "/llama/v1/models", &[("authorization", &ok)]);
         assert!(matches!(decide(&cfg, &s, &p), Ok(Routed::Proxy(_))), "the data plane still answers elsewhere");
+    }
+
+    #[test]
+    fn with_an_origin_secret_only_the_front_door_may_call_and_its_host_is_trusted() {
+        let secret = "0123456789abcdef0123456789abcdef-front";
+        let with = |v: Option<&str>| Config::from_lookup(&|k| match k {
+            "GATEWAY_SIGNING_KEYS" => Some(r#"[{"kid":"k1","alg":"HS256","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]"#.to_string()),
+            "GATEWAY_ORIGIN_SECRET" => v.map(str::to_string),
+            _ => None,
+        });
+        for bad in ["short", "has a space in it 0123456789abcdef0123456789", &"x".repeat(257)] {
+            let e = with(Some(bad)).expect_err(bad);
+            assert_eq!(e.setting, "GATEWAY_ORIGIN_SECRET");
+            assert!(!e.message.contains(bad), "the value is never echoed");
+        }
+        let cfg = with(Some(secret)).expect("config");
+        assert!(!format!("{cfg:?}").contains(secret), "never printed");
+        let s = store_with_route();
+        let mut hosted = Route::new("hosted", vec![Endpoint::new("h", "http://10.0.0.2:8000")]);
+        hosted.host = Some("llama.models.example.com".into());
+        hosted.auth.required = false;
+        block_on(s.put_route(&hosted, None)).unwrap();
+
+        // Straight to the Function URL: refused, with or without a wrong secret or a host claim.
+        let direct = [
+            vec![],
+            vec![("x-origin-verify", "0123456789abcdef0123456789abcdef-frond")],
+            vec![("x-origin-verify", "")],
+            vec![("x-forwarded-host", "llama.models.example.com")],
+        ];
+        for h in direct {
+            let p = parts_on("abc.lambda-url.us-east-1.on.aws", "/hosted/v1/models", &h);
+            assert!(matches!(check_transport(&cfg, "https", &p), Err(Error::Forbidden(_))), "{h:?}");
+        }
+        let twice = parts_on("x", "/", &[("x-origin-verify", secret), ("x-origin-verify", secret)]);
+        assert!(check_transport(&cfg, "https", &twice).is_err(), "one value only");
+
+        // Through the front door: the viewer's host picks the host route; the secret stays here.
+        let front = parts_on("abc.lambda-url.us-east-1.on.aws", "/v1/models", &[("x-origin-verify", secret), ("x-forwarded-host", "LLAMA.models.example.com:443")]);
+        assert_eq!(check_transport(&cfg, "https", &front), Ok(Transport::Proceed));
+        let plan = plan(decide(&cfg, &s, &front));
+        assert_eq!(plan.upstreams[0].url, "http://10.0.0.2:8000/v1/models");
+        assert!(!plan.headers.contains_key("x-origin-verify") && !plan.headers.contains_key("x-forwarded-host"));
+
+        // Without the setting, `x-forwarded-host` is the client's word and never trusted.
+        let open = test_config();
+        let p = parts_on("gw.example.com", "/v1/models", &[("x-forwarded-host", "llama.models.example.com")]);
+        assert_eq!(check_transport(&open, "https", &p), Ok(Transport::Proceed));
+        assert!(decide(&open, &s, &p).is_err(), "no host route from a client's header");
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]
