@@ -44,6 +44,10 @@ pub struct App {
     in_flight: Arc<Mutex<InFlight>>,
     /// CloudWatch EMF namespace (`GATEWAY_EMF_NAMESPACE`); `None` writes no EMF lines.
     emf_namespace: Option<String>,
+    /// Settings from Secrets Manager (upstream API keys among them), else the environment.
+    secrets: crate::secrets::Secrets,
+    /// What upstream clients trust and present ([`crate::tls`]).
+    tls: crate::tls::UpstreamTls,
 }
 
 impl App {
@@ -53,7 +57,28 @@ impl App {
         let store = DynamoStore::new(dynamo, table);
         let routes = CachedSource::new(store.clone(), cfg.cache_seconds * 1000, now_ms);
         let emf_namespace = crate::emf::namespace(&|k| std::env::var(k).ok());
-        App { cfg, routes, store, clients: Mutex::default(), failures: Mutex::default(), in_flight: Arc::default(), emf_namespace }
+        App {
+            cfg,
+            routes,
+            store,
+            clients: Mutex::default(),
+            failures: Mutex::default(),
+            in_flight: Arc::default(),
+            emf_namespace,
+            secrets: Default::default(),
+            tls: Default::default(),
+        }
+    }
+
+    /// The same instance reading settings (upstream API keys) from `secrets` first and
+    /// reaching upstreams with `tls`, probes included.
+    pub fn with_upstream(mut self, secrets: crate::secrets::Secrets, tls: crate::tls::UpstreamTls) -> Self {
+        let store = self.store.clone().with_tls(tls.clone());
+        self.routes = CachedSource::new(store.clone(), self.cfg.cache_seconds * 1000, now_ms);
+        self.store = store;
+        self.secrets = secrets;
+        self.tls = tls;
+        self
     }
 
     /// Records one finished request: its EMF line and its counters (the token's use
@@ -79,7 +104,9 @@ impl App {
         if let Some(c) = clients.get(&connect_ms) {
             return Ok(c.clone());
         }
-        let c = reqwest::Client::builder()
+        let c = self
+            .tls
+            .apply(reqwest::Client::builder())
             .connect_timeout(Duration::from_millis(connect_ms))
             .pool_idle_timeout(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none())
@@ -236,7 +263,7 @@ async fn serve(
     let routed = resolution.and_then(|r| match r {
         Resolution::Admin(segs) => Ok(Routed::Admin(segs)),
         Resolution::Route(resolved) => {
-            let secret = |name: &str| std::env::var(name).ok();
+            let secret = |name: &str| app.secrets.get(name);
             let avoid = |route: &str, ep: &str| {
                 app.failures
                     .lock()

@@ -13,5 +13,7 @@ pub mod handler;
 pub mod logging;
 pub mod metered;
 pub mod probe;
+pub mod secrets;
 pub mod store;
 pub mod table;
+pub mod tls;

@@ -41,11 +41,24 @@ async fn main() -> Result<(), lambda_http::Error> {
             return Err("GATEWAY_MODE must be `probe` or unset".into());
         }
     };
+    let aws = aws_config::load_from_env().await;
+    // Secrets Manager first (GATEWAY_SECRETS_ARN), once; then the settings read through it.
+    let secrets = gateway_lambda::secrets::load(&aws).await.map_err(|e| {
+        tracing::error!(setting = gateway_lambda::secrets::SECRETS_ARN, "{e}");
+        e
+    })?;
+    if !secrets.names().is_empty() {
+        tracing::info!(names = ?secrets.names(), "settings read from Secrets Manager");
+    }
+    let lookup = |k: &str| secrets.get(k);
+    let tls = gateway_lambda::tls::UpstreamTls::from_lookup(&lookup).map_err(|e| {
+        tracing::error!(setting = e.setting, "{e}");
+        e
+    })?;
     if probe {
-        // The prober needs only the table: no signing keys in its environment.
+        // The prober needs the table and what reaches the endpoints (TLS), no signing keys.
         let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
-        let aws = aws_config::load_from_env().await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table).with_tls(tls);
         // Any event (an EventBridge schedule's, or `{}` by hand) runs one round.
         return lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
             let store = store.clone();
@@ -64,13 +77,12 @@ async fn main() -> Result<(), lambda_http::Error> {
         .await;
     }
     // A bad setting is fatal at start, with the setting's name (never its value).
-    let cfg = Config::from_lookup(&|k| std::env::var(k).ok()).map_err(|e| {
+    let cfg = Config::from_lookup(&lookup).map_err(|e| {
         tracing::error!(setting = e.setting, "{e}");
         e
     })?;
     let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
-    let aws = aws_config::load_from_env().await;
-    let app = Arc::new(App::new(cfg, aws_sdk_dynamodb::Client::new(&aws), table));
+    let app = Arc::new(App::new(cfg, aws_sdk_dynamodb::Client::new(&aws), table).with_upstream(secrets, tls));
     // The runtime loop ends when a streamed response cannot be delivered (the client went
     // away mid-stream); the instance itself is healthy, so ask for the next invocation again
     // rather than exiting into a cold start. Only loops that end without serving anything

@@ -69,6 +69,8 @@ pub struct DynamoStore {
     flights: Arc<Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     /// Unix seconds; the system clock except in tests ([`DynamoStore::with_clock`]).
     clock: fn() -> u64,
+    /// What probes trust and present to endpoints ([`crate::tls`]).
+    tls: Arc<crate::tls::UpstreamTls>,
 }
 
 /// A JWKS fetch, connecting included, must be done within this.
@@ -164,7 +166,13 @@ const TOKEN_RECORD_GRACE: u64 = gateway_core::admin::TOKEN_RECORD_GRACE;
 impl DynamoStore {
     /// A store over `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into(), prober: Arc::default(), keys: Arc::default(), flights: Arc::default(), clock: system_now }
+        DynamoStore { client, table: table.into(), prober: Arc::default(), keys: Arc::default(), flights: Arc::default(), clock: system_now, tls: Arc::default() }
+    }
+
+    /// The same store probing endpoints with `tls` (a private CA, a client certificate).
+    pub fn with_tls(mut self, tls: crate::tls::UpstreamTls) -> Self {
+        self.tls = Arc::new(tls);
+        self
     }
 
     /// The same store reading time (unix seconds) from `clock`, for tests of key caching.
@@ -186,7 +194,9 @@ impl DynamoStore {
         if let Some(c) = self.prober.get() {
             return Some(c.clone());
         }
-        let built = reqwest::Client::builder()
+        let built = self
+            .tls
+            .apply(reqwest::Client::builder())
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .pool_max_idle_per_host(0)
