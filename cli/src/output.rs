@@ -161,9 +161,14 @@ pub fn keys(v: &Value) -> Table {
 
 /// `audit`.
 pub fn audit(v: &Value) -> Table {
-    let mut t = Table::new(&["SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "OUTCOME"]);
+    let mut t = Table::new(&["SEQ", "TIME", "ACTOR", "ACTION", "OBJECT", "OUTCOME", "VERSION"]);
     for e in items(v, "entries") {
-        t.row(vec![cell(&e["seq"]), time(&e["at"]), cell(&e["actor"]), cell(&e["action"]), cell(&e["object"]), cell(&e["outcome"])]);
+        // A change Terraform made outside the admin API carries its route versions.
+        let version = match (e["old_version"].as_str(), e["new_version"].as_str()) {
+            (None, None) => String::new(),
+            (old, new) => format!("{}→{}", old.unwrap_or("∅"), new.unwrap_or("∅")),
+        };
+        t.row(vec![cell(&e["seq"]), time(&e["at"]), cell(&e["actor"]), cell(&e["action"]), cell(&e["object"]), cell(&e["outcome"]), version]);
     }
     t
 }

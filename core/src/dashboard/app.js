@@ -1288,9 +1288,15 @@
           h('td', { class: 'nowrap', title: relative(e.at), text: dateTime(e.at) }),
           h('td', { title: e.actor_token || '' }, h('span', { text: e.actor || '' })),
           h('td', null, h('code', { text: e.action || '' })),
-          h('td', { class: 'mono obj', text: e.object || '' }),
+          h('td', { class: 'mono obj', title: versions(e), text: (e.object || '') + (versions(e) ? ' (' + versions(e) + ')' : '') }),
           h('td', null, badge(String(e.outcome || '?'), ok ? 'good' : 'bad')));
       }))));
+  }
+
+  // A change Terraform made outside the admin API: its route versions, old → new.
+  function versions(e) {
+    if (e.old_version == null && e.new_version == null) return '';
+    return (e.old_version || '∅') + ' → ' + (e.new_version || '∅');
   }
 
   // ---------------------------------------------------------------------------
