@@ -9,7 +9,7 @@
 // ~/.cache/ai-gateway/terraform-schemas (GATEWAY_SCHEMA_CACHE); --offline uses only that cache.
 // Exit 0: no problems (a provider whose schema cannot be had is reported as skipped); 1: problems.
 import path from "node:path";
-import { checkModules, infra, loadSchema, moduleDirs, parseModule, pins, requiredProviders, satisfies } from "./lib.mjs";
+import { checkModules, houseRules, infra, loadSchema, moduleDirs, parseModule, pins, requiredProviders, satisfies } from "./lib.mjs";
 
 const args = process.argv.slice(2);
 const offline = args.includes("--offline");
@@ -49,6 +49,7 @@ for (const [source, constraints] of wanted) {
 }
 
 const { problems, checked, unchecked, accepted } = checkModules(modules, schemas);
+problems.push(...houseRules(modules));
 for (const a of accepted) say(`accepted, newer than the bindings: ${a}`);
 for (const u of unchecked) say(`skip: blocks of ${u} not checked (no schema)`);
 // Arguments listed as newer than the bindings that the bindings do know are stale entries.

@@ -351,6 +351,29 @@ export function checkModules(modules, schemas, { newer = pins.newer_than_binding
   return { problems: [...new Set(problems)], checked, unchecked: [...unchecked], accepted: [...accepted] };
 }
 
+/**
+ * House rules read from the parsed files: no provisioner anywhere (a local-exec would run commands,
+ * with secrets in their environment, on whoever applies), and no terraform_data in the edge module
+ * (its secrets are put by wrangler, outside Terraform).
+ */
+export function houseRules(modules) {
+  const problems = [];
+  for (const { dir, files: mod } of modules) {
+    const rel = path.relative(infra, dir) || ".";
+    for (const { body } of mod) {
+      for (const [type, byName] of Object.entries(body.resource ?? {})) {
+        for (const [name, bodies] of Object.entries(byName)) {
+          for (const b of bodies) {
+            for (const kind of Object.keys(b.provisioner ?? {})) problems.push(`${rel}: ${type}.${name}: provisioner "${kind}": provisioners are not used in infra/`);
+          }
+          if (rel === "modules/edge" && type === "terraform_data") problems.push(`${rel}: ${type}.${name}: the edge module holds no terraform_data (no secret passes through Terraform there)`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
 /** Directories under `root` that hold .tf files (modules and examples). */
 export function moduleDirs(root = infra) {
   return [...new Set(files(root).map((f) => path.dirname(f)))].sort();

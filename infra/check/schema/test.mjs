@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { checkModules, loadSchema, parseModule, pins, satisfies } from "./lib.mjs";
+import { checkModules, houseRules, infra, loadSchema, parseModule, pins, satisfies } from "./lib.mjs";
 
 const offline = process.env.GATEWAY_SCHEMA_OFFLINE === "1";
 const aws = loadSchema("hashicorp/aws", { fetch: !offline }).schema;
@@ -187,4 +187,16 @@ test("version constraints", () => {
   assert.ok(satisfies("6.28.3", "~> 6.28.1"));
   assert.ok(!satisfies("6.29.0", "~> 6.28.1"));
   assert.ok(pins.providers["hashicorp/aws"].provider_version);
+});
+
+test("a provisioner anywhere, or terraform_data in the edge module, breaks the house rules", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "schema-fixture-"));
+  try {
+    fs.writeFileSync(path.join(dir, "main.tf"), 'resource "terraform_data" "s" {\n  provisioner "local-exec" {\n    command = "echo"\n  }\n}\n');
+    const files = await parseModule(dir);
+    assert.equal(houseRules([{ dir, files }]).length, 1);
+    assert.equal(houseRules([{ dir: path.join(infra, "modules/edge"), files }]).length, 2);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
