@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Writes each module README's Inputs and Outputs tables from its variables and outputs (parsed by
-// HashiCorp's HCL parser), between <!-- BEGIN_INPUTS --> / <!-- END_INPUTS --> and
+// Writes each module README's Inputs and Outputs tables (name, type, default, description,
+// sensitive; "ephemeral" marks inputs Terraform keeps out of the plan and the state) from its
+// variables and outputs (parsed by HashiCorp's HCL parser), between <!-- BEGIN_INPUTS --> / <!-- END_INPUTS --> and
 // <!-- BEGIN_OUTPUTS --> / <!-- END_OUTPUTS -->. Text outside the markers is left alone.
 //
 //   node infra/check/schema/readme.mjs           # rewrite the tables
@@ -58,7 +59,7 @@ export async function tables(dir) {
     "| name | type | default | description | sensitive |",
     "| --- | --- | --- | --- | --- |",
     ...[...required, ...optional].map((v) =>
-      `| ${code(v.name)} | ${code(typeOf(v.type))} | ${"default" in v ? code(hclValue(v.default)) : "required"} | ${cell(v.description ?? "")} | ${v.sensitive === true ? "yes" : "no"} |`),
+      `| ${code(v.name)} | ${code(typeOf(v.type))} | ${"default" in v ? code(hclValue(v.default)) : "required"} | ${cell(v.description ?? "")} | ${v.sensitive === true ? (v.ephemeral === true ? "yes, ephemeral" : "yes") : v.ephemeral === true ? "no, ephemeral" : "no"} |`),
   ];
   const outputs = [
     "| name | description | sensitive |",
