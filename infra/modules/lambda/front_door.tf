@@ -11,10 +11,13 @@
 # origin_auth:
 #   "secret_header" (default): the URL keeps authorization NONE; the origin secret is the lock.
 #   "oac": the URL takes AWS_IAM and CloudFront signs each request (origin access control), so the
-#          URL cannot be called at all except through this distribution. AWS requires the viewer
-#          to send x-amz-content-sha256 (the SHA-256 of the body) with every POST and PUT, because
-#          Lambda does not accept unsigned payloads: OpenAI SDKs and curl do not, so chat
-#          completions fail. Use it only for clients you control. The origin secret is sent too.
+#          URL cannot be called at all except through this distribution. Two costs: AWS requires
+#          the viewer to send x-amz-content-sha256 (the SHA-256 of the body) with every POST and
+#          PUT, because Lambda does not accept unsigned payloads (OpenAI SDKs and curl do not, so
+#          chat completions fail); and signing "always" puts CloudFront's SigV4 signature in the
+#          Authorization header, replacing the viewer's (CloudFront's OAC documentation), so the
+#          gateway's bearer token does not arrive there. Use it only for clients you control and
+#          that can carry both. The origin secret is sent too.
 #
 # The certificate: ACM, in us-east-1 (CloudFront's requirement), covering every domain name. This
 # module takes its ARN rather than creating it, so that it needs no second (us-east-1) provider
