@@ -14,6 +14,7 @@ grep -E "Total Upload" target/wrangler-dry-run.log || true
 # contract suite against both deployments: the Worker on workerd, then the Lambda on cargo-lambda's
 # emulator with moto as DynamoDB. One cargo invocation, so the Lambda binary is built once.
 GATEWAY_DEPLOYMENT=all GATEWAY_REAL_VLLM=1 cargo test
+sh scripts/check-terraform.sh  # infra/: terraform fmt/validate/test where a local provider mirror fits, provider schemas, module READMEs
 # The Prometheus alert rules, their unit tests and the scrape config, with promtool (fetched
 # from Debian's package when missing; skipped, saying so, when it cannot be had).
 ./scripts/check-observability.sh --fetch

@@ -1,25 +1,25 @@
-//! Checks of the Terraform in `infra/` without a `terraform` binary or providers.
+//! The one check of `infra/` that needs Rust: the routes module's validations and store entries
+//! against `gateway-core` itself.
 //!
-//! `hcl-rs` parses every `.tf` file; this crate adds what Terraform itself would do to the
-//! parts the tests evaluate:
+//! Everything else is checked with HashiCorp's own tools (see `scripts/check-terraform.sh`):
+//! `terraform fmt`/`validate`/`test` (each module's `tests/*.tftest.hcl`, mock providers), every
+//! argument against the providers' schemas (`infra/check/schema/check.mjs`), and the module
+//! READMEs' generated tables. What remains here is a small Terraform evaluator for the one module
+//! without resources, `modules/routes`, so that `cargo test` can hand what it renders, and what
+//! it refuses, to `gateway_core::route::Route`:
 //!
-//! - the Terraform functions those expressions call ([`context`]), `jsonencode` among them;
+//! - the Terraform functions the routes module calls ([`context`]), `jsonencode` among them;
 //! - `can(f(...))`, which Terraform evaluates lazily: it is rewritten to a call that runs `f` and
 //!   answers whether it succeeded ([`rewrite_can`]). Only `can` around a function call is
 //!   supported, and the call's arguments must themselves evaluate;
 //! - input variable type conversion, with `optional()` attributes and their defaults
 //!   ([`convert`]), then the variable's `validation` conditions;
-//! - a module's `locals`, local child modules and `output`s ([`evaluate_module`]); resources and
-//!   data sources are not created, so references to their attributes evaluate to placeholder
-//!   strings such as `"aws_dynamodb_table.this.arn"`.
-//!
-//! The tests in `tests/hcl.rs` use it to check the modules' structure and to run the routes
-//! module's item templates and validations against `gateway-core`'s route type.
+//! - a module's `locals` and `output`s ([`evaluate_module`]); no resources, data sources or child
+//!   modules.
 
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::expr::{Expression, FuncCall, ObjectKey, Operation, TraversalOperator};
 use hcl::{Block, Body, Map, Number, Value};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -100,10 +100,6 @@ impl Module {
         })
     }
 
-    /// The body of one file of the module (e.g. `versions.tf`).
-    pub fn file(&self, name: &str) -> Option<&Body> {
-        self.files.iter().find(|(p, _)| p.file_name().is_some_and(|f| f == name)).map(|(_, b)| b)
-    }
 }
 
 /// The expression of attribute `key` directly in `body`.
@@ -127,38 +123,19 @@ pub fn label(block: &Block, i: usize) -> &str {
 
 type Builtin = fn(&[Value]) -> Result<Value, String>;
 
-/// Terraform functions the infra's expressions use, by name.
+/// Terraform functions the routes module (and the examples' route locals) use, by name.
 const BUILTINS: &[(&str, Builtin)] = &[
     ("alltrue", f_alltrue),
-    ("anytrue", f_anytrue),
-    ("cidrhost", f_cidrhost),
-    ("coalesce", f_coalesce),
-    ("compact", f_compact),
-    ("concat", f_concat),
     ("contains", f_contains),
     ("distinct", f_distinct),
-    ("endswith", f_endswith),
-    ("flatten", f_flatten),
     ("floor", f_floor),
-    ("jsondecode", f_jsondecode),
     ("jsonencode", f_jsonencode),
     ("keys", f_keys),
     ("length", f_length),
-    ("lookup", f_lookup),
-    ("lower", f_lower),
     ("merge", f_merge),
-    ("nonsensitive", f_identity),
     ("regex", f_regex),
-    ("replace", f_replace),
-    ("sensitive", f_identity),
-    ("sort", f_sort),
     ("startswith", f_startswith),
-    ("tolist", f_identity),
-    ("tonumber", f_tonumber),
-    ("toset", f_distinct),
     ("tostring", f_tostring),
-    ("upper", f_upper),
-    ("values", f_values),
 ];
 
 /// Calls the Terraform function `name` on already evaluated arguments.
@@ -189,10 +166,6 @@ fn object<'a>(name: &str, v: &'a Value) -> Result<&'a Map<String, Value>, String
     v.as_object().ok_or_else(|| format!("{name}(): expected an object or map, got {v}"))
 }
 
-fn f_identity(args: &[Value]) -> Result<Value, String> {
-    arity("identity", args, 1)?;
-    Ok(args[0].clone())
-}
 
 fn f_alltrue(args: &[Value]) -> Result<Value, String> {
     arity("alltrue", args, 1)?;
@@ -206,56 +179,10 @@ fn f_alltrue(args: &[Value]) -> Result<Value, String> {
     Ok(Value::Bool(all))
 }
 
-fn f_anytrue(args: &[Value]) -> Result<Value, String> {
-    arity("anytrue", args, 1)?;
-    let mut any = false;
-    for v in array("anytrue", &args[0])? {
-        match v {
-            Value::Bool(b) => any |= *b,
-            other => return Err(format!("anytrue(): element {other} is not a bool")),
-        }
-    }
-    Ok(Value::Bool(any))
-}
 
-fn f_cidrhost(args: &[Value]) -> Result<Value, String> {
-    arity("cidrhost", args, 2)?;
-    let cidr = string("cidrhost", &args[0])?;
-    let (addr, bits) = cidr.split_once('/').ok_or("cidrhost(): not a CIDR block")?;
-    let bits: u8 = bits.parse().map_err(|_| "cidrhost(): bad prefix length")?;
-    let ip: std::net::IpAddr = addr.parse().map_err(|_| "cidrhost(): bad address")?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    if bits > max {
-        return Err("cidrhost(): prefix too long".into());
-    }
-    Ok(Value::String(addr.to_string()))
-}
 
-fn f_coalesce(args: &[Value]) -> Result<Value, String> {
-    args.iter()
-        .find(|v| !v.is_null() && v.as_str() != Some(""))
-        .cloned()
-        .ok_or_else(|| "coalesce(): no non-null, non-empty argument".to_string())
-}
 
-fn f_compact(args: &[Value]) -> Result<Value, String> {
-    arity("compact", args, 1)?;
-    Ok(Value::Array(
-        array("compact", &args[0])?
-            .iter()
-            .filter(|v| !v.is_null() && v.as_str() != Some(""))
-            .cloned()
-            .collect(),
-    ))
-}
 
-fn f_concat(args: &[Value]) -> Result<Value, String> {
-    let mut out = Vec::new();
-    for a in args {
-        out.extend(array("concat", a)?.iter().cloned());
-    }
-    Ok(Value::Array(out))
-}
 
 fn f_contains(args: &[Value]) -> Result<Value, String> {
     arity("contains", args, 2)?;
@@ -273,25 +200,7 @@ fn f_distinct(args: &[Value]) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
-fn f_endswith(args: &[Value]) -> Result<Value, String> {
-    arity("endswith", args, 2)?;
-    Ok(Value::Bool(string("endswith", &args[0])?.ends_with(string("endswith", &args[1])?)))
-}
 
-fn f_flatten(args: &[Value]) -> Result<Value, String> {
-    fn go(v: &Value, out: &mut Vec<Value>) {
-        match v {
-            Value::Array(a) => a.iter().for_each(|x| go(x, out)),
-            other => out.push(other.clone()),
-        }
-    }
-    arity("flatten", args, 1)?;
-    let mut out = Vec::new();
-    for v in array("flatten", &args[0])? {
-        go(v, &mut out);
-    }
-    Ok(Value::Array(out))
-}
 
 fn f_floor(args: &[Value]) -> Result<Value, String> {
     arity("floor", args, 1)?;
@@ -305,10 +214,6 @@ fn f_floor(args: &[Value]) -> Result<Value, String> {
     }
 }
 
-fn f_jsondecode(args: &[Value]) -> Result<Value, String> {
-    arity("jsondecode", args, 1)?;
-    serde_json::from_str::<Value>(string("jsondecode", &args[0])?).map_err(|e| format!("jsondecode(): {e}"))
-}
 
 fn f_jsonencode(args: &[Value]) -> Result<Value, String> {
     arity("jsonencode", args, 1)?;
@@ -322,13 +227,6 @@ fn f_keys(args: &[Value]) -> Result<Value, String> {
     Ok(Value::Array(k.into_iter().map(|s| Value::String(s.clone())).collect()))
 }
 
-fn f_values(args: &[Value]) -> Result<Value, String> {
-    arity("values", args, 1)?;
-    let o = object("values", &args[0])?;
-    let mut k: Vec<&String> = o.keys().collect();
-    k.sort();
-    Ok(Value::Array(k.into_iter().map(|s| o[s].clone()).collect()))
-}
 
 fn f_length(args: &[Value]) -> Result<Value, String> {
     arity("length", args, 1)?;
@@ -341,26 +239,8 @@ fn f_length(args: &[Value]) -> Result<Value, String> {
     Ok(Value::from(n as u64))
 }
 
-fn f_lookup(args: &[Value]) -> Result<Value, String> {
-    if args.len() != 2 && args.len() != 3 {
-        return Err("lookup() takes 2 or 3 arguments".into());
-    }
-    let o = object("lookup", &args[0])?;
-    match o.get(string("lookup", &args[1])?) {
-        Some(v) => Ok(v.clone()),
-        None => args.get(2).cloned().ok_or_else(|| "lookup(): no such key and no default".into()),
-    }
-}
 
-fn f_lower(args: &[Value]) -> Result<Value, String> {
-    arity("lower", args, 1)?;
-    Ok(Value::String(string("lower", &args[0])?.to_lowercase()))
-}
 
-fn f_upper(args: &[Value]) -> Result<Value, String> {
-    arity("upper", args, 1)?;
-    Ok(Value::String(string("upper", &args[0])?.to_uppercase()))
-}
 
 fn f_merge(args: &[Value]) -> Result<Value, String> {
     let mut out = Map::new();
@@ -393,39 +273,13 @@ fn f_regex(args: &[Value]) -> Result<Value, String> {
     }
 }
 
-fn f_replace(args: &[Value]) -> Result<Value, String> {
-    arity("replace", args, 3)?;
-    let (s, from, to) = (string("replace", &args[0])?, string("replace", &args[1])?, string("replace", &args[2])?);
-    if from.len() > 2 && from.starts_with('/') && from.ends_with('/') {
-        let re = regex::Regex::new(&from[1..from.len() - 1]).map_err(|e| format!("replace(): {e}"))?;
-        Ok(Value::String(re.replace_all(s, to).into_owned()))
-    } else {
-        Ok(Value::String(s.replace(from, to)))
-    }
-}
 
-fn f_sort(args: &[Value]) -> Result<Value, String> {
-    arity("sort", args, 1)?;
-    let mut v: Vec<String> =
-        array("sort", &args[0])?.iter().map(|x| string("sort", x).map(str::to_string)).collect::<Result<_, _>>()?;
-    v.sort();
-    Ok(Value::Array(v.into_iter().map(Value::String).collect()))
-}
 
 fn f_startswith(args: &[Value]) -> Result<Value, String> {
     arity("startswith", args, 2)?;
     Ok(Value::Bool(string("startswith", &args[0])?.starts_with(string("startswith", &args[1])?)))
 }
 
-fn f_tonumber(args: &[Value]) -> Result<Value, String> {
-    arity("tonumber", args, 1)?;
-    match &args[0] {
-        Value::Number(n) => Ok(Value::Number(*n)),
-        Value::Null => Ok(Value::Null),
-        Value::String(s) => parse_number(s).map(Value::Number).ok_or_else(|| format!("tonumber(): {s:?} is not a number")),
-        other => Err(format!("tonumber(): cannot convert {other}")),
-    }
-}
 
 fn f_tostring(args: &[Value]) -> Result<Value, String> {
     arity("tostring", args, 1)?;
@@ -463,14 +317,9 @@ macro_rules! hcl_funcs {
 }
 
 hcl_funcs! {
-    "alltrue" => w_alltrue, "anytrue" => w_anytrue, "cidrhost" => w_cidrhost, "coalesce" => w_coalesce,
-    "compact" => w_compact, "concat" => w_concat, "contains" => w_contains, "distinct" => w_distinct,
-    "endswith" => w_endswith, "flatten" => w_flatten, "floor" => w_floor, "jsondecode" => w_jsondecode,
-    "jsonencode" => w_jsonencode, "keys" => w_keys, "length" => w_length, "lookup" => w_lookup,
-    "lower" => w_lower, "merge" => w_merge, "nonsensitive" => w_nonsensitive, "regex" => w_regex,
-    "replace" => w_replace, "sensitive" => w_sensitive, "sort" => w_sort, "startswith" => w_startswith,
-    "tolist" => w_tolist, "tonumber" => w_tonumber, "toset" => w_toset, "tostring" => w_tostring,
-    "upper" => w_upper, "values" => w_values,
+    "alltrue" => w_alltrue, "contains" => w_contains, "distinct" => w_distinct, "floor" => w_floor,
+    "jsonencode" => w_jsonencode, "keys" => w_keys, "length" => w_length, "merge" => w_merge,
+    "regex" => w_regex, "startswith" => w_startswith, "tostring" => w_tostring,
 }
 
 fn w_can_call(args: FuncArgs) -> Result<Value, String> {
@@ -677,8 +526,7 @@ fn convert_at(value: &Value, ty: &Expression, strict: bool, at: &str) -> Result<
 // Module evaluation
 // ---------------------------------------------------------------------------------------------
 
-/// What evaluating a module gave: its variables after conversion, the locals and outputs that
-/// could be evaluated without creating resources, and its local child modules' outputs.
+/// What evaluating a module gave: its variables after conversion, its locals and its outputs.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
     /// The module's directory.
@@ -687,15 +535,8 @@ pub struct Evaluation {
     pub vars: Map<String, Value>,
     /// Locals that evaluated.
     pub locals: Map<String, Value>,
-    /// Locals that did not (they reference resource attributes or unsupported functions).
-    pub unresolved_locals: BTreeMap<String, String>,
-    /// Outputs of local child modules, by module name.
-    pub modules: Map<String, Value>,
     /// The module's outputs that evaluated.
     pub outputs: Map<String, Value>,
-    /// The evaluations of local child modules, by module name.
-    pub children: BTreeMap<String, Evaluation>,
-    placeholders: Map<String, Value>,
 }
 
 /// Why a module could not be evaluated.
@@ -730,117 +571,33 @@ pub struct Options {
     pub skip_validation: bool,
 }
 
-/// Attribute names a placeholder resource answers (`aws_lambda_function.this.arn` →
-/// `"aws_lambda_function.this.arn"`). Resources with `count` are a list of one placeholder;
-/// instances of `for_each` resources cannot be addressed.
-const PLACEHOLDER_ATTRS: &[&str] = &[
-    "account_id", "arn", "base64", "function_name", "function_url", "hostname", "id", "invoke_arn", "name",
-    "partition", "prefix_list_id", "region", "service_id", "token", "zone_id",
-];
-
-fn placeholder(path: &str) -> Value {
-    Value::Object(PLACEHOLDER_ATTRS.iter().map(|a| (a.to_string(), Value::String(format!("{path}.{a}")))).collect())
-}
-
-fn insert_path(map: &mut Map<String, Value>, path: &[&str], value: Value) {
-    let (first, rest) = path.split_first().expect("non-empty path");
-    if rest.is_empty() {
-        map.insert(first.to_string(), value);
-        return;
-    }
-    let entry = map.entry(first.to_string()).or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(inner) = entry {
-        insert_path(inner, rest, value);
-    }
-}
-
 impl Evaluation {
-    /// A context with the functions and `var`, `local`, `module`, `path`, `each` (when given) and
-    /// placeholder resources and data sources.
-    pub fn context(&self, each: Option<(&Value, &Value)>) -> Context<'static> {
+    /// A context with the functions and `var`, `local` and `path`.
+    pub fn context(&self) -> Context<'static> {
         let mut ctx = context();
-        for (k, v) in &self.placeholders {
-            ctx.declare_var(k.as_str(), v.clone());
-        }
         ctx.declare_var("var", Value::Object(self.vars.clone()));
         ctx.declare_var("local", Value::Object(self.locals.clone()));
-        ctx.declare_var("module", Value::Object(self.modules.clone()));
         let dir = Value::String(self.dir.display().to_string());
         let path: Map<String, Value> =
             ["module", "root", "cwd"].iter().map(|k| (k.to_string(), dir.clone())).collect();
         ctx.declare_var("path", Value::Object(path));
-        if let Some((key, value)) = each {
-            let e: Map<String, Value> =
-                [("key".to_string(), key.clone()), ("value".to_string(), value.clone())].into_iter().collect();
-            ctx.declare_var("each", Value::Object(e));
-        }
         ctx
     }
 
     /// Evaluates an expression of this module.
     pub fn eval(&self, expr: &Expression) -> Result<Value, String> {
-        eval(expr, &self.context(None))
-    }
-
-    /// Evaluates an expression of this module for one `for_each` instance.
-    pub fn eval_each(&self, expr: &Expression, key: &Value, value: &Value) -> Result<Value, String> {
-        eval(expr, &self.context(Some((key, value))))
-    }
-
-    /// The instances of a resource block: its `for_each` keys and values (one instance with key
-    /// and value null without `for_each`), each with the top-level attributes that evaluate.
-    pub fn instances(&self, block: &Block) -> Result<Vec<Instance>, String> {
-        let pairs: Vec<(Value, Value)> = match attr(block.body(), "for_each") {
-            None => vec![(Value::Null, Value::Null)],
-            Some(e) => match self.eval(e)? {
-                Value::Object(o) => o.into_iter().map(|(k, v)| (Value::String(k), v)).collect(),
-                Value::Array(a) => a.into_iter().map(|v| (v.clone(), v)).collect(),
-                other => return Err(format!("for_each is neither a map nor a set: {other}")),
-            },
-        };
-        let mut out = Vec::new();
-        for (key, value) in pairs {
-            let mut attrs = Map::new();
-            for a in block.body().attributes() {
-                if a.key() == "for_each" {
-                    continue;
-                }
-                if let Ok(v) = self.eval_each(a.expr(), &key, &value) {
-                    attrs.insert(a.key().to_string(), v);
-                }
-            }
-            out.push((key, attrs));
-        }
-        Ok(out)
+        eval(expr, &self.context())
     }
 }
 
-/// One instance of a resource: its `each.key` and its top-level attributes that evaluated.
-pub type Instance = (Value, Map<String, Value>);
-
-const MODULE_META: &[&str] = &["source", "version", "providers", "depends_on", "count", "for_each"];
-
-/// Evaluates the module in `dir` with these inputs (see [`Evaluation`]): variables are converted
-/// and validated, then locals and local child modules are evaluated until nothing more resolves
-/// (a child module argument that references a resource gets a placeholder string), then outputs.
+/// Evaluates the module in `dir` (one without resources, such as `modules/routes`) with these
+/// inputs: variables are converted and validated, then locals are evaluated until nothing more
+/// resolves, then outputs.
 pub fn evaluate_module(dir: &Path, inputs: &Map<String, Value>, opts: Options) -> Result<Evaluation, Failure> {
     let module = Module::load(dir).map_err(Failure::Error)?;
     let err = |m: String| Failure::Error(format!("{}: {m}", dir.display()));
-
-    // Placeholders for resources and data sources.
-    let mut placeholders = Map::new();
-    // A resource with `count` is a list of one placeholder (`aws_security_group.this[0].id`).
-    let stub = |b: &Block, path: String| match attr(b.body(), "count") {
-        Some(_) => Value::Array(vec![placeholder(&format!("{path}[0]"))]),
-        None => placeholder(&path),
-    };
-    for b in module.blocks("resource") {
-        let (t, n) = (label(b, 0), label(b, 1));
-        insert_path(&mut placeholders, &[t, n], stub(b, format!("{t}.{n}")));
-    }
-    for b in module.blocks("data") {
-        let (t, n) = (label(b, 0), label(b, 1));
-        insert_path(&mut placeholders, &["data", t, n], stub(b, format!("data.{t}.{n}")));
+    if let Some(b) = module.blocks("resource").chain(module.blocks("data")).chain(module.blocks("module")).next() {
+        return Err(err(format!("{} {}: only modules without resources, data sources or child modules are evaluated", b.identifier(), label(b, 0))));
     }
 
     // Variables: conversion, then validation.
@@ -861,16 +618,7 @@ pub fn evaluate_module(dir: &Path, inputs: &Map<String, Value>, opts: Options) -
             return Err(err(format!("no variable {k:?} in the module")));
         }
     }
-    let mut ev = Evaluation {
-        dir: dir.to_path_buf(),
-        vars,
-        locals: Map::new(),
-        unresolved_locals: BTreeMap::new(),
-        modules: Map::new(),
-        outputs: Map::new(),
-        children: BTreeMap::new(),
-        placeholders,
-    };
+    let mut ev = Evaluation { dir: dir.to_path_buf(), vars, locals: Map::new(), outputs: Map::new() };
     if !opts.skip_validation {
         let mut failed = Vec::new();
         for v in module.blocks("variable") {
@@ -893,22 +641,11 @@ pub fn evaluate_module(dir: &Path, inputs: &Map<String, Value>, opts: Options) -
         }
     }
 
-    // Locals and child modules, until nothing more resolves.
+    // Locals, until nothing more resolves; then every local and output must have evaluated.
     let locals: Vec<(String, Expression)> = module
         .blocks("locals")
         .flat_map(|b| b.body().attributes().map(|a| (a.key().to_string(), a.expr().clone())))
         .collect();
-    let calls: Vec<&Block> = module.blocks("module").collect();
-    let mut pending_calls: Vec<&Block> = calls
-        .into_iter()
-        .filter(|b| {
-            attr(b.body(), "source")
-                .and_then(|s| eval_const(s).ok())
-                .and_then(|s| s.as_str().map(|s| s.starts_with("./") || s.starts_with("../")))
-                .unwrap_or(false)
-        })
-        .collect();
-    let mut lenient = false;
     loop {
         let mut progress = false;
         for (name, expr) in &locals {
@@ -920,51 +657,19 @@ pub fn evaluate_module(dir: &Path, inputs: &Map<String, Value>, opts: Options) -
                 progress = true;
             }
         }
-        let mut still = Vec::new();
-        for call in pending_calls {
-            let mut args = Map::new();
-            let mut complete = true;
-            for a in call.body().attributes().filter(|a| !MODULE_META.contains(&a.key())) {
-                match ev.eval(a.expr()) {
-                    Ok(v) => {
-                        args.insert(a.key().to_string(), v);
-                    }
-                    Err(_) if lenient => {
-                        args.insert(a.key().to_string(), Value::String(format!("module.{}.{} (known after apply)", label(call, 0), a.key())));
-                    }
-                    Err(_) => complete = false,
-                }
-            }
-            if !complete {
-                still.push(call);
-                continue;
-            }
-            let source = attr(call.body(), "source").and_then(|s| eval_const(s).ok());
-            let source = source.and_then(|s| s.as_str().map(str::to_string)).unwrap_or_default();
-            let child = evaluate_module(&dir.join(&source), &args, opts)?;
-            ev.modules.insert(label(call, 0).to_string(), Value::Object(child.outputs.clone()));
-            ev.children.insert(label(call, 0).to_string(), child);
-            progress = true;
-        }
-        pending_calls = still;
-        if progress {
-            lenient = false;
-        } else if !pending_calls.is_empty() && !lenient {
-            lenient = true;
-        } else {
+        if !progress {
             break;
         }
     }
     for (name, expr) in &locals {
         if !ev.locals.contains_key(name) {
-            let e = ev.eval(expr).err().unwrap_or_default();
-            ev.unresolved_locals.insert(name.clone(), e);
+            return Err(err(format!("local.{name} did not evaluate: {}", ev.eval(expr).err().unwrap_or_default())));
         }
     }
     for o in module.blocks("output") {
-        if let Some(v) = attr(o.body(), "value").and_then(|e| ev.eval(e).ok()) {
-            ev.outputs.insert(label(o, 0).to_string(), v);
-        }
+        let e = attr(o.body(), "value").ok_or_else(|| err(format!("output {} has no value", label(o, 0))))?;
+        let v = ev.eval(e).map_err(|e| err(format!("output {}: {e}", label(o, 0))))?;
+        ev.outputs.insert(label(o, 0).to_string(), v);
     }
     Ok(ev)
 }

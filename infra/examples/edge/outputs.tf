@@ -1,11 +1,21 @@
 output "kv_namespace_id" {
-  description = "Put into wrangler.toml as the GATEWAY_KV namespace id."
+  description = "Put it, once, into wrangler.toml as the GATEWAY_KV id of [env.<environment>] (scripts/deploy-edge.sh checks it with GATEWAY_TF_DIR)."
   value       = module.edge.kv_namespace_id
 }
 
-output "wrangler_toml" {
-  description = "The [[kv_namespaces]] and [[vpc_services]] blocks for wrangler.toml."
-  value       = module.edge.wrangler_toml
+output "worker_name" {
+  description = "The Worker this state attaches to: ai-gateway-<environment>."
+  value       = "ai-gateway-${var.environment}"
+}
+
+output "vpc_service_ids" {
+  description = "VPC service id by binding name, for vpc_services of [env.<environment>] in wrangler.toml."
+  value       = module.edge.vpc_service_ids
+}
+
+output "gateway_via_bindings" {
+  description = "GATEWAY_VIA_BINDINGS for [env.<environment>.vars] in wrangler.toml."
+  value       = module.edge.gateway_via_bindings
 }
 
 output "tunnel_tokens" {
@@ -22,4 +32,9 @@ output "gateway_url" {
 output "route_keys" {
   description = "Workers KV keys written for the static routes."
   value       = module.routes.keys
+}
+
+output "routes" {
+  description = "The route objects as stored (a plan shows their changes field by field)."
+  value       = module.routes.routes
 }

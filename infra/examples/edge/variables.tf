@@ -8,26 +8,39 @@ variable "zone_id" {
   type        = string
 }
 
+variable "environment" {
+  description = "staging or production: which wrangler.toml environment (and so which Worker, ai-gateway-<environment>) this state serves. Keep one state per environment (a workspace or a backend key each)."
+  type        = string
+
+  validation {
+    condition     = contains(["staging", "production"], var.environment)
+    error_message = "environment must be staging or production (the environments of wrangler.toml)."
+  }
+}
+
 variable "gateway_hostname" {
   description = "Hostname of the gateway itself (paths /{route}/… and /_gateway/…)."
   type        = string
-  default     = "gateway.example.com"
+}
+
+variable "model_hostname" {
+  description = "Hostname of the host route llama-prod (every path on it goes to the route)."
+  type        = string
+}
+
+variable "vllm_hosts" {
+  description = "Private addresses of the two vLLM servers behind this environment's tunnel."
+  type        = list(string)
+  default     = ["10.0.1.5", "10.0.1.6"]
+
+  validation {
+    condition     = length(var.vllm_hosts) == 2
+    error_message = "The example pool has two hosts."
+  }
 }
 
 variable "worker_deployed" {
-  description = "false for the first apply (creates the KV namespace wrangler.toml needs); true after `wrangler deploy` (attaches domains and puts secrets)."
+  description = "false for the first apply (creates the KV namespace wrangler.toml needs); true once scripts/deploy-edge.sh has deployed the Worker (attaches the domains)."
   type        = bool
   default     = false
-}
-
-variable "signing_keys" {
-  description = "GATEWAY_SIGNING_KEYS, the output of `gatewayctl key generate` (pass as TF_VAR_signing_keys, never in a .tfvars file under version control)."
-  type        = string
-  sensitive   = true
-}
-
-variable "vllm_api_key" {
-  description = "The `--api-key` the vLLM servers were started with; the Worker sends it upstream as VLLM_API_KEY."
-  type        = string
-  sensitive   = true
 }

@@ -1,11 +1,15 @@
-# The Cloudflare side of the gateway. Ownership, so that `wrangler deploy` and Terraform never fight:
+# The Cloudflare side of the gateway, for one environment (staging or production: one state
+# each). Ownership, so that `wrangler deploy`, the deploy pipeline and Terraform never fight:
 #
-#   wrangler deploy (wrangler.toml)        Terraform (this module)
-#   - the Worker script and its build      - the Workers KV namespace (its id goes into wrangler.toml)
-#   - bindings: GATEWAY_KV, the            - custom domains / Workers routes
-#     GatewayState Durable Object          - Worker secrets (signing keys, upstream API keys)
-#     (GATEWAY_STATE), vpc_services, vars  - tunnels and Workers VPC services for private vLLM pools
-#   - Durable Object migrations            - static routes in KV (modules/routes/edge)
+#   wrangler deploy --env <env>             Terraform (this module)
+#   (wrangler.toml [env.<env>])             - the Workers KV namespace (its id goes, once, into
+#   - the Worker script and its build         wrangler.toml's [env.<env>] kv_namespaces)
+#   - bindings: GATEWAY_KV, the Durable     - custom domains / Workers routes
+#     Objects, vpc_services, mtls, vars     - tunnels and Workers VPC services for private vLLM pools
+#   - Durable Object migrations             - static routes in KV (modules/routes/edge)
+#
+#   scripts/deploy-edge.sh <env>: Worker secrets with `wrangler secret bulk` (values from a JSON
+#   file, never through Terraform: no state, no provisioner, no command line), then the deploy.
 
 # ---- Workers KV ---------------------------------------------------------------------------------
 
@@ -31,51 +35,6 @@ resource "cloudflare_workers_route" "this" {
   zone_id = var.zone_id
   pattern = each.value
   script  = var.worker_name
-}
-
-# ---- secrets --------------------------------------------------------------------------------------
-# Provider v5's cloudflare_workers_secret only serves Workers for Platforms dispatch namespaces, and
-# cloudflare_workers_script would take the script away from wrangler. So Terraform puts each secret
-# with `wrangler secret put` (value on stdin, never on a command line) and deletes it on destroy.
-# A changed value changes the hash below and re-puts the secret.
-
-locals {
-  secret_names = nonsensitive(toset(concat(
-    var.signing_keys == null ? [] : ["GATEWAY_SIGNING_KEYS"],
-    keys(var.upstream_api_keys),
-  )))
-}
-
-resource "terraform_data" "worker_secret" {
-  for_each = var.worker_deployed ? local.secret_names : toset([])
-
-  triggers_replace = [sha256(each.key == "GATEWAY_SIGNING_KEYS" ? var.signing_keys : var.upstream_api_keys[each.key])]
-
-  input = {
-    name        = each.key
-    worker      = var.worker_name
-    account_id  = var.account_id
-    wrangler    = var.wrangler_command
-    working_dir = var.wrangler_working_dir
-  }
-
-  provisioner "local-exec" {
-    working_dir = self.input.working_dir
-    command     = "printf '%s' \"$SECRET_VALUE\" | ${self.input.wrangler} secret put ${self.input.name} --name ${self.input.worker}"
-    environment = {
-      CLOUDFLARE_ACCOUNT_ID = self.input.account_id
-      SECRET_VALUE          = each.key == "GATEWAY_SIGNING_KEYS" ? var.signing_keys : var.upstream_api_keys[each.key]
-    }
-  }
-
-  provisioner "local-exec" {
-    when        = destroy
-    working_dir = self.input.working_dir
-    command     = "${self.input.wrangler} secret delete ${self.input.name} --name ${self.input.worker}"
-    environment = {
-      CLOUDFLARE_ACCOUNT_ID = self.input.account_id
-    }
-  }
 }
 
 # ---- private vLLM pools: Cloudflare Tunnel + Workers VPC services -----------------------------

@@ -1,26 +1,11 @@
 output "kv_namespace_id" {
-  description = "Id of the Workers KV namespace: put it in wrangler.toml ([[kv_namespaces]] binding GATEWAY_KV) and pass it to modules/routes/edge."
+  description = "Id of the Workers KV namespace: put it, once, in wrangler.toml as the GATEWAY_KV id of [env.<environment>] (`terraform output -raw kv_namespace_id`; scripts/deploy-edge.sh checks they match) and pass it to modules/routes/edge."
   value       = cloudflare_workers_kv_namespace.this.id
 }
 
 output "vpc_service_ids" {
-  description = "Workers VPC service id by binding name, for [[vpc_services]] in wrangler.toml."
+  description = "Workers VPC service id by binding name, for [[env.<environment>.vpc_services]] in wrangler.toml (binding = the key, service_id = the value); list the bindings in GATEWAY_VIA_BINDINGS."
   value       = { for binding, s in cloudflare_connectivity_directory_service.vllm : binding => s.service_id }
-}
-
-output "wrangler_toml" {
-  description = "The wrangler.toml blocks that bind what Terraform created: paste them over the placeholder [[kv_namespaces]] block and add the [[vpc_services]] blocks."
-  value       = <<-EOT
-    [[kv_namespaces]]
-    binding = "GATEWAY_KV"
-    id = "${cloudflare_workers_kv_namespace.this.id}"
-    %{for binding, s in cloudflare_connectivity_directory_service.vllm~}
-
-    [[vpc_services]]
-    binding = "${binding}"
-    service_id = "${s.service_id}"
-    %{endfor~}
-  EOT
 }
 
 output "tunnel_ids" {
@@ -39,12 +24,7 @@ output "custom_domains" {
   value       = sort([for d in cloudflare_workers_custom_domain.this : d.hostname])
 }
 
-output "managed_secret_names" {
-  description = "Names of the Worker secrets Terraform puts (values are never output)."
-  value       = sort(tolist(local.secret_names))
-}
-
 output "gateway_via_bindings" {
-  description = "Value for the Worker's GATEWAY_VIA_BINDINGS var (in [vars] of wrangler.toml): the bindings route endpoints may name in `via`. The gateway refuses any other `via`."
+  description = "Value for the Worker's GATEWAY_VIA_BINDINGS var ([env.<environment>.vars] of wrangler.toml): the VPC service bindings route endpoints may name in `via` (add any mTLS certificate binding such as VLLM_MTLS yourself). The gateway refuses any other `via`."
   value       = join(",", sort(keys(cloudflare_connectivity_directory_service.vllm)))
 }

@@ -9,7 +9,7 @@ variable "account_id" {
 }
 
 variable "worker_name" {
-  description = "Name of the Worker script: `name` in wrangler.toml (\"ai-gateway\"). wrangler deploy creates the script; Terraform only attaches to it."
+  description = "Name of the Worker script as deployed: wrangler names an environment's Worker `<name>-<env>`, so \"ai-gateway-staging\" or \"ai-gateway-production\" for `wrangler deploy --env staging|production` (\"ai-gateway\" for the top level). wrangler deploy creates the script; Terraform only attaches to it."
   type        = string
   default     = "ai-gateway"
 
@@ -26,7 +26,7 @@ variable "kv_namespace_title" {
 }
 
 variable "worker_deployed" {
-  description = "Set to true once `wrangler deploy` has created the Worker: custom domains, routes and secrets attach to an existing script, so the first apply (which creates the KV namespace whose id wrangler.toml needs) leaves them out."
+  description = "Set to true once `wrangler deploy` (scripts/deploy-edge.sh) has created the Worker: custom domains and routes attach to an existing script, so the first apply (which creates the KV namespace whose id wrangler.toml needs) leaves them out."
   type        = bool
   default     = false
 }
@@ -52,42 +52,6 @@ variable "route_patterns" {
   description = "Workers route patterns (e.g. \"gateway.example.com/*\") for hostnames whose DNS you manage yourself; prefer custom_domains."
   type        = list(string)
   default     = []
-}
-
-variable "signing_keys" {
-  description = "GATEWAY_SIGNING_KEYS, the JSON array printed by `gatewayctl key generate`, put as a Worker secret. Null leaves the secret to `wrangler secret put`."
-  type        = string
-  default     = null
-  sensitive   = true
-
-  validation {
-    condition     = var.signing_keys == null ? true : can(regex("^\\s*\\[", var.signing_keys))
-    error_message = "signing_keys must be the JSON array printed by `gatewayctl key generate`."
-  }
-}
-
-variable "upstream_api_keys" {
-  description = "Upstream API key values by secret name, e.g. { VLLM_API_KEY = \"…\" }, each put as a Worker secret that routes name in upstream_api_key_secret. Sensitive; never put these in routes."
-  type        = map(string)
-  default     = {}
-  sensitive   = true
-
-  validation {
-    condition     = alltrue([for k in keys(var.upstream_api_keys) : can(regex("^[A-Z0-9_]{1,128}$", k)) && !startswith(k, "GATEWAY_")])
-    error_message = "upstream_api_keys names must match ^[A-Z0-9_]{1,128}$ and may not start with GATEWAY_."
-  }
-}
-
-variable "wrangler_command" {
-  description = "How to run wrangler to put and delete Worker secrets (the Cloudflare provider v5 has no Worker secret resource for scripts it does not own). Runs with CLOUDFLARE_API_TOKEN from the environment."
-  type        = string
-  default     = "npx --no-install wrangler"
-}
-
-variable "wrangler_working_dir" {
-  description = "Directory in which wrangler_command runs (the repository root, where node_modules holds wrangler). Null: Terraform's working directory."
-  type        = string
-  default     = null
 }
 
 variable "vllm_pools" {

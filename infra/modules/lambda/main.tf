@@ -9,14 +9,15 @@ locals {
   table_name = coalesce(var.table_name, var.name)
   in_vpc     = var.vpc_id != null
 
-  # What the gateway reads at start (lambda/src): the table, the keys, the token settings, and the
-  # upstream API keys under the names routes give in upstream_api_key_secret.
+  # What the gateway reads from its environment at start (lambda/src): the table, the token
+  # settings and where its secrets are. No secret value is ever in the environment: signing keys,
+  # upstream API keys, the origin secret and the upstream TLS material are in Secrets Manager
+  # (secrets.tf), read once per cold start through GATEWAY_SECRETS_ARN.
   environment = merge(
     var.extra_environment,
-    var.upstream_api_keys,
     {
       GATEWAY_TABLE                 = aws_dynamodb_table.this.name
-      GATEWAY_SIGNING_KEYS          = var.signing_keys
+      GATEWAY_SECRETS_ARN           = local.secret_arn
       GATEWAY_ISSUER                = var.issuer
       GATEWAY_AUDIENCE              = var.audience
       GATEWAY_MAX_TOKEN_TTL_SECONDS = tostring(var.max_ttl_seconds)
@@ -24,11 +25,15 @@ locals {
   )
 
   # The prober reads routes and writes health records and down sets: the table is all it needs
-  # (no signing keys, no upstream keys; vLLM's /health needs no key).
-  probe_environment = {
-    GATEWAY_TABLE = aws_dynamodb_table.this.name
-    GATEWAY_MODE  = "probe"
-  }
+  # (no signing keys, no upstream keys; vLLM's /health needs no key). When the vLLM hosts want
+  # TLS from a private CA or a client certificate, it gets its own secret holding only that.
+  probe_environment = merge(
+    {
+      GATEWAY_TABLE = aws_dynamodb_table.this.name
+      GATEWAY_MODE  = "probe"
+    },
+    local.probe_has_secret ? { GATEWAY_SECRETS_ARN = local.probe_secret_arn } : {},
+  )
 }
 
 # ---- state: one table, entity/item keys, TTL on `ttl` -------------------------------------------
@@ -86,11 +91,11 @@ resource "aws_cloudwatch_log_group" "probe" {
   tags              = var.tags
 }
 
-# ---- identity: only the table's actions the gateway uses, only on the table; logs to its group ---
+# ---- identity: only the table's actions the gateway uses, only on the table; logs to its group;
+# its own secret. The prober has a role of its own, so that it never holds the gateway's secret.
 
-resource "aws_iam_role" "this" {
-  name = "${var.name}-lambda"
-  assume_role_policy = jsonencode({
+locals {
+  assume_lambda = jsonencode({
     Version = "2012-10-17"
     Statement = [{
       Effect    = "Allow"
@@ -98,62 +103,128 @@ resource "aws_iam_role" "this" {
       Action    = "sts:AssumeRole"
     }]
   })
-  tags = var.tags
+
+  # Both functions: the table (it has no indexes, so no "<arn>/index/..." resource is needed).
+  # The prober calls Scan (routes), Query (leases, health records), GetItem (down sets), PutItem
+  # and DeleteItem (health records, down sets, pruned token records); the gateway's metrics need
+  # UpdateItem (atomic ADD) and Query.
+  table_statement = {
+    Sid    = "GatewayTable"
+    Effect = "Allow"
+    Action = [
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:Query",
+      "dynamodb:Scan",
+      "dynamodb:TransactWriteItems",
+    ]
+    Resource = [aws_dynamodb_table.this.arn]
+  }
+
+  # Secrets Manager calls KMS on the caller's behalf when the secret is under a customer-managed
+  # key; the caller then needs kms:Decrypt on that key, and only through Secrets Manager.
+  kms_statement = var.kms_key_arn == null ? [] : [{
+    Sid      = "SecretKey"
+    Effect   = "Allow"
+    Action   = ["kms:Decrypt"]
+    Resource = [var.kms_key_arn]
+    Condition = {
+      StringEquals = { "kms:ViaService" = "secretsmanager.${data.aws_region.current.region}.amazonaws.com" }
+    }
+  }]
 }
 
-# Both functions use this role; the prober calls Query (routes' leases, health records), GetItem
-# (down sets), PutItem (health, down sets) and DeleteItem (an emptied down set), all listed below.
+resource "aws_iam_role" "this" {
+  name               = "${var.name}-lambda"
+  assume_role_policy = local.assume_lambda
+  tags               = var.tags
+}
+
 resource "aws_iam_role_policy" "this" {
   name = "${var.name}-gateway"
   role = aws_iam_role.this.id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
-      {
-        Sid    = "GatewayTable"
-        Effect = "Allow"
-        Action = [
-          "dynamodb:GetItem",
-          "dynamodb:PutItem",
-          "dynamodb:UpdateItem",
-          "dynamodb:DeleteItem",
-          "dynamodb:Query",
-          "dynamodb:Scan",
-          "dynamodb:TransactWriteItems",
-        ]
-        # The table only: it has no indexes, so no "<arn>/index/..." resource is needed.
-        Resource = [aws_dynamodb_table.this.arn]
-      },
-      {
-        Sid    = "OwnLogGroups"
-        Effect = "Allow"
-        Action = ["logs:CreateLogStream", "logs:PutLogEvents"]
-        # Log streams are named by Lambda at run time, so the streams of these log groups (the
-        # gateway's and the prober's) are addressed as "<log group arn>:*", the narrowest ARN
-        # CloudWatch Logs allows here.
-        Resource = [
-          "${aws_cloudwatch_log_group.this.arn}:*",
-          "${aws_cloudwatch_log_group.probe.arn}:*",
-        ]
-      },
-    ]
+    Statement = concat(
+      [
+        local.table_statement,
+        {
+          Sid    = "OwnLogGroup"
+          Effect = "Allow"
+          Action = ["logs:CreateLogStream", "logs:PutLogEvents"]
+          # Log streams are named by Lambda at run time, so the streams of the log group are
+          # addressed as "<log group arn>:*", the narrowest ARN CloudWatch Logs allows here.
+          Resource = ["${aws_cloudwatch_log_group.this.arn}:*"]
+        },
+        {
+          # Read once per cold start: the signing keys, upstream API keys, origin secret and
+          # upstream TLS material, as one JSON object. This secret only, never a wildcard.
+          Sid      = "OwnSecret"
+          Effect   = "Allow"
+          Action   = ["secretsmanager:GetSecretValue"]
+          Resource = [local.secret_arn]
+        },
+      ],
+      local.kms_statement,
+    )
+  })
+}
+
+resource "aws_iam_role" "probe" {
+  name               = "${var.name}-probe"
+  assume_role_policy = local.assume_lambda
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "probe" {
+  name = "${var.name}-probe"
+  role = aws_iam_role.probe.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        local.table_statement,
+        {
+          Sid      = "OwnLogGroup"
+          Effect   = "Allow"
+          Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+          Resource = ["${aws_cloudwatch_log_group.probe.arn}:*"]
+        },
+      ],
+      # Only the upstream TLS material, and only when the vLLM hosts need it.
+      local.probe_has_secret ? [{
+        Sid      = "ProbeSecret"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = [local.probe_secret_arn]
+      }] : [],
+      local.probe_has_secret ? local.kms_statement : [],
+    )
   })
 }
 
 # ENI management for the VPC attachment needs Resource "*" (AWS requires it); it comes from the AWS
-# managed policy that holds only those EC2 actions, so the policy above stays wildcard-free.
+# managed policy that holds only those EC2 actions, so the policies above stay wildcard-free.
 resource "aws_iam_role_policy_attachment" "vpc_eni" {
   count      = local.in_vpc ? 1 : 0
   role       = aws_iam_role.this.name
   policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaENIManagementAccess"
 }
 
-# ---- network: egress only to the vLLM port (and DynamoDB through its gateway endpoint) ----------
+resource "aws_iam_role_policy_attachment" "probe_vpc_eni" {
+  count      = local.in_vpc ? 1 : 0
+  role       = aws_iam_role.probe.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AWSLambdaENIManagementAccess"
+}
+
+# ---- network: egress only to the vLLM port, DynamoDB (gateway endpoint) and Secrets Manager -----
 
 resource "aws_security_group" "this" {
   count       = local.in_vpc ? 1 : 0
   name        = "${var.name}-lambda"
-  description = "AI gateway Lambda: egress to vLLM hosts and DynamoDB only"
+  description = "AI gateway Lambda: egress to vLLM hosts, DynamoDB and Secrets Manager only"
   vpc_id      = var.vpc_id
   tags        = var.tags
   # No inline rules: Terraform removes the default allow-all egress, and the rules below add
@@ -201,6 +272,49 @@ resource "aws_vpc_endpoint" "dynamodb" {
   }
 }
 
+# Secrets Manager has no gateway endpoint: an interface endpoint (private DNS, so the SDK's default
+# endpoint resolves to it) in the function's subnets, reachable only from the function's group.
+# Set create_secretsmanager_endpoint = false when the VPC already has one (or a NAT route), and
+# allow this security group to reach it on 443 yourself.
+resource "aws_security_group" "secretsmanager" {
+  count       = local.in_vpc && var.create_secretsmanager_endpoint ? 1 : 0
+  name        = "${var.name}-secretsmanager"
+  description = "Secrets Manager endpoint: HTTPS from the AI gateway functions only"
+  vpc_id      = var.vpc_id
+  tags        = var.tags
+}
+
+resource "aws_vpc_security_group_ingress_rule" "secretsmanager" {
+  count                        = local.in_vpc && var.create_secretsmanager_endpoint ? 1 : 0
+  security_group_id            = aws_security_group.secretsmanager[0].id
+  description                  = "HTTPS from the AI gateway functions"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.this[0].id
+}
+
+resource "aws_vpc_security_group_egress_rule" "secretsmanager" {
+  count                        = local.in_vpc && var.create_secretsmanager_endpoint ? 1 : 0
+  security_group_id            = aws_security_group.this[0].id
+  description                  = "Secrets Manager over its interface endpoint"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.secretsmanager[0].id
+}
+
+resource "aws_vpc_endpoint" "secretsmanager" {
+  count               = local.in_vpc && var.create_secretsmanager_endpoint ? 1 : 0
+  vpc_id              = var.vpc_id
+  service_name        = "com.amazonaws.${data.aws_region.current.region}.secretsmanager"
+  vpc_endpoint_type   = "Interface"
+  subnet_ids          = var.subnet_ids
+  security_group_ids  = [aws_security_group.secretsmanager[0].id]
+  private_dns_enabled = true
+  tags                = var.tags
+}
+
 # ---- the function and its URL ------------------------------------------------------------------
 
 resource "aws_lambda_function" "this" {
@@ -214,6 +328,8 @@ resource "aws_lambda_function" "this" {
   memory_size      = var.memory_size
   timeout          = var.timeout_seconds
   kms_key_arn      = var.env_kms_arn
+  # null: unreserved (draws on the account's pool). A number both guarantees and caps it.
+  reserved_concurrent_executions = var.reserved_concurrency
 
   environment {
     variables = local.environment
@@ -248,19 +364,26 @@ resource "aws_lambda_function" "this" {
     aws_iam_role_policy.this,
     aws_iam_role_policy_attachment.vpc_eni,
     aws_cloudwatch_log_group.this,
+    # The function reads the secret at its first cold start: let it exist first.
+    aws_secretsmanager_secret_version.gateway,
+    aws_vpc_endpoint.secretsmanager,
   ]
 }
 
 resource "aws_lambda_function_url" "this" {
   function_name = aws_lambda_function.this.function_name
-  # The gateway authenticates every request itself (bearer tokens); AWS_IAM would demand SigV4.
-  authorization_type = "NONE"
+  # The gateway authenticates every request itself (bearer tokens). AWS_IAM only behind the
+  # front door with origin_auth = "oac", where CloudFront signs each request (front_door.tf).
+  authorization_type = local.oac ? "AWS_IAM" : "NONE"
   # Server-sent events reach the client chunk by chunk.
   invoke_mode = "RESPONSE_STREAM"
 }
 
-# A NONE-auth URL still needs a resource policy that lets anyone call it through the URL.
+# A NONE-auth URL still needs a resource policy that lets anyone call it through the URL. Behind
+# a front door with origin_auth = "secret_header" the URL stays callable, but the gateway refuses
+# (403) every request without the origin secret CloudFront adds (x-origin-verify).
 resource "aws_lambda_permission" "url" {
+  count                  = local.oac ? 0 : 1
   statement_id           = "AllowPublicFunctionUrl"
   action                 = "lambda:InvokeFunctionUrl"
   function_name          = aws_lambda_function.this.function_name
@@ -269,6 +392,7 @@ resource "aws_lambda_permission" "url" {
 }
 
 resource "aws_lambda_permission" "url_invoke" {
+  count                    = local.oac ? 0 : 1
   statement_id             = "AllowInvokeViaFunctionUrl"
   action                   = "lambda:InvokeFunction"
   function_name            = aws_lambda_function.this.function_name
@@ -280,7 +404,7 @@ resource "aws_lambda_permission" "url_invoke" {
 
 resource "aws_lambda_function" "probe" {
   function_name    = "${var.name}-probe"
-  role             = aws_iam_role.this.arn
+  role             = aws_iam_role.probe.arn
   runtime          = "provided.al2023"
   handler          = "bootstrap"
   architectures    = [var.architecture]
@@ -314,10 +438,19 @@ resource "aws_lambda_function" "probe" {
 
   tags = var.tags
 
+  lifecycle {
+    precondition {
+      condition     = var.upstream_tls && var.secrets_arn != null ? var.probe_secrets_arn != null : true
+      error_message = "With secrets_arn and upstream_tls, give probe_secrets_arn: a secret holding only the GATEWAY_UPSTREAM_* keys, for the prober."
+    }
+  }
+
   depends_on = [
-    aws_iam_role_policy.this,
-    aws_iam_role_policy_attachment.vpc_eni,
+    aws_iam_role_policy.probe,
+    aws_iam_role_policy_attachment.probe_vpc_eni,
     aws_cloudwatch_log_group.probe,
+    aws_secretsmanager_secret_version.probe,
+    aws_vpc_endpoint.secretsmanager,
   ]
 }
 

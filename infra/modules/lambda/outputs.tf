@@ -1,5 +1,5 @@
 output "function_url" {
-  description = "The gateway's public base URL (Function URL, response streaming); GATEWAY_URL for gatewayctl and the contract suite."
+  description = "The Function URL (response streaming). Without a front door it is the gateway's base URL (GATEWAY_URL); behind one, requests to it are refused (403 without the origin secret, or by IAM with oac)."
   value       = aws_lambda_function_url.this.function_url
 }
 
@@ -46,4 +46,40 @@ output "probe_function_name" {
 output "probe_log_group_name" {
   description = "CloudWatch log group of the health prober."
   value       = aws_cloudwatch_log_group.probe.name
+}
+
+output "secret_arn" {
+  description = "ARN of the gateway's Secrets Manager secret (GATEWAY_SECRETS_ARN): one JSON object of signing keys, upstream keys, origin secret and upstream TLS material."
+  value       = local.secret_arn
+}
+
+output "probe_secret_arn" {
+  description = "ARN of the prober's secret (upstream TLS material only); null when the prober needs none."
+  value       = local.probe_secret_arn
+}
+
+output "gateway_url" {
+  description = "The gateway's public base URL: https://<first front door domain>/ with a front door, else the Function URL."
+  value       = local.front_door ? "https://${var.front_door.domain_names[0]}/" : aws_lambda_function_url.this.function_url
+}
+
+output "front_door_domain_name" {
+  description = "CloudFront's own domain name (<id>.cloudfront.net) for CNAMEs in DNS not managed by Route 53; null without a front door."
+  value       = local.front_door ? aws_cloudfront_distribution.this[0].domain_name : null
+}
+
+output "distribution_id" {
+  description = "CloudFront distribution id (for invalidations, logs, WAF association); null without a front door."
+  value       = local.front_door ? aws_cloudfront_distribution.this[0].id : null
+}
+
+output "origin_secret" {
+  description = "The front door's origin secret (GATEWAY_ORIGIN_SECRET), for secrets kept outside Terraform (secrets_arn). Sensitive; null without a front door."
+  value       = local.origin_secret
+  sensitive   = true
+}
+
+output "probe_role_arn" {
+  description = "ARN of the prober's IAM role (its own, so it never holds the gateway's secret)."
+  value       = aws_iam_role.probe.arn
 }

@@ -1,6 +1,21 @@
 # Renders the routes into the exact entries the gateway reads. No resources here: ./edge writes
 # `kv_entries` to Workers KV, ./lambda writes `dynamodb_items` to the DynamoDB table. Both use
 # for_each over these maps, so renaming or removing a route removes its entries.
+#
+# Routes are typed objects (var.routes), never JSON strings: pass maps/objects from HCL, and the
+# stored value is jsonencode() of the object below. A changed field then shows as that field in
+# the plan: Terraform renders a JSON string attribute as a structural diff when both the old and
+# the new value are valid JSON (the KV value at the edge; for the Lambda, whose item nests the
+# route JSON inside DynamoDB JSON, ./lambda keeps a terraform_data copy of each object for the
+# same purpose).
+#
+# Adopting a route made with the admin API: add it to `routes` under the same name and apply.
+# From then on the Terraform copy (managed_by = "terraform") is the only source of truth: the
+# gateway drops the admin-made copy and writes an audit entry with actor `terraform` and the old
+# and new version hashes, and the admin API refuses writes to it (409). Leases (endpoints that
+# registered themselves) are not part of the route object and survive. If the admin copy sits
+# under the very key Terraform writes, import that key first (./edge and ./lambda say how), so
+# that the apply updates it instead of failing to create it.
 
 locals {
   # The route object of API.md, field for field; `via` and `rate_limit_rpm` only when set.
