@@ -407,6 +407,7 @@ mod tests {
             ("x-forwarded-proto", "http"),
             ("x-real-ip", "6.6.6.6"),
             ("forwarded", "for=6.6.6.6"),
+            ("x-origin-verify", "front-door-secret"),
             ("content-type", "application/json"),
         ] {
             h.append(n, v.parse().unwrap());
@@ -414,7 +415,7 @@ mod tests {
         h.append("cookie", "gw_session=secret; sid=zz".parse().unwrap());
         h.append("cookie", "other=1".parse().unwrap());
         let out = request_headers(&h, "rid", Some("1.2.3.4"), "https", None, Some("sid"));
-        for gone in ["cf-connecting-ip", "cf-access-jwt-assertion", "cf-new-header", "true-client-ip", "x-forwarded-host", "x-forwarded-port", "x-real-ip", "forwarded"] {
+        for gone in ["cf-connecting-ip", "cf-access-jwt-assertion", "cf-new-header", "true-client-ip", "x-forwarded-host", "x-forwarded-port", "x-real-ip", "forwarded", "x-origin-verify"] {
             assert!(!out.contains_key(gone), "{gone}");
         }
         assert_eq!(out.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["1.2.3.4"]);

@@ -108,7 +108,7 @@ fn check_request(client: &HeaderMap, client_ip: Option<&str>, affinity_cookie: O
         for (name, value) in &out {
             let n = name.as_str();
             assert!(!HOP_BY_HOP.contains(&n) && !n.starts_with("proxy-"), "{n} went upstream");
-            assert!(!n.starts_with("cf-") && !matches!(n, "true-client-ip" | "x-real-ip" | "forwarded" | "host" | "content-length"), "{n} went upstream");
+            assert!(!n.starts_with("cf-") && !matches!(n, "true-client-ip" | "x-real-ip" | "forwarded" | "host" | "content-length" | "x-origin-verify"), "{n} went upstream");
             // The trace context is the gateway's to set (`Trace::inject`), never the client's copied.
             assert!(!matches!(n, "traceparent" | "tracestate"), "the client's {n} went upstream as it was");
             if n.starts_with("x-forwarded-") {
