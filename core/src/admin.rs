@@ -673,6 +673,14 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
                     }
                 }
             }
+            // A model name routes one way: to one route (model routing under `/v1/`).
+            for (i, model) in route.models.iter().enumerate() {
+                let Some(other) = store.model_route(model).await?.filter(|o| *o != route.name) else { continue };
+                // An index entry left by a route since changed or removed does not count.
+                if store.route(&other).await?.is_some_and(|o| o.models.contains(model)) {
+                    return Err(Error::Conflict(format!("`models[{i}]`: model `{model}` is already served by route `{other}`")));
+                }
+            }
             route.expires_at = None;
             store.put_route(&route, previous.as_ref()).await?;
             let status = if previous.is_some() { StatusCode::OK } else { StatusCode::CREATED };
@@ -1450,6 +1458,35 @@ mod tests {
         assert_eq!(call(&cfg, &store, Some(&auth), Method::DELETE, "routes/tf", "").unwrap_err().status(), StatusCode::CONFLICT);
         // Instances may still take leases on it.
         call(&cfg, &store, Some(&auth), Method::PUT, "routes/tf/endpoints/b", r#"{"url":"http://h2","lease_seconds":30}"#).unwrap();
+    }
+
+    #[test]
+    fn a_model_is_served_by_one_route_and_names_are_checked() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        call(&cfg, &store, Some(&auth), Method::PUT, "routes/a", r#"{"endpoints":[],"models":["llama","llama-3.1-8b"]}"#).unwrap();
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/b", r#"{"endpoints":[],"models":["mistral","llama"]}"#).unwrap_err();
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        assert!(e.to_string().contains("models[1]") && e.to_string().contains("route `a`"), "{e}");
+        // Its own route may keep it; once route a lets it go, b may take it.
+        call(&cfg, &store, Some(&auth), Method::PUT, "routes/a", r#"{"endpoints":[],"models":["llama-3.1-8b","llama"]}"#).unwrap();
+        call(&cfg, &store, Some(&auth), Method::PUT, "routes/a", r#"{"endpoints":[],"models":["llama-3.1-8b"]}"#).unwrap();
+        call(&cfg, &store, Some(&auth), Method::PUT, "routes/b", r#"{"endpoints":[],"models":["llama"]}"#).unwrap();
+        for (body, field) in [
+            (r#"{"endpoints":[],"models":["x","x"]}"#, "models[1]"),
+            (r#"{"endpoints":[],"models":["has space"]}"#, "models[0]"),
+            (r#"{"endpoints":[],"models":[""]}"#, "models[0]"),
+            (r#"{"endpoints":[],"models":"llama"}"#, "models"),
+        ] {
+            let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/c", body).unwrap_err();
+            assert!(matches!(e, Error::BadRequest { field: ref f, .. } if f == field), "{body}: {e:?}");
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("m{i}")).collect();
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/c", &serde_json::json!({"endpoints": [], "models": many}).to_string()).unwrap_err();
+        assert!(matches!(e, Error::BadRequest { ref field, .. } if field == "models"), "{e:?}");
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/v1", r#"{"endpoints":[]}"#).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST, "`v1` is model routing's prefix: {e:?}");
     }
 
     #[test]

@@ -59,6 +59,8 @@ enum Entry {
     RevokedAt(Option<u64>),
     Ids(Vec<String>),
     Loads(crate::load::Loads),
+    Name(Option<String>),
+    Index(Vec<(String, String)>),
 }
 
 /// A [`RouteSource`] that remembers what `inner` answered for `ttl_ms`.
@@ -167,6 +169,20 @@ impl<S: RouteSource> RouteSource for CachedSource<S> {
             _ => None,
         };
         self.through(format!("loads\0{route}"), unwrap, Entry::Loads, self.inner.loads(route)).await
+    }
+    async fn model_route(&self, model: &str) -> Result<Option<String>> {
+        let unwrap = |e| match e {
+            Entry::Name(n) => Some(n),
+            _ => None,
+        };
+        self.through(format!("model\0{model}"), unwrap, Entry::Name, self.inner.model_route(model)).await
+    }
+    async fn model_index(&self) -> Result<Vec<(String, String)>> {
+        let unwrap = |e| match e {
+            Entry::Index(i) => Some(i),
+            _ => None,
+        };
+        self.through("models\0".to_string(), unwrap, Entry::Index, self.inner.model_index()).await
     }
     async fn jwks(&self, provider: &crate::oidc::Provider, refresh: bool) -> Result<crate::oidc::Jwks> {
         // The inner source keeps keys by their own rule (provider max age, refresh floor).

@@ -28,6 +28,9 @@ pub enum Error {
     ServiceWorkerRefused,
     /// No such route (also said to unauthenticated callers), or no such admin object.
     NotFound(String),
+    /// Under `/v1/…`: no route serves this model, or the caller may not use it (the same
+    /// answer, so a caller never learns that a model it may not use exists). OpenAI's shape.
+    ModelNotFound(String),
     /// The object exists and the write would clobber what another owner manages.
     Conflict(String),
     /// Method not allowed on an admin path.
@@ -91,7 +94,7 @@ impl Error {
                 StatusCode::UNAUTHORIZED
             }
             Forbidden(_) | ServiceWorkerRefused => StatusCode::FORBIDDEN,
-            NotFound(_) => StatusCode::NOT_FOUND,
+            NotFound(_) | ModelNotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Conflict(_) => StatusCode::CONFLICT,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -121,6 +124,8 @@ impl Error {
             Forbidden(_) => "forbidden",
             ServiceWorkerRefused => "service_worker_refused",
             NotFound(_) => "not_found",
+            // OpenAI's own code and type for an unknown or inaccessible model.
+            ModelNotFound(_) => "model_not_found",
             MethodNotAllowed => "method_not_allowed",
             Conflict(_) => "conflict",
             PayloadTooLarge { .. } => "body_too_large",
@@ -145,7 +150,7 @@ impl Error {
             }
             Forbidden(_) | ServiceWorkerRefused => "permission_error",
             NotFound(_) => "not_found_error",
-            BadRequest { .. } | InvalidRequest(_) | MethodNotAllowed | PayloadTooLarge { .. }
+            BadRequest { .. } | InvalidRequest(_) | ModelNotFound(_) | MethodNotAllowed | PayloadTooLarge { .. }
             | HeadersTooLarge(_) | UriTooLong { .. } | HttpsRequired => "invalid_request_error",
             // OpenAI's type for request-rate limits.
             RateLimited { .. } => "requests",
@@ -167,6 +172,7 @@ impl Error {
     pub fn body(&self) -> Vec<u8> {
         let param = match self {
             Error::BadRequest { field, .. } => Some(field.as_str()),
+            Error::ModelNotFound(_) => Some("model"),
             _ => None,
         };
         let body = ErrorBody {
@@ -205,6 +211,7 @@ impl fmt::Display for Error {
             Forbidden(m) => f.write_str(m),
             ServiceWorkerRefused => f.write_str("proxied content cannot register a service worker"),
             NotFound(m) => f.write_str(m),
+            ModelNotFound(m) => write!(f, "The model `{m}` does not exist or you do not have access to it."),
             MethodNotAllowed => f.write_str("method not allowed"),
             Conflict(m) => f.write_str(m),
             PayloadTooLarge { limit } => write!(f, "request body over the route's limit of {limit} bytes"),

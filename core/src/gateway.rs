@@ -18,6 +18,8 @@ pub enum Routed {
     Admin(Vec<String>),
     /// Forward it as planned.
     Proxy(Box<ForwardPlan>),
+    /// Send the gateway's own answer ([`Resolution::Answer`]).
+    Answer(http::Response<Vec<u8>>),
 }
 
 /// Facts about the request that only the platform knows.
@@ -272,6 +274,12 @@ pub enum Resolution {
     Admin(Vec<String>),
     /// A data-plane request the caller may make.
     Route(Box<Resolved>),
+    /// Under `/v1/`: the gateway's own answer (the caller's model list, one model).
+    Answer(http::Response<Vec<u8>>),
+    /// Under `/v1/`: routed by the body's `model`. The adapter reads the body's first
+    /// [`crate::models::PEEK_BYTES`] (forwarding them with the rest afterwards) and calls
+    /// [`resolve_model`].
+    NeedsModel,
 }
 
 /// The part of the decision that reads the store: limits, routing, authentication, RBAC.
@@ -302,8 +310,19 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
         None => None,
     };
     let target = if host_route.is_some() { parse_target(path, true)? } else { target };
-    let (mut route, key, rest, prefix) = match target {
+    let (route, key, rest, prefix) = match target {
         Target::Admin(segs) => return Ok(Resolution::Admin(segs)),
+        Target::Model { rest } => {
+            return match crate::models::classify(&parts.method, &rest) {
+                crate::models::ModelRequest::List => list_models(cfg, store, parts, now).await.map(Resolution::Answer),
+                crate::models::ModelRequest::Get(id) => {
+                    let principal = principal_of(cfg, store, parts, now).await?;
+                    model_route(store, &id, principal.as_ref(), now).await?;
+                    Ok(Resolution::Answer(json_answer(serde_json::to_vec(&crate::models::model_object(&id)).unwrap_or_default())))
+                }
+                crate::models::ModelRequest::Routed => Ok(Resolution::NeedsModel),
+            };
+        }
         Target::Host { rest } => {
             let r = host_route.ok_or_else(|| Error::NotFound("no such route".into()))?;
             let key = r.name.clone();
@@ -324,7 +343,78 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
     // Authentication, then RBAC.
     let principal = principal_of(cfg, store, parts, now).await?;
     authorize(&route, &key, principal.as_ref())?;
+    finish(cfg, store, parts, route, key, rest, prefix, principal).await
+}
 
+/// The second step under `/v1/` ([`Resolution::NeedsModel`]): `peek` is the body's start (all
+/// of it when `complete`); the route serving its `model` is resolved as a path route is.
+pub async fn resolve_model<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now: u64, peek: &[u8], complete: bool) -> Result<Resolution> {
+    let Target::Model { rest } = parse_target(parts.uri.path(), false)? else {
+        return Err(Error::NotFound("no such route".into()));
+    };
+    let model = crate::models::model_of(peek, complete)?;
+    let principal = principal_of(cfg, store, parts, now).await?;
+    let route = model_route(store, &model, principal.as_ref(), now).await?;
+    let key = route.name.clone();
+    finish(cfg, store, parts, route, key, rest, "/".to_string(), principal).await
+}
+
+/// The route serving `model` that `principal` may use; an unknown model and a forbidden one
+/// are the same 404, so a caller never learns which models it may not use exist.
+async fn model_route<S: RouteSource>(store: &S, model: &str, principal: Option<&Principal>, now: u64) -> Result<Route> {
+    let not_found = || Error::ModelNotFound(model.to_string());
+    let name = store.model_route(model).await?.ok_or_else(not_found)?;
+    let route = store
+        .route(&name)
+        .await?
+        .filter(|r| r.is_active(now) && r.expires_at.is_none() && r.models.iter().any(|m| m == model))
+        .ok_or_else(not_found)?;
+    match authorize(&route, &route.name, principal) {
+        Ok(()) => Ok(route),
+        Err(Error::Forbidden(_) | Error::MissingToken) => Err(not_found()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `GET /v1/models`: the models of every route the caller may use, merged, from the routes'
+/// declarations (no upstream call).
+async fn list_models<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now: u64) -> Result<http::Response<Vec<u8>>> {
+    let principal = principal_of(cfg, store, parts, now).await?;
+    let index = store.model_index().await?;
+    let mut by_route: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for (model, route) in &index {
+        by_route.entry(route.as_str()).or_default().push(model.as_str());
+    }
+    let routes = futures_util::future::try_join_all(by_route.keys().map(|name| store.route(name))).await?;
+    let mut ids = Vec::new();
+    for (r, (_, models)) in routes.into_iter().zip(by_route) {
+        let Some(r) = r.filter(|r| r.is_active(now) && r.expires_at.is_none()) else { continue };
+        if authorize(&r, &r.name, principal.as_ref()).is_ok() {
+            ids.extend(models.into_iter().filter(|m| r.models.iter().any(|x| x == m)).map(str::to_string));
+        }
+    }
+    Ok(json_answer(crate::models::list_body(ids)))
+}
+
+fn json_answer(body: Vec<u8>) -> http::Response<Vec<u8>> {
+    let mut res = http::Response::new(body);
+    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    res
+}
+
+/// What every resolved request checks after RBAC: the body size, then the reads planning needs.
+#[allow(clippy::too_many_arguments)]
+async fn finish<S: RouteSource>(
+    cfg: &Config,
+    store: &S,
+    parts: &Parts,
+    mut route: Route,
+    key: String,
+    rest: String,
+    prefix: String,
+    principal: Option<Principal>,
+) -> Result<Resolution> {
     if let Some(len) = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
         let len: u64 = len.trim().parse().map_err(|_| Error::InvalidRequest("malformed Content-Length".into()))?;
         if len > route.max_body_bytes {
@@ -429,9 +519,18 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
 
 /// Decides what to do with a request: [`resolve`] then [`plan`].
 pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, ctx: &RequestContext<'_>) -> Result<Routed> {
-    match resolve(cfg, store, parts, ctx.now).await? {
+    let resolution = match resolve(cfg, store, parts, ctx.now).await? {
+        Resolution::NeedsModel => {
+            let (peek, complete) = ctx.body_peek.unwrap_or((&[], true));
+            resolve_model(cfg, store, parts, ctx.now, peek, complete).await?
+        }
+        other => other,
+    };
+    match resolution {
         Resolution::Admin(segs) => Ok(Routed::Admin(segs)),
         Resolution::Route(r) => Ok(Routed::Proxy(Box::new(plan(parts, *r, ctx)?))),
+        Resolution::Answer(res) => Ok(Routed::Answer(res)),
+        Resolution::NeedsModel => Err(Error::Internal("model routing resolved twice".into())),
     }
 }
 
@@ -662,7 +761,7 @@ mod tests {
             let p = parts("/llama/v1/chat/completions", headers);
             match block_on(resolve(&cfg, s, &p, NOW)).unwrap() {
                 Resolution::Route(r) => r.needs_body_peek(&p),
-                Resolution::Admin(_) => unreachable!(),
+                other => unreachable!("{other:?}"),
             }
         };
         assert!(!needs(&s, &[("authorization", &user)]));
@@ -1043,9 +1142,106 @@ mod tests {
 
         // Without the setting, `x-forwarded-host` is the client's word and never trusted.
         let open = test_config();
-        let p = parts_on("gw.example.com", "/v1/models", &[("x-forwarded-host", "llama.models.example.com")]);
+        let p = parts_on("gw.example.com", "/hosted-path/x", &[("x-forwarded-host", "llama.models.example.com")]);
         assert_eq!(check_transport(&open, "https", &p), Ok(Transport::Proceed));
-        assert!(decide(&open, &s, &p).is_err(), "no host route from a client's header");
+        assert!(matches!(decide(&open, &s, &p), Err(Error::NotFound(_))), "no host route from a client's header");
+    }
+
+    /// Two routes serving models: `llama` (group ml-team) and `mistral` (group other-team).
+    fn store_with_models() -> MemoryStore {
+        let s = store_with_route();
+        let mut llama = block_on(s.route("llama")).unwrap().unwrap();
+        llama.models = vec!["llama-3.1-8b".into(), "llama".into()];
+        block_on(s.put_route(&llama, None)).unwrap();
+        let mut mistral = Route::new("mistral", vec![Endpoint::new("m", "http://10.0.0.7:8000")]);
+        mistral.models = vec!["mistral-7b".into()];
+        mistral.auth.groups = vec!["other-team".into()];
+        block_on(s.put_route(&mistral, None)).unwrap();
+        let mut public = Route::new("open", vec![Endpoint::new("o", "http://10.0.0.8:8000")]);
+        public.models = vec!["tiny".into()];
+        public.auth.required = false;
+        block_on(s.put_route(&public, None)).unwrap();
+        s
+    }
+
+    fn by_model(cfg: &Config, s: &MemoryStore, headers: &[(&str, &str)], body: &str) -> Result<Routed> {
+        let mut p = parts("/v1/chat/completions", headers);
+        p.method = http::Method::POST;
+        let ctx = RequestContext {
+            now: NOW,
+            client_ip: None,
+            proto: "https",
+            new_request_id: "req_1",
+            trace: &crate::trace::Trace::from_headers(&p.headers, &[7; 24]),
+            secret: &|n| (n == "VLLM_KEY").then(|| "sk-upstream".to_string()),
+            avoid: &|_, _| false,
+            in_flight: &|_, _| 0,
+            body_peek: Some((body.as_bytes(), true)),
+        };
+        block_on(route_request(cfg, s, &p, &ctx))
+    }
+
+    #[test]
+    fn v1_routes_by_the_bodys_model_with_rbac_and_one_404_for_unknown_and_forbidden() {
+        let cfg = test_config();
+        let s = store_with_models();
+        let alice = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        let auth = [("authorization", alice.as_str())];
+        let p = plan(by_model(&cfg, &s, &auth, r#"{"model": "llama-3.1-8b", "messages": []}"#));
+        assert_eq!(p.route, "llama");
+        assert!(p.upstreams.iter().all(|u| u.url.ends_with(":8000/v1/chat/completions")), "the whole path goes upstream: {:?}", p.upstreams);
+        assert_eq!(plan(by_model(&cfg, &s, &auth, r#"{"model": "llama"}"#)).route, "llama", "an alias");
+        assert_eq!(plan(by_model(&cfg, &s, &[], r#"{"model": "tiny"}"#)).route, "open", "a public route needs no token");
+
+        let unknown = by_model(&cfg, &s, &auth, r#"{"model": "gpt-9"}"#).unwrap_err();
+        let forbidden = by_model(&cfg, &s, &auth, r#"{"model": "mistral-7b"}"#).unwrap_err();
+        let anonymous = by_model(&cfg, &s, &[], r#"{"model": "mistral-7b"}"#).unwrap_err();
+        for (e, m) in [(&unknown, "gpt-9"), (&forbidden, "mistral-7b"), (&anonymous, "mistral-7b")] {
+            assert_eq!(*e, Error::ModelNotFound(m.into()));
+            let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+            assert_eq!((e.status().as_u16(), v["error"]["code"].as_str(), v["error"]["type"].as_str(), v["error"]["param"].as_str()), (404, Some("model_not_found"), Some("invalid_request_error"), Some("model")));
+        }
+        assert_eq!(unknown.body().len() - "gpt-9".len(), forbidden.body().len() - "mistral-7b".len(), "the same answer either way");
+        assert!(matches!(by_model(&cfg, &s, &auth, r#"{"messages": []}"#), Err(Error::BadRequest { ref field, .. }) if field == "model"));
+        let bad = format!("Bearer {}x", token(&cfg, "alice", &["ml-team"]));
+        assert!(matches!(by_model(&cfg, &s, &[("authorization", &bad)], r#"{"model": "llama"}"#), Err(Error::InvalidToken(_))), "a bad token is still a 401");
+        // A disabled route's models are gone too.
+        let mut llama = block_on(s.route("llama")).unwrap().unwrap();
+        llama.enabled = false;
+        block_on(s.put_route(&llama, None)).unwrap();
+        assert_eq!(by_model(&cfg, &s, &auth, r#"{"model": "llama"}"#).unwrap_err(), Error::ModelNotFound("llama".into()));
+    }
+
+    #[test]
+    fn the_model_list_is_what_the_caller_may_use() {
+        let cfg = test_config();
+        let s = store_with_models();
+        let list = |headers: &[(&str, &str)]| -> Vec<String> {
+            let p = parts("/v1/models", headers);
+            match block_on(resolve(&cfg, &s, &p, NOW)).unwrap() {
+                Resolution::Answer(res) => {
+                    let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+                    assert_eq!(v["object"], "list");
+                    v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect()
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let alice = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
+        let bob = format!("Bearer {}", token(&cfg, "bob", &["other-team", "ml-team"]));
+        assert_eq!(list(&[("authorization", &alice)]), ["llama", "llama-3.1-8b", "tiny"]);
+        assert_eq!(list(&[("authorization", &bob)]), ["llama", "llama-3.1-8b", "mistral-7b", "tiny"]);
+        assert_eq!(list(&[]), ["tiny"], "anonymous callers see public routes' models only");
+        let one = |id: &str| {
+            let p = parts(&format!("/v1/models/{id}"), &[("authorization", &alice)]);
+            block_on(resolve(&cfg, &s, &p, NOW))
+        };
+        assert!(matches!(one("llama-3.1-8b"), Ok(Resolution::Answer(_))));
+        assert!(matches!(one("mistral-7b"), Err(Error::ModelNotFound(_))));
+        // POSTs under /v1 wait for the body.
+        let mut post = parts("/v1/completions", &[]);
+        post.method = http::Method::POST;
+        assert!(matches!(block_on(resolve(&cfg, &s, &post, NOW)), Ok(Resolution::NeedsModel)));
     }
 
     #[test]

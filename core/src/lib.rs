@@ -21,6 +21,7 @@ pub mod load;
 pub mod managed;
 pub mod meter;
 pub mod metrics;
+pub mod models;
 pub mod oidc;
 pub mod probe;
 pub mod ratelimit;

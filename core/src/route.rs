@@ -14,6 +14,15 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 pub const RESERVED_SECRET_PREFIXES: &[&str] = &["GATEWAY_", "AWS_", "LAMBDA_", "CLOUDFLARE_", "_"];
 /// Most endpoints a route may have (static plus leased).
 pub const MAX_ENDPOINTS: usize = 256;
+/// Most model names one route may serve (a DynamoDB transaction writes a route with its
+/// model index entries, and holds at most 100 items).
+pub const MAX_MODELS: usize = 32;
+
+/// A model name a route may serve: 1 to 256 visible ASCII characters (vLLM's names are
+/// Hugging Face ids such as `meta-llama/Llama-3.1-8B-Instruct`, or aliases).
+pub fn is_valid_model_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 256 && name.bytes().all(|b| b.is_ascii_graphic())
+}
 
 /// A static or ephemeral route, exactly as API.md's route object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +64,10 @@ pub struct Route {
     /// Pass the upstream's `Set-Cookie` to clients (default: dropped).
     #[serde(default)]
     pub forward_set_cookie: bool,
+    /// Model names clients may ask for under `/v1/…` (model routing, [`crate::models`]):
+    /// the names vLLM serves (`--served-model-name`, aliases included). Unique across routes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
     /// `"terraform"` when Terraform owns the route; admin writes are then refused.
     #[serde(default)]
     pub managed_by: Option<String>,
@@ -221,6 +234,7 @@ pub fn is_valid_route_name(name: &str) -> bool {
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && name != "e"
+        && name != "v1"
 }
 
 /// True for a valid endpoint id.
@@ -565,6 +579,17 @@ impl Route {
         if self.max_body_bytes == 0 || self.max_body_bytes > MAX_BODY_LIMIT {
             return Err(Error::bad_request("max_body_bytes", format!("must be between 1 and {MAX_BODY_LIMIT}")));
         }
+        if self.models.len() > MAX_MODELS {
+            return Err(Error::bad_request("models", format!("at most {MAX_MODELS} model names per route")));
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if !is_valid_model_name(m) {
+                return Err(Error::bad_request(format!("models[{i}]"), "must be 1 to 256 visible ASCII characters"));
+            }
+            if self.models[..i].contains(m) {
+                return Err(Error::bad_request(format!("models[{i}]"), "is listed twice"));
+            }
+        }
         if let Some(m) = &self.managed_by {
             if m.is_empty() || m.len() > 32 {
                 return Err(Error::bad_request("managed_by", "must be a short owner name"));
@@ -598,6 +623,7 @@ impl Route {
             rate_limit_rpm: None,
             sandbox: true,
             forward_set_cookie: false,
+            models: Vec::new(),
             managed_by: None,
             expires_at: None,
         }
@@ -622,6 +648,9 @@ pub enum Target {
     Ephemeral { id: String, rest: String },
     /// Any path on a host route: the whole normalised path.
     Host { rest: String },
+    /// `/v1/{rest}`: OpenAI's base URL, routed by the request's `model` ([`crate::models`]);
+    /// `rest` is the whole normalised path, `v1/…`.
+    Model { rest: String },
 }
 
 /// Characters re-encoded in forwarded path segments: everything outside RFC 3986 `pchar`.
@@ -703,6 +732,7 @@ pub fn parse_target(raw_path: &str, host_route: bool) -> Result<Target> {
             Some(id) if is_valid_ephemeral_id(id) => Ok(Target::Ephemeral { id: id.clone(), rest: rest_of(2) }),
             _ => Err(Error::NotFound("no such route".into())),
         },
+        Some("v1") => Ok(Target::Model { rest: rest_of(0) }),
         Some(name) if is_valid_route_name(name) => Ok(Target::Static { name: name.to_string(), rest: rest_of(1) }),
         _ => Err(Error::NotFound("no such route".into())),
     }

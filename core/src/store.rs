@@ -128,6 +128,10 @@ pub trait RouteSource {
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>>;
     /// The latest load readings of a route's endpoints ([`Store::put_loads`]); empty when none.
     async fn loads(&self, route: &str) -> Result<crate::load::Loads>;
+    /// The name of the route serving `model` under `/v1/` ([`crate::models`]), if any.
+    async fn model_route(&self, model: &str) -> Result<Option<String>>;
+    /// Every model a route serves, with that route's name.
+    async fn model_index(&self) -> Result<Vec<(String, String)>>;
     /// An identity provider's keys: cached ones while [`crate::oidc::usable`] says so
     /// (`refresh` on an unknown `kid`), else fetched from `provider.jwks_url` (never any
     /// other URL); stale ones up to [`crate::oidc::MAX_STALE_SECS`] when the fetch fails;
@@ -285,6 +289,12 @@ impl RouteSource for MemoryStore {
     }
     async fn loads(&self, route: &str) -> Result<crate::load::Loads> {
         Ok(self.with(|m| m.loads.get(route).cloned().unwrap_or_default()))
+    }
+    async fn model_route(&self, model: &str) -> Result<Option<String>> {
+        Ok(self.with(|m| m.routes.values().find(|r| r.models.iter().any(|x| x == model)).map(|r| r.name.clone())))
+    }
+    async fn model_index(&self) -> Result<Vec<(String, String)>> {
+        Ok(self.with(|m| m.routes.values().flat_map(|r| r.models.iter().map(|x| (x.clone(), r.name.clone()))).collect()))
     }
     async fn jwks(&self, provider: &Provider, _refresh: bool) -> Result<Jwks> {
         let (raw, now) = self.with(|m| (m.jwks.get(&provider.jwks_url).cloned(), m.now));

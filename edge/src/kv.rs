@@ -5,7 +5,8 @@
 //! `route:{name}` route JSON · `host:{host}` route name · `leases:{name}` JSON
 //! map of leased endpoints · `eph:{id}` ephemeral route JSON · `revoked:{jti}` ·
 //! `revoked-subject:{subject}` unix seconds of a subject's revocation ·
-//! `down:{route}` JSON list of endpoints health probes found down.
+//! `down:{route}` JSON list of endpoints health probes found down · `model:{model}` the
+//! name of the route serving that model under `/v1/`.
 
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::RouteSource;
@@ -47,6 +48,29 @@ pub fn down_key(route: &str) -> String {
 /// Key of a route's endpoint load readings (vLLM's `/metrics`, every few seconds).
 pub fn load_key(route: &str) -> String {
     format!("load:{route}")
+}
+
+/// Key of a model's route (model routing under `/v1/`).
+pub fn model_key(model: &str) -> String {
+    format!("model:{model}")
+}
+
+/// Every `model:` key's model, listed page by page (a KV list holds at most 1000 keys).
+pub async fn list_models(kv: &KvStore) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut list = kv.list().prefix("model:".into());
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let page = list.execute().await.map_err(kv_err)?;
+        out.extend(page.keys.into_iter().map(|k| k.name.trim_start_matches("model:").to_string()));
+        match page.cursor {
+            Some(c) if !page.list_complete => cursor = Some(c),
+            _ => return Ok(out),
+        }
+    }
 }
 
 /// Raw KV values (or their absence) by key, each until a deadline in ms.
@@ -134,5 +158,26 @@ impl RouteSource for KvReader<'_> {
             Some(raw) => decode(&key, &raw),
             None => Ok(Default::default()),
         }
+    }
+    async fn model_route(&self, model: &str) -> Result<Option<String>> {
+        self.text(model_key(model)).await
+    }
+    async fn model_index(&self) -> Result<Vec<(String, String)>> {
+        // The list itself is cached as one entry (newline-separated model names).
+        const LIST: &str = "\0models";
+        let now = js_sys::Date::now() as u64;
+        let cached = if self.cache_ms > 0 { self.cache.borrow().get(LIST, now) } else { None };
+        let models: Vec<String> = match cached {
+            Some(hit) => hit.unwrap_or_default().lines().map(str::to_string).collect(),
+            None => {
+                let listed = list_models(&self.kv).await?;
+                if self.cache_ms > 0 {
+                    self.cache.borrow_mut().put(LIST.to_string(), Some(listed.join("\n")), now, now + self.cache_ms);
+                }
+                listed
+            }
+        };
+        let routes = futures_util::future::try_join_all(models.iter().map(|m| self.model_route(m))).await?;
+        Ok(models.into_iter().zip(routes).filter_map(|(m, r)| r.map(|r| (m, r))).collect())
     }
 }

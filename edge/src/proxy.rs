@@ -9,7 +9,7 @@ use futures_util::future::{select, Either, LocalBoxFuture};
 use futures_util::{FutureExt, StreamExt};
 use gateway_core::admin::{self, MAX_ADMIN_BODY};
 use gateway_core::forward::{response_headers, ForwardPlan};
-use gateway_core::gateway::{check_transport, plan, resolve, RequestContext, Resolution, Routed, Transport};
+use gateway_core::gateway::{check_transport, plan, resolve, resolve_model, RequestContext, Resolution, Routed, Transport};
 use gateway_core::meter::Meter;
 use gateway_core::metrics::RequestSample;
 use gateway_core::probe::ProbeTarget;
@@ -67,13 +67,26 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     let avoid = |route: &str, ep: &str| iso.failures.borrow().is_avoided(route, ep, now);
     let in_flight = |route: &str, ep: &str| iso.in_flight.borrow().get(route, ep);
     let mut peeked = None;
-    let routed = match resolve(cfg, &kv, &parts, now).await {
+    let mut resolution = resolve(cfg, &kv, &parts, now).await;
+    if matches!(resolution, Ok(Resolution::NeedsModel)) {
+        // Model routing (`/v1/…`) reads the body's start to find `model`; what was read goes
+        // upstream first, the rest streams on.
+        match peek_body(&req).await {
+            Ok(p) => peeked = p,
+            Err(e) => return error_response(&e, request_id),
+        }
+        let (bytes, complete) = peeked.as_ref().map_or((&[][..], true), |p| (&p.bytes[..], p.complete));
+        resolution = resolve_model(cfg, &kv, &parts, now, bytes, complete).await;
+    }
+    let routed = match resolution {
         Err(e) => Err(e),
         Ok(Resolution::Admin(segs)) => Ok(Routed::Admin(segs)),
+        Ok(Resolution::Answer(res)) => Ok(Routed::Answer(res)),
+        Ok(Resolution::NeedsModel) => Err(Error::Internal("model routing resolved twice".into())),
         Ok(Resolution::Route(resolved)) => {
             // Routes keyed by prompt prefix read the body's start before choosing an endpoint;
             // what was read goes upstream first.
-            if resolved.needs_body_peek(&parts) {
+            if peeked.is_none() && resolved.needs_body_peek(&parts) {
                 match peek_body(&req).await {
                     Ok(p) => peeked = p,
                     Err(e) => return error_response(&e, request_id),
@@ -95,6 +108,19 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     };
     match routed {
         Err(e) => {
+            // Refused after reading part of the body: read the rest away (up to the default body
+            // limit, then give up on it), so the connection is not left with an unread upload
+            // that would break the next request on it.
+            if let Some(mut rest) = peeked.take().and_then(|p| p.rest) {
+                let mut drained = 0u64;
+                while let Some(Ok(chunk)) = rest.next().await {
+                    drained += u64::from(Uint8Array::new(&chunk).length());
+                    if drained > gateway_core::route::DEFAULT_MAX_BODY_BYTES {
+                        let _ = rest.cancel().await;
+                        break;
+                    }
+                }
+            }
             if let Error::Internal(detail) = &e {
                 worker::console_error!(
                     "{{\"level\":\"error\",\"request_id\":{},\"trace_id\":{},\"msg\":\"decision failed\",\"detail\":{}}}",
@@ -126,6 +152,10 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
             }
         },
         Ok(Routed::Proxy(plan)) => forward(req, env, ctx, iso, *plan, started, peeked).await,
+        Ok(Routed::Answer(res)) => {
+            log_line(request_id, &trace.trace_id, None, None, res.status().as_u16(), started, None);
+            to_worker(res, request_id)
+        }
     }
 }
 

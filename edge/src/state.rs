@@ -3,7 +3,7 @@
 //! usage counters, the audit log, leases, revocations) in its transactional
 //! storage, and mirrors what the data plane reads into Workers KV.
 
-use crate::kv::{down_key, ephemeral_key, host_key, leases_key, load_key, revoked_key, revoked_subject_key, route_key};
+use crate::kv::{down_key, ephemeral_key, host_key, leases_key, load_key, model_key, revoked_key, revoked_subject_key, route_key};
 use std::time::Duration;
 use gateway_core::admin::{self, AdminRequest, MAX_ADMIN_BODY};
 use gateway_core::metrics::{self, Health, RequestSample, Updates};
@@ -205,6 +205,17 @@ impl RouteSource for DoStore {
     async fn loads(&self, route: &str) -> Result<gateway_core::load::Loads> {
         self.get_text(&load_key(route)).await?.map(|r| decode(&r)).transpose().map(Option::unwrap_or_default)
     }
+    async fn model_route(&self, model: &str) -> Result<Option<String>> {
+        // Admin-written routes' models live here; Terraform's only in KV, and win.
+        let key = model_key(model);
+        match self.kv.get(&key).text().await.map_err(|e| store_err("kv get", e))? {
+            Some(name) => Ok(Some(name)),
+            None => self.get_text(&key).await,
+        }
+    }
+    async fn model_index(&self) -> Result<Vec<(String, String)>> {
+        Ok(self.list_routes().await?.into_iter().flat_map(|r| r.models.into_iter().map(move |m| (m, r.name.clone()))).collect())
+    }
     async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
         let iso = crate::isolate(&self.env);
         crate::jwks::jwks(&self.kv, &iso.jwks, provider, refresh, false).await
@@ -240,6 +251,15 @@ impl Store for DoStore {
     async fn put_route(&self, route: &Route, previous: Option<&Route>) -> Result<()> {
         let key = route_key(&route.name);
         let raw = self.put_json(&key, route).await?;
+        // Model routing's index: `model:{model}` → route name, here and in KV.
+        for gone in previous.map(|p| &p.models[..]).unwrap_or_default().iter().filter(|m| !route.models.contains(m)) {
+            self.delete(&model_key(gone)).await?;
+            self.kv_delete(&model_key(gone)).await?;
+        }
+        for model in &route.models {
+            self.put_text(&model_key(model), route.name.clone()).await?;
+            self.kv_put(&model_key(model), route.name.clone(), None).await?;
+        }
         if let Some(old_host) = previous.and_then(|p| p.host.as_deref()) {
             if route.host.as_deref() != Some(old_host) {
                 self.delete(&host_key(old_host)).await?;
@@ -253,7 +273,7 @@ impl Store for DoStore {
         self.kv_put(&key, raw, None).await
     }
     async fn delete_route(&self, route: &Route) -> Result<()> {
-        for key in [route_key(&route.name), leases_key(&route.name)] {
+        for key in route.models.iter().map(|m| model_key(m)).chain([route_key(&route.name), leases_key(&route.name)]) {
             self.delete(&key).await?;
             self.kv_delete(&key).await?;
         }

@@ -9,7 +9,7 @@ use futures_util::TryStreamExt;
 use gateway_core::admin::{self, AdminRequest};
 use gateway_core::cache::CachedSource;
 use gateway_core::forward::{response_headers, FailureMemory, ForwardPlan};
-use gateway_core::gateway::{check_transport, plan, resolve, security_headers, RequestContext, Resolution, Routed, Transport};
+use gateway_core::gateway::{check_transport, plan, resolve, resolve_model, security_headers, RequestContext, Resolution, Routed, Transport};
 use gateway_core::load::InFlight;
 use gateway_core::meter::Meter;
 use gateway_core::metrics::{self, RequestSample};
@@ -258,10 +258,19 @@ async fn serve(
     }
     let arrived_ms = now_ms();
     let now = arrived_ms / 1000;
-    let resolution = resolve(&app.cfg, &app.routes, &parts, now).await;
+    let resolution = match resolve(&app.cfg, &app.routes, &parts, now).await {
+        // Model routing (`/v1/…`): the whole body is here; its start says which model.
+        Ok(Resolution::NeedsModel) => {
+            let n = body.len().min(gateway_core::models::PEEK_BYTES);
+            resolve_model(&app.cfg, &app.routes, &parts, now, &body[..n], n == body.len()).await
+        }
+        other => other,
+    };
     // Planning is synchronous, so its lookups need not be Send.
     let routed = resolution.and_then(|r| match r {
         Resolution::Admin(segs) => Ok(Routed::Admin(segs)),
+        Resolution::Answer(res) => Ok(Routed::Answer(res)),
+        Resolution::NeedsModel => Err(Error::Internal("model routing resolved twice".into())),
         Resolution::Route(resolved) => {
             let secret = |name: &str| app.secrets.get(name);
             let avoid = |route: &str, ep: &str| {
@@ -309,6 +318,10 @@ async fn serve(
             }
         }
         Ok(Routed::Proxy(plan)) => forward(app, *plan, parts.method, body, started, arrived_ms).await,
+        Ok(Routed::Answer(res)) => {
+            log(&request_id, None, None, res.status().as_u16(), started, None);
+            respond(res, &request_id)
+        }
     }
 }
 

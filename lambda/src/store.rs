@@ -79,6 +79,8 @@ const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 const SERVICE_ACCOUNT: &str = "svc";
 /// What `gateway_core::managed::sync` last saw of each route: `seen`/`{route}`.
 const SEEN: &str = "seen";
+/// Model routing's index: `models`/`{model}` with `route_name`, one partition.
+const MODELS: &str = "models";
 
 fn system_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -428,6 +430,13 @@ impl RouteSource for DynamoStore {
         // Eventually consistent: the data plane caches this per instance anyway.
         self.get("down", route, false).await?.map(|i| decode(&i, "endpoints")).transpose().map(Option::unwrap_or_default)
     }
+    async fn model_route(&self, model: &str) -> Result<Option<String>> {
+        Ok(self.get(MODELS, model, false).await?.and_then(|i| text(&i, "route_name").map(str::to_string)))
+    }
+    async fn model_index(&self) -> Result<Vec<(String, String)>> {
+        let items = self.query_prefix(MODELS, "", false, None, None).await?;
+        Ok(items.iter().filter_map(|i| Some((text(i, SK)?.to_string(), text(i, "route_name")?.to_string()))).collect())
+    }
     async fn loads(&self, route: &str) -> Result<gateway_core::load::Loads> {
         // Eventually consistent, like the down set: readings are seconds old anyway.
         self.get("load", route, false).await?.map(|i| decode(&i, "loads")).transpose().map(Option::unwrap_or_default)
@@ -502,6 +511,33 @@ impl Store for DynamoStore {
             h.insert("route_name".into(), s(&route.name));
             writes.push(TransactWriteItem::builder().put(Put::builder().table_name(&self.table).set_item(Some(h)).build().map_err(|e| db_err("build", e))?).build());
         }
+        // Model routing's index, in one partition (`models`/{model} → route name): a model
+        // another route holds is refused in the same transaction, so two writers cannot both
+        // take it.
+        for gone in previous.map(|p| &p.models[..]).unwrap_or_default().iter().filter(|m| !route.models.contains(m)) {
+            let del = aws_sdk_dynamodb::types::Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(MODELS, gone)))
+                .condition_expression("attribute_not_exists(#pk) OR route_name = :name")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":name", s(&route.name))
+                .build()
+                .map_err(|e| db_err("build", e))?;
+            writes.push(TransactWriteItem::builder().delete(del).build());
+        }
+        for model in &route.models {
+            let mut m = key(MODELS, model);
+            m.insert("route_name".into(), s(&route.name));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(m))
+                .condition_expression("attribute_not_exists(#pk) OR route_name = :name")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":name", s(&route.name))
+                .build()
+                .map_err(|e| db_err("build", e))?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
         match self.client.transact_write_items().set_transact_items(Some(writes)).send().await {
             Ok(_) => Ok(()),
             Err(e) if is_condition_failure(&e) => {
@@ -519,6 +555,9 @@ impl Store for DynamoStore {
         }
         if let Some(host) = &route.host {
             self.delete(&format!("host#{host}"), "def").await?;
+        }
+        for model in &route.models {
+            self.delete(MODELS, model).await?;
         }
         self.delete(&route_entity(&route.name), "def").await
     }

@@ -128,6 +128,7 @@ const BUILTINS: &[(&str, Builtin)] = &[
     ("alltrue", f_alltrue),
     ("contains", f_contains),
     ("distinct", f_distinct),
+    ("flatten", f_flatten),
     ("floor", f_floor),
     ("jsonencode", f_jsonencode),
     ("keys", f_keys),
@@ -187,6 +188,21 @@ fn f_alltrue(args: &[Value]) -> Result<Value, String> {
 fn f_contains(args: &[Value]) -> Result<Value, String> {
     arity("contains", args, 2)?;
     Ok(Value::Bool(array("contains", &args[0])?.contains(&args[1])))
+}
+
+fn f_flatten(args: &[Value]) -> Result<Value, String> {
+    arity("flatten", args, 1)?;
+    fn walk(v: &Value, out: &mut Vec<Value>) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            other => out.push(other.clone()),
+        }
+    }
+    let mut out = Vec::new();
+    for v in array("flatten", &args[0])? {
+        walk(v, &mut out);
+    }
+    Ok(Value::Array(out))
 }
 
 fn f_distinct(args: &[Value]) -> Result<Value, String> {
@@ -317,7 +333,7 @@ macro_rules! hcl_funcs {
 }
 
 hcl_funcs! {
-    "alltrue" => w_alltrue, "contains" => w_contains, "distinct" => w_distinct, "floor" => w_floor,
+    "alltrue" => w_alltrue, "contains" => w_contains, "distinct" => w_distinct, "flatten" => w_flatten, "floor" => w_floor,
     "jsonencode" => w_jsonencode, "keys" => w_keys, "length" => w_length, "merge" => w_merge,
     "regex" => w_regex, "startswith" => w_startswith, "tostring" => w_tostring,
 }

@@ -18,7 +18,7 @@
 # that the apply updates it instead of failing to create it.
 
 locals {
-  # The route object of API.md, field for field; `via` and `rate_limit_rpm` only when set.
+  # The route object of API.md, field for field; `via`, `rate_limit_rpm` and `models` only when set.
   routes = {
     for name, r in var.routes : name => merge({
       name    = name
@@ -41,15 +41,23 @@ locals {
       sandbox                 = r.sandbox
       forward_set_cookie      = r.forward_set_cookie
       managed_by              = "terraform"
-    }, { for k, v in { rate_limit_rpm = r.rate_limit_rpm } : k => v if v != null })
+      },
+      { for k, v in { rate_limit_rpm = r.rate_limit_rpm } : k => v if v != null },
+      length(r.models) > 0 ? { models = r.models } : {},
+    )
   }
+
+  # Model routing under /v1/: each model name → the route serving it.
+  model_routes = merge([for name, r in var.routes : { for m in r.models : m => name }]...)
 
   route_json = { for name, r in local.routes : name => jsonencode(r) }
 
-  # Workers KV (binding GATEWAY_KV): `route:{name}` → route JSON, `host:{host}` → route name.
+  # Workers KV (binding GATEWAY_KV): `route:{name}` → route JSON, `host:{host}` → route name,
+  # `model:{model}` → route name.
   kv_entries = merge(
     { for name, json in local.route_json : "route:${name}" => json },
     { for name, r in var.routes : "host:${r.host}" => name if r.host != null },
+    { for m, name in local.model_routes : "model:${m}" => name },
   )
 
   # DynamoDB (table GATEWAY_TABLE, keys entity/item), in DynamoDB JSON as aws_dynamodb_table_item wants:
@@ -68,6 +76,14 @@ locals {
         item       = { S = "def" }
         route_name = { S = name }
       }) if r.host != null
+    },
+    # models/{model} with `route_name`: model routing's index, one partition.
+    {
+      for m, name in local.model_routes : "models#${m}" => jsonencode({
+        entity     = { S = "models" }
+        item       = { S = m }
+        route_name = { S = name }
+      })
     },
   )
 }

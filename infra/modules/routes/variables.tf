@@ -45,12 +45,15 @@ variable "routes" {
     sandbox = optional(bool, true)
     # Upstream `Set-Cookie` passes only when true.
     forward_set_cookie = optional(bool, false)
+    # Model names clients use under /v1/ (model routing): vLLM's served names and aliases;
+    # at most 32, each served by one route only.
+    models = optional(list(string), [])
   }))
   default = {}
 
   validation {
-    condition     = alltrue([for name, r in var.routes : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", name)) && name != "e"])
-    error_message = "Route names must match ^[a-z0-9][a-z0-9-]{0,62}$; `e` and names starting with `_` are reserved."
+    condition     = alltrue([for name, r in var.routes : can(regex("^[a-z0-9][a-z0-9-]{0,62}$", name)) && name != "e" && name != "v1"])
+    error_message = "Route names must match ^[a-z0-9][a-z0-9-]{0,62}$; `e`, `v1` (model routing) and names starting with `_` are reserved."
   }
 
   validation {
@@ -148,6 +151,16 @@ variable "routes" {
   validation {
     condition     = alltrue([for r in var.routes : r.rate_limit_rpm == null ? true : (r.rate_limit_rpm >= 1 && r.rate_limit_rpm <= 1000000 && floor(r.rate_limit_rpm) == r.rate_limit_rpm)])
     error_message = "rate_limit_rpm must be a whole number from 1 to 1000000."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : length(r.models) <= 32 && alltrue([for m in r.models : can(regex("^[!-~]{1,256}$", m))])])
+    error_message = "A route serves at most 32 models, each named by 1 to 256 visible ASCII characters."
+  }
+
+  validation {
+    condition     = length(flatten([for r in var.routes : r.models])) == length(distinct(flatten([for r in var.routes : r.models])))
+    error_message = "A model name is served by one route only (and listed once)."
   }
 
   validation {

@@ -205,3 +205,65 @@ run "good_routes_at_the_edges_of_every_rule" {
     error_message = "Every good route is accepted and rendered."
   }
 }
+
+run "models_become_model_routings_index" {
+  command = plan
+
+  variables {
+    routes = {
+      llama = {
+        endpoints = [{ id = "a", url = "http://10.0.1.5:8000" }]
+        models    = ["llama-3.1-8b", "llama"]
+      }
+      mistral = {
+        endpoints = [{ id = "m", url = "http://10.0.1.7:8000" }]
+        models    = ["mistralai/Mistral-7B-Instruct-v0.3"]
+      }
+    }
+  }
+
+  assert {
+    condition     = output.kv_entries["model:llama"] == "llama" && output.kv_entries["model:llama-3.1-8b"] == "llama" && output.kv_entries["model:mistralai/Mistral-7B-Instruct-v0.3"] == "mistral"
+    error_message = "model:{model} must name the route serving it."
+  }
+
+  assert {
+    condition     = jsondecode(output.dynamodb_items["models#llama"]) == { entity = { S = "models" }, item = { S = "llama" }, route_name = { S = "llama" } }
+    error_message = "models/{model} must carry route_name: ${output.dynamodb_items["models#llama"]}"
+  }
+
+  assert {
+    condition     = jsondecode(output.kv_entries["route:llama"]).models == ["llama-3.1-8b", "llama"]
+    error_message = "The route JSON lists its models."
+  }
+
+  assert {
+    condition     = !can(jsondecode(output.kv_entries["route:mistral"]).rate_limit_rpm)
+    error_message = "Unset optional fields stay out of the JSON."
+  }
+}
+
+run "a_model_served_twice_is_refused" {
+  command = plan
+
+  variables {
+    routes = {
+      a = { models = ["llama"] }
+      b = { models = ["llama"] }
+    }
+  }
+
+  expect_failures = [var.routes]
+}
+
+run "v1_is_reserved" {
+  command = plan
+
+  variables {
+    routes = {
+      v1 = {}
+    }
+  }
+
+  expect_failures = [var.routes]
+}
