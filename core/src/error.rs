@@ -190,8 +190,14 @@ impl Error {
         for (name, value) in self.extra_headers() {
             headers.insert(*name, http::HeaderValue::from_static(value));
         }
-        if let Error::RateLimited { retry_after, .. } = self {
+        if let Error::RateLimited { retry_after, limit } = self {
             headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after));
+            // OpenAI's rate-limit headers, on the refusal too: nothing left until `retry_after`.
+            headers.insert("x-ratelimit-limit-requests", http::HeaderValue::from(*limit));
+            headers.insert("x-ratelimit-remaining-requests", http::HeaderValue::from(0u32));
+            if let Ok(v) = http::HeaderValue::from_str(&crate::ratelimit::duration(retry_after * 1000)) {
+                headers.insert("x-ratelimit-reset-requests", v);
+            }
         }
         res
     }

@@ -87,6 +87,68 @@ pub fn retry_after(limit: u32, previous: u64, current: u64, now_ms: u64) -> u64 
     2 * WINDOW_MS / 1000
 }
 
+/// What a limited route's answers tell the caller about its limit, as OpenAI's
+/// `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
+/// `x-ratelimit-reset-requests` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Allowance {
+    /// Requests per minute.
+    pub limit: u32,
+    /// Requests that would still be admitted right now.
+    pub remaining: u64,
+    /// Milliseconds until the window holds none of the requests counted so far (the limit's
+    /// initial state).
+    pub reset_ms: u64,
+}
+
+impl Allowance {
+    /// The allowance once `current` requests (this one included) are counted in the window
+    /// starting at [`window_of`]`(now_ms)`, with `previous` in the one before.
+    pub fn after(limit: u32, previous: u64, current: u64, now_ms: u64) -> Allowance {
+        let (start, elapsed) = window_of(now_ms);
+        let remaining = threshold(limit, previous, elapsed).saturating_sub(current);
+        let reset_ms = if current > 0 {
+            start + 2 * WINDOW_MS - now_ms
+        } else if previous > 0 {
+            start + WINDOW_MS - now_ms
+        } else {
+            0
+        };
+        Allowance { limit, remaining, reset_ms }
+    }
+
+    /// The three headers, in OpenAI's format (`reset` as a duration like `1m30s` or `250ms`).
+    pub fn headers(&self) -> [(&'static str, String); 3] {
+        [
+            ("x-ratelimit-limit-requests", self.limit.to_string()),
+            ("x-ratelimit-remaining-requests", self.remaining.to_string()),
+            ("x-ratelimit-reset-requests", duration(self.reset_ms)),
+        ]
+    }
+
+    /// Adds [`Allowance::headers`] to a response's headers.
+    pub fn insert_into(&self, headers: &mut http::HeaderMap) {
+        for (name, value) in self.headers() {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+}
+
+/// A duration as OpenAI writes it in `x-ratelimit-reset-*`: `250ms`, `7s`, `1m30s`, `2h0m0s`.
+pub fn duration(ms: u64) -> String {
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let secs = ms.div_ceil(1_000);
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
 /// Admits or refuses one request given the window counts (before counting it).
 pub fn admit(limit: u32, previous: u64, current: u64, now_ms: u64) -> Result<(), Error> {
     let (_, elapsed) = window_of(now_ms);
@@ -121,18 +183,70 @@ impl Counter {
         self.window_start = start;
     }
 
-    /// Admits (and counts) or refuses one request at `now_ms`.
-    pub fn hit(&mut self, limit: u32, now_ms: u64) -> Result<(), Error> {
+    /// Admits (and counts) or refuses one request at `now_ms`; what is left when admitted.
+    pub fn hit(&mut self, limit: u32, now_ms: u64) -> Result<Allowance, Error> {
         self.roll(now_ms);
         admit(limit, self.previous, self.current, now_ms)?;
         self.current += 1;
-        Ok(())
+        Ok(Allowance::after(limit, self.previous, self.current, now_ms))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_allowance_counts_down_and_says_when_it_resets() {
+        let mut c = Counter::default();
+        let first = c.hit(3, T0 + 10_000).unwrap();
+        assert_eq!((first.limit, first.remaining, first.reset_ms), (3, 2, 110_000));
+        assert_eq!(c.hit(3, T0 + 10_000).unwrap().remaining, 1);
+        assert_eq!(c.hit(3, T0 + 10_000).unwrap().remaining, 0);
+        assert!(c.hit(3, T0 + 10_000).is_err());
+        // Half a minute into the next window, half of the previous one still weighs in.
+        let later = c.hit(3, T0 + 90_000).unwrap();
+        assert_eq!((later.remaining, later.reset_ms), (1, 90_000));
+        assert_eq!(Allowance::after(5, 0, 0, T0).reset_ms, 0);
+        let h = first.headers();
+        assert_eq!(h[0], ("x-ratelimit-limit-requests", "3".to_string()));
+        assert_eq!(h[1], ("x-ratelimit-remaining-requests", "2".to_string()));
+        assert_eq!(h[2], ("x-ratelimit-reset-requests", "1m50s".to_string()));
+    }
+
+    #[test]
+    fn durations_are_written_as_openai_writes_them() {
+        assert_eq!(duration(0), "0ms");
+        assert_eq!(duration(250), "250ms");
+        assert_eq!(duration(1_000), "1s");
+        assert_eq!(duration(1_001), "2s");
+        assert_eq!(duration(59_000), "59s");
+        assert_eq!(duration(90_000), "1m30s");
+        assert_eq!(duration(3_600_000), "1h0m0s");
+    }
+
+    proptest::proptest! {
+        /// The remaining count is exactly how many more requests would be admitted now.
+        #[test]
+        fn remaining_is_what_would_still_be_admitted(limit in 1u32..50, previous in 0u64..60, used in 0u64..60, at in 0u64..60_000) {
+            let now = T0 + at;
+            let mut c = Counter { window_start: T0, previous, current: 0 };
+            let mut last = None;
+            for _ in 0..used {
+                match c.hit(limit, now) {
+                    Ok(a) => last = Some(a),
+                    Err(_) => break,
+                }
+            }
+            if let Some(a) = last {
+                let mut more = 0;
+                while c.hit(limit, now).is_ok() {
+                    more += 1;
+                }
+                proptest::prop_assert_eq!(a.remaining, more);
+            }
+        }
+    }
     use crate::route::Route;
     use crate::token::TokenKind;
     use proptest::prelude::*;

@@ -333,9 +333,11 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
         record(env, ctx, async move { Some(meter.finish(js_sys::Date::now() - started)) });
         error_response(e, &plan.request_id)
     };
+    let mut allowance = None;
     if let Some(limit) = &plan.rate_limit {
-        if let Err(e) = crate::ratelimit::check(env, limit, &plan.request_id).await {
-            return refuse(meter, None, &e);
+        match crate::ratelimit::check(env, limit, &plan.request_id).await {
+            Ok(a) => allowance = a,
+            Err(e) => return refuse(meter, None, &e),
         }
     }
     let method = req.inner().method();
@@ -408,7 +410,10 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
                 iso.failures.borrow_mut().mark_ok(&plan.route, &up.endpoint_id);
                 let upstream: web_sys::Response = resp.into();
                 let status = upstream.status();
-                let headers = response_headers(&HeaderMap::from(&Headers(upstream.headers())), &plan, &up.base, gateway_ms);
+                let mut headers = response_headers(&HeaderMap::from(&Headers(upstream.headers())), &plan, &up.base, gateway_ms);
+                if let Some(a) = &allowance {
+                    a.insert_into(&mut headers);
+                }
                 let init = web_sys::ResponseInit::new();
                 init.set_status(status);
                 init.set_headers(&Headers::from(&headers).0);

@@ -5,7 +5,7 @@
 //! loses nothing.
 
 use crate::{json_str, DO_RATE_BINDING};
-use gateway_core::ratelimit::{Counter, RateLimit};
+use gateway_core::ratelimit::{Allowance, Counter, RateLimit};
 use gateway_core::Error;
 use std::cell::RefCell;
 use worker::{durable_object, wasm_bindgen, DurableObject, Env, Request, Response, State};
@@ -24,7 +24,8 @@ impl DurableObject for RateLimiter {
         RateLimiter { state, counter: RefCell::new(None) }
     }
 
-    /// `GET /hit?limit=N`: 204 when admitted (and counted), 429 `{retry_after}` when not.
+    /// `GET /hit?limit=N`: 200 with the [`Allowance`] when admitted (and counted), 429
+    /// `{retry_after}` when not.
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let limit = req.url()?.query_pairs().find(|(k, _)| k == "limit").and_then(|(_, v)| v.parse::<u32>().ok());
         let Some(limit) = limit else { return Response::error("limit required", 400) };
@@ -38,13 +39,13 @@ impl DurableObject for RateLimiter {
         let outcome = {
             let mut guard = self.counter.borrow_mut();
             let counter = guard.get_or_insert_with(Counter::default);
-            counter.hit(limit, now_ms).map(|()| *counter)
+            counter.hit(limit, now_ms).map(|a| (*counter, a))
         };
         match outcome {
-            Ok(counter) => {
+            Ok((counter, allowance)) => {
                 // Output gates hold the response until the write is durable.
                 self.state.storage().put(COUNTER_KEY, counter).await?;
-                Ok(Response::empty()?.with_status(204))
+                Response::from_json(&allowance)
             }
             Err(Error::RateLimited { retry_after, .. }) => {
                 Ok(Response::from_json(&serde_json::json!({ "retry_after": retry_after }))?.with_status(429))
@@ -54,27 +55,27 @@ impl DurableObject for RateLimiter {
     }
 }
 
-/// Counts one request against `limit`; `Err(RateLimited)` when over it. When
-/// the limiter cannot be reached the request is let through and the failure
-/// logged: a rate limit protects capacity, not access, which RBAC guards.
-pub async fn check(env: &Env, limit: &RateLimit, request_id: &str) -> Result<(), Error> {
+/// Counts one request against `limit`: what is left of it, `Err(RateLimited)` when over it.
+/// When the limiter cannot be reached the request is let through (without an allowance) and
+/// the failure logged: a rate limit protects capacity, not access, which RBAC guards.
+pub async fn check(env: &Env, limit: &RateLimit, request_id: &str) -> Result<Option<Allowance>, Error> {
     let run = async {
         let stub = env.durable_object(DO_RATE_BINDING)?.get_by_name(&limit.key)?;
         let mut res = stub.fetch_with_str(&format!("https://rate-limiter/hit?limit={}", limit.per_minute)).await?;
         let status = res.status_code();
-        let retry_after = if status == 429 { res.json::<serde_json::Value>().await?["retry_after"].as_u64() } else { None };
-        Ok::<_, worker::Error>((status, retry_after))
+        let body = if matches!(status, 200 | 429) { Some(res.json::<serde_json::Value>().await?) } else { None };
+        Ok::<_, worker::Error>((status, body))
     };
     match run.await {
-        Ok((429, retry_after)) => Err(Error::RateLimited { limit: limit.per_minute, retry_after: retry_after.unwrap_or(60) }),
-        Ok((204, _)) => Ok(()),
+        Ok((429, body)) => Err(Error::RateLimited { limit: limit.per_minute, retry_after: body.and_then(|b| b["retry_after"].as_u64()).unwrap_or(60) }),
+        Ok((200, Some(body))) => Ok(serde_json::from_value(body).ok()),
         Ok((status, _)) => {
             worker::console_error!("{{\"level\":\"error\",\"request_id\":{},\"msg\":\"rate limiter answered {status}; request let through\"}}", json_str(request_id));
-            Ok(())
+            Ok(None)
         }
         Err(e) => {
             worker::console_error!("{{\"level\":\"error\",\"request_id\":{},\"msg\":\"rate limiter unreachable; request let through\",\"detail\":{}}}", json_str(request_id), json_str(&e.to_string()));
-            Ok(())
+            Ok(None)
         }
     }
 }

@@ -336,9 +336,10 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
         log(id, Some(&plan.route), None, 413, started, plan.token_id.as_deref());
         return refused(&Error::PayloadTooLarge { limit: plan.max_body_bytes }, meter);
     }
+    let mut allowance = None;
     if let Some(limit) = &plan.rate_limit {
         match app.store.rate_hit(limit, now_ms()).await {
-            Ok(()) => {}
+            Ok(a) => allowance = Some(a),
             Err(e @ Error::RateLimited { .. }) => {
                 log(id, Some(&plan.route), None, 429, started, plan.token_id.as_deref());
                 return refused(&e, meter);
@@ -366,7 +367,10 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
                     f.mark_ok(&plan.route, &up.endpoint_id);
                 }
                 let status = resp.status();
-                let headers = response_headers(resp.headers(), &plan, &up.base, gateway_ms);
+                let mut headers = response_headers(resp.headers(), &plan, &up.base, gateway_ms);
+                if let Some(a) = &allowance {
+                    a.insert_into(&mut headers);
+                }
                 meter.answered(
                     &up.endpoint_id,
                     status.as_u16(),

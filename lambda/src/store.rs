@@ -359,7 +359,7 @@ impl DynamoStore {
     /// minute's count is incremented only while under core's threshold (a
     /// conditional `ADD`), so instances running in parallel never admit more than
     /// the window allows, and refused requests are not counted.
-    pub async fn rate_hit(&self, limit: &RateLimit, now_ms: u64) -> Result<()> {
+    pub async fn rate_hit(&self, limit: &RateLimit, now_ms: u64) -> Result<ratelimit::Allowance> {
         let (start, elapsed) = ratelimit::window_of(now_ms);
         let entity = format!("rate#{}", limit.key);
         let previous = match start.checked_sub(ratelimit::WINDOW_MS) {
@@ -388,10 +388,14 @@ impl DynamoStore {
             .expression_attribute_values(":threshold", n(threshold))
             .expression_attribute_values(":ttl", n(start / 1000 + 3 * ratelimit::WINDOW_MS / 1000))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await;
         match r {
-            Ok(_) => Ok(()),
+            Ok(out) => {
+                let current = out.attributes().and_then(|a| number(a, "count")).unwrap_or(1);
+                Ok(ratelimit::Allowance::after(limit.per_minute, previous, current, now_ms))
+            }
             Err(e) if is_condition_failure(&e) => {
                 let current = match e.as_service_error() {
                     Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().and_then(|i| number(i, "count")),
