@@ -75,6 +75,12 @@ pub struct ForwardPlan {
     pub sandbox: bool,
     /// Pass the upstream's `Set-Cookie` on (the route's `forward_set_cookie`).
     pub forward_set_cookie: bool,
+    /// The body to send instead of the client's: on a `usage: "always"` route, a stream whose
+    /// client did not ask for usage asks for it ([`crate::usage::ask_for_usage`]).
+    pub body: Option<bytes::Bytes>,
+    /// Remove the usage-only event from the streamed answer ([`crate::usage::UsageStrip`]),
+    /// because the gateway, not the client, asked for it.
+    pub strip_usage: bool,
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
@@ -313,6 +319,8 @@ mod tests {
             public_prefix: "/llama/".into(),
             sandbox: true,
             forward_set_cookie: false,
+            body: None,
+            strip_usage: false,
         }
     }
 

@@ -257,13 +257,14 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// True when [`plan`] would key the request by its prompt prefix: the route's
-    /// fallback is `prefix` and the request carries no session id. Only then
-    /// need the adapter peek at the body ([`RequestContext::body_peek`]).
+    /// True when [`plan`] needs the body's start ([`RequestContext::body_peek`]): to key the
+    /// request by its prompt prefix (the route's fallback is `prefix` and the request carries
+    /// no session id), or to ask for a stream's usage (a `usage: "always"` route's `POST`).
     pub fn needs_body_peek(&self, parts: &Parts) -> bool {
         let kind = self.principal.as_ref().map(|p| p.kind);
-        self.route.affinity.fallback_for(kind) == AffinityFallback::Prefix
-            && session_id(&self.route, parts).is_none()
+        let prefix = self.route.affinity.fallback_for(kind) == AffinityFallback::Prefix && session_id(&self.route, parts).is_none();
+        // A `usage: "always"` route may have to ask for a stream's usage in the body.
+        prefix || (self.route.usage == crate::usage::UsageMode::Always && parts.method == http::Method::POST)
     }
 }
 
@@ -446,6 +447,13 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         .unwrap_or(ctx.new_request_id)
         .to_string();
 
+    // A `usage: "always"` route asks for a stream's usage when the client did not; only a body
+    // seen whole (at most the peek) can be rewritten.
+    let usage_body = match ctx.body_peek {
+        Some((body, true)) if r.route.usage == crate::usage::UsageMode::Always => crate::usage::ask_for_usage(body),
+        _ => None,
+    };
+
     // Endpoints: the route's own plus live leases (a lease never shadows a defined endpoint).
     let mut endpoints: Vec<Endpoint> = r.route.endpoints.clone();
     for lease in r.leases {
@@ -514,6 +522,8 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         public_prefix: r.prefix,
         sandbox: r.route.sandbox,
         forward_set_cookie: r.route.forward_set_cookie,
+        strip_usage: usage_body.is_some(),
+        body: usage_body.map(bytes::Bytes::from),
     })
 }
 

@@ -106,6 +106,8 @@ mod tests {
             public_prefix: "/llama/".into(),
             sandbox: true,
             forward_set_cookie: false,
+            body: None,
+            strip_usage: false,
         }
     }
 

@@ -64,6 +64,9 @@ pub struct Route {
     /// Pass the upstream's `Set-Cookie` to clients (default: dropped).
     #[serde(default)]
     pub forward_set_cookie: bool,
+    /// `"always"`: usage on every stream ([`crate::usage::UsageMode`]); left out when `"client"`.
+    #[serde(default, skip_serializing_if = "crate::usage::UsageMode::is_client")]
+    pub usage: crate::usage::UsageMode,
     /// Model names clients may ask for under `/v1/…` (model routing, [`crate::models`]):
     /// the names vLLM serves (`--served-model-name`, aliases included). Unique across routes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -623,6 +626,7 @@ impl Route {
             rate_limit_rpm: None,
             sandbox: true,
             forward_set_cookie: false,
+            usage: Default::default(),
             models: Vec::new(),
             managed_by: None,
             expires_at: None,

@@ -264,6 +264,169 @@ impl SseTap {
     }
 }
 
+/// A route's choice about streamed usage (the route object's `usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageMode {
+    /// Streams report usage only when the client asks (`stream_options.include_usage`).
+    #[default]
+    Client,
+    /// The gateway asks vLLM for usage on every stream, reads it, and removes the extra
+    /// usage-only event when the client did not ask, so per-token usage is complete.
+    Always,
+}
+
+impl UsageMode {
+    /// True for the default (left out of the route JSON).
+    pub fn is_client(&self) -> bool {
+        *self == UsageMode::Client
+    }
+}
+
+/// The body to send instead of `body` on an `"always"` route: a streamed request
+/// (`"stream": true`) whose client did not ask for usage gets
+/// `stream_options.include_usage = true`; `None` when nothing needs changing or `body` is
+/// not a JSON object. Without `stream_options` the field is inserted after the opening brace,
+/// every other byte unchanged.
+pub fn ask_for_usage(body: &[u8]) -> Option<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let obj = v.as_object()?;
+    if obj.get("stream") != Some(&serde_json::Value::Bool(true)) {
+        return None;
+    }
+    match obj.get("stream_options") {
+        None => {
+            let open = body.iter().position(|&b| b == b'{')?;
+            let mut out = Vec::with_capacity(body.len() + 40);
+            out.extend_from_slice(&body[..=open]);
+            out.extend_from_slice(b"\"stream_options\":{\"include_usage\":true}");
+            // `{}` is not a streamed request, so a field always follows: add the comma.
+            out.push(b',');
+            out.extend_from_slice(&body[open + 1..]);
+            Some(out)
+        }
+        Some(opts) if opts.get("include_usage") == Some(&serde_json::Value::Bool(true)) => None,
+        Some(opts) => {
+            let mut v = v.clone();
+            let mut opts = opts.as_object().cloned().unwrap_or_default();
+            opts.insert("include_usage".into(), serde_json::Value::Bool(true));
+            v["stream_options"] = serde_json::Value::Object(opts);
+            serde_json::to_vec(&v).ok()
+        }
+    }
+}
+
+/// Removes the usage-only event (`"choices": []` with a `usage` object) from an event stream,
+/// passing every other byte through unchanged and in order: what the client would have
+/// received had it not been asked for ([`ask_for_usage`]). Complete events pass at once; a
+/// partial event waits for its end (at most [`MAX_SSE_LINE`] bytes, then it passes as is).
+///
+/// One more thing differs when usage is asked for: vLLM stamps `system_fingerprint` on the
+/// terminal chunk (the one with a `finish_reason`) only without usage, and on the usage chunk
+/// with it. So a terminal chunk waits for the next event, and when that is the usage chunk, its
+/// fingerprint goes back where vLLM would have put it: last, after `choices`.
+#[derive(Debug, Default)]
+pub struct UsageStrip {
+    held: Vec<u8>,
+    /// A terminal chunk waiting to see whether the usage chunk follows.
+    terminal: Option<Vec<u8>>,
+}
+
+impl UsageStrip {
+    /// The bytes of `chunk` (and of what was held) the client gets now.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.held.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(self.held.len());
+        let mut start = 0;
+        while let Some(end) = event_end(&self.held[start..]) {
+            let event = &self.held[start..start + end];
+            if is_usage_only(event) {
+                if let Some(terminal) = self.terminal.take() {
+                    out.extend(with_fingerprint_of(terminal, event));
+                }
+            } else {
+                if let Some(terminal) = self.terminal.take() {
+                    out.extend(terminal);
+                }
+                if contains(event, b"\"finish_reason\":\"") {
+                    self.terminal = Some(event.to_vec());
+                } else {
+                    out.extend_from_slice(event);
+                }
+            }
+            start += end;
+        }
+        self.held.drain(..start);
+        if self.held.len() > MAX_SSE_LINE {
+            out.extend(self.terminal.take().unwrap_or_default());
+            out.append(&mut self.held);
+        }
+        out
+    }
+
+    /// What is still held when the stream ends (an event without its blank line).
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = self.terminal.take().unwrap_or_default();
+        let rest = std::mem::take(&mut self.held);
+        if !is_usage_only(&rest) {
+            out.extend(rest);
+        }
+        out
+    }
+}
+
+/// `terminal` with the usage event's `system_fingerprint` added last, as vLLM writes it when
+/// usage is not asked for; unchanged when it has one or the usage event has none.
+fn with_fingerprint_of(terminal: Vec<u8>, usage_event: &[u8]) -> Vec<u8> {
+    if contains(&terminal, b"\"system_fingerprint\"") {
+        return terminal;
+    }
+    let Some(fp) = data_json(usage_event).and_then(|v| v.get("system_fingerprint").and_then(|f| f.as_str()).map(str::to_string)) else {
+        return terminal;
+    };
+    let Some(close) = terminal.iter().rposition(|&b| b == b'}') else { return terminal };
+    let mut out = Vec::with_capacity(terminal.len() + fp.len() + 24);
+    out.extend_from_slice(&terminal[..close]);
+    out.extend_from_slice(b",\"system_fingerprint\":");
+    out.extend(serde_json::to_vec(&fp).unwrap_or_default());
+    out.extend_from_slice(&terminal[close..]);
+    out
+}
+
+/// The JSON of an event's `data` lines.
+fn data_json(event: &[u8]) -> Option<serde_json::Value> {
+    let mut data = Vec::new();
+    for line in event.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(v) = line.strip_prefix(b"data:") {
+            if !data.is_empty() {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(v.strip_prefix(b" ").unwrap_or(v));
+        }
+    }
+    serde_json::from_slice(&data).ok()
+}
+
+/// The length of the first complete event in `buf` (through its blank line), if any.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// True for an event whose data is an object with empty `choices` and a `usage` object.
+fn is_usage_only(event: &[u8]) -> bool {
+    if !contains(event, b"\"usage\"") {
+        return false;
+    }
+    let Some(v) = data_json(event) else { return false };
+    v.get("choices").and_then(|c| c.as_array()).is_some_and(|c| c.is_empty()) && v.get("usage").is_some_and(|u| u.is_object())
+}
+
 /// The `usage` of a JSON object, if it has a valid one.
 fn usage_of(json: &[u8]) -> Option<Usage> {
     #[derive(Deserialize)]
@@ -294,6 +457,91 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn usage_is_asked_for_only_on_streams_whose_client_did_not() {
+        let plain = br#"{"model":"m","stream":true,"messages":[]}"#;
+        let asked = ask_for_usage(plain).expect("rewritten");
+        assert_eq!(asked, br#"{"stream_options":{"include_usage":true},"model":"m","stream":true,"messages":[]}"#.to_vec(), "the rest unchanged");
+        let v: serde_json::Value = serde_json::from_slice(&asked).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(ask_for_usage(br#"{"model":"m","stream":false}"#), None);
+        assert_eq!(ask_for_usage(br#"{"model":"m"}"#), None);
+        assert_eq!(ask_for_usage(br#"{"stream":true,"stream_options":{"include_usage":true}}"#), None, "the client asked");
+        let off = ask_for_usage(br#"{"stream":true,"stream_options":{"include_usage":false,"continuous_usage_stats":false}}"#).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&off).unwrap();
+        assert_eq!((v["stream_options"]["include_usage"].as_bool(), v["stream_options"]["continuous_usage_stats"].as_bool()), (Some(true), Some(false)));
+        assert_eq!(ask_for_usage(b"not json"), None);
+        assert_eq!(ask_for_usage(b"[1]"), None);
+    }
+
+    #[test]
+    fn the_usage_only_event_is_removed_and_nothing_else() {
+        let with = vllm_stream(3, Some((7, 3)), "\n");
+        let without = vllm_stream(3, None, "\n");
+        let mut strip = UsageStrip::default();
+        let mut out = strip.feed(with.as_bytes());
+        out.extend(strip.finish());
+        assert_eq!(String::from_utf8(out).unwrap(), without);
+        // Byte by byte, and with CRLF line ends.
+        for eol in ["\n", "\r\n"] {
+            let (with, without) = (vllm_stream(4, Some((9, 4)), eol), vllm_stream(4, None, eol));
+            let mut strip = UsageStrip::default();
+            let mut out = Vec::new();
+            for b in with.as_bytes() {
+                out.extend(strip.feed(&[*b]));
+            }
+            out.extend(strip.finish());
+            assert_eq!(String::from_utf8(out).unwrap(), without, "{eol:?}");
+        }
+        // A content chunk that mentions usage stays.
+        let talk = "data: {\"choices\":[{\"delta\":{\"content\":\"\\\"usage\\\": {}\"}}]}\n\n";
+        assert_eq!(UsageStrip::default().feed(talk.as_bytes()), talk.as_bytes());
+    }
+
+    #[test]
+    fn vllms_fingerprint_goes_back_on_the_terminal_chunk() {
+        // vLLM 0.x: the fingerprint is on the terminal chunk without usage, on the usage chunk with it.
+        let head = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"tiny\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+        let terminal = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"tiny\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},\"logprobs\":null,\"finish_reason\":\"length\",\"stop_reason\":null}]}";
+        let usage = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"tiny\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"total_tokens\":7,\"completion_tokens\":2},\"system_fingerprint\":\"fp_0123\"}\n\n";
+        let done = "data: [DONE]\n\n";
+        let with = format!("{head}{terminal}\n\n{usage}{done}");
+        let terminal_fp = terminal.strip_suffix('}').unwrap().to_string() + ",\"system_fingerprint\":\"fp_0123\"}";
+        let without = format!("{head}{terminal_fp}\n\n{done}");
+        for cut in 1..with.len() {
+            let mut strip = UsageStrip::default();
+            let mut out = strip.feed(&with.as_bytes()[..cut]);
+            out.extend(strip.feed(&with.as_bytes()[cut..]));
+            out.extend(strip.finish());
+            assert_eq!(String::from_utf8(out).unwrap(), without, "cut at {cut}");
+        }
+        // A terminal chunk not followed by a usage chunk passes unchanged.
+        let plain = format!("{head}{terminal}\n\n{done}");
+        let mut strip = UsageStrip::default();
+        let mut out = strip.feed(plain.as_bytes());
+        out.extend(strip.finish());
+        assert_eq!(String::from_utf8(out).unwrap(), plain);
+    }
+
+    proptest! {
+        /// However the stream is cut into chunks, the client gets the stream without the usage event.
+        #[test]
+        fn any_chunking_gives_the_stream_without_usage(chunks in 0usize..6, cuts in proptest::collection::vec(1usize..40, 1..30)) {
+            let (with, without) = (vllm_stream(chunks, Some((5, 2)), "\n"), vllm_stream(chunks, None, "\n"));
+            let bytes = with.as_bytes();
+            let mut strip = UsageStrip::default();
+            let (mut out, mut at, mut i) = (Vec::new(), 0, 0);
+            while at < bytes.len() {
+                let n = cuts[i % cuts.len()].min(bytes.len() - at);
+                out.extend(strip.feed(&bytes[at..at + n]));
+                at += n;
+                i += 1;
+            }
+            out.extend(strip.finish());
+            prop_assert_eq!(String::from_utf8(out).unwrap(), without);
+        }
+    }
 
     /// A stream as vLLM sends it: role chunk, content chunks, then (if asked) a usage chunk and `[DONE]`.
     fn vllm_stream(chunks: usize, usage: Option<(u64, u64)>, eol: &str) -> String {

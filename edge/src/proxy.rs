@@ -342,7 +342,18 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
     }
     let method = req.inner().method();
     let has_body = !matches!(method.as_str(), "GET" | "HEAD");
-    let body = if let Some(p) = peeked {
+    let body = if let Some(replaced) = plan.body.as_ref() {
+        // The gateway's own body (a stream's usage asked for): the peek held the whole original.
+        let chunk: JsValue = Uint8Array::from(&replaced[..]).into();
+        Some(Rc::new(BodySource {
+            head: RefCell::new(std::collections::VecDeque::from([chunk])),
+            stream: RefCell::new(None),
+            sent: Cell::new(0),
+            over_limit: Cell::new(false),
+            limit: plan.max_body_bytes,
+            abort: RefCell::new(None),
+        }))
+    } else if let Some(p) = peeked {
         Some(Rc::new(BodySource {
             head: RefCell::new(p.chunks.into()),
             stream: RefCell::new(p.rest),
@@ -550,22 +561,39 @@ fn guarded(
     let to_chunk = |b: bytes::Bytes| -> JsValue { Uint8Array::from(&b[..]).into() };
     let guard = AbortOnDrop(controller);
     let mut inner = Guarded::new(upstream, plan.idle_timeout_ms, sse, sleep, to_chunk, log_fault);
+    // Only when the gateway asked for usage the client did not: its event is taken out.
+    let mut strip = (plan.strip_usage && sse).then(gateway_core::usage::UsageStrip::default);
+    let mut ended = false;
     let s = futures_util::stream::poll_fn(move |cx| {
         let _ = &guard;
-        match inner.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                metered.chunk(&chunk);
-                Poll::Ready(Some(Ok(chunk)))
+        loop {
+            if ended {
+                return Poll::Ready(None);
             }
-            Poll::Ready(Some(Err(f))) => {
-                metered.finish();
-                Poll::Ready(Some(Err(JsValue::from(js_sys::Error::new(&f.message())))))
-            }
-            Poll::Ready(None) => {
-                metered.finish();
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
+            return match inner.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    metered.chunk(&chunk);
+                    let Some(strip) = strip.as_mut() else { return Poll::Ready(Some(Ok(chunk))) };
+                    let out = strip.feed(&Uint8Array::new(&chunk).to_vec());
+                    if out.is_empty() {
+                        continue;
+                    }
+                    Poll::Ready(Some(Ok(Uint8Array::from(&out[..]).into())))
+                }
+                Poll::Ready(Some(Err(f))) => {
+                    metered.finish();
+                    Poll::Ready(Some(Err(JsValue::from(js_sys::Error::new(&f.message())))))
+                }
+                Poll::Ready(None) => {
+                    metered.finish();
+                    ended = true;
+                    match strip.as_mut().map(|s| s.finish()).filter(|rest| !rest.is_empty()) {
+                        Some(rest) => Poll::Ready(Some(Ok(Uint8Array::from(&rest[..]).into()))),
+                        None => Poll::Ready(None),
+                    }
+                }
+                Poll::Pending => Poll::Pending,
+            };
         }
     });
     wasm_streams::ReadableStream::from_stream(s).into_raw().unchecked_into()

@@ -154,13 +154,14 @@ fn error(e: &Error, request_id: &str) -> http::Response<GwBody> {
 }
 
 /// The response streamed through a [`Metered`] body that records the request at its end.
-fn metered<S, E>(res: http::Response<S>, meter: Meter, app: &Arc<App>, started: Instant, request_id: &str, arrived_ms: u64) -> http::Response<GwBody>
+fn metered<S, E>(res: http::Response<S>, meter: Meter, app: &Arc<App>, started: Instant, request_id: &str, arrived_ms: u64, strip_usage: bool) -> http::Response<GwBody>
 where
     S: futures_util::Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
     E: Into<BoxError> + Unpin + Send + 'static,
 {
     let (parts, stream) = res.into_parts();
     let body = Metered::new(stream, meter, started, request_id, app.recorder(request_id, arrived_ms))
+        .stripping_usage(strip_usage)
         .map_ok(http_body::Frame::data)
         .map_err(Into::into);
     http::Response::from_parts(parts, StreamBody::new(body).boxed_unsync())
@@ -171,7 +172,7 @@ where
 fn refuse(e: &Error, mut meter: Meter, app: &Arc<App>, started: Instant, request_id: &str, arrived_ms: u64) -> http::Response<GwBody> {
     meter.refused(e.status().as_u16());
     let res = error_response(e, request_id).map(|b| futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from(b))]));
-    metered(res, meter, app, started, request_id, arrived_ms)
+    metered(res, meter, app, started, request_id, arrived_ms, false)
 }
 
 fn log(request_id: &str, route: Option<&str>, endpoint: Option<&str>, status: u16, started: Instant, token_id: Option<&str>) {
@@ -352,6 +353,8 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
         Ok(c) => c,
         Err(e) => return refused(&e, meter),
     };
+    // A `usage: "always"` route may send its own body (the stream's usage asked for).
+    let body = plan.body.clone().unwrap_or(body);
     meter.sent(body.len() as u64);
     for up in &plan.upstreams {
         let gateway_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -398,7 +401,7 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
                 *res.status_mut() = status;
                 *res.headers_mut() = headers;
                 log(id, Some(&plan.route), Some(&up.endpoint_id), status.as_u16(), started, plan.token_id.as_deref());
-                return metered(res, meter, app, started, id, arrived_ms);
+                return metered(res, meter, app, started, id, arrived_ms, plan.strip_usage && sse);
             }
             Ok(Err(e)) if e.is_connect() => {
                 // Nothing was sent: safe to try the next endpoint.

@@ -42,13 +42,21 @@ pub struct Metered<S, E> {
     budget: Duration,
     /// For the log line when the recording is given up.
     request_id: String,
+    /// Takes out the usage-only event the gateway asked for ([`gateway_core::usage::UsageStrip`]).
+    strip: Option<gateway_core::usage::UsageStrip>,
 }
 
 impl<S, E> Metered<S, E> {
     /// Meters `inner` (the response to `request_id`, which arrived at `started`) with `meter`;
     /// `record` gets the sample when the body is over.
     pub fn new(inner: S, meter: Meter, started: Instant, request_id: &str, record: Record) -> Self {
-        Metered { inner, meter: Some((meter, record)), started, ending: None, done: false, budget: RECORD_BUDGET, request_id: request_id.to_string() }
+        Metered { inner, meter: Some((meter, record)), started, ending: None, done: false, budget: RECORD_BUDGET, request_id: request_id.to_string(), strip: None }
+    }
+
+    /// Removes the usage-only event from the stream (the gateway, not the client, asked for it).
+    pub fn stripping_usage(mut self, strip: bool) -> Self {
+        self.strip = strip.then(Default::default);
+        self
     }
 
     /// Uses another bound for the wait at the end (tests).
@@ -93,10 +101,21 @@ where
                     if let Some((meter, _)) = this.meter.as_mut() {
                         meter.chunk(&chunk);
                     }
-                    return Poll::Ready(Some(Ok(chunk)));
+                    let Some(strip) = this.strip.as_mut() else { return Poll::Ready(Some(Ok(chunk))) };
+                    let out = strip.feed(&chunk);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Bytes::from(out))));
                 }
                 Poll::Ready(Some(Err(e))) => Some(e),
-                Poll::Ready(None) => None,
+                Poll::Ready(None) => {
+                    // What the strip still holds goes out before the end.
+                    if let Some(rest) = this.strip.as_mut().map(|s| s.finish()).filter(|r| !r.is_empty()) {
+                        return Poll::Ready(Some(Ok(Bytes::from(rest))));
+                    }
+                    None
+                }
             };
             match this.recording() {
                 Some(r) => this.ending = Some((Box::pin(tokio::time::timeout(this.budget, r)), end)),

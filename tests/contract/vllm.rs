@@ -20,6 +20,8 @@ pub const ALL: &[Case] = &[
     ("vllm_a_hot_session_overflows_instead_of_queueing", |c| boxed(vllm_a_hot_session_overflows_instead_of_queueing(c))),
     ("vllm_a_service_batch_without_a_session_spreads", |c| boxed(vllm_a_service_batch_without_a_session_spreads(c))),
     ("vllm_a_shared_system_prompt_stays_together_with_prefix_fallback", |c| boxed(vllm_a_shared_system_prompt_stays_together_with_prefix_fallback(c))),
+    ("vllm_usage_always_counts_what_vllm_reports_and_leaves_the_stream_as_it_was", |c| boxed(vllm_usage_always_counts_what_vllm_reports_and_leaves_the_stream_as_it_was(c))),
+    ("vllm_model_routing_reaches_real_vllm_by_model_name", |c| boxed(vllm_model_routing_reaches_real_vllm_by_model_name(c))),
 ];
 
 /// The two real servers, shared by both deployments' runs.
@@ -501,4 +503,90 @@ async fn vllm_a_shared_system_prompt_stays_together_with_prefix_fallback(c: &Ctx
         c.admin_call(Method::DELETE, &format!("routes/{r}"), None).await?;
     }
     Ok(())
+}
+
+async fn vllm_usage_always_counts_what_vllm_reports_and_leaves_the_stream_as_it_was(c: &Ctx) -> CaseResult {
+    let v = vllm(c)?;
+    let name = c.name("vllm-usage");
+    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}], "auth": {"groups": ["ml-team"]}, "usage": "always"})).await?;
+    let (id, token) = c.issue(json!({"subject": c.name("usage-user"), "kind": "user", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
+    // Greedy decoding of a fixed prompt: the same tokens every time.
+    let body = json!({"model": MODEL, "stream": true, "temperature": 0, "max_tokens": 12, "messages": [{"role": "user", "content": "Count: one, two, three,"}]}).to_string();
+    let (prompt0, gen0) = (v.metric(&v.a, "vllm:prompt_tokens_total")?, v.metric(&v.a, "vllm:generation_tokens_total")?);
+    let res = c.http.post(c.url(&format!("/{name}/v1/chat/completions"))).bearer_auth(&token).header("content-type", "application/json").body(body.clone()).send().await.map_err(|e| e.to_string())?;
+    ensure!(res.status() == 200, "through the gateway: {}", res.status());
+    let through = res.text().await.map_err(|e| e.to_string())?;
+    let (prompt_v, gen_v) = (v.metric(&v.a, "vllm:prompt_tokens_total")? - prompt0, v.metric(&v.a, "vllm:generation_tokens_total")? - gen0);
+    let direct = c.http.post(format!("{}/v1/chat/completions", v.a_url)).header("content-type", "application/json").body(body).send().await.map_err(|e| e.to_string())?;
+    let direct = direct.text().await.map_err(|e| e.to_string())?;
+    ensure!(!through.contains("\"usage\""), "vLLM's usage event reached a client that did not ask: {through}");
+    // vLLM groups tokens into events as its detokenizer keeps up, so event boundaries are timing;
+    // what the events say, and how each is shaped, is compared.
+    let (t, d) = (stream_summary(&through)?, stream_summary(&direct)?);
+    ensure!(t == d, "the stream through the gateway differs from vLLM's own (ids and timing aside):\n  gateway: {t:?}\n  vLLM:    {d:?}");
+    let t = crate::governance::normalised_stream(&through);
+    c.eventually("the gateway counted what vLLM counted", Duration::from_secs(20), || async {
+        let m = gateway_metrics(c).await?;
+        let tok = &m["tokens"][&id];
+        Ok(tok["prompt_tokens"].as_f64() == Some(prompt_v) && tok["completion_tokens"].as_f64() == Some(gen_v) && gen_v > 0.0)
+    })
+    .await
+    .map_err(|e| format!("{e} (vLLM: {prompt_v}+{gen_v})"))?;
+    println!("      usage: \"always\": counted {prompt_v}+{gen_v} = vLLM's; client stream identical to vLLM's ({} events)", t.len());
+    Ok(())
+}
+
+async fn vllm_model_routing_reaches_real_vllm_by_model_name(c: &Ctx) -> CaseResult {
+    let v = vllm(c)?;
+    // The route lists the name vLLM serves (`--served-model-name`).
+    let name = c.name("vllm-models");
+    let (s, body) = c.admin_call(Method::GET, "routes", None).await?;
+    ensure!(s == 200, "routes: {body}");
+    // Another case may have given the model to a route already; model names are unique.
+    let taken = body["routes"].as_array().is_some_and(|r| r.iter().any(|r| r["models"].as_array().is_some_and(|m| m.iter().any(|m| m == MODEL))));
+    if taken {
+        return Err(format!("model `{MODEL}` already served by another route"));
+    }
+    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}], "auth": {"groups": ["ml-team"]}, "models": [MODEL]})).await?;
+    let token = c.user(&["ml-team"]);
+    let res = c.http.post(c.url("/v1/chat/completions")).bearer_auth(&token).json(&json!({"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})).send().await.map_err(|e| e.to_string())?;
+    let status = res.status();
+    let v1: Value = res.json().await.map_err(|e| e.to_string())?;
+    ensure!(status == 200 && v1["model"] == MODEL && v1["usage"]["completion_tokens"].as_u64().is_some_and(|n| n > 0), "by model name: {status} {v1}");
+    let list: Value = c.http.get(c.url("/v1/models")).bearer_auth(&token).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+    ensure!(list["data"].as_array().is_some_and(|d| d.iter().any(|m| m["id"] == MODEL)), "listed: {list}");
+    // Let the next deployment's run use the name again.
+    let (s, _) = c.admin_call(Method::DELETE, &format!("routes/{name}"), None).await?;
+    ensure!(s == 200, "delete the route: {s}");
+    Ok(())
+}
+
+/// What a chat stream says, apart from ids, times and how tokens were grouped into events:
+/// the role, the text, the finish reasons, each event's shape (its keys), usage events, `[DONE]`.
+fn stream_summary(text: &str) -> Result<(String, String, Vec<String>, std::collections::BTreeSet<String>, usize, bool), String> {
+    let (mut role, mut content, mut finish, mut shapes, mut usage, mut done) = (String::new(), String::new(), Vec::new(), std::collections::BTreeSet::new(), 0, false);
+    for event in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
+        let data = event.strip_prefix("data: ").ok_or_else(|| format!("not a data event: {event:?}"))?;
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| format!("{e}: {data}"))?;
+        let mut keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        keys.sort_unstable();
+        shapes.insert(keys.join(","));
+        if v["usage"].is_object() {
+            usage += 1;
+        }
+        for choice in v["choices"].as_array().into_iter().flatten() {
+            if let Some(r) = choice["delta"]["role"].as_str() {
+                role.push_str(r);
+            }
+            content.push_str(choice["delta"]["content"].as_str().unwrap_or(""));
+            if let Some(f) = choice["finish_reason"].as_str() {
+                finish.push(f.to_string());
+            }
+        }
+    }
+    Ok((role, content, finish, shapes, usage, done))
 }

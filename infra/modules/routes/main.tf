@@ -18,7 +18,7 @@
 # that the apply updates it instead of failing to create it.
 
 locals {
-  # The route object of API.md, field for field; `via`, `rate_limit_rpm` and `models` only when set.
+  # The route object of API.md, field for field; `via`, `rate_limit_rpm`, `usage` and `models` only when set.
   routes = {
     for name, r in var.routes : name => merge({
       name    = name
@@ -42,7 +42,7 @@ locals {
       forward_set_cookie      = r.forward_set_cookie
       managed_by              = "terraform"
       },
-      { for k, v in { rate_limit_rpm = r.rate_limit_rpm } : k => v if v != null },
+      { for k, v in { rate_limit_rpm = r.rate_limit_rpm, usage = r.usage == "client" ? null : r.usage } : k => v if v != null },
       length(r.models) > 0 ? { models = r.models } : {},
     )
   }

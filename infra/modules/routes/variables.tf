@@ -48,6 +48,9 @@ variable "routes" {
     # Model names clients use under /v1/ (model routing): vLLM's served names and aliases;
     # at most 32, each served by one route only.
     models = optional(list(string), [])
+    # "always": the gateway asks vLLM for usage on every stream (and hides it from clients
+    # that did not ask), so per-token usage is complete; null or "client": only when asked.
+    usage = optional(string)
   }))
   default = {}
 
@@ -156,6 +159,11 @@ variable "routes" {
   validation {
     condition     = alltrue([for r in var.routes : length(r.models) <= 32 && alltrue([for m in r.models : can(regex("^[!-~]{1,256}$", m))])])
     error_message = "A route serves at most 32 models, each named by 1 to 256 visible ASCII characters."
+  }
+
+  validation {
+    condition     = alltrue([for r in var.routes : r.usage == null ? true : contains(["client", "always"], r.usage)])
+    error_message = "usage must be client or always."
   }
 
   validation {

@@ -267,3 +267,31 @@ run "v1_is_reserved" {
 
   expect_failures = [var.routes]
 }
+
+run "usage_always_is_written_and_client_is_the_default_left_out" {
+  command = plan
+
+  variables {
+    routes = {
+      counted = { usage = "always" }
+      plain   = { usage = "client" }
+    }
+  }
+
+  assert {
+    condition     = jsondecode(output.kv_entries["route:counted"]).usage == "always" && !can(jsondecode(output.kv_entries["route:plain"]).usage)
+    error_message = "usage = always is written; client (the default) is left out as the gateway leaves it out."
+  }
+}
+
+run "an_unknown_usage_mode_is_refused" {
+  command = plan
+
+  variables {
+    routes = {
+      bad = { usage = "sometimes" }
+    }
+  }
+
+  expect_failures = [var.routes]
+}
