@@ -132,6 +132,12 @@ pub enum AdminCommand {
     RunProbes,
     /// `GET /keys`: the signing keys and what each still has to verify.
     Keys,
+    /// `GET /budgets`: every token budget with its use in the current windows.
+    ListBudgets,
+    /// `PUT /budgets/{tokens|service-accounts|contracts}/{id}`
+    PutBudget { kind: crate::budget::BudgetKind, id: String, budget: crate::budget::TokenBudget },
+    /// `DELETE /budgets/{kind}/{id}`
+    DeleteBudget { kind: crate::budget::BudgetKind, id: String },
     /// `GET /me`
     Me,
     /// `GET /me/tokens?limit=&cursor=`
@@ -394,6 +400,19 @@ impl AdminCommand {
             }
             (&Method::POST, ["probes"]) => Ok(AdminCommand::RunProbes),
             (&Method::GET, ["keys"]) => Ok(AdminCommand::Keys),
+            (&Method::GET, ["budgets"]) => Ok(AdminCommand::ListBudgets),
+            (&Method::PUT | &Method::DELETE, ["budgets", kind, id]) => {
+                let kind = crate::budget::BudgetKind::parse(kind).ok_or_else(|| Error::bad_request("kind", "must be tokens, service-accounts or contracts"))?;
+                if !crate::budget::is_valid_id(id) {
+                    return Err(Error::bad_request("id", "must be 1 to 128 visible characters without /"));
+                }
+                if method == Method::DELETE {
+                    return Ok(AdminCommand::DeleteBudget { kind, id: id.to_string() });
+                }
+                let budget: crate::budget::TokenBudget = json_body(body)?;
+                budget.validate()?;
+                Ok(AdminCommand::PutBudget { kind, id: id.to_string(), budget })
+            }
             (&Method::GET, ["me"]) => Ok(AdminCommand::Me),
             (&Method::GET, ["me", "tokens"]) => Ok(AdminCommand::MyTokens(Page::parse(query)?)),
             (&Method::POST, ["me", "tokens"]) => Ok(AdminCommand::IssueMyToken(json_body(body)?)),
@@ -434,6 +453,8 @@ impl AdminCommand {
             AdminCommand::RevokeToken(id) => ("token.revoke", format!("token/{id}")),
             AdminCommand::RevokeSubject(s) => ("subject.revoke", format!("subject/{s}")),
             AdminCommand::RunProbes => ("probe.run", "probes".into()),
+            AdminCommand::PutBudget { kind, id, .. } => ("budget.put", format!("budget/{}", kind.key(id))),
+            AdminCommand::DeleteBudget { kind, id } => ("budget.delete", format!("budget/{}", kind.key(id))),
             AdminCommand::IssueMyToken(_) => ("token.issue", "self-service".into()),
             AdminCommand::RevokeMyToken(id) => ("token.revoke", format!("token/{id}")),
             AdminCommand::CreateServiceAccount(r) => ("service_account.create", format!("service-account/{}", r.name)),
@@ -844,6 +865,36 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             let mut body = serde_json::to_value(report).map_err(|e| Error::Internal(e.to_string()))?;
             body["loads"] = serde_json::to_value(loads.loads).map_err(|e| Error::Internal(e.to_string()))?;
             Ok(AdminReply::ok(body))
+        }
+        AdminCommand::ListBudgets => {
+            let budgets = store.list_budgets().await?;
+            let uses = futures_util::future::try_join_all(budgets.iter().map(|(k, _)| store.budget_use(k, now))).await?;
+            let items: Vec<Value> = budgets
+                .iter()
+                .zip(uses)
+                .map(|((key, b), used)| {
+                    let (kind, id) = key.split_once('/').unwrap_or((key.as_str(), ""));
+                    let mut v = serde_json::to_value(b).unwrap_or_default();
+                    v["kind"] = json!(kind);
+                    v["id"] = json!(id);
+                    v["used"] = json!({"minute": used.minute, "day": used.day, "month": used.month});
+                    v
+                })
+                .collect();
+            Ok(AdminReply::ok(json!({ "budgets": items })))
+        }
+        AdminCommand::PutBudget { kind, id, budget } => {
+            store.put_budget(&kind.key(&id), &budget).await?;
+            let mut v = serde_json::to_value(budget).unwrap_or_default();
+            v["kind"] = json!(kind.segment());
+            v["id"] = json!(id);
+            Ok(AdminReply::ok(v))
+        }
+        AdminCommand::DeleteBudget { kind, id } => {
+            if !store.delete_budget(&kind.key(&id)).await? {
+                return Err(Error::NotFound(format!("no budget for {} `{id}`", kind.segment())));
+            }
+            Ok(AdminReply::ok(json!({ "deleted": kind.key(&id) })))
         }
         AdminCommand::Keys => {
             let tokens = store.list_tokens().await?;
@@ -1487,6 +1538,38 @@ mod tests {
         assert!(matches!(e, Error::BadRequest { ref field, .. } if field == "models"), "{e:?}");
         let e = call(&cfg, &store, Some(&auth), Method::PUT, "routes/v1", r#"{"endpoints":[]}"#).unwrap_err();
         assert_eq!(e.status(), StatusCode::BAD_REQUEST, "`v1` is model routing's prefix: {e:?}");
+    }
+
+    #[test]
+    fn budgets_are_set_listed_with_their_use_and_removed() {
+        let cfg = test_config();
+        let store = MemoryStore::default();
+        let auth = admin_token(&cfg, &["admin"]);
+        let put = call(&cfg, &store, Some(&auth), Method::PUT, "budgets/contracts/C-17", r#"{"tokens_per_minute": 1000, "tokens_per_month": 5000000}"#).unwrap();
+        assert_eq!((put.body["kind"].as_str(), put.body["id"].as_str(), put.body["tokens_per_minute"].as_u64()), (Some("contracts"), Some("C-17"), Some(1000)));
+        store.add_budget_use("contracts/C-17", 250, NOW);
+        let list = call(&cfg, &store, Some(&auth), Method::GET, "budgets", "").unwrap();
+        let b = &list.body["budgets"][0];
+        assert_eq!((b["kind"].as_str(), b["id"].as_str(), b["used"]["minute"].as_u64(), b["used"]["month"].as_u64()), (Some("contracts"), Some("C-17"), Some(250), Some(250)));
+        assert!(b.get("tokens_per_day").is_none(), "unset limits are left out");
+        for (path, body, field) in [
+            ("budgets/partners/x", r#"{"tokens_per_day": 5}"#, "kind"),
+            ("budgets/tokens/tok_a", r#"{}"#, "tokens_per_minute"),
+            ("budgets/tokens/tok_a", r#"{"tokens_per_day": 0}"#, "tokens_per_day"),
+            ("budgets/tokens/tok_a", r#"{"tokens_per_hour": 5}"#, "tokens_per_hour"),
+        ] {
+            let e = call(&cfg, &store, Some(&auth), Method::PUT, path, body).unwrap_err();
+            assert!(matches!(e, Error::BadRequest { ref field, .. } if field == field), "{path} {body}: {e:?}");
+            let _ = field;
+        }
+        call(&cfg, &store, Some(&auth), Method::DELETE, "budgets/contracts/C-17", "").unwrap();
+        assert_eq!(call(&cfg, &store, Some(&auth), Method::DELETE, "budgets/contracts/C-17", "").unwrap_err().status(), StatusCode::NOT_FOUND);
+        let log = block_on(store.audit(None, 10)).unwrap();
+        assert!(log.iter().any(|e| e.action == "budget.put" && e.object == "budget/contracts/C-17"));
+        assert!(log.iter().any(|e| e.action == "budget.delete" && e.outcome == "ok"));
+        // Not for non-admins.
+        let user = admin_token(&cfg, &["ml-team"]);
+        assert_eq!(call(&cfg, &store, Some(&user), Method::GET, "budgets", "").unwrap_err().status(), StatusCode::FORBIDDEN);
     }
 
     #[test]

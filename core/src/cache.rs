@@ -61,6 +61,7 @@ enum Entry {
     Loads(crate::load::Loads),
     Name(Option<String>),
     Index(Vec<(String, String)>),
+    Budget(Option<crate::budget::TokenBudget>),
 }
 
 /// A [`RouteSource`] that remembers what `inner` answered for `ttl_ms`.
@@ -183,6 +184,13 @@ impl<S: RouteSource> RouteSource for CachedSource<S> {
             _ => None,
         };
         self.through("models\0".to_string(), unwrap, Entry::Index, self.inner.model_index()).await
+    }
+    async fn budget(&self, key: &str) -> Result<Option<crate::budget::TokenBudget>> {
+        let unwrap = |e| match e {
+            Entry::Budget(b) => Some(b),
+            _ => None,
+        };
+        self.through(format!("budget\0{key}"), unwrap, Entry::Budget, self.inner.budget(key)).await
     }
     async fn jwks(&self, provider: &crate::oidc::Provider, refresh: bool) -> Result<crate::oidc::Jwks> {
         // The inner source keeps keys by their own rule (provider max age, refresh floor).

@@ -43,6 +43,9 @@ pub enum Error {
     UriTooLong { limit: usize },
     /// The token (or token on this route) is over its requests-per-minute limit.
     RateLimited { limit: u32, retry_after: u64 },
+    /// A token budget that applies ([`crate::budget`]) is spent for its `window` (`minute`,
+    /// `day`, `month`) until `retry_after` seconds from now.
+    TokenBudgetExceeded { limit: u64, window: &'static str, retry_after: u64 },
     /// A plain-HTTP request to a gateway that only answers HTTPS.
     HttpsRequired,
     /// Every endpoint failed to connect.
@@ -100,7 +103,7 @@ impl Error {
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UriTooLong { .. } => StatusCode::URI_TOO_LONG,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited { .. } | TokenBudgetExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             HttpsRequired => StatusCode::FORBIDDEN,
             BadGateway => StatusCode::BAD_GATEWAY,
             NoLiveEndpoint => StatusCode::SERVICE_UNAVAILABLE,
@@ -132,7 +135,7 @@ impl Error {
             HeadersTooLarge(_) => "headers_too_large",
             UriTooLong { .. } => "url_too_long",
             // OpenAI's own code, so SDKs and dashboards recognise it.
-            RateLimited { .. } => "rate_limit_exceeded",
+            RateLimited { .. } | TokenBudgetExceeded { .. } => "rate_limit_exceeded",
             HttpsRequired => "https_required",
             BadGateway => "upstream_unreachable",
             NoLiveEndpoint => "no_live_endpoint",
@@ -152,8 +155,9 @@ impl Error {
             NotFound(_) => "not_found_error",
             BadRequest { .. } | InvalidRequest(_) | ModelNotFound(_) | MethodNotAllowed | PayloadTooLarge { .. }
             | HeadersTooLarge(_) | UriTooLong { .. } | HttpsRequired => "invalid_request_error",
-            // OpenAI's type for request-rate limits.
+            // OpenAI's types for request-rate and token limits.
             RateLimited { .. } => "requests",
+            TokenBudgetExceeded { .. } => "tokens",
             Conflict(_) => "conflict_error",
             BadGateway | NoLiveEndpoint | GatewayTimeout | IdentityProviderUnavailable(_) | Internal(_) => "api_error",
         }
@@ -190,6 +194,14 @@ impl Error {
         for (name, value) in self.extra_headers() {
             headers.insert(*name, http::HeaderValue::from_static(value));
         }
+        if let Error::TokenBudgetExceeded { retry_after, limit, .. } = self {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after));
+            headers.insert("x-ratelimit-limit-tokens", http::HeaderValue::from(*limit));
+            headers.insert("x-ratelimit-remaining-tokens", http::HeaderValue::from(0u32));
+            if let Ok(v) = http::HeaderValue::from_str(&crate::ratelimit::duration(retry_after * 1000)) {
+                headers.insert("x-ratelimit-reset-tokens", v);
+            }
+        }
         if let Error::RateLimited { retry_after, limit } = self {
             headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after));
             // OpenAI's rate-limit headers, on the refusal too: nothing left until `retry_after`.
@@ -225,6 +237,9 @@ impl fmt::Display for Error {
             UriTooLong { limit } => write!(f, "URL (path and query) over {limit} bytes"),
             RateLimited { limit, retry_after } => {
                 write!(f, "rate limit of {limit} requests per minute reached; retry in {retry_after} s")
+            }
+            TokenBudgetExceeded { limit, window, retry_after } => {
+                write!(f, "token budget of {limit} tokens per {window} used up; retry in {retry_after} s")
             }
             HttpsRequired => f.write_str("this gateway only answers HTTPS"),
             BadGateway => f.write_str("no endpoint of this route could be reached"),

@@ -81,6 +81,9 @@ pub struct ForwardPlan {
     /// Remove the usage-only event from the streamed answer ([`crate::usage::UsageStrip`]),
     /// because the gateway, not the client, asked for it.
     pub strip_usage: bool,
+    /// The token budgets that apply to the caller ([`crate::budget`]), by key: each must have
+    /// room before forwarding, and the answer's usage counts against each.
+    pub budgets: Vec<(String, crate::budget::TokenBudget)>,
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
@@ -321,6 +324,7 @@ mod tests {
             forward_set_cookie: false,
             body: None,
             strip_usage: false,
+            budgets: Vec::new(),
         }
     }
 

@@ -254,6 +254,8 @@ pub struct Resolved {
     down: Vec<String>,
     /// The endpoints' latest load readings.
     loads: crate::load::Loads,
+    /// The token budgets that apply to the caller, by key.
+    budgets: Vec<(String, crate::budget::TokenBudget)>,
 }
 
 impl Resolved {
@@ -429,12 +431,19 @@ async fn finish<S: RouteSource>(
     leases.retain(|e| cfg.upstreams.allows(e));
     // Avoiding a down endpoint, or balancing by load, only matters when there is another to
     // go to; both reads go out together.
-    let (down, loads) = if route.endpoints.len() + leases.len() > 1 {
-        futures_util::future::try_join(store.down_endpoints(&key), store.loads(&key)).await?
-    } else {
-        (Vec::new(), crate::load::Loads::new())
+    let health = async {
+        if route.endpoints.len() + leases.len() > 1 {
+            futures_util::future::try_join(store.down_endpoints(&key), store.loads(&key)).await
+        } else {
+            Ok((Vec::new(), crate::load::Loads::new()))
+        }
     };
-    Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down, loads })))
+    // The caller's token budgets (its token's, its service's, its contract's), read alongside.
+    let budget_keys = crate::budget::keys_for(principal.as_ref());
+    let budgets = futures_util::future::try_join_all(budget_keys.iter().map(|k| store.budget(k)));
+    let ((down, loads), found) = futures_util::future::try_join(health, budgets).await?;
+    let budgets = budget_keys.into_iter().zip(found).filter_map(|(k, b)| b.map(|b| (k, b))).collect();
+    Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down, loads, budgets })))
 }
 
 /// The part of the decision that needs no store: balancing and the forwarding plan.
@@ -524,6 +533,7 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         forward_set_cookie: r.route.forward_set_cookie,
         strip_usage: usage_body.is_some(),
         body: usage_body.map(bytes::Bytes::from),
+        budgets: r.budgets,
     })
 }
 
@@ -647,6 +657,7 @@ mod tests {
             issued_at: 0,
             provider: None,
             partner: None,
+            contract: None,
             registrar: None,
         }
     }
@@ -944,7 +955,7 @@ mod tests {
     fn session_header_is_scoped_to_the_subject() {
         let cfg = test_config();
         let route = Route::new("r", vec![]);
-        let a = Principal { rate_limit_rpm: None, token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0, issued_at: 0, provider: None, partner: None, registrar: None };
+        let a = Principal { rate_limit_rpm: None, token_id: "tok_1".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None, expires_at: 0, issued_at: 0, provider: None, partner: None, contract: None, registrar: None };
         let b = Principal { subject: "bob".into(), ..a.clone() };
         let p = parts("/r/x", &[("x-session-id", "s1")]);
         assert_ne!(affinity_key(&route, &p, Some(&a), "r"), affinity_key(&route, &p, Some(&b), "r"));

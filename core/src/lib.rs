@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod dashboard;

@@ -17,7 +17,8 @@ pub struct Meter {
 impl Meter {
     /// A meter for a request forwarded along `plan`, arrived at `at` (unix seconds).
     pub fn new(plan: &ForwardPlan, at: u64) -> Self {
-        Meter { sample: RequestSample { route: plan.route.clone(), token_id: plan.token_id.clone(), partner: plan.partner.clone(), at, ..RequestSample::default() }, tap: None }
+        let budget_keys = plan.budgets.iter().map(|(k, _)| k.clone()).collect();
+        Meter { sample: RequestSample { route: plan.route.clone(), token_id: plan.token_id.clone(), partner: plan.partner.clone(), at, budget_keys, ..RequestSample::default() }, tap: None }
     }
 
     /// An endpoint that could not be reached.
@@ -108,6 +109,7 @@ mod tests {
             forward_set_cookie: false,
             body: None,
             strip_usage: false,
+            budgets: Vec::new(),
         }
     }
 

@@ -297,6 +297,16 @@ pub struct RequestSample {
     pub completion_tokens: Option<u64>,
     /// When the request arrived, unix seconds (it picks the minute bucket).
     pub at: u64,
+    /// The token budgets the answer's usage counts against ([`crate::budget`]), by key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budget_keys: Vec<String>,
+}
+
+impl RequestSample {
+    /// The LLM tokens the answer used (prompt plus completion), what budgets count.
+    pub fn llm_tokens(&self) -> u64 {
+        self.prompt_tokens.unwrap_or(0).saturating_add(self.completion_tokens.unwrap_or(0))
+    }
 }
 
 /// Changes to stored numbers, each atomic on its own: `adds` are added
@@ -1706,6 +1716,7 @@ mod tests {
             prompt_tokens: Some(5),
             completion_tokens: Some(7),
             at: NOW,
+            budget_keys: Vec::new(),
         };
         let u = updates(&s);
         let m = format!("m:{MINUTE}:route:llama");

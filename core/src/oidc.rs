@@ -422,6 +422,7 @@ pub async fn verify<S: RouteSource>(cfg: &Config, store: &S, token: &str, now: u
         rate_limit_rpm: None,
         provider: Some(provider.name.clone()),
         partner: None,
+        contract: None,
         registrar: None,
     }))
 }

@@ -265,6 +265,7 @@ mod tests {
             rate_limit_rpm: rpm,
             provider: None,
             partner: None,
+            contract: None,
             registrar: None,
         }
     }

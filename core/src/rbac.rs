@@ -70,6 +70,7 @@ mod tests {
             issued_at: 0,
             provider: None,
             partner: None,
+            contract: None,
             registrar: None,
         }
     }

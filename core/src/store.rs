@@ -132,6 +132,8 @@ pub trait RouteSource {
     async fn model_route(&self, model: &str) -> Result<Option<String>>;
     /// Every model a route serves, with that route's name.
     async fn model_index(&self) -> Result<Vec<(String, String)>>;
+    /// The token budget stored under `key` ([`crate::budget::BudgetKind::key`]), if any.
+    async fn budget(&self, key: &str) -> Result<Option<crate::budget::TokenBudget>>;
     /// An identity provider's keys: cached ones while [`crate::oidc::usable`] says so
     /// (`refresh` on an unknown `kid`), else fetched from `provider.jwks_url` (never any
     /// other URL); stale ones up to [`crate::oidc::MAX_STALE_SECS`] when the fetch fails;
@@ -200,6 +202,15 @@ pub trait Store: RouteSource {
     /// Deletes a service account (its tokens are revoked by the caller first).
     async fn delete_service_account(&self, name: &str) -> Result<()>;
 
+    /// Sets the token budget under `key`.
+    async fn put_budget(&self, key: &str, budget: &crate::budget::TokenBudget) -> Result<()>;
+    /// Removes the budget under `key`; false when there was none.
+    async fn delete_budget(&self, key: &str) -> Result<bool>;
+    /// Every budget, by key.
+    async fn list_budgets(&self) -> Result<Vec<(String, crate::budget::TokenBudget)>>;
+    /// The tokens counted against `key` in the windows of `now` (unix seconds).
+    async fn budget_use(&self, key: &str, now: u64) -> Result<crate::budget::BudgetUse>;
+
     /// What [`crate::managed::sync`] last saw of each route, by name.
     async fn seen_routes(&self) -> Result<BTreeMap<String, crate::managed::Seen>>;
     /// Replaces (or with `None` forgets) what was seen of one route.
@@ -230,6 +241,8 @@ struct Mem {
     jwks: BTreeMap<String, String>,
     accounts: BTreeMap<String, ServiceAccount>,
     seen: BTreeMap<String, crate::managed::Seen>,
+    budgets: BTreeMap<String, crate::budget::TokenBudget>,
+    budget_counters: BTreeMap<String, crate::budget::BudgetCounter>,
     now: u64,
 }
 
@@ -254,6 +267,11 @@ impl MemoryStore {
             Some(t) => m.metrics_text.insert(url.to_string(), t.to_string()),
             None => m.metrics_text.remove(url),
         });
+    }
+
+    /// Counts `tokens` against the budget `key` at `now` (tests; the adapters count in their stores).
+    pub fn add_budget_use(&self, key: &str, tokens: u64, now: u64) {
+        self.with(|m| m.budget_counters.entry(key.to_string()).or_default().add(tokens, now));
     }
 
     /// Sets what a probe of `url` answers (tests); unset URLs do not answer.
@@ -295,6 +313,9 @@ impl RouteSource for MemoryStore {
     }
     async fn model_index(&self) -> Result<Vec<(String, String)>> {
         Ok(self.with(|m| m.routes.values().flat_map(|r| r.models.iter().map(|x| (x.clone(), r.name.clone()))).collect()))
+    }
+    async fn budget(&self, key: &str) -> Result<Option<crate::budget::TokenBudget>> {
+        Ok(self.with(|m| m.budgets.get(key).copied()))
     }
     async fn jwks(&self, provider: &Provider, _refresh: bool) -> Result<Jwks> {
         let (raw, now) = self.with(|m| (m.jwks.get(&provider.jwks_url).cloned(), m.now));
@@ -415,6 +436,19 @@ impl Store for MemoryStore {
     async fn delete_service_account(&self, name: &str) -> Result<()> {
         self.with(|m| m.accounts.remove(name));
         Ok(())
+    }
+    async fn put_budget(&self, key: &str, budget: &crate::budget::TokenBudget) -> Result<()> {
+        self.with(|m| m.budgets.insert(key.to_string(), *budget));
+        Ok(())
+    }
+    async fn delete_budget(&self, key: &str) -> Result<bool> {
+        Ok(self.with(|m| m.budgets.remove(key).is_some()))
+    }
+    async fn list_budgets(&self) -> Result<Vec<(String, crate::budget::TokenBudget)>> {
+        Ok(self.with(|m| m.budgets.iter().map(|(k, b)| (k.clone(), *b)).collect()))
+    }
+    async fn budget_use(&self, key: &str, now: u64) -> Result<crate::budget::BudgetUse> {
+        Ok(self.with(|m| m.budget_counters.get(key).copied().unwrap_or_default().use_at(now)))
     }
     async fn seen_routes(&self) -> Result<BTreeMap<String, crate::managed::Seen>> {
         Ok(self.with(|m| m.seen.clone()))

@@ -88,6 +88,9 @@ pub struct Claims {
     /// Partner tokens: the partner's name, for usage by partner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner: Option<String>,
+    /// Partner tokens: the contract they are issued under, whose token budget they share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
     /// Registrar tokens: the hosts, weight cap and longest lease they may register.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reg: Option<RegistrarScope>,
@@ -116,6 +119,8 @@ pub struct Principal {
     pub provider: Option<String>,
     /// For partner tokens: the partner's name (claim `partner`).
     pub partner: Option<String>,
+    /// For partner tokens: the contract id (claim `contract`), whose budget they share.
+    pub contract: Option<String>,
     /// For registrar tokens: what they may register (claim `reg`).
     pub registrar: Option<RegistrarScope>,
 }
@@ -413,6 +418,7 @@ impl<'a> TokenIssuer<'a> {
             routes: req.routes.clone(),
             rpm: req.rate_limit_rpm,
             partner: (req.kind == TokenKind::Partner).then(|| req.metadata.get(PARTNER_KEY).cloned()).flatten(),
+            contract: (req.kind == TokenKind::Partner).then(|| req.metadata.get(CONTRACT_KEY).cloned()).flatten(),
             reg: req.registrar.clone().filter(|_| req.kind == TokenKind::Registrar),
         };
         Ok((self.sign(&claims)?, claims))
@@ -511,6 +517,7 @@ impl<'a> TokenVerifier<'a> {
             rate_limit_rpm: c.rpm,
             provider: None,
             partner: c.partner.filter(|_| c.kind == TokenKind::Partner),
+            contract: c.contract.filter(|_| c.kind == TokenKind::Partner),
             registrar: c.reg.filter(|_| c.kind == TokenKind::Registrar),
         })
     }

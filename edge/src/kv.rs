@@ -50,6 +50,11 @@ pub fn load_key(route: &str) -> String {
     format!("load:{route}")
 }
 
+/// Key of a token budget (`{kind}/{id}`, [`gateway_core::budget`]).
+pub fn budget_key(key: &str) -> String {
+    format!("budget:{key}")
+}
+
 /// Key of a model's route (model routing under `/v1/`).
 pub fn model_key(model: &str) -> String {
     format!("model:{model}")
@@ -161,6 +166,13 @@ impl RouteSource for KvReader<'_> {
     }
     async fn model_route(&self, model: &str) -> Result<Option<String>> {
         self.text(model_key(model)).await
+    }
+    async fn budget(&self, key: &str) -> Result<Option<gateway_core::budget::TokenBudget>> {
+        let k = budget_key(key);
+        match self.text(k.clone()).await? {
+            Some(raw) => decode(&k, &raw).map(Some),
+            None => Ok(None),
+        }
     }
     async fn model_index(&self) -> Result<Vec<(String, String)>> {
         // The list itself is cached as one entry (newline-separated model names).

@@ -340,6 +340,13 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
             Err(e) => return refuse(meter, None, &e),
         }
     }
+    let mut token_allowance = None;
+    if !plan.budgets.is_empty() {
+        match crate::ratelimit::check_budgets(env, &plan.budgets, &plan.request_id).await {
+            Ok(a) => token_allowance = a,
+            Err(e) => return refuse(meter, None, &e),
+        }
+    }
     let method = req.inner().method();
     let has_body = !matches!(method.as_str(), "GET" | "HEAD");
     let body = if let Some(replaced) = plan.body.as_ref() {
@@ -423,6 +430,9 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
                 let status = upstream.status();
                 let mut headers = response_headers(&HeaderMap::from(&Headers(upstream.headers())), &plan, &up.base, gateway_ms);
                 if let Some(a) = &allowance {
+                    a.insert_into(&mut headers);
+                }
+                if let Some(a) = &token_allowance {
                     a.insert_into(&mut headers);
                 }
                 let init = web_sys::ResponseInit::new();
@@ -605,6 +615,13 @@ fn record(env: &Env, ctx: &Context, sample: impl std::future::Future<Output = Op
     let env = env.clone();
     ctx.wait_until(async move {
         let Some(sample) = sample.await else { return };
+        // The answer's tokens count against its budgets, in their own objects.
+        let tokens = sample.llm_tokens();
+        if tokens > 0 && !sample.budget_keys.is_empty() {
+            if let Err(e) = crate::ratelimit::add_budget_use(&env, &sample.budget_keys, tokens, sample.at).await {
+                worker::console_error!("{{\"level\":\"error\",\"msg\":\"budget use not counted\",\"route\":{},\"detail\":{}}}", json_str(&sample.route), json_str(&e.to_string()));
+            }
+        }
         let run = async {
             let body = serde_json::to_string(&sample).map_err(|e| worker::Error::RustError(e.to_string()))?;
             let mut init = RequestInit::new();

@@ -3,7 +3,7 @@
 //! usage counters, the audit log, leases, revocations) in its transactional
 //! storage, and mirrors what the data plane reads into Workers KV.
 
-use crate::kv::{down_key, ephemeral_key, host_key, leases_key, load_key, model_key, revoked_key, revoked_subject_key, route_key};
+use crate::kv::{budget_key, down_key, ephemeral_key, host_key, leases_key, load_key, model_key, revoked_key, revoked_subject_key, route_key};
 use std::time::Duration;
 use gateway_core::admin::{self, AdminRequest, MAX_ADMIN_BODY};
 use gateway_core::metrics::{self, Health, RequestSample, Updates};
@@ -215,6 +215,9 @@ impl RouteSource for DoStore {
     }
     async fn model_index(&self) -> Result<Vec<(String, String)>> {
         Ok(self.list_routes().await?.into_iter().flat_map(|r| r.models.into_iter().map(move |m| (m, r.name.clone()))).collect())
+    }
+    async fn budget(&self, key: &str) -> Result<Option<gateway_core::budget::TokenBudget>> {
+        self.get_text(&budget_key(key)).await?.map(|r| decode(&r)).transpose()
     }
     async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
         let iso = crate::isolate(&self.env);
@@ -429,6 +432,29 @@ impl Store for DoStore {
     }
     async fn delete_service_account(&self, name: &str) -> Result<()> {
         self.delete(&format!("{ACCOUNT_PREFIX}{name}")).await
+    }
+    async fn put_budget(&self, key: &str, budget: &gateway_core::budget::TokenBudget) -> Result<()> {
+        // Kept here for the admin API, mirrored into KV where the data plane reads it.
+        let raw = self.put_json(&budget_key(key), budget).await?;
+        self.kv_put(&budget_key(key), raw, None).await
+    }
+    async fn delete_budget(&self, key: &str) -> Result<bool> {
+        let existed = self.get_text(&budget_key(key)).await?.is_some();
+        self.delete(&budget_key(key)).await?;
+        self.kv_delete(&budget_key(key)).await?;
+        Ok(existed)
+    }
+    async fn list_budgets(&self) -> Result<Vec<(String, gateway_core::budget::TokenBudget)>> {
+        let mut out = Vec::new();
+        for (key, value) in self.list_entries("budget:", None, None).await? {
+            if let Some(b) = value.as_string().and_then(|v| serde_json::from_str(&v).ok()) {
+                out.push((key.trim_start_matches("budget:").to_string(), b));
+            }
+        }
+        Ok(out)
+    }
+    async fn budget_use(&self, key: &str, now: u64) -> Result<gateway_core::budget::BudgetUse> {
+        crate::ratelimit::budget_use(&self.env, key, now).await.map_err(|e| store_err("budget counter", e))
     }
     async fn seen_routes(&self) -> Result<BTreeMap<String, gateway_core::managed::Seen>> {
         let mut out = BTreeMap::new();

@@ -91,6 +91,13 @@ impl App {
         if let Err(e) = self.store.record(&metrics::updates(&sample)).await {
             tracing::warn!(request_id, error = %e, "metrics not recorded");
         }
+        // The answer's tokens count against its budgets.
+        let tokens = sample.llm_tokens();
+        if tokens > 0 && !sample.budget_keys.is_empty() {
+            if let Err(e) = self.store.add_budget_use(&sample.budget_keys, tokens, sample.at).await {
+                tracing::warn!(request_id, error = %e, "budget use not counted");
+            }
+        }
     }
 
     /// What records the sample of the request `request_id` that arrived at `arrived_ms`.
@@ -349,6 +356,20 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
             Err(e) => tracing::error!(request_id = id, error = %e, "rate limiter unavailable; request let through"),
         }
     }
+    let mut token_allowance = None;
+    if !plan.budgets.is_empty() {
+        let keys: Vec<&str> = plan.budgets.iter().map(|(k, _)| k.as_str()).collect();
+        let now = now_ms();
+        let checked = app.store.budget_uses(&keys, now / 1000).await.and_then(|uses| gateway_core::budget::check_all(&plan.budgets, &uses, now));
+        match checked {
+            Ok(a) => token_allowance = a,
+            Err(e @ Error::TokenBudgetExceeded { .. }) => {
+                log(id, Some(&plan.route), None, 429, started, plan.token_id.as_deref());
+                return refused(&e, meter);
+            }
+            Err(e) => tracing::error!(request_id = id, error = %e, "token budgets unavailable; request let through"),
+        }
+    }
     let client = match app.client(plan.connect_timeout_ms) {
         Ok(c) => c,
         Err(e) => return refused(&e, meter),
@@ -372,6 +393,9 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
                 let status = resp.status();
                 let mut headers = response_headers(resp.headers(), &plan, &up.base, gateway_ms);
                 if let Some(a) = &allowance {
+                    a.insert_into(&mut headers);
+                }
+                if let Some(a) = &token_allowance {
                     a.insert_into(&mut headers);
                 }
                 meter.answered(

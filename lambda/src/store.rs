@@ -41,6 +41,7 @@ use gateway_core::ratelimit::{self, RateLimit};
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::{AuditEntry, RouteSource, ServiceAccount, Store, TokenRecord};
 use gateway_core::{Error, Result};
+use gateway_core::budget::{BudgetUse, TokenBudget, Window};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -81,6 +82,13 @@ const SERVICE_ACCOUNT: &str = "svc";
 const SEEN: &str = "seen";
 /// Model routing's index: `models`/`{model}` with `route_name`, one partition.
 const MODELS: &str = "models";
+/// Token budgets: `budgets`/`{kind}/{id}` with `budget` JSON, one partition.
+const BUDGETS: &str = "budgets";
+
+/// The partition of a budget's counts: one item per window (`m{start}`, `d{start}`, `M{start}`).
+fn budget_use_entity(key: &str) -> String {
+    format!("bused#{key}")
+}
 
 fn system_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -352,6 +360,64 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// The tokens counted against each budget `key` in the windows of `now` (one consistent
+    /// batch read: the answer that crossed a limit was counted before its stream ended).
+    pub async fn budget_uses(&self, keys: &[&str], now: u64) -> Result<Vec<BudgetUse>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut wanted = Vec::new();
+        for k in keys {
+            for w in Window::ALL {
+                wanted.push(key(&budget_use_entity(k), &w.counter(now)));
+            }
+        }
+        let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder().set_keys(Some(wanted)).consistent_read(true).build().map_err(|e| db_err("build", e))?;
+        let mut found: HashMap<(String, String), u64> = HashMap::new();
+        let mut pending = Some(HashMap::from([(self.table.clone(), request)]));
+        // Unprocessed keys (throttling) are asked for again, a few times at most.
+        for _ in 0..4 {
+            let Some(items) = pending.take().filter(|p| !p.is_empty()) else { break };
+            let out = self.client.batch_get_item().set_request_items(Some(items)).send().await.map_err(|e| db_err("budget use", e))?;
+            for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                if let (Some(pk), Some(sk)) = (text(item, PK), text(item, SK)) {
+                    found.insert((pk.to_string(), sk.to_string()), number(item, "tokens").unwrap_or(0));
+                }
+            }
+            pending = out.unprocessed_keys().cloned();
+        }
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let get = |w: Window| found.get(&(budget_use_entity(k), w.counter(now))).copied().unwrap_or(0);
+                BudgetUse { minute: get(Window::Minute), day: get(Window::Day), month: get(Window::Month) }
+            })
+            .collect())
+    }
+
+    /// Adds an answer's `tokens` to each budget `key`'s windows of `at` (`ADD`, kept a day past
+    /// each window's end).
+    pub async fn add_budget_use(&self, keys: &[String], tokens: u64, at: u64) -> Result<()> {
+        for k in keys {
+            for w in Window::ALL {
+                let (_, end) = w.bounds(at);
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&budget_use_entity(k), &w.counter(at))))
+                    .update_expression("ADD #t :n SET #ttl = :ttl")
+                    .expression_attribute_names("#t", "tokens")
+                    .expression_attribute_names("#ttl", TTL)
+                    .expression_attribute_values(":n", n(tokens))
+                    .expression_attribute_values(":ttl", n(end + 86_400))
+                    .send()
+                    .await
+                    .map_err(|e| db_err("budget use", e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Counts one request against `limit`, or refuses it with `Err(RateLimited)`.
     ///
     /// Each minute of each limiter key is one item. The previous minute's count
@@ -436,6 +502,9 @@ impl RouteSource for DynamoStore {
     }
     async fn model_route(&self, model: &str) -> Result<Option<String>> {
         Ok(self.get(MODELS, model, false).await?.and_then(|i| text(&i, "route_name").map(str::to_string)))
+    }
+    async fn budget(&self, key: &str) -> Result<Option<TokenBudget>> {
+        self.get(BUDGETS, key, false).await?.map(|i| decode(&i, "budget")).transpose()
     }
     async fn model_index(&self) -> Result<Vec<(String, String)>> {
         let items = self.query_prefix(MODELS, "", false, None, None).await?;
@@ -785,6 +854,31 @@ impl Store for DynamoStore {
 
     async fn delete_service_account(&self, name: &str) -> Result<()> {
         self.delete(SERVICE_ACCOUNT, name).await
+    }
+    async fn put_budget(&self, key: &str, budget: &TokenBudget) -> Result<()> {
+        let mut item = self::key(BUDGETS, key);
+        item.insert("budget".into(), encode(budget)?);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put budget", e))?;
+        Ok(())
+    }
+    async fn delete_budget(&self, key: &str) -> Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(self::key(BUDGETS, key)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| db_err("delete budget", e))?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+    async fn list_budgets(&self) -> Result<Vec<(String, TokenBudget)>> {
+        let items = self.query_prefix(BUDGETS, "", false, None, None).await?;
+        Ok(items.iter().filter_map(|i| Some((text(i, SK)?.to_string(), decode(i, "budget").ok()?))).collect())
+    }
+    async fn budget_use(&self, key: &str, now: u64) -> Result<BudgetUse> {
+        Ok(self.budget_uses(&[key], now).await?.pop().unwrap_or_default())
     }
     async fn seen_routes(&self) -> Result<BTreeMap<String, gateway_core::managed::Seen>> {
         let mut out = BTreeMap::new();

@@ -133,6 +133,7 @@ async fn auth_failures_are_401_with_codes(c: &Ctx) -> CaseResult {
         routes: None,
         rpm: None,
         partner: None,
+        contract: None,
         reg: None,
     };
     let expired = issuer.sign(&claims(now - 7200, now - 3600)).map_err(|e| e.to_string())?;

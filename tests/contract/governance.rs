@@ -9,6 +9,7 @@ use std::time::Duration;
 pub const ALL: &[Case] = &[
     ("governance_rate_limit_headers_on_every_answer_of_a_limited_route", |c| boxed(governance_rate_limit_headers_on_every_answer_of_a_limited_route(c))),
     ("governance_usage_always_counts_every_stream_and_the_client_sees_its_own_stream", |c| boxed(governance_usage_always_counts_every_stream_and_the_client_sees_its_own_stream(c))),
+    ("governance_token_budgets_refuse_after_the_answer_that_crossed_them", |c| boxed(governance_token_budgets_refuse_after_the_answer_that_crossed_them(c))),
 ];
 
 fn header(res: &reqwest::Response, name: &str) -> Option<String> {
@@ -123,5 +124,104 @@ async fn governance_usage_always_counts_every_stream_and_the_client_sees_its_own
         Ok(s == 200 && t["prompt_tokens"] == 5 && t["completion_tokens"] == 7)
     })
     .await?;
+    Ok(())
+}
+
+/// A chat on `route` with a three-word prompt: the stand-in reports 3 prompt + 7 completion tokens.
+async fn chat(c: &Ctx, route: &str, token: &str) -> Result<reqwest::Response, String> {
+    c.http
+        .post(c.url(&format!("/{route}/v1/chat/completions")))
+        .bearer_auth(token)
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "one two three"}]}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn expect_tokens_429(c: &Ctx, route: &str, token: &str, what: &str) -> Result<u64, String> {
+    let res = chat(c, route, token).await?;
+    let (limit, left, reset, retry) = (header(&res, "x-ratelimit-limit-tokens"), header(&res, "x-ratelimit-remaining-tokens"), header(&res, "x-ratelimit-reset-tokens"), header(&res, "retry-after"));
+    let (s, code, v) = error_code(res).await;
+    ensure!(s == 429 && code == "rate_limit_exceeded" && v["error"]["type"] == "tokens", "{what}: {s} {code} {v}");
+    ensure!(limit.is_some() && left.as_deref() == Some("0") && reset.is_some(), "{what}: the 429's token headers {limit:?} {left:?} {reset:?}");
+    retry.and_then(|r| r.parse().ok()).ok_or_else(|| format!("{what}: no Retry-After"))
+}
+
+/// Sends chats until one is refused for its token budget (usage is counted after each answer,
+/// within the metering bound); counts the admitted ones in `admitted`. The refusal's Retry-After.
+async fn refused_within(c: &Ctx, route: &str, token: &str, what: &str, admitted: Option<&std::cell::Cell<u32>>) -> Result<u64, String> {
+    c.eventually_value(what, Duration::from_secs(15), || async move {
+        let res = chat(c, route, token).await?;
+        if res.status() == 200 {
+            if let Some(a) = admitted {
+                a.set(a.get() + 1);
+            }
+            let _ = res.text().await;
+            return Ok(None);
+        }
+        drop(res);
+        Ok(Some(expect_tokens_429(c, route, token, what).await?))
+    })
+    .await
+}
+
+async fn governance_token_budgets_refuse_after_the_answer_that_crossed_them(c: &Ctx) -> CaseResult {
+    let route = c.name("budget");
+    c.put_route(&route, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    let before = c.a.requests();
+
+    // A token: 15 tokens a minute. The first answer (10 tokens) fits, the second crosses and
+    // completes, the third is refused with OpenAI's shape until the minute turns.
+    let (id, token) = c.issue(json!({"subject": c.name("budget-user"), "kind": "user", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
+    let (s, v) = c.admin_call(Method::PUT, &format!("budgets/tokens/{id}"), Some(json!({"tokens_per_minute": 15}))).await?;
+    ensure!(s == 200 && v["tokens_per_minute"] == 15, "set the token's budget: {s} {v}");
+    let first = chat(c, &route, &token).await?;
+    ensure!(first.status() == 200, "the first answer: {}", first.status());
+    ensure!(header(&first, "x-ratelimit-limit-tokens").as_deref() == Some("15") && header(&first, "x-ratelimit-remaining-tokens").as_deref() == Some("15"), "token headers on an admitted answer: {:?}", first.headers());
+    let _ = first.text().await;
+    // Usage is counted after the answer (within the metering bound): requests are admitted
+    // until the counted use reaches the limit; the one that crosses it completes.
+    let admitted = std::cell::Cell::new(0u32);
+    let retry = refused_within(c, &route, &token, "over the token's budget", Some(&admitted)).await?;
+    ensure!(admitted.get() >= 1, "the answer that crossed the budget (10 + 10 > 15) was not admitted");
+    let upstream_after_refusal = c.a.requests();
+    ensure!(chat(c, &route, &token).await?.status() == 429 && c.a.requests() == upstream_after_refusal, "a refused request went upstream");
+    let (s, v) = c.admin_call(Method::GET, "budgets", None).await?;
+    let listed = v["budgets"].as_array().and_then(|b| b.iter().find(|b| b["id"] == id.as_str()).cloned()).unwrap_or_default();
+    ensure!(s == 200 && listed["kind"] == "tokens" && listed["used"]["minute"].as_u64().is_some_and(|n| n >= 20), "the listing shows the use: {listed}");
+
+    // A partner contract's budget is shared by every token under it; another contract is not held back.
+    let contract = c.name("C-budget");
+    let partner = |contract: String| {
+        json!({"subject": c.name("acme-svc"), "kind": "partner", "routes": [route], "ttl_seconds": 600,
+               "metadata": {"partner": "acme", "contract_id": contract}})
+    };
+    let (_, p1) = c.issue(partner(contract.clone())).await?;
+    let (_, p2) = c.issue(partner(contract.clone())).await?;
+    let (_, other) = c.issue(partner(c.name("C-other"))).await?;
+    let (s, v) = c.admin_call(Method::PUT, &format!("budgets/contracts/{contract}"), Some(json!({"tokens_per_day": 10}))).await?;
+    ensure!(s == 200, "set the contract's budget: {s} {v}");
+    let r = chat(c, &route, &p1).await?;
+    ensure!(r.status() == 200, "the contract's first answer: {}", r.status());
+    let _ = r.text().await;
+    refused_within(c, &route, &p2, "another token of the contract", None).await?;
+    ensure!(chat(c, &route, &other).await?.status() == 200, "a token of another contract is not held back");
+
+    // A service account's budget covers its service tokens.
+    let svc = c.name("batch-svc");
+    let (_, s1) = c.issue(json!({"subject": svc, "kind": "service", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
+    let (s, _) = c.admin_call(Method::PUT, &format!("budgets/service-accounts/{svc}"), Some(json!({"tokens_per_month": 5}))).await?;
+    ensure!(s == 200, "set the service's budget: {s}");
+    let r = chat(c, &route, &s1).await?;
+    ensure!(r.status() == 200, "the service's first answer: {}", r.status());
+    let _ = r.text().await;
+    refused_within(c, &route, &s1, "over the service's budget", None).await?;
+
+    // The token's minute turns: admitted again.
+    ensure!(retry <= 61, "Retry-After within the minute: {retry}");
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let again = chat(c, &route, &token).await?;
+    ensure!(again.status() == 200, "after the window turned: {}", again.status());
+    ensure!(c.a.requests() > before, "the stand-in answered");
     Ok(())
 }

@@ -185,6 +185,26 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Polls `check` until it gives a value, within `limit`.
+    pub async fn eventually_value<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, String>>,
+    {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = check().await? {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{what}: not true within {limit:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Reads the OpenAI-shaped error code of a response.
 pub async fn error_code(res: reqwest::Response) -> (u16, String, Value) {
     let status = res.status().as_u16();
