@@ -22,6 +22,9 @@ locals {
       GATEWAY_AUDIENCE              = var.audience
       GATEWAY_MAX_TOKEN_TTL_SECONDS = tostring(var.max_ttl_seconds)
     },
+    # Secrets are read once per cold start: a new secrets_version changes the function's
+    # configuration, so Lambda replaces every warm instance and each reads the new values.
+    var.secrets_version == null ? {} : { GATEWAY_SECRETS_VERSION = tostring(var.secrets_version) },
   )
 
   # The prober reads routes and writes health records and down sets: the table is all it needs
@@ -33,6 +36,7 @@ locals {
       GATEWAY_MODE  = "probe"
     },
     local.probe_has_secret ? { GATEWAY_SECRETS_ARN = local.probe_secret_arn } : {},
+    local.probe_has_secret && var.secrets_version != null ? { GATEWAY_SECRETS_VERSION = tostring(var.secrets_version) } : {},
   )
 }
 

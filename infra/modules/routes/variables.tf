@@ -6,7 +6,7 @@
 # operands of `||`, so `x == null || length(x) > 0` fails on null.
 
 variable "routes" {
-  description = "Static routes, keyed by route name, each exactly the route object of API.md without `name` (the key is the name) and without `managed_by` (set to \"terraform\" by this module). Upstream API keys never go here: `upstream_api_key_secret` names a platform secret whose value is passed to the deployment module as a sensitive variable."
+  description = "Static routes, keyed by route name, each exactly the route object of API.md without `name` (the key is the name) and without `managed_by` (set to \"terraform\" by this module). Upstream API keys never go here: `upstream_api_key_secret` names a platform secret (a Worker secret put by scripts/deploy-edge.sh, or a key of the Lambda's Secrets Manager secret)."
   type = map(object({
     # Optional; when set it must equal the map key.
     name    = optional(string)
