@@ -6,7 +6,8 @@
 // written there); CHROMIUM (default /usr/bin/chromium); optional EXPECT_PARTNER
 // with EXPECT_PARTNER_REQUESTS; optional EXPECT_HOSTILE_TOKEN (the mock's token
 // whose description and contract id are formulas; the real gateway's run has none);
-// optional EXPECT_MOCK_LOAD=1 (the mock's canned vLLM load readings, see MOCK_LOAD).
+// optional EXPECT_MOCK_LOAD=1 (the mock's canned vLLM load readings, see MOCK_LOAD);
+// optional EXPECT_MOCK_BUDGETS=1 (the mock's canned token budgets, see MOCK_BUDGETS).
 //
 // It fails on any console error (Chromium reports Content-Security-Policy
 // violations as console errors) or uncaught page error; checks the page's CSP
@@ -14,12 +15,16 @@
 // that EXPECT_ROUTE's endpoint table has the load columns (running, waiting, KV
 // cache, prefix hits), each cell a number, a percentage or "—", and with
 // EXPECT_MOCK_LOAD the mock's exact readings (a queue marked, a stale reading
-// dimmed, none as "—"); that the principals panel lists at least one principal and, when EXPECT_PARTNER
+// dimmed, none as "—"); that EXPECT_ROUTE's card shows the route's models and its
+// usage: always badge as GET /_gateway/routes has them; that the budgets panel has a row
+// per budget of GET /_gateway/budgets with a "spent" badge exactly where a window's use
+// reached its limit (and with EXPECT_MOCK_BUDGETS the mock's exact numbers, percentages
+// and principals); that the principals panel lists at least one principal and, when EXPECT_PARTNER
 // is set, that the partner's card shows EXPECT_PARTNER_REQUESTS; revokes
 // REVOKE_TOKEN_ID through the page and checks through the admin API that it is
-// revoked; saves a full-page screenshot at 1280x900. Then it clicks the three
+// revoked; saves a full-page screenshot at 1280x900. Then it clicks the four
 // CSV export buttons, parses each download strictly (RFC 4180), checks the header
-// rows, EXPECT_ROUTE's row and endpoints, the tokens that called it and the partner
+// rows, EXPECT_ROUTE's row (its models and usage too) and endpoints, the tokens that called it, the budgets and the partner
 // against GET /_gateway/metrics (the load columns: their form always, the mock's
 // values with EXPECT_MOCK_LOAD, since a real gateway reads its endpoints every 10 s),
 // and that no cell starts as a formula would; with
@@ -75,11 +80,12 @@ const CSV_HEADERS = {
   routes: ['route', 'state', 'host', 'auth_required', 'groups', 'managed_by', 'expires_at_utc', 'endpoints', 'endpoints_up',
     'requests_total', 'requests_last_hour', 'errors_5xx_last_hour', 'status_2xx', 'status_3xx', 'status_4xx', 'status_5xx', 'status_1xx', 'status_other',
     'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms', 'latency_last_hour_p50_ms', 'latency_last_hour_p95_ms', 'latency_last_hour_p99_ms',
-    'gateway_overhead_p50_ms', 'gateway_overhead_p99_ms', 'prompt_tokens', 'completion_tokens', 'bytes_in', 'bytes_out'],
+    'gateway_overhead_p50_ms', 'gateway_overhead_p99_ms', 'prompt_tokens', 'completion_tokens', 'bytes_in', 'bytes_out', 'models', 'usage'],
   endpoints: ['route', 'endpoint', 'url', 'weight', 'in_route', 'health', 'uptime_24h', 'uptime_7d', 'requests', 'failures', 'last_probe_at_utc',
     'running', 'waiting', 'kv_cache_usage', 'prefix_cache_hit_rate', 'load_read_at_utc'],
   tokens: ['token_id', 'subject', 'description', 'kind', 'partner', 'contract_id', 'owner', 'groups', 'allowed_routes', 'state', 'revoked',
     'requests', 'requests_by_route', 'prompt_tokens', 'completion_tokens', 'last_seen_utc', 'created_at_utc', 'expires_at_utc', 'revoked_at_utc', 'created_by'],
+  budgets: ['kind', 'id', 'tokens_per_minute', 'used_minute', 'tokens_per_day', 'used_day', 'tokens_per_month', 'used_month', 'spent', 'managed_by'],
 };
 
 // A strict RFC 4180 reader: CRLF after every record, quotes only around whole
@@ -211,13 +217,98 @@ async function checkLoadCells(page, route) {
   return `the mock's readings shown (a queue marked, a stale reading dimmed, none as "—")`;
 }
 
-// Exports the three files and checks them against the page and the admin API.
+// EXPECT_ROUTE's models (model routing) and `usage: always`, on its card as GET /_gateway/routes has them.
+async function checkRouteModels(page, base, adminToken, route) {
+  const def = ((await adminGet(base, adminToken, 'routes')).routes || []).find((r) => r.name === route);
+  if (!def) throw new Error(`GET /_gateway/routes does not list ${route}`);
+  const card = page.locator(`[data-route="${route}"]`);
+  const chips = await card.locator('.route-models .chip.model').evaluateAll((cs) => cs.map((c) => c.textContent));
+  expectEq(`${route} card: models`, JSON.stringify(chips), JSON.stringify(def.models || []));
+  const usage = await card.locator('.badge.usage-always').count();
+  expectEq(`${route} card: usage: always badge`, usage, def.usage === 'always' ? 1 : 0);
+  return `${(def.models || []).length} models${def.usage === 'always' ? ', usage: always' : ''}`;
+}
+
+// The mock's budgets (tests/browser/mock-gateway.mjs) as the budgets table shows them:
+// the windows spent, each window's percentage (null: no limit) and who the budget is for.
+// `tokens/*` is the one token budget (alice's notebook token, whose id the mock draws).
+const MOCK_BUDGETS = {
+  'contracts/+INI-2026': { spent: ['day'], pct: ['0.0%', '100%', '5.2%'], who: /^no partner token names this contract$/ },
+  'contracts/C-2025-031': { spent: [], pct: [null, null, '84.0%'], who: /^partner acme · 1 active token$/, managed: 'terraform' },
+  'service-accounts/svc-batch': { spent: [], pct: [null, '2.0%', null], who: /^service account, owner data-platform@example\.com · 1 active token$/ },
+  'tokens/*': { spent: ['minute'], pct: ['102%', '75.0%', null], who: /^alice@example\.com · notebook/ },
+};
+const WINDOWS = [['minute', 'tokens_per_minute'], ['day', 'tokens_per_day'], ['month', 'tokens_per_month']];
+
+// The budgets panel against GET /_gateway/budgets: a row per budget, each window's
+// limit and use, and a "spent" badge exactly where the use reached the limit.
+async function checkBudgets(page, base, adminToken) {
+  const listed = (await adminGet(base, adminToken, 'budgets')).budgets;
+  if (!Array.isArray(listed)) throw new Error('GET /_gateway/budgets: no `budgets` array in the answer');
+  await page.locator('#budgets-card').waitFor({ state: 'visible' });
+  if (await page.locator('#budgets .form-error').count()) throw new Error(`budgets panel: ${await page.locator('#budgets .form-error').textContent()}`);
+  const mock = process.env.EXPECT_MOCK_BUDGETS === '1';
+  if (mock && listed.length !== Object.keys(MOCK_BUDGETS).length) throw new Error(`the mock lists ${listed.length} budgets, want ${Object.keys(MOCK_BUDGETS).length}`);
+  const rows = await poll(`budgets panel listing ${listed.length} budgets`, 10_000, async () => {
+    const r = await page.locator('#budgets tr.budget-row').evaluateAll((trs) => trs.map((tr) => ({
+      key: tr.getAttribute('data-budget'),
+      spentRow: tr.classList.contains('spent'),
+      managed: (tr.querySelector('.budget-managed')?.textContent || '').trim(),
+      who: (tr.querySelector('td.who .small')?.textContent || '').trim(),
+      cells: [...tr.querySelectorAll('td.budget-cell')].map((td) => ({
+        window: td.getAttribute('data-window'), used: td.getAttribute('data-used'), limit: td.getAttribute('data-limit'),
+        badge: td.querySelectorAll('.budget-spent').length, pct: td.querySelector('.budget-pct')?.textContent.trim() ?? null, text: td.textContent.trim(),
+      })),
+    })));
+    return { ok: r.length === listed.length, rows: r, detail: `${r.length} rows` };
+  }).then((x) => x.rows);
+  if (!listed.length) {
+    const text = (await page.locator('#budgets').textContent()) || '';
+    if (!text.includes('No token budgets')) throw new Error(`budgets panel with no budget: ${JSON.stringify(text)}`);
+    return 'no budget on this gateway: the empty panel shown';
+  }
+  let spent = 0;
+  for (const b of listed) {
+    const key = `${b.kind}/${b.id}`;
+    const row = rows.find((r) => r.key === key);
+    if (!row) throw new Error(`budgets panel: no row for ${key}`);
+    expectEq(`budget ${key}: windows`, row.cells.map((c) => c.window).join(' '), 'minute day month');
+    row.cells.forEach((c, i) => {
+      const [w, field] = WINDOWS[i];
+      const limit = b[field] ?? null;
+      expectEq(`budget ${key} ${w}: limit`, c.limit, limit);
+      if (limit == null) {
+        if (c.text !== 'no limit' || c.badge) throw new Error(`budget ${key} ${w}: no limit, but the cell shows ${JSON.stringify(c.text)}`);
+        return;
+      }
+      if (!/^\d+(\.\d)?%$/.test(c.pct || '')) throw new Error(`budget ${key} ${w}: percentage ${JSON.stringify(c.pct)}`);
+      // The page's copy and this call may be a refresh apart on a real gateway; the mock's use does not move.
+      if (mock) expectEq(`budget ${key} ${w}: used`, c.used, b.used?.[w] ?? 0);
+      expectEq(`budget ${key} ${w}: spent badge`, c.badge, Number(c.used) >= Number(limit) ? 1 : 0);
+      spent += c.badge;
+    });
+    expectEq(`budget ${key}: row marked spent`, row.spentRow, row.cells.some((c) => c.badge));
+    expectEq(`budget ${key}: managed_by badge`, row.managed, b.managed_by || '');
+    if (!mock) continue;
+    const want = MOCK_BUDGETS[b.kind === 'tokens' ? 'tokens/*' : key];
+    if (!want) throw new Error(`the mock lists ${key}, which MOCK_BUDGETS does not know`);
+    expectEq(`budget ${key}: spent windows`, row.cells.filter((c) => c.badge).map((c) => c.window).join(' '), want.spent.join(' '));
+    expectEq(`budget ${key}: percentages`, JSON.stringify(row.cells.map((c) => c.pct)), JSON.stringify(want.pct));
+    if (!want.who.test(row.who)) throw new Error(`budget ${key}: shown as for ${JSON.stringify(row.who)}, want ${want.who}`);
+    expectEq(`budget ${key}: managed by`, row.managed, want.managed || '');
+  }
+  if (mock && spent !== 2) throw new Error(`budgets panel: ${spent} spent badges, want the mock's 2`);
+  return mock ? `the mock's ${listed.length} budgets shown with their use, percentages, 2 spent badges and Terraform's marked` : `${listed.length} budgets shown, spent badges where the use reached the limit`;
+}
+
+// Exports the four files and checks them against the page and the admin API.
 async function checkExports(page, { base, adminToken, route, expected, revokeId, partner, partnerExpected, outDir }) {
   const cardEndpoints = await page.locator(`[data-route="${route}"] tr.endpoint`).evaluateAll((trs) =>
     trs.map((tr) => ({ id: tr.getAttribute('data-endpoint'), health: (tr.querySelector('.badge')?.textContent || '').trim() })));
   const routes = await exportCsv(page, 'routes', outDir);
   const endpoints = await exportCsv(page, 'endpoints', outDir);
   const tokens = await exportCsv(page, 'tokens', outDir);
+  const budgets = await exportCsv(page, 'budgets', outDir);
   const metrics = await adminGet(base, adminToken, 'metrics');
   const listed = (await adminGet(base, adminToken, 'tokens')).tokens;
   const rm = metrics.routes?.[route];
@@ -230,6 +321,9 @@ async function checkExports(page, { base, adminToken, route, expected, revokeId,
   for (const k of ['prompt_tokens', 'completion_tokens', 'bytes_in', 'bytes_out']) expectEq(`routes CSV ${route} ${k}`, r[k], rm[k] ?? 0);
   expectEq(`routes CSV ${route} status_2xx`, r.status_2xx, rm.by_status_class?.['2xx'] ?? 0);
   expectEq(`routes CSV ${route} endpoints`, r.endpoints, cardEndpoints.length);
+  const def = ((await adminGet(base, adminToken, 'routes')).routes || []).find((x) => x.name === route);
+  expectEq(`routes CSV ${route} models`, r.models, (def?.models || []).join('; '));
+  expectEq(`routes CSV ${route} usage`, r.usage, def?.usage === 'always' ? 'always' : 'client');
 
   const erows = endpoints.objects.filter((e) => e.route === route);
   expectEq(`endpoints CSV: endpoints of ${route}`, erows.map((e) => e.endpoint).sort().join(' '), cardEndpoints.map((e) => e.id).sort().join(' '));
@@ -291,6 +385,32 @@ async function checkExports(page, { base, adminToken, route, expected, revokeId,
     expectEq(`tokens CSV: requests of partner ${partner}'s tokens`, mine.reduce((a, t) => a + Number(t.requests), 0), partnerExpected);
   }
 
+  // Budgets: one row per listed budget; the limits as numbers, none as empty fields.
+  const listedBudgets = (await adminGet(base, adminToken, 'budgets')).budgets;
+  expectEq('budgets CSV rows', budgets.rows.length, listedBudgets.length);
+  const unformula = (v) => v.replace(/^'(?=[=+\-@\t\r])/, '');
+  for (const b of listedBudgets) {
+    const key = `${b.kind}/${b.id}`;
+    const row = budgets.objects.find((x) => x.kind === b.kind && unformula(x.id) === b.id);
+    if (!row) throw new Error(`budgets CSV: no row for ${key}`);
+    for (const [w, field] of WINDOWS) {
+      expectEq(`budgets CSV ${key} ${field}`, row[field], b[field] ?? '');
+      if (!/^\d+$/.test(row[`used_${w}`])) throw new Error(`budgets CSV ${key} used_${w}: ${JSON.stringify(row[`used_${w}`])}`);
+    }
+    const spent = WINDOWS.filter(([w, field]) => row[field] !== '' && Number(row[`used_${w}`]) >= Number(row[field])).map(([w]) => w).join('; ');
+    expectEq(`budgets CSV ${key} spent`, row.spent, spent);
+    expectEq(`budgets CSV ${key} managed_by`, row.managed_by, b.managed_by || '');
+  }
+  let budgetsCsv = `${budgets.rows.length} budgets`;
+  if (process.env.EXPECT_MOCK_BUDGETS === '1') {
+    const ini = budgets.objects.find((x) => x.kind === 'contracts' && x.id.endsWith('INI-2026'));
+    expectEq('budgets CSV: the contract id a spreadsheet would run', ini?.id, `'+INI-2026`);
+    expectEq('budgets CSV +INI-2026', JSON.stringify([ini.tokens_per_day, ini.used_day, ini.used_month, ini.spent]), JSON.stringify(['50000', '50000', '52000', 'day']));
+    const alice = budgets.objects.find((x) => x.kind === 'tokens');
+    expectEq('budgets CSV token budget', JSON.stringify([alice.tokens_per_minute, alice.used_minute, alice.tokens_per_month, alice.spent]), JSON.stringify(['20000', '20480', '', 'minute']));
+    budgetsCsv += ", the mock's limits, use and spent windows, its formula-like contract id quoted";
+  }
+
   // The mock's partner typed formulas; the export must hand them back as text.
   // The real gateway's run has no such token (the contract case does not issue one).
   let hostile = 'skipped (EXPECT_HOSTILE_TOKEN not set)';
@@ -312,7 +432,7 @@ async function checkExports(page, { base, adminToken, route, expected, revokeId,
     if (!record.endsWith(`,"'-partner-portal"`)) throw new Error(`tokens CSV: the record of ${hostileId} does not end with "'-partner-portal": ${JSON.stringify(record)}`);
     hostile = 'formulas quoted behind an apostrophe';
   }
-  return { routes, endpoints, tokens, hostile, hostileId, load };
+  return { routes, endpoints, tokens, hostile, hostileId, load, budgetsCsv };
 }
 
 // The export buttons as the page shows them, and two of the files laid out as
@@ -430,6 +550,8 @@ async function run(problems, setBrowser) {
 
   // vLLM's load per endpoint, next to health and uptime.
   const loadShown = await checkLoadCells(page, route);
+  const modelsShown = await checkRouteModels(page, base, adminToken, route);
+  const budgetsShown = await checkBudgets(page, base, adminToken);
 
   // Principals: the recorded tokens grouped by who they stand for, and service
   // accounts. Any gateway that has issued a token (REVOKE_TOKEN_ID is one) lists one.
@@ -469,7 +591,7 @@ async function run(problems, setBrowser) {
   const exportShot = await exportScreenshot(browser, page, exported, outDir);
 
   if (problems.length) throw new Error(`the page reported problems:\n  ${problems.join('\n  ')}`);
-  return { shot, exportShot, hostile: exported.hostile, loadShown, loadCsv: exported.load };
+  return { shot, exportShot, hostile: exported.hostile, loadShown, loadCsv: exported.load, modelsShown, budgetsShown, budgetsCsv: exported.budgetsCsv };
 }
 
 let browser = null;
@@ -480,9 +602,9 @@ try {
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`the test took longer than ${TOTAL_TIMEOUT_MS / 1000} s`)), TOTAL_TIMEOUT_MS);
   });
-  const { shot, exportShot, hostile, loadShown, loadCsv } = await Promise.race([run(problems, (b) => { browser = b; }), timeout]);
-  console.log(`dashboard ok: route shows its requests, principals listed${process.env.EXPECT_PARTNER ? ', partner shows its requests' : ''}, token revoked through the page, no console or CSP errors; load columns: ${loadShown}; screenshot ${shot}`);
-  console.log(`CSV export ok: routes, endpoints and tokens files are RFC 4180 with the expected headers and numbers, no cell starts as a formula; hostile text: ${hostile}; load: ${loadCsv}; screenshot ${exportShot}`);
+  const { shot, exportShot, hostile, loadShown, loadCsv, modelsShown, budgetsShown, budgetsCsv } = await Promise.race([run(problems, (b) => { browser = b; }), timeout]);
+  console.log(`dashboard ok: route shows its requests (${modelsShown}), principals listed${process.env.EXPECT_PARTNER ? ', partner shows its requests' : ''}, token revoked through the page, no console or CSP errors; load columns: ${loadShown}; budgets: ${budgetsShown}; screenshot ${shot}`);
+  console.log(`CSV export ok: routes, endpoints, tokens and budgets files are RFC 4180 with the expected headers and numbers, no cell starts as a formula; hostile text: ${hostile}; load: ${loadCsv}; budgets: ${budgetsCsv}; screenshot ${exportShot}`);
 } catch (e) {
   code = 1;
   console.error(`dashboard test FAILED: ${e && e.message ? e.message : e}`);

@@ -1,14 +1,16 @@
 // A stand-in for the gateway's admin API, for working on the dashboard without
 // building the gateway. It is NOT the gateway: it serves the dashboard files from
 // core/src/dashboard with the same Content-Security-Policy, and answers the admin
-// calls the page makes from canned, in-memory data (routes, tokens, service
-// accounts, metrics with per-partner usage and vLLM load readings, audit). Revoking and issuing tokens
-// and creating or deleting service accounts change that memory only; issued
-// "tokens" are not JWTs and the mock accepts only its own admin token.
+// calls the page makes from canned, in-memory data (routes with their models, tokens, service
+// accounts, metrics with per-partner usage and vLLM load readings, token budgets with their use,
+// audit). Revoking and issuing tokens, creating or deleting service accounts and setting or
+// deleting budgets change that memory only; issued "tokens" are not JWTs and the mock accepts
+// only its own admin token.
 //
 //   node tests/browser/mock-gateway.mjs      # prints the URL and the admin token
 //   MOCK_PORT=8799 MOCK_ADMIN_TOKEN=secret node tests/browser/mock-gateway.mjs
 //   MOCK_NO_SERVICE_ACCOUNTS=1 node ...      # answers 404 to /service-accounts, like an older gateway
+//   MOCK_NO_BUDGETS=1 node ...               # answers 404 to /budgets, like an older gateway
 //
 // Listens on 127.0.0.1 only.
 
@@ -25,8 +27,8 @@ const FILES = { '/_gateway/dashboard': ['index.html', 'text/html; charset=utf-8'
 function seed(now) {
   const id = () => 'tok_' + randomBytes(13).toString('hex').slice(0, 26);
   const routes = [
-    { name: 'llama-prod', host: null, enabled: true, endpoints: [{ id: 'a', url: 'http://10.0.1.5:8000', weight: 1 }, { id: 'b', url: 'http://10.0.1.6:8000', weight: 1 }], auth: { required: true, groups: ['ml-team', 'partner-acme'] }, affinity: { header: 'x-session-id', cookie: null }, upstream_api_key_secret: 'VLLM_API_KEY', timeouts: { connect_ms: 2000, response_ms: 300000 }, max_body_bytes: 10485760, managed_by: 'terraform' },
-    { name: 'mistral-dev', host: null, enabled: true, endpoints: [{ id: 'gpu-1', url: 'http://10.0.2.9:8000', weight: 2 }], auth: { required: true, groups: ['ml-team'] }, affinity: { header: 'x-session-id', cookie: null }, upstream_api_key_secret: null, timeouts: { connect_ms: 2000, response_ms: 300000 }, max_body_bytes: 10485760, managed_by: null },
+    { name: 'llama-prod', host: null, enabled: true, endpoints: [{ id: 'a', url: 'http://10.0.1.5:8000', weight: 1 }, { id: 'b', url: 'http://10.0.1.6:8000', weight: 1 }], auth: { required: true, groups: ['ml-team', 'partner-acme'] }, affinity: { header: 'x-session-id', cookie: null }, upstream_api_key_secret: 'VLLM_API_KEY', timeouts: { connect_ms: 2000, response_ms: 300000 }, max_body_bytes: 10485760, usage: 'always', models: ['meta-llama/Llama-3.1-8B-Instruct', 'llama'], managed_by: 'terraform' },
+    { name: 'mistral-dev', host: null, enabled: true, endpoints: [{ id: 'gpu-1', url: 'http://10.0.2.9:8000', weight: 2 }], auth: { required: true, groups: ['ml-team'] }, affinity: { header: 'x-session-id', cookie: null }, upstream_api_key_secret: null, timeouts: { connect_ms: 2000, response_ms: 300000 }, max_body_bytes: 10485760, models: ['mistral-7b'], managed_by: null },
     { name: 'qwen-batch', host: null, enabled: false, endpoints: [{ id: 'q1', url: 'http://10.0.3.2:8000', weight: 1 }], auth: { required: true, groups: ['batch'] }, affinity: { header: 'x-session-id', cookie: null }, upstream_api_key_secret: null, timeouts: { connect_ms: 2000, response_ms: 300000 }, max_body_bytes: 10485760, managed_by: null },
   ];
   const tok = (subject, kind, groups, description, createdAgo, ttl, extra = {}) => ({
@@ -58,7 +60,18 @@ function seed(now) {
     const t = tokens[i % tokens.length];
     audit.push({ seq: i, at: now - (65 - i) * 1800, actor: 'admin@example.com', actor_token: 'tok_admin', action: i % 3 ? 'token.issue' : 'route.put', object: i % 3 ? `token/${t.id}` : `route/${routes[i % 2].name}`, outcome: i % 17 ? 'ok' : 'conflict' });
   }
-  return { routes, tokens, serviceAccounts, audit };
+  // Token budgets as GET /_gateway/budgets lists them (by kind, then id), with the tokens used
+  // in each window now: alice's notebook token has spent its minute (the answer that crossed
+  // the limit completed, so it is over), acme's contract is at 84% of its month, and a contract
+  // no token names, whose id a spreadsheet would read as a formula, has spent its day. Acme's
+  // is Terraform's (managed_by), so the admin API refuses to change it, as the gateway does.
+  const budgets = [
+    { kind: 'contracts', id: '+INI-2026', tokens_per_minute: 1000, tokens_per_day: 50_000, tokens_per_month: 1_000_000, used: { minute: 0, day: 50_000, month: 52_000 } },
+    { kind: 'contracts', id: 'C-2025-031', tokens_per_month: 5_000_000, managed_by: 'terraform', used: { minute: 300, day: 12_300, month: 4_200_000 } },
+    { kind: 'service-accounts', id: 'svc-batch', tokens_per_day: 2_000_000, used: { minute: 0, day: 41_000, month: 1_200_000 } },
+    { kind: 'tokens', id: tokens[0].id, tokens_per_minute: 20_000, tokens_per_day: 1_000_000, used: { minute: 20_480, day: 750_000, month: 750_000 } },
+  ];
+  return { routes, tokens, serviceAccounts, audit, budgets };
 }
 
 function distribution(p50, p95, p99) {
@@ -151,7 +164,11 @@ const tokenList = (db, now, filter = () => true) =>
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
-export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomBytes(8).toString('hex'), noServiceAccounts = false } = {}) {
+const BUDGET_KINDS = ['tokens', 'service-accounts', 'contracts'];
+const BUDGET_FIELDS = ['tokens_per_minute', 'tokens_per_day', 'tokens_per_month'];
+const budgetKey = (b) => `${b.kind}/${b.id}`;
+
+export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomBytes(8).toString('hex'), noServiceAccounts = false, noBudgets = false } = {}) {
   const now = () => Math.floor(Date.now() / 1000);
   const db = seed(now());
   const audit = (action, object, outcome) => db.audit.push({ seq: db.audit.length + 1, at: now(), actor: 'admin@example.com', actor_token: 'tok_admin', action, object, outcome });
@@ -171,6 +188,39 @@ export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomB
     const parts = url.pathname.slice('/_gateway/'.length).split('/');
     const key = `${req.method} ${parts[0]}${parts.length > 1 ? '/:id' : ''}${parts.length > 2 ? '/' + parts.slice(2).join('/') : ''}`;
     if (noServiceAccounts && parts[0] === 'service-accounts') return error(res, 404, 'invalid_request_error', 'not_found', 'no such admin call');
+    if (parts[0] === 'budgets') {
+      if (noBudgets) return error(res, 404, 'invalid_request_error', 'not_found', 'no such admin call');
+      if (req.method === 'GET' && parts.length === 1) {
+        return send(res, 200, { budgets: [...db.budgets].sort((a, b) => (budgetKey(a) < budgetKey(b) ? -1 : 1)) });
+      }
+      if ((req.method === 'PUT' || req.method === 'DELETE') && parts.length === 3) {
+        const [kind, id] = [parts[1], decodeURIComponent(parts[2])];
+        if (!BUDGET_KINDS.includes(kind)) return error(res, 400, 'invalid_request_error', 'invalid_field', 'kind: must be tokens, service-accounts or contracts');
+        if (!/^[\x21-\x2e\x30-\x7e]{1,128}$/.test(id)) return error(res, 400, 'invalid_request_error', 'invalid_field', 'id: must be 1 to 128 visible characters without /');
+        const i = db.budgets.findIndex((b) => b.kind === kind && b.id === id);
+        if (i >= 0 && db.budgets[i].managed_by) return error(res, 409, 'invalid_request_error', 'conflict', `budget \`${kind}/${id}\` is managed by terraform; change it there`);
+        if (req.method === 'DELETE') {
+          if (i < 0) return error(res, 404, 'invalid_request_error', 'not_found', `no budget for ${kind} \`${id}\``);
+          db.budgets.splice(i, 1);
+          audit('budget.delete', `budget/${kind}/${id}`, 'ok');
+          return send(res, 200, { deleted: `${kind}/${id}` });
+        }
+        const b = await body(req);
+        if (!b || typeof b !== 'object' || Array.isArray(b)) return error(res, 400, 'invalid_request_error', 'invalid_body', 'body must be a JSON object');
+        if (b.managed_by != null) return error(res, 400, 'invalid_request_error', 'invalid_field', 'managed_by: is set by Terraform, not through the admin API');
+        const unknown = Object.keys(b).find((k) => !BUDGET_FIELDS.includes(k));
+        if (unknown) return error(res, 400, 'invalid_request_error', 'invalid_body', `unknown field \`${unknown}\``);
+        const bad = BUDGET_FIELDS.find((k) => b[k] != null && !(Number.isInteger(b[k]) && b[k] >= 1 && b[k] <= 1e12));
+        if (bad) return error(res, 400, 'invalid_request_error', 'invalid_field', `${bad}: must be between 1 and 1000000000000`);
+        if (!BUDGET_FIELDS.some((k) => b[k] != null)) return error(res, 400, 'invalid_request_error', 'invalid_field', 'tokens_per_minute: a budget sets tokens_per_minute, tokens_per_day or tokens_per_month');
+        const record = { kind, id, ...Object.fromEntries(BUDGET_FIELDS.filter((k) => b[k] != null).map((k) => [k, b[k]])) };
+        const used = i >= 0 ? db.budgets[i].used : { minute: 0, day: 0, month: 0 };
+        if (i >= 0) db.budgets[i] = { ...record, used };
+        else db.budgets.push({ ...record, used });
+        audit('budget.put', `budget/${kind}/${id}`, 'ok');
+        return send(res, 200, record);
+      }
+    }
     const newToken = (fields) => {
       const t = { id: 'tok_' + randomBytes(13).toString('hex').slice(0, 26), routes: null, description: '', metadata: {}, created_by: 'admin@example.com', created_at: now(), revoked_at: null, last_used_at: null, request_count: 0, ...fields };
       db.tokens.push(t);
@@ -275,10 +325,12 @@ export async function startMock({ port = 0, adminToken = 'mock-admin-' + randomB
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const noServiceAccounts = process.env.MOCK_NO_SERVICE_ACCOUNTS === '1';
-  const m = await startMock({ port: Number(process.env.MOCK_PORT || 0), adminToken: process.env.MOCK_ADMIN_TOKEN || undefined, noServiceAccounts });
+  const noBudgets = process.env.MOCK_NO_BUDGETS === '1';
+  const m = await startMock({ port: Number(process.env.MOCK_PORT || 0), adminToken: process.env.MOCK_ADMIN_TOKEN || undefined, noServiceAccounts, noBudgets });
   const active = m.db.tokens.find((t) => t.revoked_at == null && t.subject === 'alice@example.com');
   console.log(`mock gateway (canned data, not the real gateway) on ${m.url}/_gateway/dashboard`);
   if (noServiceAccounts) console.log('answering 404 to /_gateway/service-accounts like an older gateway (the browser logs that 404 as a console error, so dashboard.mjs fails on it)');
+  if (noBudgets) console.log('answering 404 to /_gateway/budgets like an older gateway (the browser logs that 404 as a console error, so dashboard.mjs fails on it)');
   const hostile = m.db.tokens.find((t) => t.subject === 'initech-api');
-  console.log(`GATEWAY_URL=${m.url} ADMIN_TOKEN=${m.adminToken} EXPECT_ROUTE=llama-prod EXPECT_REQUESTS=1234 REVOKE_TOKEN_ID=${active.id} EXPECT_PARTNER=acme EXPECT_PARTNER_REQUESTS=224 EXPECT_HOSTILE_TOKEN=${hostile.id} EXPECT_MOCK_LOAD=1`);
+  console.log(`GATEWAY_URL=${m.url} ADMIN_TOKEN=${m.adminToken} EXPECT_ROUTE=llama-prod EXPECT_REQUESTS=1234 REVOKE_TOKEN_ID=${active.id} EXPECT_PARTNER=acme EXPECT_PARTNER_REQUESTS=224 EXPECT_HOSTILE_TOKEN=${hostile.id} EXPECT_MOCK_LOAD=1${noBudgets ? '' : ' EXPECT_MOCK_BUDGETS=1'}`);
 }

@@ -20,12 +20,13 @@
     timer: null,
     inFlight: null,
     again: false,
-    data: { metrics: null, routes: null, tokens: null, audit: null, accounts: null },
+    data: { metrics: null, routes: null, tokens: null, audit: null, accounts: null, budgets: null },
     errors: {},
     pendingRevoke: null,
     pendingRevokeIn: null, // the container ('tokens' or 'principals') whose row asked
     revoking: null,
     accountsApi: null, // false once GET /service-accounts answered 404 (an older gateway)
+    budgetsApi: null, // false once GET /budgets answered 404 (an older gateway)
     expanded: new Set(), // principal keys whose tokens are shown
     pendingDelete: null, // service account name awaiting confirmation
     deleting: null,
@@ -308,12 +309,13 @@
     storeToken(null);
     if (state.timer) clearInterval(state.timer);
     state.timer = null;
-    state.data = { metrics: null, routes: null, tokens: null, audit: null, accounts: null };
+    state.data = { metrics: null, routes: null, tokens: null, audit: null, accounts: null, budgets: null };
     state.errors = {};
     state.pendingRevoke = null;
     state.pendingRevokeIn = null;
     state.revoking = null;
     state.accountsApi = null;
+    state.budgetsApi = null;
     state.expanded = new Set();
     state.pendingDelete = null;
     state.deleting = null;
@@ -324,7 +326,7 @@
     state.auditHistory = [];
     state.lastRefresh = null;
     hideNewToken();
-    ['routes', 'tokens', 'audit', 'summary', 'expiring', 'principals', 'partners'].forEach(function (id) { clear($(id)); });
+    ['routes', 'tokens', 'audit', 'summary', 'expiring', 'principals', 'partners', 'budgets'].forEach(function (id) { clear($(id)); });
     show($('app-view'), false);
     show($('session'), false);
     show($('statusbar'), false);
@@ -350,6 +352,13 @@
     return '/audit?limit=' + AUDIT_PAGE + (state.auditBefore != null ? '&before=' + encodeURIComponent(state.auditBefore) : '');
   }
 
+  // Calls an older gateway answers with 404: the data they fill, and the state flag that
+  // remembers the answer (null: not known yet; true: served; false: absent, not asked again).
+  var OPTIONAL_APIS = {
+    accounts: { path: '/service-accounts', flag: 'accountsApi' },
+    budgets: { path: '/budgets', flag: 'budgetsApi' },
+  };
+
   function refresh() {
     if (!state.token) return Promise.resolve();
     if (state.inFlight) {
@@ -359,12 +368,15 @@
     var gen = state.gen;
     var names = ['metrics', 'routes', 'tokens', 'audit'];
     var calls = [api('GET', '/metrics'), api('GET', '/routes'), api('GET', '/tokens'), api('GET', auditPath())];
-    // Service accounts are newer than the rest of the admin API: an older gateway
-    // answers 404, after which this session stops asking (once per sign-in).
-    if (state.accountsApi !== false) {
-      names.push('accounts');
-      calls.push(api('GET', '/service-accounts'));
-    }
+    // Service accounts and token budgets are newer than the rest of the admin API: an
+    // older gateway answers 404, after which this session stops asking (once per sign-in).
+    Object.keys(OPTIONAL_APIS).forEach(function (name) {
+      var o = OPTIONAL_APIS[name];
+      if (state[o.flag] !== false) {
+        names.push(name);
+        calls.push(api('GET', o.path));
+      }
+    });
     $('refresh').disabled = true;
     state.inFlight = Promise.all(
       calls.map(function (p) {
@@ -384,12 +396,13 @@
         }
         var failed = [];
         results.forEach(function (r, i) {
-          if (names[i] === 'accounts') {
-            if (r.ok) state.accountsApi = true;
-            else if (r.error instanceof ApiError && r.error.status === 404 && state.accountsApi !== true) {
-              state.accountsApi = false;
-              state.data.accounts = null;
-              delete state.errors.accounts;
+          var optional = own(OPTIONAL_APIS, names[i]);
+          if (optional) {
+            if (r.ok) state[optional.flag] = true;
+            else if (r.error instanceof ApiError && r.error.status === 404 && state[optional.flag] !== true) {
+              state[optional.flag] = false;
+              state.data[names[i]] = null;
+              delete state.errors[names[i]];
               return;
             }
           }
@@ -600,6 +613,7 @@
       renderTokens();
       renderPrincipals();
       renderPartners();
+      renderBudgets();
       renderAudit();
     });
   }
@@ -699,6 +713,7 @@
       if (def.expires_at) badges.push(badge('ephemeral', 'neutral', 'Expires ' + dateTime(def.expires_at)));
       badges.push(def.enabled === false ? badge('disabled', 'warn') : badge('enabled', 'good'));
       if (def.auth && def.auth.required === false) badges.push(badge('public', 'warn', 'No token required'));
+      if (def.usage === 'always') badges.push(badge('usage: always', 'neutral usage-always', 'The gateway asks for usage on every stream, so per-token usage and budgets are complete; clients that did not ask get vLLM\'s stream unchanged'));
       if (def.managed_by) badges.push(badge(String(def.managed_by), 'neutral', 'Managed by ' + def.managed_by + '; the admin API will not change it'));
     }
     var series = Array.isArray(m.series) ? m.series : [];
@@ -712,12 +727,16 @@
       var g = list(def.auth.groups);
       sub.push(g.length ? 'groups: ' + g.join(', ') : 'no group may call it');
     }
+    var models = def ? list(def.models) : [];
 
     return h('article', { class: 'card route', 'data-route': rt.name },
       h('div', { class: 'route-head' },
         h('h3', { class: 'route-name', title: rt.name, text: rt.name }),
         h('div', { class: 'badges' }, badges)),
       sub.length ? h('p', { class: 'route-sub muted small', text: sub.join(' · ') }) : null,
+      models.length ? h('div', { class: 'route-models small', title: 'The body\'s model picks this route under /v1/ (model routing)' },
+        h('span', { class: 'muted', text: models.length === 1 ? 'Model ' : 'Models ' }),
+        models.map(function (m) { return h('span', { class: 'chip model mono', 'data-model': m, text: m }); })) : null,
       h('div', { class: 'route-stats' },
         h('div', { class: 'kv' },
           h('span', { class: 'k', text: 'Requests' }),
@@ -1261,6 +1280,151 @@
           : h('p', { class: 'muted small', text: 'No tokens name this partner.' })));
   }
 
+  // ---------------------------------------------------------------------------
+  // Token budgets: limits in LLM tokens per minute, UTC day and UTC month, for a
+  // token, a service subject or a partner contract, next to what was used
+  // ---------------------------------------------------------------------------
+
+  var BUDGET_WINDOWS = [
+    { key: 'minute', field: 'tokens_per_minute', label: 'Per minute' },
+    { key: 'day', field: 'tokens_per_day', label: 'Per day (UTC)' },
+    { key: 'month', field: 'tokens_per_month', label: 'Per month (UTC)' },
+  ];
+
+  var BUDGET_KINDS = {
+    tokens: { order: 0, label: 'token', cls: 'kind-user' },
+    'service-accounts': { order: 1, label: 'service account', cls: 'kind-service' },
+    contracts: { order: 2, label: 'contract', cls: 'kind-partner' },
+  };
+
+  function budgetList() {
+    var b = state.data.budgets && state.data.budgets.budgets;
+    var out = Array.isArray(b) ? b.filter(function (x) { return x && typeof x.kind === 'string' && typeof x.id === 'string'; }) : [];
+    var order = function (k) { var o = own(BUDGET_KINDS, k); return o ? o.order : 9; };
+    return out.slice().sort(function (a, b) {
+      return order(a.kind) - order(b.kind) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    });
+  }
+
+  // Each window of a budget: its limit (null: none set), the tokens used in it, and
+  // whether it is spent (the gateway refuses with 429 until the window turns).
+  function budgetWindows(b) {
+    return BUDGET_WINDOWS.map(function (w) {
+      var l = b[w.field];
+      var limit = typeof l === 'number' && isFinite(l) && l > 0 ? l : null;
+      var used = int(own(b.used, w.key));
+      return { key: w.key, label: w.label, field: w.field, limit: limit, used: used, spent: limit != null && used >= limit };
+    });
+  }
+
+  // When the UTC window holding `now` ends (unix seconds).
+  function windowEnd(key, now) {
+    if (key === 'minute') return Math.floor(now / 60) * 60 + 60;
+    if (key === 'day') return Math.floor(now / DAY) * DAY + DAY;
+    var d = new Date(now * 1000);
+    return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) / 1000;
+  }
+
+  // A share of a limit: one decimal below it (rounded down, so an unspent budget never
+  // shows 100%), whole percents at and above it (the answer that crosses a limit completes).
+  function budgetPct(used, limit) {
+    var p = (used / limit) * 100;
+    return p >= 100 ? Math.floor(p) + '%' : (Math.floor(p * 10) / 10).toFixed(1) + '%';
+  }
+
+  function budgetBar(share) {
+    var cls = share >= 1 ? ' bad' : share >= 0.8 ? ' warn' : '';
+    return s('svg', { class: 'share budget-bar', viewBox: '0 0 100 6', preserveAspectRatio: 'none', 'aria-hidden': 'true' },
+      s('rect', { class: 'share-bg', x: 0, y: 0, width: 100, height: 6 }),
+      share > 0 ? s('rect', { class: 'budget-fill' + cls, x: 0, y: 0, width: Math.max(Math.min(share, 1) * 100, 1), height: 6 }) : null);
+  }
+
+  // Who a budget's id stands for, from the tokens and accounts the page has.
+  function budgetWho(b) {
+    var live = function (t) { return isLive(tokenState(t)); };
+    if (b.kind === 'tokens') {
+      var t = tokenIndex().get(b.id);
+      if (!t) return h('span', { class: 'muted', text: 'not in the token list' });
+      var st = tokenState(t);
+      return h('span', null,
+        h('span', { class: 'budget-subject', text: t.subject || '(no subject)' }),
+        t.description ? h('span', { class: 'muted', text: ' · ' + t.description }) : null,
+        live(t) ? null : [' ', badge(st, st === 'revoked' ? 'bad' : 'neutral')]);
+    }
+    if (b.kind === 'service-accounts') {
+      var a = findAccount(b.id);
+      var n = tokenList().filter(function (x) { return x.kind === 'service' && x.subject === b.id && live(x); }).length;
+      return h('span', { class: 'muted', text: (a ? 'service account' + (a.owner ? ', owner ' + a.owner : '') : 'service subject') + ' · ' + n + ' active token' + (n === 1 ? '' : 's') });
+    }
+    if (b.kind === 'contracts') {
+      var partners = [];
+      var count = 0;
+      tokenList().forEach(function (x) {
+        if (x.kind !== 'partner' || meta(x, 'contract_id') !== b.id) return;
+        if (meta(x, 'partner') && partners.indexOf(meta(x, 'partner')) < 0) partners.push(meta(x, 'partner'));
+        if (live(x)) count++;
+      });
+      if (!partners.length && !count) return h('span', { class: 'muted', text: 'no partner token names this contract' });
+      return h('span', { class: 'muted', text: (partners.length ? 'partner ' + partners.join(', ') + ' · ' : '') + count + ' active token' + (count === 1 ? '' : 's') });
+    }
+    return null;
+  }
+
+  function budgetCell(w, now) {
+    if (w.limit == null) {
+      return h('td', { class: 'budget-cell no-limit muted', 'data-window': w.key, 'data-used': w.used, title: 'No limit in this window' + (w.used ? '; ' + num(w.used) + ' tokens used' : '') },
+        h('span', { text: 'no limit' }));
+    }
+    var end = windowEnd(w.key, now);
+    var title = num(w.used) + ' of ' + num(w.limit) + ' tokens used; the window turns ' + dateTime(end) +
+      (w.spent ? '. Spent: requests are refused with 429 until then' : '');
+    return h('td', { class: 'budget-cell' + (w.spent ? ' spent' : ''), 'data-window': w.key, 'data-used': w.used, 'data-limit': w.limit, title: title },
+      h('div', { class: 'budget-nums' },
+        h('span', { class: 'budget-used', text: compact(w.used) }),
+        h('span', { class: 'muted', text: ' / ' }),
+        h('span', { class: 'budget-limit', text: compact(w.limit) }),
+        w.spent ? [' ', badge('spent', 'bad budget-spent', 'Refused with 429 until ' + dateTime(end))] : null),
+      budgetBar(w.used / w.limit),
+      h('div', { class: 'budget-pct small muted', text: budgetPct(w.used, w.limit) }));
+  }
+
+  function renderBudgets() {
+    var container = clear($('budgets'));
+    show($('budgets-card'), state.budgetsApi !== false);
+    var all = budgetList();
+    var spent = all.filter(function (b) { return budgetWindows(b).some(function (w) { return w.spent; }); }).length;
+    var note = [];
+    if (state.errors.budgets) note.push('budgets unavailable: ' + state.errors.budgets);
+    if (spent) note.push(spent + ' of ' + all.length + ' spent');
+    $('budgets-note').textContent = note.join(' · ');
+    if (state.errors.budgets && !state.data.budgets) {
+      container.appendChild(h('p', { class: 'form-error', text: 'Could not load budgets: ' + state.errors.budgets }));
+      return;
+    }
+    if (!all.length) {
+      container.appendChild(h('p', { class: 'muted', text: 'No token budgets. Set one with gatewayctl budgets set, or PUT /_gateway/budgets/{tokens|service-accounts|contracts}/{id}.' }));
+      return;
+    }
+    var now = nowS();
+    container.appendChild(h('table', { class: 'data budgets-table' },
+      h('thead', null, h('tr', null,
+        h('th', { text: 'Kind' }), h('th', { text: 'Budget for' }),
+        BUDGET_WINDOWS.map(function (w) { return h('th', { class: 'budget-col', text: w.label }); }))),
+      h('tbody', null, all.map(function (b) {
+        var ws = budgetWindows(b);
+        var k = own(BUDGET_KINDS, b.kind);
+        return h('tr', { class: 'budget-row' + (ws.some(function (w) { return w.spent; }) ? ' spent' : ''), 'data-budget': b.kind + '/' + b.id },
+          h('td', null,
+            h('div', { class: 'badges-inline' },
+              badge(k ? k.label : String(b.kind), k ? k.cls : 'neutral'),
+              b.managed_by ? badge(String(b.managed_by), 'neutral budget-managed', 'Managed by ' + b.managed_by + '; the admin API will not change it') : null)),
+          h('td', { class: 'who' },
+            h('div', { class: 'mono budget-id', text: b.id }),
+            h('div', { class: 'small' }, budgetWho(b))),
+          ws.map(function (w) { return budgetCell(w, now); }));
+      }))));
+  }
+
   function renderAudit() {
     var container = clear($('audit'));
     var a = state.data.audit;
@@ -1344,7 +1508,7 @@
     var header = ['route', 'state', 'host', 'auth_required', 'groups', 'managed_by', 'expires_at_utc', 'endpoints', 'endpoints_up',
       'requests_total', 'requests_last_hour', 'errors_5xx_last_hour'].concat(STATUS_ORDER.map(function (k) { return 'status_' + k; }), [
       'latency_p50_ms', 'latency_p95_ms', 'latency_p99_ms', 'latency_last_hour_p50_ms', 'latency_last_hour_p95_ms', 'latency_last_hour_p99_ms',
-      'gateway_overhead_p50_ms', 'gateway_overhead_p99_ms', 'prompt_tokens', 'completion_tokens', 'bytes_in', 'bytes_out']);
+      'gateway_overhead_p50_ms', 'gateway_overhead_p99_ms', 'prompt_tokens', 'completion_tokens', 'bytes_in', 'bytes_out', 'models', 'usage']);
     var rows = routeModels().map(function (rt) {
       var m = rt.m || {};
       var def = rt.def;
@@ -1369,6 +1533,8 @@
         d(m.latency_ms_last_hour, 'p50'), d(m.latency_ms_last_hour, 'p95'), d(m.latency_ms_last_hour, 'p99'),
         d(m.gateway_overhead_ms, 'p50'), d(m.gateway_overhead_ms, 'p99'),
         int(m.prompt_tokens), int(m.completion_tokens), int(m.bytes_in), int(m.bytes_out),
+        def ? joined(def.models) : null,
+        def ? (def.usage === 'always' ? 'always' : 'client') : null,
       ]);
     });
     return { header: header, rows: rows };
@@ -1434,10 +1600,26 @@
     return { header: header, rows: rows };
   }
 
+  // Every budget with its limits and the tokens used in each window now; `spent` names
+  // the windows whose limit is reached (refused with 429 until they turn).
+  function budgetsCsv() {
+    var header = ['kind', 'id', 'tokens_per_minute', 'used_minute', 'tokens_per_day', 'used_day', 'tokens_per_month', 'used_month', 'spent', 'managed_by'];
+    var rows = budgetList().map(function (b) {
+      var ws = budgetWindows(b);
+      var row = [b.kind, b.id];
+      ws.forEach(function (w) { row.push(w.limit, w.used); });
+      var spent = ws.filter(function (w) { return w.spent; }).map(function (w) { return w.key; });
+      row.push(spent.length ? spent.join('; ') : null, b.managed_by || null);
+      return row;
+    });
+    return { header: header, rows: rows };
+  }
+
   var EXPORTS = {
     routes: { build: routesCsv, needs: ['routes', 'metrics'], noun: 'route' },
     endpoints: { build: endpointsCsv, needs: ['routes', 'metrics'], noun: 'endpoint' },
     tokens: { build: tokensCsv, needs: ['tokens', 'metrics'], noun: 'token' },
+    budgets: { build: budgetsCsv, needs: ['budgets'], noun: 'budget' },
   };
 
   function exportCsv(what) {
@@ -1751,7 +1933,7 @@
     });
     $('logout').addEventListener('click', function () { signOut(null); });
     $('refresh').addEventListener('click', function () { refresh(); });
-    ['routes', 'endpoints', 'tokens'].forEach(function (what) {
+    ['routes', 'endpoints', 'tokens', 'budgets'].forEach(function (what) {
       $('export-' + what).addEventListener('click', function () { exportCsv(what); });
     });
     $('token-filter').addEventListener('input', renderTokens);
