@@ -90,6 +90,9 @@ pub enum Command {
     /// Revoke everything a subject holds
     #[command(subcommand, alias = "subject")]
     Subjects(SubjectsCmd),
+    /// Token budgets: LLM tokens per minute, day and month of a token, a service account or a contract
+    #[command(subcommand, alias = "budget")]
+    Budgets(BudgetsCmd),
     /// Ephemeral routes (a developer's machine for a while)
     #[command(subcommand)]
     Ephemeral(EphemeralCmd),
@@ -177,6 +180,12 @@ pub enum RoutesCmd {
         /// No token needed
         #[arg(long)]
         public: bool,
+        /// A model name clients may ask for under /v1/ (model routing); repeat for more, at most 32
+        #[arg(long = "model", value_name = "NAME", conflicts_with = "file")]
+        models: Vec<String>,
+        /// `always`: ask the model server for usage on every stream, so per-token usage and budgets are complete
+        #[arg(long, value_enum, value_name = "MODE", conflicts_with = "file")]
+        usage: Option<Usage>,
     },
     /// Delete a route
     #[command(alias = "rm")]
@@ -194,6 +203,25 @@ pub enum RoutesCmd {
         #[command(flatten)]
         dir: RouteDir,
     },
+}
+
+/// A route's `usage`: when streams report token usage.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// Only when the client asks (stream_options.include_usage); the gateway's default
+    Client,
+    /// On every stream; the extra usage event is removed for clients that did not ask
+    Always,
+}
+
+impl Usage {
+    /// The route object's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Usage::Client => "client",
+            Usage::Always => "always",
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -387,6 +415,99 @@ pub enum ServiceAccountsCmd {
         /// Requests-per-minute limit of the token
         #[arg(long, value_name = "N")]
         rpm: Option<u32>,
+    },
+}
+
+/// What a token budget is for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetKind {
+    /// One token, by id
+    #[value(alias = "token")]
+    Tokens,
+    /// Every service token of one subject (a service account's name)
+    #[value(alias = "service-account")]
+    ServiceAccounts,
+    /// Every partner token issued under one contract id
+    #[value(alias = "contract")]
+    Contracts,
+}
+
+impl From<BudgetKind> for gateway_core::budget::BudgetKind {
+    fn from(k: BudgetKind) -> gateway_core::budget::BudgetKind {
+        match k {
+            BudgetKind::Tokens => gateway_core::budget::BudgetKind::Tokens,
+            BudgetKind::ServiceAccounts => gateway_core::budget::BudgetKind::ServiceAccounts,
+            BudgetKind::Contracts => gateway_core::budget::BudgetKind::Contracts,
+        }
+    }
+}
+
+impl BudgetKind {
+    /// The admin API's path segment: tokens, service-accounts or contracts.
+    pub fn segment(self) -> &'static str {
+        gateway_core::budget::BudgetKind::from(self).segment()
+    }
+}
+
+/// The limits of `budgets set`, in LLM tokens (prompt plus completion); at least one.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+#[group(id = "limits", required = true, multiple = true)]
+pub struct BudgetLimits {
+    /// Tokens per minute (the UTC minute)
+    #[arg(long, value_name = "N", value_parser = budget_limit)]
+    pub per_minute: Option<u64>,
+    /// Tokens per UTC day
+    #[arg(long, value_name = "N", value_parser = budget_limit)]
+    pub per_day: Option<u64>,
+    /// Tokens per UTC calendar month
+    #[arg(long, value_name = "N", value_parser = budget_limit)]
+    pub per_month: Option<u64>,
+}
+
+impl BudgetLimits {
+    /// The body of `PUT /_gateway/budgets/{kind}/{id}`: the limits given, no others.
+    pub fn to_body(&self) -> Value {
+        let mut o = Map::new();
+        for (field, v) in [("tokens_per_minute", self.per_minute), ("tokens_per_day", self.per_day), ("tokens_per_month", self.per_month)] {
+            if let Some(n) = v {
+                o.insert(field.into(), json!(n));
+            }
+        }
+        Value::Object(o)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BudgetsCmd {
+    /// Every budget, with the tokens used in each window now
+    #[command(alias = "ls")]
+    List {
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Set the budget of a token, a service account or a partner contract
+    ///
+    /// Replaces the whole budget: a limit not given is removed. A request is refused with
+    /// 429 (type tokens) once a window's use has reached its limit, until the window turns.
+    Set {
+        /// What the budget is for
+        #[arg(value_enum)]
+        kind: BudgetKind,
+        /// The token's id, the service account's name or the contract id
+        #[arg(value_parser = budget_id)]
+        id: String,
+        #[command(flatten)]
+        limits: BudgetLimits,
+    },
+    /// Remove a budget
+    #[command(alias = "rm")]
+    Delete {
+        /// What the budget is for
+        #[arg(value_enum)]
+        kind: BudgetKind,
+        /// The token's id, the service account's name or the contract id
+        #[arg(value_parser = budget_id)]
+        id: String,
     },
 }
 
@@ -716,6 +837,22 @@ fn lease(s: &str) -> Result<u64, String> {
     }
 }
 
+fn budget_limit(s: &str) -> Result<u64, String> {
+    let max = gateway_core::budget::MAX_TOKENS;
+    match s.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("a limit is a whole number of tokens from 1 to {max}")),
+    }
+}
+
+fn budget_id(s: &str) -> Result<String, String> {
+    if gateway_core::budget::is_valid_id(s) {
+        Ok(s.to_string())
+    } else {
+        Err("an id is 1 to 128 visible ASCII characters, without spaces or `/`".into())
+    }
+}
+
 fn key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("`{}` must be KEY=VALUE", printable(s)))
 }
@@ -783,6 +920,14 @@ mod tests {
             "service-accounts delete evals",
             "service-accounts issue-token evals --ttl 30d --token-only",
             "subjects revoke alice@corp.example",
+            "routes put llama --endpoint a=http://h:1 --groups ml --model llama --model meta-llama/Llama-3.1-8B-Instruct --usage always",
+            "budgets list",
+            "budgets ls -o yaml",
+            "budgets set tokens tok_1 --per-minute 20000",
+            "budget set service-accounts evals --per-day 1000000 --per-month 20000000",
+            "budgets set contract C-2025-031 --per-month 5000000",
+            "budgets delete contracts C-2025-031",
+            "budgets rm token tok_1",
             "ephemeral create --url http://h:1 --ttl 2h --groups dev",
             "me",
             "me -o json",
@@ -833,6 +978,15 @@ mod tests {
             ("tokens issue --subject s --groups g --ttl 1h --kind root", "root"),
             ("tokens issue --subject s --subject x --groups g --ttl 1h", "cannot be used multiple times"),
             ("tokens issue --subject s --groups g --ttl 1h --meta nokey", "KEY=VALUE"),
+            ("routes put llama --file r.json --model llama", "cannot be used with"),
+            ("routes put llama --endpoint a=http://h:1 --usage sometimes", "sometimes"),
+            ("budgets set tokens tok_1", "--per-minute"),
+            ("budgets set teams t --per-day 1", "teams"),
+            ("budgets set tokens tok_1 --per-day 0", "from 1 to 1000000000000"),
+            ("budgets set tokens tok_1 --per-day 1000000000001", "from 1 to"),
+            ("budgets set tokens tok_1 --per-day 1e6", "whole number"),
+            ("budgets set contracts a/b --per-day 1", "without spaces or `/`"),
+            ("budgets delete tokens", "<ID>"),
             ("audit --limit many", "many"),
             ("audit --limit 0", "0"),
             ("audit extra", "unexpected"),
@@ -896,5 +1050,17 @@ mod tests {
         assert!(spec_of("tokens issue --subject h --ttl 1d").unwrap_err().contains("--groups is required"));
         let s = spec_of("token mint --subject=acme --kind partner --routes llama,qwen --groups= --ttl=900 --description bootstrap").unwrap();
         assert_eq!((s.kind, s.routes, s.groups.len(), s.ttl_seconds), (TokenKind::Partner, Some(vec!["llama".into(), "qwen".into()]), 0, 900));
+    }
+
+    #[test]
+    fn budget_options_become_the_api_body() {
+        let Command::Budgets(BudgetsCmd::Set { kind, id, limits }) = ok("budgets set service-account evals --per-day 1000000 --per-minute 20000").command else { panic!() };
+        assert_eq!((kind.segment(), id.as_str()), ("service-accounts", "evals"));
+        assert_eq!(limits.to_body(), json!({"tokens_per_minute": 20_000, "tokens_per_day": 1_000_000}));
+        let Command::Budgets(BudgetsCmd::Set { kind, limits, .. }) = ok("budgets set contracts C-1 --per-month 1000000000000").command else { panic!() };
+        assert_eq!((kind.segment(), limits.to_body()), ("contracts", json!({"tokens_per_month": 1_000_000_000_000u64})));
+        // The body is what core's PUT accepts.
+        let budget: gateway_core::budget::TokenBudget = serde_json::from_value(limits.to_body()).unwrap();
+        budget.validate().unwrap();
     }
 }

@@ -96,7 +96,7 @@ fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
 
 /// `routes list` (`{"routes": [...]}`) and `routes get` (one route).
 pub fn routes(v: &Value) -> Table {
-    let mut t = Table::new(&["NAME", "HOST", "ENABLED", "ENDPOINTS", "AUTH", "MANAGED_BY"]);
+    let mut t = Table::new(&["NAME", "HOST", "ENABLED", "ENDPOINTS", "AUTH", "MANAGED_BY", "MODELS"]);
     let one = [v.clone()];
     let list = if v.get("routes").is_some() { items(v, "routes") } else { &one[..] };
     for r in list {
@@ -104,7 +104,7 @@ pub fn routes(v: &Value) -> Table {
         let leased = r["leased_endpoints"].as_array().map(Vec::len).unwrap_or(0);
         let endpoints = if leased > 0 { format!("{endpoints}+{leased} leased") } else { endpoints.to_string() };
         let auth = if r["auth"]["required"] == Value::Bool(false) { "public".to_string() } else { format!("groups: {}", cell(&r["auth"]["groups"])) };
-        t.row(vec![cell(&r["name"]), cell(&r["host"]), cell(&r["enabled"]), endpoints, auth, cell(&r["managed_by"])]);
+        t.row(vec![cell(&r["name"]), cell(&r["host"]), cell(&r["enabled"]), endpoints, auth, cell(&r["managed_by"]), cell(&r["models"])]);
     }
     t
 }
@@ -146,6 +146,29 @@ pub fn service_accounts(v: &Value) -> Table {
     for a in list {
         let tokens = a["tokens"].as_array().map(|t| t.iter().filter(|t| t["revoked"] != Value::Bool(true) && t["expired"] != Value::Bool(true)).count().to_string());
         t.row(vec![cell(&a["name"]), cell(&a["owner"]), cell(&a["groups"]), tokens.unwrap_or_else(|| "-".into()), time(&a["created_at"]), cell(&a["description"])]);
+    }
+    t
+}
+
+/// `budgets list`: each budget's limits (`-` for none), the tokens used in each window now
+/// (minute/day/month), the windows spent (use at or over the limit: refused with 429), and
+/// who else owns it (Terraform's budgets are changed in Terraform).
+pub fn budgets(v: &Value) -> Table {
+    let mut t = Table::new(&["KIND", "ID", "PER_MINUTE", "PER_DAY", "PER_MONTH", "USED_MIN/DAY/MONTH", "SPENT", "MANAGED_BY"]);
+    let windows = [("minute", "tokens_per_minute"), ("day", "tokens_per_day"), ("month", "tokens_per_month")];
+    for b in items(v, "budgets") {
+        let used = |w: &str| b["used"][w].as_u64().unwrap_or(0);
+        let spent: Vec<&str> = windows.iter().filter(|(w, f)| b[*f].as_u64().is_some_and(|limit| used(w) >= limit)).map(|(w, _)| *w).collect();
+        t.row(vec![
+            cell(&b["kind"]),
+            cell(&b["id"]),
+            cell(&b["tokens_per_minute"]),
+            cell(&b["tokens_per_day"]),
+            cell(&b["tokens_per_month"]),
+            windows.iter().map(|(w, _)| used(w).to_string()).collect::<Vec<_>>().join("/"),
+            if spent.is_empty() { "-".into() } else { spent.join(",") },
+            cell(&b["managed_by"]),
+        ]);
     }
     t
 }
@@ -243,13 +266,13 @@ mod tests {
     fn tables_align_and_clean_cells() {
         let v = json!({"routes": [
             {"name": "llama", "host": null, "enabled": true, "endpoints": [{}, {}], "auth": {"required": true, "groups": ["ml-team", "x"]}, "managed_by": null},
-            {"name": "docs\u{1b}[2J", "enabled": false, "endpoints": [], "auth": {"required": false, "groups": []}, "managed_by": "terraform"},
+            {"name": "docs\u{1b}[2J", "enabled": false, "endpoints": [], "auth": {"required": false, "groups": []}, "managed_by": "terraform", "models": ["mistral-7b", "mistral"]},
         ], "next_cursor": null});
         let text = routes(&v).to_string();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "NAME       HOST   ENABLED   ENDPOINTS   AUTH                MANAGED_BY");
-        assert_eq!(lines[1], "llama      -      true      2           groups: ml-team,x   -");
-        assert_eq!(lines[2], "docs?[2J   -      false     0           public              terraform");
+        assert_eq!(lines[0], "NAME       HOST   ENABLED   ENDPOINTS   AUTH                MANAGED_BY   MODELS");
+        assert_eq!(lines[1], "llama      -      true      2           groups: ml-team,x   -            -");
+        assert_eq!(lines[2], "docs?[2J   -      false     0           public              terraform    mistral-7b,mistral");
     }
 
     #[test]

@@ -155,6 +155,7 @@ pub fn execute(cli: Cli, env: Env<'_>) -> Result<Done, String> {
         Command::Endpoints(cmd) => endpoints(&s, cmd).map(|()| Done::Ok),
         Command::Tokens(cmd) => tokens(&s, cmd).map(|()| Done::Ok),
         Command::ServiceAccounts(cmd) => service_accounts(&s, cmd).map(|()| Done::Ok),
+        Command::Budgets(cmd) => budgets(&s, cmd).map(|()| Done::Ok),
         Command::Subjects(SubjectsCmd::Revoke { subject }) => {
             print_json(&s.call(HttpCall::post(format!("/_gateway/subjects/{}/revoke", encode(&subject)), None))?).map(|()| Done::Ok)
         }
@@ -194,13 +195,22 @@ fn routes(s: &Session, cmd: RoutesCmd) -> Result<Done, String> {
             s.call(HttpCall::delete(path(&name)))?;
             println!("deleted route {}", duration::printable(&name));
         }
-        RoutesCmd::Put { name, file, endpoint, groups, public } => {
+        RoutesCmd::Put { name, file, endpoint, groups, public, models, usage } => {
             let body = match file {
                 Some(f) => read_route_file(&f)?,
-                None => json!({
-                    "endpoints": endpoint.iter().map(EndpointSpec::to_json).collect::<Vec<_>>(),
-                    "auth": { "required": !public, "groups": groups.as_deref().map(list).unwrap_or_default() },
-                }),
+                None => {
+                    let mut body = json!({
+                        "endpoints": endpoint.iter().map(EndpointSpec::to_json).collect::<Vec<_>>(),
+                        "auth": { "required": !public, "groups": groups.as_deref().map(list).unwrap_or_default() },
+                    });
+                    if !models.is_empty() {
+                        body["models"] = json!(models);
+                    }
+                    if let Some(u) = usage {
+                        body["usage"] = json!(u.as_str());
+                    }
+                    body
+                }
             };
             print_json(&s.call(HttpCall::put(path(&name), body))?)?;
         }
@@ -358,6 +368,19 @@ fn service_accounts(s: &Session, cmd: ServiceAccountsCmd) -> Result<(), String> 
                 body["rate_limit_rpm"] = json!(n);
             }
             issued(&s.call(HttpCall::post(format!("{}/tokens", path(&name)), Some(body)))?, token.token_only)
+        }
+    }
+}
+
+fn budgets(s: &Session, cmd: BudgetsCmd) -> Result<(), String> {
+    let path = |kind: BudgetKind, id: &str| format!("/_gateway/budgets/{}/{}", kind.segment(), encode(id));
+    match cmd {
+        BudgetsCmd::List { out } => output::print(&s.call(HttpCall::get("/_gateway/budgets"))?, out.output, output::budgets),
+        BudgetsCmd::Set { kind, id, limits } => print_json(&s.call(HttpCall::put(path(kind, &id), limits.to_body()))?),
+        BudgetsCmd::Delete { kind, id } => {
+            s.call(HttpCall::delete(path(kind, &id)))?;
+            println!("deleted budget {}/{}", kind.segment(), duration::printable(&id));
+            Ok(())
         }
     }
 }

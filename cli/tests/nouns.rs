@@ -33,6 +33,27 @@ fn gateway() -> Server {
         ("POST", "/_gateway/subjects/alice%40corp.example/revoke") => json(200, json!({"subject": "alice@corp.example", "revoked_at": 1, "tokens_revoked": 2})),
         ("POST", "/_gateway/tokens") => json(201, json!({"id": "tok_2", "token": "iss.ued.tok", "expires_at": 1_800_000_000u64})),
         ("DELETE", "/_gateway/tokens/tok_2") => (204, "application/json", String::new()),
+        ("GET", "/_gateway/budgets") => json(
+            200,
+            json!({"budgets": [
+                {"kind": "contracts", "id": "C-2025-031", "tokens_per_month": 5_000_000, "managed_by": "terraform", "used": {"minute": 300, "day": 12_300, "month": 4_200_000}},
+                {"kind": "service-accounts", "id": "evals", "tokens_per_minute": 1000, "tokens_per_day": 50_000, "used": {"minute": 0, "day": 50_000, "month": 52_000}},
+                {"kind": "tokens", "id": "tok_1", "tokens_per_minute": 20_000, "tokens_per_day": 1_000_000, "used": {"minute": 20_480, "day": 1_000_000, "month": 1_000_000}},
+            ]}),
+        ),
+        // As core answers: the record, with its kind and id.
+        ("PUT", p) if p.starts_with("/_gateway/budgets/") => {
+            let mut v = r.json();
+            let mut seg = p.trim_start_matches("/_gateway/budgets/").splitn(2, '/');
+            v["kind"] = json!(seg.next());
+            v["id"] = json!(seg.next());
+            json(200, v)
+        }
+        ("DELETE", "/_gateway/budgets/service-accounts/evals") => json(200, json!({"deleted": "service-accounts/evals"})),
+        ("DELETE", "/_gateway/budgets/contracts/C-2025-031") => {
+            json(409, json!({"error": {"message": "budget `contracts/C-2025-031` is managed by terraform; change it there", "type": "invalid_request_error", "code": "conflict"}}))
+        }
+        ("DELETE", p) if p.starts_with("/_gateway/budgets/") => json(404, json!({"error": {"message": "no budget for tokens `tok_9`", "type": "invalid_request_error", "code": "not_found"}})),
         _ => json(403, json!({"error": {"message": "nope", "type": "permission_error", "code": "forbidden"}})),
     })
 }
@@ -58,6 +79,9 @@ fn every_noun_calls_its_admin_path() {
         (&["audit", "--limit", "5", "--before", "99"], ("GET", "/_gateway/audit?limit=5&before=99")),
         (&["tokens", "issue", "--subject", "bob", "--groups", "ml-team", "--ttl", "1h"], ("POST", "/_gateway/tokens")),
         (&["tokens", "revoke", "tok_2"], ("DELETE", "/_gateway/tokens/tok_2")),
+        (&["budgets", "list"], ("GET", "/_gateway/budgets")),
+        (&["budgets", "set", "tokens", "tok_1", "--per-minute", "20000"], ("PUT", "/_gateway/budgets/tokens/tok_1")),
+        (&["budgets", "delete", "service-accounts", "evals"], ("DELETE", "/_gateway/budgets/service-accounts/evals")),
     ];
     for (args, (method, path)) in cases {
         s.clear();
@@ -103,6 +127,70 @@ fn bodies_and_outputs() {
 }
 
 #[test]
+fn budgets_list_set_and_delete() {
+    let s = gateway();
+    let o = run(&s.base, &["budgets", "list"]);
+    expect_code(&o, 0);
+    assert_eq!(
+        stdout(&o).lines().collect::<Vec<_>>(),
+        [
+            "KIND               ID           PER_MINUTE   PER_DAY   PER_MONTH   USED_MIN/DAY/MONTH      SPENT        MANAGED_BY",
+            "contracts          C-2025-031   -            -         5000000     300/12300/4200000       -            terraform",
+            "service-accounts   evals        1000         50000     -           0/50000/52000           day          -",
+            "tokens             tok_1        20000        1000000   -           20480/1000000/1000000   minute,day   -",
+        ],
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&s.base, &["budgets", "ls", "-o", "json"]);
+    expect_code(&o, 0);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((v["budgets"][2]["id"].as_str(), v["budgets"][2]["used"]["minute"].as_u64()), (Some("tok_1"), Some(20_480)), "the API's body as it is");
+    let o = run(&s.base, &["budgets", "list", "-o", "yaml"]);
+    assert!(stdout(&o).contains("managed_by: terraform"), "{}", stdout(&o));
+
+    // Only the limits given, as core's TokenBudget names them; the id percent-encoded.
+    s.clear();
+    let o = run(&s.base, &["budgets", "set", "service-account", "evals", "--per-day", "1000000", "--per-month", "20000000"]);
+    expect_code(&o, 0);
+    let seen = s.seen();
+    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("PUT", "/_gateway/budgets/service-accounts/evals"));
+    assert_eq!(seen[0].json(), json!({"tokens_per_day": 1_000_000, "tokens_per_month": 20_000_000}));
+    let reply: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(reply, json!({"kind": "service-accounts", "id": "evals", "tokens_per_day": 1_000_000, "tokens_per_month": 20_000_000}));
+    s.clear();
+    let o = run(&s.base, &["budgets", "set", "contracts", "+INI-2026:a", "--per-minute", "1000"]);
+    expect_code(&o, 0);
+    assert_eq!(s.calls(), [("PUT".to_string(), "/_gateway/budgets/contracts/%2BINI-2026%3Aa".to_string())]);
+    assert_eq!(s.seen()[0].json(), json!({"tokens_per_minute": 1000}));
+
+    // Mistakes stop before any call, with exit 2.
+    s.clear();
+    for (args, says) in [
+        (&["budgets", "set", "tokens", "tok_1"][..], "--per-minute"),
+        (&["budgets", "set", "tokens", "tok_1", "--per-day", "0"], "from 1 to 1000000000000"),
+        (&["budgets", "set", "teams", "t", "--per-day", "5"], "teams"),
+        (&["budgets", "set", "contracts", "C 1", "--per-day", "5"], "without spaces or `/`"),
+    ] {
+        let o = run(&s.base, args);
+        expect_code(&o, 2);
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    assert!(s.calls().is_empty(), "{:?}", s.calls());
+
+    let o = run(&s.base, &["budgets", "delete", "service-accounts", "evals"]);
+    expect_code(&o, 0);
+    assert_eq!(stdout(&o), "deleted budget service-accounts/evals\n");
+    // The gateway's refusals: none to delete, and Terraform's.
+    let o = run(&s.base, &["budgets", "rm", "token", "tok_9"]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("the gateway answered 404: no budget for tokens `tok_9`"), "{}", stderr(&o));
+    let o = run(&s.base, &["budgets", "delete", "contracts", "C-2025-031"]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("409") && stderr(&o).contains("managed by terraform"), "{}", stderr(&o));
+}
+
+#[test]
 fn refusals_exit_1_with_the_gateways_message_and_a_hint() {
     let s = gateway();
     let o = run(&s.base, &["routes", "delete", "llama"]);
@@ -122,7 +210,7 @@ fn completions_are_scripts_for_each_shell() {
         let o = gatewayctl(&dir.path().join("c.yaml")).args(["completion", shell]).output().unwrap();
         expect_code(&o, 0);
         let out = stdout(&o);
-        assert!(out.len() > 1000 && out.contains("gatewayctl") && out.contains("service-accounts"), "{shell}: {} bytes", out.len());
+        assert!(out.len() > 1000 && out.contains("gatewayctl") && out.contains("service-accounts") && out.contains("budgets"), "{shell}: {} bytes", out.len());
     }
 }
 

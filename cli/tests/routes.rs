@@ -115,3 +115,113 @@ fn bad_directories_fail_before_any_write() {
     expect_code(&o, 1);
     assert!(s.calls().iter().all(|(m, _)| m == "GET"), "{:?}", s.calls());
 }
+
+#[test]
+fn put_from_options_carries_models_and_usage() {
+    let s = gateway();
+    let args = ["routes", "put", "llama", "--endpoint", "a=http://10.0.1.5:8000", "--groups", "ml-team", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--model", "llama,v2", "--usage", "always"];
+    let o = run(&s.base, &args);
+    expect_code(&o, 0);
+    let seen = s.seen();
+    assert_eq!((seen[0].method.as_str(), seen[0].path.as_str()), ("PUT", "/_gateway/routes/llama"));
+    let body = seen[0].json();
+    assert_eq!(
+        body,
+        json!({"endpoints": [{"id": "a", "url": "http://10.0.1.5:8000"}], "auth": {"required": true, "groups": ["ml-team"]},
+               "models": ["meta-llama/Llama-3.1-8B-Instruct", "llama,v2"], "usage": "always"}),
+        "each --model is one name, commas and all"
+    );
+    // Core takes it as the route it means.
+    let cmd = gateway_core::admin::AdminCommand::parse(&http::Method::PUT, &["routes".into(), "llama".into()], None, body.to_string().as_bytes()).expect("core accepts it");
+    let gateway_core::admin::AdminCommand::PutRoute(route) = cmd else { panic!("not a route") };
+    assert_eq!((route.models.len(), route.usage), (2, gateway_core::usage::UsageMode::Always));
+
+    // Without the options the body has neither field (the gateway's defaults: no models, usage client).
+    s.clear();
+    let o = run(&s.base, &["routes", "put", "llama", "--endpoint", "a=http://10.0.1.5:8000", "--groups", "ml-team"]);
+    expect_code(&o, 0);
+    let body = s.seen()[0].json();
+    assert!(body.get("models").is_none() && body.get("usage").is_none(), "{body}");
+    s.clear();
+    let o = run(&s.base, &["routes", "put", "llama", "--endpoint", "a=http://10.0.1.5:8000", "--groups", "ml-team", "--usage", "client"]);
+    expect_code(&o, 0);
+    assert_eq!(s.seen()[0].json()["usage"], "client");
+    let o = run(&s.base, &["routes", "put", "llama", "--file", "r.json", "--model", "llama"]);
+    expect_code(&o, 2);
+}
+
+/// A gateway holding `llama` with models and `usage: always`, as core lists it.
+fn gateway_with_models() -> Server {
+    let body = json!({"name": "llama", "endpoints": [{"id": "a", "url": "http://10.0.1.5:8000"}], "auth": {"groups": ["ml-team"]},
+                      "models": ["llama-3.1-8b", "llama"], "usage": "always"});
+    let route: gateway_core::route::Route = serde_json::from_value(body).expect("route");
+    let listed = serde_json::to_value(route).expect("json");
+    assert_eq!((listed["models"].as_array().map(Vec::len), listed["usage"].as_str()), (Some(2), Some("always")), "{listed}");
+    Server::start(Duration::from_secs(30), move |r| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/_gateway/routes") => json(200, json!({"routes": [listed.clone()], "next_cursor": null})),
+        ("PUT", _) => json(200, r.json()),
+        _ => json(404, json!({"error": {"message": "no", "type": "invalid_request_error", "code": "not_found"}})),
+    })
+}
+
+#[test]
+fn route_files_carry_models_and_usage() {
+    let s = gateway_with_models();
+    let dir = TempDir::new("routes-models");
+    let d = dir.path().to_str().unwrap();
+    let write = |v: &Value| std::fs::write(dir.path().join("llama.json"), serde_json::to_string_pretty(v).unwrap()).unwrap();
+    let base = json!({"name": "llama", "endpoints": [{"id": "a", "url": "http://10.0.1.5:8000"}], "auth": {"groups": ["ml-team"]}});
+
+    // The same models and usage: nothing to do.
+    let mut same = base.clone();
+    same["models"] = json!(["llama-3.1-8b", "llama"]);
+    same["usage"] = json!("always");
+    write(&same);
+    let o = run(&s.base, &["routes", "diff", "-f", d, "--exit-code"]);
+    expect_code(&o, 0);
+    assert_eq!(stdout(&o), "0 to create, 0 to change, 0 to delete, 1 unchanged\n");
+
+    // A model added and usage back to the default: field-level lines, and apply sends the file as written.
+    let mut changed = base.clone();
+    changed["models"] = json!(["llama-3.1-8b", "llama", "llama-3.1-8b-instruct"]);
+    changed["usage"] = json!("client");
+    write(&changed);
+    let o = run(&s.base, &["routes", "diff", "-f", d]);
+    expect_code(&o, 0);
+    assert_eq!(
+        stdout(&o).lines().collect::<Vec<_>>(),
+        [
+            "~ route llama (changed)",
+            r#"    - models: ["llama-3.1-8b","llama"]"#,
+            r#"    + models: ["llama-3.1-8b","llama","llama-3.1-8b-instruct"]"#,
+            r#"    - usage: "always""#,
+            "0 to create, 1 to change, 0 to delete, 0 unchanged",
+        ],
+        "{}",
+        stdout(&o)
+    );
+    s.clear();
+    let o = run(&s.base, &["routes", "apply", "-f", d]);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("updated route llama\n"), "{}", stdout(&o));
+    let writes: Vec<Seen> = s.seen().into_iter().filter(|r| r.method == "PUT").collect();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].json(), changed);
+
+    // A file core would refuse fails before any write.
+    let mut bad = base.clone();
+    bad["models"] = json!(["llama", "llama"]);
+    write(&bad);
+    s.clear();
+    let o = run(&s.base, &["routes", "apply", "-f", d]);
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("llama.json") && stderr(&o).contains("models[1]") && stderr(&o).contains("listed twice"), "{}", stderr(&o));
+    assert!(s.calls().iter().all(|(m, _)| m == "GET"), "{:?}", s.calls());
+
+    // And `routes list` shows the models.
+    let o = run(&s.base, &["routes", "list"]);
+    expect_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.lines().next().is_some_and(|h| h.ends_with("MODELS")), "{out}");
+    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("llama ") && l.ends_with("llama-3.1-8b,llama")), "{out}");
+}
