@@ -410,6 +410,9 @@ impl AdminCommand {
                     return Ok(AdminCommand::DeleteBudget { kind, id: id.to_string() });
                 }
                 let budget: crate::budget::TokenBudget = json_body(body)?;
+                if budget.managed_by.is_some() {
+                    return Err(Error::bad_request("managed_by", "is set by Terraform, not through the admin API"));
+                }
                 budget.validate()?;
                 Ok(AdminCommand::PutBudget { kind, id: id.to_string(), budget })
             }
@@ -639,6 +642,14 @@ async fn audit<S: Store>(
     // The write already happened or was refused; a lost audit line must not undo or fail it,
     // but the adapter's store logs the failure.
     let _ = store.append_audit(entry).await;
+}
+
+/// A budget Terraform wrote is Terraform's to change (409), as a managed route is.
+async fn refuse_managed_budget<S: Store>(store: &S, key: &str) -> Result<()> {
+    if store.budget(key).await?.is_some_and(|b| b.managed_by.is_some()) {
+        return Err(Error::Conflict(format!("budget `{key}` is managed by terraform; change it there")));
+    }
+    Ok(())
 }
 
 fn refuse_managed(route: &Route) -> Result<()> {
@@ -884,6 +895,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             Ok(AdminReply::ok(json!({ "budgets": items })))
         }
         AdminCommand::PutBudget { kind, id, budget } => {
+            refuse_managed_budget(store, &kind.key(&id)).await?;
             store.put_budget(&kind.key(&id), &budget).await?;
             let mut v = serde_json::to_value(budget).unwrap_or_default();
             v["kind"] = json!(kind.segment());
@@ -891,6 +903,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
             Ok(AdminReply::ok(v))
         }
         AdminCommand::DeleteBudget { kind, id } => {
+            refuse_managed_budget(store, &kind.key(&id)).await?;
             if !store.delete_budget(&kind.key(&id)).await? {
                 return Err(Error::NotFound(format!("no budget for {} `{id}`", kind.segment())));
             }
@@ -1567,6 +1580,13 @@ mod tests {
         let log = block_on(store.audit(None, 10)).unwrap();
         assert!(log.iter().any(|e| e.action == "budget.put" && e.object == "budget/contracts/C-17"));
         assert!(log.iter().any(|e| e.action == "budget.delete" && e.outcome == "ok"));
+        // Terraform's budgets are Terraform's.
+        let tf = crate::budget::TokenBudget { tokens_per_day: Some(9), managed_by: Some(crate::budget::Owner::Terraform), ..Default::default() };
+        block_on(store.put_budget("contracts/C-tf", &tf)).unwrap();
+        assert_eq!(call(&cfg, &store, Some(&auth), Method::PUT, "budgets/contracts/C-tf", r#"{"tokens_per_day": 99}"#).unwrap_err().status(), StatusCode::CONFLICT);
+        assert_eq!(call(&cfg, &store, Some(&auth), Method::DELETE, "budgets/contracts/C-tf", "").unwrap_err().status(), StatusCode::CONFLICT);
+        let e = call(&cfg, &store, Some(&auth), Method::PUT, "budgets/contracts/C-x", r#"{"tokens_per_day": 9, "managed_by": "terraform"}"#).unwrap_err();
+        assert!(matches!(e, Error::BadRequest { ref field, .. } if field == "managed_by"), "{e:?}");
         // Not for non-admins.
         let user = admin_token(&cfg, &["ml-team"]);
         assert_eq!(call(&cfg, &store, Some(&user), Method::GET, "budgets", "").unwrap_err().status(), StatusCode::FORBIDDEN);

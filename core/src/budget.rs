@@ -29,6 +29,17 @@ pub struct TokenBudget {
     /// Tokens per UTC calendar month.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_month: Option<u64>,
+    /// `"terraform"` when `infra/modules/routes` (its `budgets`) owns it: the admin API then
+    /// refuses to change it (409), as for routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<Owner>,
+}
+
+/// Who else may own a budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Owner {
+    Terraform,
 }
 
 impl TokenBudget {
@@ -317,7 +328,7 @@ mod tests {
 
     #[test]
     fn admitted_under_every_limit_refused_once_one_is_spent() {
-        let b = TokenBudget { tokens_per_minute: Some(100), tokens_per_day: Some(1_000), tokens_per_month: None };
+        let b = TokenBudget { tokens_per_minute: Some(100), tokens_per_day: Some(1_000), tokens_per_month: None, managed_by: None };
         let ok = check(&b, &BudgetUse { minute: 40, day: 950, month: 5_000 }, NOW * 1000).unwrap();
         assert_eq!((ok.limit, ok.remaining), (1_000, 50), "the day has the least left");
         let e = check(&b, &BudgetUse { minute: 100, day: 100, month: 0 }, NOW * 1000).unwrap_err();

@@ -217,7 +217,11 @@ impl RouteSource for DoStore {
         Ok(self.list_routes().await?.into_iter().flat_map(|r| r.models.into_iter().map(move |m| (m, r.name.clone()))).collect())
     }
     async fn budget(&self, key: &str) -> Result<Option<gateway_core::budget::TokenBudget>> {
-        self.get_text(&budget_key(key)).await?.map(|r| decode(&r)).transpose()
+        // Admin-set budgets live here (mirrored into KV); Terraform's only in KV.
+        match self.get_text(&budget_key(key)).await? {
+            Some(raw) => decode(&raw).map(Some),
+            None => self.kv.get(&budget_key(key)).text().await.map_err(|e| store_err("kv get", e))?.map(|r| decode(&r)).transpose(),
+        }
     }
     async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
         let iso = crate::isolate(&self.env);
@@ -445,13 +449,23 @@ impl Store for DoStore {
         Ok(existed)
     }
     async fn list_budgets(&self) -> Result<Vec<(String, gateway_core::budget::TokenBudget)>> {
-        let mut out = Vec::new();
+        let mut out: BTreeMap<String, gateway_core::budget::TokenBudget> = BTreeMap::new();
         for (key, value) in self.list_entries("budget:", None, None).await? {
             if let Some(b) = value.as_string().and_then(|v| serde_json::from_str(&v).ok()) {
-                out.push((key.trim_start_matches("budget:").to_string(), b));
+                out.insert(key.trim_start_matches("budget:").to_string(), b);
             }
         }
-        Ok(out)
+        // Terraform's budgets exist only in KV.
+        let listed = self.kv.list().prefix("budget:".into()).execute().await.map_err(|e| store_err("kv list", e))?;
+        for k in listed.keys {
+            let key = k.name.trim_start_matches("budget:").to_string();
+            if !out.contains_key(&key) {
+                if let Some(b) = self.budget(&key).await? {
+                    out.insert(key, b);
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
     }
     async fn budget_use(&self, key: &str, now: u64) -> Result<gateway_core::budget::BudgetUse> {
         crate::ratelimit::budget_use(&self.env, key, now).await.map_err(|e| store_err("budget counter", e))

@@ -10,6 +10,7 @@ pub const ALL: &[Case] = &[
     ("governance_rate_limit_headers_on_every_answer_of_a_limited_route", |c| boxed(governance_rate_limit_headers_on_every_answer_of_a_limited_route(c))),
     ("governance_usage_always_counts_every_stream_and_the_client_sees_its_own_stream", |c| boxed(governance_usage_always_counts_every_stream_and_the_client_sees_its_own_stream(c))),
     ("governance_token_budgets_refuse_after_the_answer_that_crossed_them", |c| boxed(governance_token_budgets_refuse_after_the_answer_that_crossed_them(c))),
+    ("governance_terraform_budgets_apply_and_the_admin_api_leaves_them_alone", |c| boxed(governance_terraform_budgets_apply_and_the_admin_api_leaves_them_alone(c))),
 ];
 
 fn header(res: &reqwest::Response, name: &str) -> Option<String> {
@@ -223,5 +224,26 @@ async fn governance_token_budgets_refuse_after_the_answer_that_crossed_them(c: &
     let again = chat(c, &route, &token).await?;
     ensure!(again.status() == 200, "after the window turned: {}", again.status());
     ensure!(c.a.requests() > before, "the stand-in answered");
+    Ok(())
+}
+
+async fn governance_terraform_budgets_apply_and_the_admin_api_leaves_them_alone(c: &Ctx) -> CaseResult {
+    let route = c.name("tf-budget");
+    c.put_route(&route, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    let contract = c.name("C-tf");
+    let key = format!("contracts/{contract}");
+    c.backing.terraform_budget(&key, Some(&json!({"tokens_per_day": 10, "managed_by": "terraform"}).to_string())).await?;
+    let (s, v) = c.admin_call(Method::GET, "budgets", None).await?;
+    let listed = v["budgets"].as_array().and_then(|b| b.iter().find(|b| b["id"] == contract.as_str()).cloned()).unwrap_or_default();
+    ensure!(s == 200 && listed["kind"] == "contracts" && listed["tokens_per_day"] == 10 && listed["managed_by"] == "terraform", "listed: {listed}");
+    let (s, _) = c.admin_call(Method::PUT, &format!("budgets/{key}"), Some(json!({"tokens_per_day": 1000}))).await?;
+    ensure!(s == 409, "an admin change to Terraform's budget: {s}");
+    let (s, _) = c.admin_call(Method::DELETE, &format!("budgets/{key}"), None).await?;
+    ensure!(s == 409, "an admin removal of Terraform's budget: {s}");
+    // It applies: the contract's tokens are refused once the day's 10 tokens are used.
+    let (_, p) = c.issue(json!({"subject": c.name("tf-partner"), "kind": "partner", "routes": [route], "ttl_seconds": 600,
+                                "metadata": {"partner": "acme", "contract_id": contract}})).await?;
+    refused_within(c, &route, &p, "over Terraform's contract budget", None).await?;
+    c.backing.terraform_budget(&key, None).await?;
     Ok(())
 }

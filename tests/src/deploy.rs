@@ -56,9 +56,21 @@ impl Backing {
     /// Writes a route as `infra/modules/routes` does: the KV entry `route:{name}`, or the
     /// DynamoDB item `route#{name}`/`def`. `None` removes it, as `terraform destroy` does.
     pub async fn terraform_write(&self, name: &str, json: Option<&str>) -> Result<(), String> {
+        self.write(&format!("route:{name}"), (&format!("route#{name}"), "def", "route"), json).await
+    }
+
+    /// Writes a token budget as `infra/modules/routes` does (`budgets`): `budget:{key}` in KV,
+    /// `budgets`/`{key}` in DynamoDB.
+    pub async fn terraform_budget(&self, key: &str, json: Option<&str>) -> Result<(), String> {
+        self.write(&format!("budget:{key}"), ("budgets", key, "budget"), json).await
+    }
+
+    /// One Terraform-written value: the KV key, or the DynamoDB item (partition, sort key,
+    /// attribute holding the JSON).
+    async fn write(&self, kv_key: &str, item: (&str, &str, &str), json: Option<&str>) -> Result<(), String> {
         match self {
             Backing::Kv { state } => {
-                let (state, key, json) = (state.clone(), format!("route:{name}"), json.map(str::to_string));
+                let (state, key, json) = (state.clone(), kv_key.to_string(), json.map(str::to_string));
                 tokio::task::spawn_blocking(move || {
                     let mut cmd = Command::new(repo_root().join("node_modules/.bin/wrangler"));
                     cmd.current_dir(repo_root());
@@ -87,10 +99,11 @@ impl Backing {
             Backing::Dynamo { endpoint, table } => {
                 use aws_sdk_dynamodb::types::AttributeValue::S;
                 let client = dynamo_client(endpoint).await;
-                let key = [("entity", S(format!("route#{name}"))), ("item", S("def".into()))];
+                let (entity, sort, attr) = item;
+                let key = [("entity", S(entity.to_string())), ("item", S(sort.to_string()))];
                 match json {
                     Some(j) => {
-                        let mut put = client.put_item().table_name(table).item("route", S(j.to_string()));
+                        let mut put = client.put_item().table_name(table).item(attr, S(j.to_string()));
                         for (k, v) in key {
                             put = put.item(k, v);
                         }

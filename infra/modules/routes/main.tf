@@ -52,12 +52,21 @@ locals {
 
   route_json = { for name, r in local.routes : name => jsonencode(r) }
 
+  # Token budgets as the gateway stores them; unset limits left out.
+  budget_json = {
+    for key, b in var.budgets : key => jsonencode(merge(
+      { for k, v in { tokens_per_minute = b.tokens_per_minute, tokens_per_day = b.tokens_per_day, tokens_per_month = b.tokens_per_month } : k => v if v != null },
+      { managed_by = "terraform" },
+    ))
+  }
+
   # Workers KV (binding GATEWAY_KV): `route:{name}` → route JSON, `host:{host}` → route name,
   # `model:{model}` → route name.
   kv_entries = merge(
     { for name, json in local.route_json : "route:${name}" => json },
     { for name, r in var.routes : "host:${r.host}" => name if r.host != null },
     { for m, name in local.model_routes : "model:${m}" => name },
+    { for key, json in local.budget_json : "budget:${key}" => json },
   )
 
   # DynamoDB (table GATEWAY_TABLE, keys entity/item), in DynamoDB JSON as aws_dynamodb_table_item wants:
@@ -83,6 +92,14 @@ locals {
         entity     = { S = "models" }
         item       = { S = m }
         route_name = { S = name }
+      })
+    },
+    # budgets/{kind}/{id} with `budget`: token budgets, one partition.
+    {
+      for key, json in local.budget_json : "budgets#${key}" => jsonencode({
+        entity = { S = "budgets" }
+        item   = { S = key }
+        budget = { S = json }
       })
     },
   )

@@ -176,3 +176,28 @@ variable "routes" {
     error_message = "max_body_bytes must be a whole number from 1 to 1073741824 (1 GiB)."
   }
 }
+
+variable "budgets" {
+  description = "Token budgets (compute governance), keyed `tokens/{token id}`, `service-accounts/{subject}` or `contracts/{contract_id}`, each with any of tokens_per_minute, tokens_per_day, tokens_per_month (UTC windows). Written with managed_by = \"terraform\", so the admin API refuses to change them (409). See the root README, \"Token budgets\"."
+  type = map(object({
+    tokens_per_minute = optional(number)
+    tokens_per_day    = optional(number)
+    tokens_per_month  = optional(number)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for k, b in var.budgets : can(regex("^(tokens|service-accounts|contracts)/[!-.0-~]{1,128}$", k))])
+    error_message = "Budget keys are tokens/{id}, service-accounts/{subject} or contracts/{contract_id}; the id is 1 to 128 visible characters without /."
+  }
+
+  validation {
+    condition     = alltrue([for b in var.budgets : b.tokens_per_minute != null || b.tokens_per_day != null || b.tokens_per_month != null])
+    error_message = "A budget sets tokens_per_minute, tokens_per_day or tokens_per_month."
+  }
+
+  validation {
+    condition     = alltrue([for b in var.budgets : alltrue([for v in [b.tokens_per_minute, b.tokens_per_day, b.tokens_per_month] : v == null ? true : (v >= 1 && v <= 1000000000000 && floor(v) == v)])])
+    error_message = "Budget limits are whole numbers from 1 to 10^12 tokens."
+  }
+}

@@ -10,8 +10,9 @@
 # (A KV write replaces the value, so adopting an admin-made route needs no import at the edge.)
 
 module "render" {
-  source = "../"
-  routes = var.routes
+  source  = "../"
+  routes  = var.routes
+  budgets = var.budgets
 }
 
 resource "cloudflare_workers_kv" "entry" {

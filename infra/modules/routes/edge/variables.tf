@@ -13,3 +13,9 @@ variable "routes" {
   type        = any
   default     = {}
 }
+
+variable "budgets" {
+  description = "Token budgets keyed `tokens/{id}`, `service-accounts/{subject}` or `contracts/{contract_id}`, as the `budgets` variable of modules/routes (../variables.tf), which types and validates them."
+  type        = any
+  default     = {}
+}

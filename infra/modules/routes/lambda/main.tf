@@ -15,8 +15,9 @@
 # "route#llama-prod", range_key_value = "def" }` instead of `id`.
 
 module "render" {
-  source = "../"
-  routes = var.routes
+  source  = "../"
+  routes  = var.routes
+  budgets = var.budgets
 }
 
 resource "aws_dynamodb_table_item" "entry" {

@@ -295,3 +295,36 @@ run "an_unknown_usage_mode_is_refused" {
 
   expect_failures = [var.routes]
 }
+
+run "budgets_are_written_as_terraforms" {
+  command = plan
+
+  variables {
+    budgets = {
+      "contracts/C-2026-017"         = { tokens_per_minute = 200000, tokens_per_month = 50000000 }
+      "service-accounts/nightly-etl" = { tokens_per_day = 1000000 }
+    }
+  }
+
+  assert {
+    condition     = jsondecode(output.kv_entries["budget:contracts/C-2026-017"]) == { tokens_per_minute = 200000, tokens_per_month = 50000000, managed_by = "terraform" }
+    error_message = "budget:{kind}/{id} holds the budget, unset limits left out: ${output.kv_entries["budget:contracts/C-2026-017"]}"
+  }
+
+  assert {
+    condition     = jsondecode(output.dynamodb_items["budgets#service-accounts/nightly-etl"]).entity.S == "budgets" && jsondecode(jsondecode(output.dynamodb_items["budgets#service-accounts/nightly-etl"]).budget.S).tokens_per_day == 1000000
+    error_message = "budgets/{kind}/{id} with the budget JSON."
+  }
+}
+
+run "a_budget_needs_a_known_kind_and_a_limit" {
+  command = plan
+
+  variables {
+    budgets = {
+      "partners/acme" = {}
+    }
+  }
+
+  expect_failures = [var.budgets]
+}
