@@ -532,7 +532,24 @@ async fn vllm_usage_always_counts_what_vllm_reports_and_leaves_the_stream_as_it_
     })
     .await
     .map_err(|e| format!("{e} (vLLM: {prompt_v}+{gen_v})"))?;
-    println!("      usage: \"always\": counted {prompt_v}+{gen_v} = vLLM's; client stream identical to vLLM's ({} events)", t.len());
+    // A client that asks gets vLLM's usage event, and its body goes up as it was.
+    let asked = json!({"model": MODEL, "stream": true, "stream_options": {"include_usage": true}, "temperature": 0, "max_tokens": 6, "messages": [{"role": "user", "content": "Say: yes"}]}).to_string();
+    let (prompt1, gen1) = (v.metric(&v.a, "vllm:prompt_tokens_total")?, v.metric(&v.a, "vllm:generation_tokens_total")?);
+    let res = c.http.post(c.url(&format!("/{name}/v1/chat/completions"))).bearer_auth(&token).header("content-type", "application/json").body(asked).send().await.map_err(|e| e.to_string())?;
+    let text = res.text().await.map_err(|e| e.to_string())?;
+    let (_, _, _, _, usage_events, done) = stream_summary(&text)?;
+    ensure!(usage_events == 1 && done, "the asking client's stream: {text}");
+    let usage_line = text.split("\n\n").find(|e| e.contains("\"usage\":{")).unwrap_or("");
+    let u: Value = serde_json::from_str(usage_line.trim_start_matches("data: ")).map_err(|e| e.to_string())?;
+    let (p2, g2) = (v.metric(&v.a, "vllm:prompt_tokens_total")? - prompt1, v.metric(&v.a, "vllm:generation_tokens_total")? - gen1);
+    ensure!(u["usage"]["prompt_tokens"].as_f64() == Some(p2) && u["usage"]["completion_tokens"].as_f64() == Some(g2), "the usage event says what vLLM counted: {u} vs {p2}+{g2}");
+    c.eventually("the gateway counted both streams", Duration::from_secs(20), || async {
+        let m = gateway_metrics(c).await?;
+        let tok = &m["tokens"][&id];
+        Ok(tok["prompt_tokens"].as_f64() == Some(prompt_v + p2) && tok["completion_tokens"].as_f64() == Some(gen_v + g2))
+    })
+    .await?;
+    println!("      usage: \"always\": counted {prompt_v}+{gen_v} = vLLM's; client stream identical to vLLM's ({} events); an asking client gets vLLM's usage ({p2}+{g2})", t.len());
     Ok(())
 }
 
