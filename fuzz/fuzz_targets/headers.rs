@@ -70,6 +70,9 @@ fuzz_target!(|data: &[u8]| {
         public_prefix: prefix.into(),
         sandbox,
         forward_set_cookie,
+        body: None,
+        strip_usage: false,
+        budgets: Vec::new(),
     };
     check_response(&upstream, &plan, base);
 });

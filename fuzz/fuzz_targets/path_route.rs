@@ -107,6 +107,11 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(parse_target(parts.uri.path(), false), Ok(Target::Admin(segs)));
                 }
                 Routed::Proxy(plan) => check_plan(&parts, &plan),
+                // The gateway's own answers under /v1/ (the model list): always JSON.
+                Routed::Answer(res) => {
+                    assert_eq!(parse_target(parts.uri.path(), false).ok().map(|t| matches!(t, Target::Model { .. })), Some(true), "{:?} answered by the gateway", parts.uri);
+                    assert!(serde_json::from_slice::<serde_json::Value>(res.body()).is_ok(), "the answer is JSON");
+                }
             }
         }
     }
@@ -177,6 +182,10 @@ fn check_target(raw: &str) {
                 }
                 Target::Host { rest } => {
                     assert!(host_route && segs.first().is_none_or(|s| s != "_gateway"), "{raw:?} → {t:?}");
+                    assert_rest(rest, segs, raw);
+                }
+                Target::Model { rest } => {
+                    assert!(!host_route && segs[0] == "v1", "{raw:?} → {t:?}");
                     assert_rest(rest, segs, raw);
                 }
             }
