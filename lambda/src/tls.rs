@@ -27,20 +27,8 @@ impl std::fmt::Debug for UpstreamTls {
     }
 }
 
-/// A setting that is wrong, by name; never its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettingError {
-    pub setting: &'static str,
-    pub message: String,
-}
-
-impl std::fmt::Display for TlsSettingError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.setting, self.message)
-    }
-}
-
-impl std::error::Error for TlsSettingError {}
+/// A setting that is wrong, by name; never its value (core's configuration error).
+pub type TlsSettingError = gateway_core::config::ConfigError;
 
 fn err(setting: &'static str, message: &str) -> TlsSettingError {
     TlsSettingError { setting, message: message.to_string() }
