@@ -109,6 +109,7 @@ mod tests {
             completion_tokens: Some(34),
             partner: None,
             at: 1_700_000_000,
+            budget_keys: Vec::new(),
         }
     }
 

@@ -176,6 +176,9 @@ mod tests {
             sandbox: true,
             forward_set_cookie: false,
             partner: None,
+            body: None,
+            strip_usage: false,
+            budgets: Vec::new(),
         };
         let mut m = Meter::new(&plan, 1_000);
         let mut h = http::HeaderMap::new();

@@ -190,6 +190,7 @@ fn sample(route: &str, at: u64, status: u16) -> RequestSample {
         completion_tokens: Some(11),
         partner: None,
         at,
+        budget_keys: Vec::new(),
     }
 }
 
