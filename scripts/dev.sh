@@ -130,7 +130,7 @@ curl -sf -H 'x-forwarded-proto: https' "$base/_gateway/healthz" >/dev/null || { 
 
 ADMIN=$("$bin/gatewayctl" token mint --subject local-ops --groups admin --ttl 12h 2>/dev/null)
 curl -sf -X PUT "$base/_gateway/routes/demo" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-  -d "{\"endpoints\":[$endpoints],\"auth\":{\"required\":true,\"groups\":[\"ml-team\"]}$secret_field}" >/dev/null \
+  -d "{\"endpoints\":[$endpoints],\"auth\":{\"required\":true,\"groups\":[\"ml-team\"]},\"models\":[\"$model\"]$secret_field}" >/dev/null \
   || { echo "could not create the demo route; see $log" >&2; exit 1; }
 USER_TOKEN=$(curl -sf -X POST "$base/_gateway/tokens" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
   -d '{"subject":"demo-user","kind":"user","groups":["ml-team"],"ttl_seconds":43200,"description":"local demo"}' \
@@ -156,9 +156,9 @@ curl (streamed chat):
     -H 'content-type: application/json' -H 'x-session-id: my-session' \\
     -d '{"model":"$model","stream":true,"messages":[{"role":"user","content":"hello"}]}'
 
-OpenAI SDK (Python):
+OpenAI SDK (Python), one base URL for every route (routed by model, see README):
   from openai import OpenAI
-  client = OpenAI(base_url="$base/demo/v1", api_key="$USER_TOKEN",
+  client = OpenAI(base_url="$base/v1", api_key="$USER_TOKEN",
                   default_headers={"x-session-id": "my-session"})  # keeps a conversation on one instance
   print(client.chat.completions.create(model="$model", messages=[{"role": "user", "content": "hi"}]))
 
