@@ -193,15 +193,17 @@ pub struct BudgetCounter {
 }
 
 impl BudgetCounter {
+    /// Moves each window forward to `now`'s; never back (a late add of an earlier request
+    /// must not rewind a window and lose what later requests counted).
     fn roll(&mut self, now: u64) {
         let (m, d, mo) = (Window::Minute.bounds(now).0, Window::Day.bounds(now).0, Window::Month.bounds(now).0);
-        if self.minute_start != m {
+        if m > self.minute_start {
             (self.minute_start, self.minute) = (m, 0);
         }
-        if self.day_start != d {
+        if d > self.day_start {
             (self.day_start, self.day) = (d, 0);
         }
-        if self.month_start != mo {
+        if mo > self.month_start {
             (self.month_start, self.month) = (mo, 0);
         }
     }
@@ -212,12 +214,20 @@ impl BudgetCounter {
         BudgetUse { minute: self.minute, day: self.day, month: self.month }
     }
 
-    /// Adds `tokens` to every window of `now`.
-    pub fn add(&mut self, tokens: u64, now: u64) {
-        self.roll(now);
-        self.minute = self.minute.saturating_add(tokens);
-        self.day = self.day.saturating_add(tokens);
-        self.month = self.month.saturating_add(tokens);
+    /// Adds `tokens` to every window of `at` (when the request arrived) that is still the
+    /// current one; a window that has already moved on keeps its count.
+    pub fn add(&mut self, tokens: u64, at: u64) {
+        self.roll(at);
+        let (m, d, mo) = (Window::Minute.bounds(at).0, Window::Day.bounds(at).0, Window::Month.bounds(at).0);
+        if m == self.minute_start {
+            self.minute = self.minute.saturating_add(tokens);
+        }
+        if d == self.day_start {
+            self.day = self.day.saturating_add(tokens);
+        }
+        if mo == self.month_start {
+            self.month = self.month.saturating_add(tokens);
+        }
     }
 }
 
@@ -362,6 +372,15 @@ mod tests {
         assert_eq!(c.use_at(NOW + 40), BudgetUse { minute: 0, day: 15, month: 15 }, "a new minute");
         c.add(1, NOW + 86_400);
         assert_eq!(c.use_at(NOW + 86_400), BudgetUse { minute: 1, day: 1, month: 16 }, "a new day, same month");
+    }
+
+    #[test]
+    fn a_late_add_never_rewinds_a_window() {
+        // A long stream that arrived in the previous minute ends after a newer request counted.
+        let mut c = BudgetCounter::default();
+        c.add(7, NOW + 40); // the next minute (NOW is 30 s into its minute)
+        c.add(5, NOW); // arrived earlier, counted later
+        assert_eq!(c.use_at(NOW + 45), BudgetUse { minute: 7, day: 12, month: 12 }, "the minute keeps its 7; day and month count both");
     }
 
     proptest! {

@@ -355,6 +355,8 @@ pub async fn resolve_model<S: RouteSource>(cfg: &Config, store: &S, parts: &Part
     let Target::Model { rest } = parse_target(parts.uri.path(), false)? else {
         return Err(Error::NotFound("no such route".into()));
     };
+    // At most the peek counts, whatever the adapter happened to read.
+    let (peek, complete) = if peek.len() > crate::models::PEEK_BYTES { (&peek[..crate::models::PEEK_BYTES], false) } else { (peek, complete) };
     let model = crate::models::model_of(peek, complete)?;
     let principal = principal_of(cfg, store, parts, now).await?;
     let route = model_route(store, &model, principal.as_ref(), now).await?;

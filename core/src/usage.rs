@@ -393,11 +393,37 @@ fn with_fingerprint_of(terminal: Vec<u8>, usage_event: &[u8]) -> Vec<u8> {
     out
 }
 
+
+/// The length of the first complete event in `buf` (through the blank line that ends it), if
+/// any. Lines end with CRLF, LF or CR, as the event-stream format allows; a CR at the very end
+/// may be the first half of a CRLF, so the event waits for the next byte.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    let mut line_start = 0;
+    while i < buf.len() {
+        let end = match buf[i] {
+            b'\n' => i + 1,
+            b'\r' if i + 1 == buf.len() => return None,
+            b'\r' if buf[i + 1] == b'\n' => i + 2,
+            b'\r' => i + 1,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        if i == line_start && i > 0 {
+            return Some(end);
+        }
+        i = end;
+        line_start = end;
+    }
+    None
+}
+
 /// The JSON of an event's `data` lines.
 fn data_json(event: &[u8]) -> Option<serde_json::Value> {
     let mut data = Vec::new();
-    for line in event.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    for line in lines(event) {
         if let Some(v) = line.strip_prefix(b"data:") {
             if !data.is_empty() {
                 data.push(b'\n');
@@ -408,14 +434,24 @@ fn data_json(event: &[u8]) -> Option<serde_json::Value> {
     serde_json::from_slice(&data).ok()
 }
 
-/// The length of the first complete event in `buf` (through its blank line), if any.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+/// The lines of `text`, split at CRLF, LF or CR.
+fn lines(text: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < text.len() {
+        match text[i] {
+            b'\r' | b'\n' => {
+                out.push(&text[start..i]);
+                i += if text[i] == b'\r' && text.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                start = i;
+            }
+            _ => i += 1,
+        }
     }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
 }
 
 /// True for an event whose data is an object with empty `choices` and a `usage` object.
@@ -494,6 +530,18 @@ mod tests {
             out.extend(strip.finish());
             assert_eq!(String::from_utf8(out).unwrap(), without, "{eol:?}");
         }
+        // CR-only line ends, and a stream mixing LF and CRLF, end events too.
+        for eol in ["\r", "\n"] {
+            let (with, without) = (vllm_stream(2, Some((3, 2)), eol), vllm_stream(2, None, eol));
+            let mut strip = UsageStrip::default();
+            let first = strip.feed(with.as_bytes());
+            assert!(!first.is_empty(), "events pass as they end ({eol:?})");
+            let mut out = first;
+            out.extend(strip.finish());
+            assert_eq!(String::from_utf8(out).unwrap(), without, "{eol:?}");
+        }
+        let mixed = "data: {\"choices\":[{\"delta\":{}}]}\n\r\ndata: [DONE]\n\n";
+        assert_eq!(UsageStrip::default().feed(mixed.as_bytes()), mixed.as_bytes());
         // A content chunk that mentions usage stays.
         let talk = "data: {\"choices\":[{\"delta\":{\"content\":\"\\\"usage\\\": {}\"}}]}\n\n";
         assert_eq!(UsageStrip::default().feed(talk.as_bytes()), talk.as_bytes());

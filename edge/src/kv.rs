@@ -60,22 +60,28 @@ pub fn model_key(model: &str) -> String {
     format!("model:{model}")
 }
 
-/// Every `model:` key's model, listed page by page (a KV list holds at most 1000 keys).
-pub async fn list_models(kv: &KvStore) -> Result<Vec<String>> {
+/// Every key under `prefix`, without the prefix, listed page by page (a KV list page holds at
+/// most 1000 keys).
+pub async fn list_keys(kv: &KvStore, prefix: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut list = kv.list().prefix("model:".into());
+        let mut list = kv.list().prefix(prefix.into());
         if let Some(c) = cursor.take() {
             list = list.cursor(c);
         }
         let page = list.execute().await.map_err(kv_err)?;
-        out.extend(page.keys.into_iter().map(|k| k.name.trim_start_matches("model:").to_string()));
+        out.extend(page.keys.into_iter().map(|k| k.name.trim_start_matches(prefix).to_string()));
         match page.cursor {
             Some(c) if !page.list_complete => cursor = Some(c),
             _ => return Ok(out),
         }
     }
+}
+
+/// Every `model:` key's model.
+pub async fn list_models(kv: &KvStore) -> Result<Vec<String>> {
+    list_keys(kv, "model:").await
 }
 
 /// Raw KV values (or their absence) by key, each until a deadline in ms.

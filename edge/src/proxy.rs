@@ -350,14 +350,19 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
     let method = req.inner().method();
     let has_body = !matches!(method.as_str(), "GET" | "HEAD");
     let body = if let Some(replaced) = plan.body.as_ref() {
-        // The gateway's own body (a stream's usage asked for): the peek held the whole original.
+        // The gateway's own body (a stream's usage asked for): the peek held the whole original,
+        // which is what the route's limit applies to, as on Lambda.
+        let original = peeked.as_ref().map_or(0, |p| p.bytes.len() as u64);
+        if original > plan.max_body_bytes {
+            return refuse(meter, None, &Error::PayloadTooLarge { limit: plan.max_body_bytes });
+        }
         let chunk: JsValue = Uint8Array::from(&replaced[..]).into();
         Some(Rc::new(BodySource {
             head: RefCell::new(std::collections::VecDeque::from([chunk])),
             stream: RefCell::new(None),
             sent: Cell::new(0),
             over_limit: Cell::new(false),
-            limit: plan.max_body_bytes,
+            limit: plan.max_body_bytes.max(replaced.len() as u64),
             abort: RefCell::new(None),
         }))
     } else if let Some(p) = peeked {

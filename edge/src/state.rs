@@ -127,6 +127,18 @@ impl DoStore {
         let key = route_key(name);
         self.kv.get(&key).text().await.map_err(|e| store_err("kv get", e))?.map(|r| decode(&r)).transpose()
     }
+    /// Removes `model` from the index where it still names `route` (another route, Terraform's
+    /// say, may have taken it since).
+    async fn forget_model(&self, model: &str, route: &str) -> Result<()> {
+        let key = model_key(model);
+        if self.get_text(&key).await?.as_deref() == Some(route) {
+            self.delete(&key).await?;
+        }
+        if self.kv.get(&key).text().await.map_err(|e| store_err("kv get", e))?.as_deref() == Some(route) {
+            self.kv_delete(&key).await?;
+        }
+        Ok(())
+    }
     /// Removes the admin copy of a route Terraform took over: the object's record and host
     /// binding, and the KV host binding when Terraform's route has another host. Leases stay.
     async fn drop_admin_copy(&self, admin: &Route, managed: &Route) -> Result<()> {
@@ -217,10 +229,15 @@ impl RouteSource for DoStore {
         Ok(self.list_routes().await?.into_iter().flat_map(|r| r.models.into_iter().map(move |m| (m, r.name.clone()))).collect())
     }
     async fn budget(&self, key: &str) -> Result<Option<gateway_core::budget::TokenBudget>> {
-        // Admin-set budgets live here (mirrored into KV); Terraform's only in KV.
+        // Admin-set budgets live here (mirrored into KV); Terraform's only in KV, and win.
+        let shared: Option<gateway_core::budget::TokenBudget> =
+            self.kv.get(&budget_key(key)).text().await.map_err(|e| store_err("kv get", e))?.map(|r| decode(&r)).transpose()?;
+        if shared.is_some_and(|b| b.managed_by.is_some()) {
+            return Ok(shared);
+        }
         match self.get_text(&budget_key(key)).await? {
             Some(raw) => decode(&raw).map(Some),
-            None => self.kv.get(&budget_key(key)).text().await.map_err(|e| store_err("kv get", e))?.map(|r| decode(&r)).transpose(),
+            None => Ok(shared),
         }
     }
     async fn jwks(&self, provider: &gateway_core::oidc::Provider, refresh: bool) -> Result<gateway_core::oidc::Jwks> {
@@ -237,8 +254,7 @@ impl Store for DoStore {
             routes.insert(r.name.clone(), r);
         }
         // Terraform-managed routes exist only in KV, and win over an admin copy of the same name.
-        let listed = self.kv.list().prefix("route:".into()).execute().await.map_err(|e| store_err("kv list", e))?;
-        let names: Vec<String> = listed.keys.iter().map(|k| k.name.trim_start_matches("route:").to_string()).collect();
+        let names = crate::kv::list_keys(&self.kv, "route:").await?;
         let shared = futures_util::future::join_all(names.iter().map(|n| self.kv_route(n))).await;
         for (name, r) in names.into_iter().zip(shared) {
             match r? {
@@ -260,8 +276,7 @@ impl Store for DoStore {
         let raw = self.put_json(&key, route).await?;
         // Model routing's index: `model:{model}` → route name, here and in KV.
         for gone in previous.map(|p| &p.models[..]).unwrap_or_default().iter().filter(|m| !route.models.contains(m)) {
-            self.delete(&model_key(gone)).await?;
-            self.kv_delete(&model_key(gone)).await?;
+            self.forget_model(gone, &route.name).await?;
         }
         for model in &route.models {
             self.put_text(&model_key(model), route.name.clone()).await?;
@@ -280,7 +295,10 @@ impl Store for DoStore {
         self.kv_put(&key, raw, None).await
     }
     async fn delete_route(&self, route: &Route) -> Result<()> {
-        for key in route.models.iter().map(|m| model_key(m)).chain([route_key(&route.name), leases_key(&route.name)]) {
+        for model in &route.models {
+            self.forget_model(model, &route.name).await?;
+        }
+        for key in [route_key(&route.name), leases_key(&route.name)] {
             self.delete(&key).await?;
             self.kv_delete(&key).await?;
         }
@@ -455,14 +473,20 @@ impl Store for DoStore {
                 out.insert(key.trim_start_matches("budget:").to_string(), b);
             }
         }
-        // Terraform's budgets exist only in KV.
-        let listed = self.kv.list().prefix("budget:".into()).execute().await.map_err(|e| store_err("kv list", e))?;
-        for k in listed.keys {
-            let key = k.name.trim_start_matches("budget:").to_string();
-            if !out.contains_key(&key) {
-                if let Some(b) = self.budget(&key).await? {
-                    out.insert(key, b);
+        // Terraform's budgets exist only in KV, and win over an admin copy (which goes).
+        for key in crate::kv::list_keys(&self.kv, "budget:").await? {
+            let shared: Option<gateway_core::budget::TokenBudget> =
+                self.kv.get(&budget_key(&key)).text().await.map_err(|e| store_err("kv get", e))?.map(|r| decode(&r)).transpose()?;
+            match shared {
+                Some(b) if b.managed_by.is_some() => {
+                    if out.insert(key.clone(), b).is_some_and(|a| a.managed_by.is_none()) {
+                        self.delete(&budget_key(&key)).await?;
+                    }
                 }
+                Some(b) => {
+                    out.entry(key).or_insert(b);
+                }
+                None => {}
             }
         }
         Ok(out.into_iter().collect())

@@ -588,6 +588,11 @@ impl Store for DynamoStore {
         // another route holds is refused in the same transaction, so two writers cannot both
         // take it.
         for gone in previous.map(|p| &p.models[..]).unwrap_or_default().iter().filter(|m| !route.models.contains(m)) {
+            // Another route (Terraform's, say) may have taken the name since: leave its entry.
+            let ours = self.get(MODELS, gone, true).await?.is_some_and(|i| text(&i, "route_name") == Some(route.name.as_str()));
+            if !ours {
+                continue;
+            }
             let del = aws_sdk_dynamodb::types::Delete::builder()
                 .table_name(&self.table)
                 .set_key(Some(key(MODELS, gone)))
@@ -630,7 +635,21 @@ impl Store for DynamoStore {
             self.delete(&format!("host#{host}"), "def").await?;
         }
         for model in &route.models {
-            self.delete(MODELS, model).await?;
+            // Only where the index still names this route (another route may have taken it).
+            let r = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(MODELS, model)))
+                .condition_expression("route_name = :name")
+                .expression_attribute_values(":name", s(&route.name))
+                .send()
+                .await;
+            match r {
+                Ok(_) => {}
+                Err(e) if is_condition_failure(&e) => {}
+                Err(e) => return Err(db_err("delete model", e)),
+            }
         }
         self.delete(&route_entity(&route.name), "def").await
     }

@@ -232,6 +232,9 @@ async fn governance_terraform_budgets_apply_and_the_admin_api_leaves_them_alone(
     c.put_route(&route, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}})).await?;
     let contract = c.name("C-tf");
     let key = format!("contracts/{contract}");
+    // An admin's budget first; then Terraform takes the same key over.
+    let (s, _) = c.admin_call(Method::PUT, &format!("budgets/{key}"), Some(json!({"tokens_per_day": 1_000_000}))).await?;
+    ensure!(s == 200, "the admin's budget: {s}");
     c.backing.terraform_budget(&key, Some(&json!({"tokens_per_day": 10, "managed_by": "terraform"}).to_string())).await?;
     let (s, v) = c.admin_call(Method::GET, "budgets", None).await?;
     let listed = v["budgets"].as_array().and_then(|b| b.iter().find(|b| b["id"] == contract.as_str()).cloned()).unwrap_or_default();

@@ -10,6 +10,7 @@ pub const ALL: &[Case] = &[
     ("models_one_base_url_reaches_two_routes_by_model_name", |c| boxed(models_one_base_url_reaches_two_routes_by_model_name(c))),
     ("models_unknown_and_forbidden_look_the_same_and_the_list_follows_rbac", |c| boxed(models_unknown_and_forbidden_look_the_same_and_the_list_follows_rbac(c))),
     ("models_the_body_is_peeked_not_buffered_and_bad_bodies_are_400s", |c| boxed(models_the_body_is_peeked_not_buffered_and_bad_bodies_are_400s(c))),
+    ("models_terraform_takes_a_model_and_an_admin_route_leaving_it_does_not_break_it", |c| boxed(models_terraform_takes_a_model_and_an_admin_route_leaving_it_does_not_break_it(c))),
 ];
 
 /// Two routes, each serving its own models; returns (route a, route b, model a, alias of a, model b).
@@ -140,5 +141,34 @@ async fn models_the_body_is_peeked_not_buffered_and_bad_bodies_are_400s(c: &Ctx)
     let res = c.http.post(c.url("/v1/chat/completions")).bearer_auth(&token).body(r#"{"model": "a", "model": "b"}"#).send().await.map_err(|e| e.to_string())?;
     ensure!(res.status() == 400, "two models: {}", res.status());
     ensure!(c.a.requests() == before, "a refused body went upstream");
+    Ok(())
+}
+
+async fn models_terraform_takes_a_model_and_an_admin_route_leaving_it_does_not_break_it(c: &Ctx) -> CaseResult {
+    let (admin_route, tf_route) = (c.name("mtf-admin"), c.name("mtf-tf"));
+    let model = format!("{admin_route}-model");
+    c.put_route(&admin_route, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "models": [model]})).await?;
+    // Terraform claims the same name for its route, writing the store as infra/modules/routes does.
+    let tf = json!({"name": tf_route, "endpoints": [{"id": "b", "url": c.b.url(), "weight": 1}], "auth": {"required": true, "groups": ["ml-team"]},
+                    "models": [model], "managed_by": "terraform"});
+    c.backing.terraform_write(&tf_route, Some(&tf.to_string())).await?;
+    c.backing.terraform_model(&model, Some(&tf_route)).await?;
+    let token = c.user(&["ml-team"]);
+    let served_by = |res: &reqwest::Response| res.headers().get("x-standin-instance").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    c.eventually("Terraform's route serves the model", Duration::from_secs(10), || async {
+        let res = post_model(c, Some(&token), chat(&model)).await?;
+        Ok(res.status() == 200 && served_by(&res) == c.b.name())
+    })
+    .await?;
+    // The admin route lets the name go, then goes: Terraform's entry stays.
+    let (s, v) = c.admin_call(Method::PUT, &format!("routes/{admin_route}"), Some(json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}}))).await?;
+    ensure!(s == 200, "the admin route drops the model: {s} {v}");
+    let (s, v) = c.admin_call(Method::DELETE, &format!("routes/{admin_route}"), None).await?;
+    ensure!(s == 200, "the admin route goes: {s} {v}");
+    tokio::time::sleep(Duration::from_millis(1500)).await; // past the cache bound
+    let res = post_model(c, Some(&token), chat(&model)).await?;
+    ensure!(res.status() == 200 && served_by(&res) == c.b.name(), "after the admin route went: {} served by {}", res.status(), served_by(&res));
+    c.backing.terraform_model(&model, None).await?;
+    c.backing.terraform_write(&tf_route, None).await?;
     Ok(())
 }

@@ -65,6 +65,12 @@ impl Backing {
         self.write(&format!("budget:{key}"), ("budgets", key, "budget"), json).await
     }
 
+    /// Writes model routing's index entry as `infra/modules/routes` does: `model:{model}` → route
+    /// name in KV, `models`/`{model}` with `route_name` in DynamoDB.
+    pub async fn terraform_model(&self, model: &str, route: Option<&str>) -> Result<(), String> {
+        self.write(&format!("model:{model}"), ("models", model, "route_name"), route).await
+    }
+
     /// One Terraform-written value: the KV key, or the DynamoDB item (partition, sort key,
     /// attribute holding the JSON).
     async fn write(&self, kv_key: &str, item: (&str, &str, &str), json: Option<&str>) -> Result<(), String> {
