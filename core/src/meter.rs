@@ -5,7 +5,7 @@
 
 use crate::forward::ForwardPlan;
 use crate::metrics::{RequestSample, MAX_FAILED_ENDPOINTS};
-use crate::usage::UsageTap;
+use crate::usage::{Keep, UsageTap};
 
 /// Collects one request's [`RequestSample`].
 #[derive(Debug)]
@@ -72,6 +72,22 @@ impl Meter {
     /// A response chunk of `len` bytes whose content the meter does not need.
     pub fn count(&mut self, len: u64) {
         self.sample.response_bytes = self.sample.response_bytes.saturating_add(len);
+    }
+
+    /// What an adapter that does not pass each chunk to [`Meter::chunk`] keeps of the body
+    /// for [`Meter::ended`]; `None` when no usage is read from it.
+    pub fn keep(&self) -> Option<Keep> {
+        self.tap.as_ref().map(UsageTap::keep)
+    }
+
+    /// The body ended (or the client went) after `bytes` were passed on, counted by the
+    /// adapter; `kept` is what [`Meter::keep`] asked for and `cut` says bytes went by before
+    /// it ([`UsageTap::feed_kept`]). Instead of [`Meter::chunk`] and [`Meter::count`], once.
+    pub fn ended(&mut self, bytes: u64, kept: &[u8], cut: bool) {
+        self.count(bytes);
+        if let Some(tap) = self.tap.as_mut() {
+            tap.feed_kept(kept, cut);
+        }
     }
 
     /// The sample, `latency_ms` after the request arrived.
@@ -146,6 +162,37 @@ mod tests {
             (s.latency_ms, s.gateway_ms, s.first_byte_ms, s.at),
             (20.0, Some(1.5), Some(4.0), 1_000)
         );
+    }
+
+    #[test]
+    fn a_body_counted_elsewhere_is_read_once_from_what_was_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_TYPE, "text/event-stream".parse().unwrap());
+        let mut m = Meter::new(&plan(), 1);
+        m.answered("b", 200, &h, 1.0, 2.0);
+        assert_eq!(m.keep(), Some(Keep::Tail(crate::usage::SSE_TAIL_BYTES)));
+        let tail = b"\"choices\":[]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7}}\n\ndata: [DONE]\n\n";
+        m.ended(90_000, tail, true);
+        let s = m.finish(3.0);
+        assert_eq!((s.response_bytes, s.prompt_tokens, s.completion_tokens), (90_000, Some(5), Some(7)));
+
+        h.insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+        let mut m = Meter::new(&plan(), 1);
+        m.answered("b", 200, &h, 1.0, 2.0);
+        assert_eq!(m.keep(), Some(Keep::Whole(crate::usage::MAX_JSON_BODY)));
+        let body = br#"{"usage":{"prompt_tokens":2,"completion_tokens":1}}"#;
+        m.ended(body.len() as u64, body, false);
+        let s = m.finish(3.0);
+        assert_eq!((s.response_bytes, s.prompt_tokens, s.completion_tokens), (body.len() as u64, Some(2), Some(1)));
+
+        // No tap (not JSON or an event stream): only the bytes count.
+        h.insert(http::header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        let mut m = Meter::new(&plan(), 1);
+        m.answered("b", 200, &h, 1.0, 2.0);
+        assert_eq!(m.keep(), None);
+        m.ended(12, &[], false);
+        let s = m.finish(3.0);
+        assert_eq!((s.response_bytes, s.prompt_tokens), (12, None));
     }
 
     #[test]

@@ -18,6 +18,22 @@ pub const MAX_SSE_LINE: usize = 64 * 1024;
 /// Largest non-streamed JSON body examined, in bytes; over this the tap gives up.
 pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
+/// How much of an event stream's end an adapter keeps for [`UsageTap::feed_kept`]: the usage
+/// event is the last but one event of an OpenAI-compatible stream (before `data: [DONE]`), a few
+/// hundred bytes; a usage event that ends further from the end than this is not read.
+pub const SSE_TAIL_BYTES: usize = 16 * 1024;
+
+/// What an adapter keeps of a body when it reads the usage once, at the end
+/// ([`UsageTap::feed_kept`]), instead of feeding the tap every chunk as it passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The body's last bytes, at least this many (or all of a shorter body); keeping whole
+    /// chunks, and so a little more, is fine.
+    Tail(usize),
+    /// The whole body while it is at most this many bytes; nothing once it is longer.
+    Whole(usize),
+}
+
 /// Tokens an upstream reported for one response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {
@@ -84,6 +100,40 @@ impl UsageTap {
         match &self.inner {
             Inner::Sse(_) => true,
             Inner::Json(t) => !t.overflow,
+        }
+    }
+
+    /// What an adapter must keep of the body to read its usage once, at the end, with
+    /// [`UsageTap::feed_kept`]: an event stream's last [`SSE_TAIL_BYTES`], a JSON body whole
+    /// (up to [`MAX_JSON_BODY`]).
+    pub fn keep(&self) -> Keep {
+        match &self.inner {
+            Inner::Sse(_) => Keep::Tail(SSE_TAIL_BYTES),
+            Inner::Json(_) => Keep::Whole(MAX_JSON_BODY),
+        }
+    }
+
+    /// Reads, once, what an adapter kept as [`UsageTap::keep`] asked, instead of every chunk,
+    /// on a tap fed nothing else. `cut` says bytes went by before `kept` (an event stream longer
+    /// than its tail, a JSON body over the limit). A cut event stream is read from the first
+    /// event that starts inside `kept`: the partial line and event `kept` starts in are skipped.
+    pub fn feed_kept(&mut self, kept: &[u8], cut: bool) {
+        match &mut self.inner {
+            Inner::Sse(t) => {
+                if cut {
+                    t.skipping_line = true;
+                    t.skipping_event = true;
+                }
+                t.feed(kept);
+            }
+            Inner::Json(t) => {
+                if cut {
+                    t.overflow = true;
+                    t.buf = Vec::new();
+                } else {
+                    t.feed(kept);
+                }
+            }
         }
     }
 
@@ -771,6 +821,82 @@ mod tests {
         assert!(t.wants_more());
         assert_eq!(t.finish(), usage(1, 1));
         assert!(UsageTap::new(true).wants_more());
+    }
+
+    fn kept(sse: bool, kept: &[u8], cut: bool) -> Option<Usage> {
+        let mut t = UsageTap::new(sse);
+        t.feed_kept(kept, cut);
+        t.finish()
+    }
+
+    #[test]
+    fn what_an_adapter_keeps() {
+        assert_eq!(UsageTap::new(true).keep(), Keep::Tail(SSE_TAIL_BYTES));
+        assert_eq!(UsageTap::new(false).keep(), Keep::Whole(MAX_JSON_BODY));
+    }
+
+    #[test]
+    fn a_kept_tail_reads_the_usage_of_a_long_stream() {
+        // Long enough that its tail is a small part of it.
+        let body = vllm_stream(400, Some((31, 400)), "\n");
+        assert!(body.len() > 4 * SSE_TAIL_BYTES);
+        let tail = &body.as_bytes()[body.len() - SSE_TAIL_BYTES..];
+        assert_eq!(kept(true, tail, true), usage(31, 400));
+        assert_eq!(kept(true, body.as_bytes(), false), usage(31, 400), "a body kept whole");
+        assert_eq!(kept(true, b"", false), None);
+        assert_eq!(kept(true, b"", true), None);
+        // The line and event the tail starts in are skipped: a tail that starts inside the usage
+        // event's line, or right at it (which cannot be told apart), does not read it.
+        let at = body.rfind("data: {").unwrap();
+        assert_eq!(kept(true, &body.as_bytes()[at..], true), None);
+        assert_eq!(kept(true, &body.as_bytes()[at + 20..], true), None);
+        assert_eq!(kept(true, &body.as_bytes()[at..], false), usage(31, 400), "uncut, it is the whole body");
+    }
+
+    #[test]
+    fn a_cut_inside_a_multi_line_event_skips_that_event() {
+        // Its second data line alone would be a usage object: skipped with its event.
+        let body = "data: {\"x\":\ndata: {\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n";
+        let at = 3;
+        assert_eq!(kept(true, &body.as_bytes()[at..], true), None);
+        let real = format!("{body}data: {{\"usage\":{{\"prompt_tokens\":1,\"completion_tokens\":2}}}}\n\n");
+        assert_eq!(kept(true, &real.as_bytes()[at..], true), usage(1, 2));
+    }
+
+    #[test]
+    fn a_kept_json_body_is_read_whole_or_not_at_all() {
+        let body = br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        assert_eq!(kept(false, body, false), usage(3, 4));
+        assert_eq!(kept(false, body, true), None, "over the limit: given up");
+        assert_eq!(kept(false, &[], true), None);
+        let mut big = body.to_vec();
+        big.resize(MAX_JSON_BODY + 1, b' ');
+        assert_eq!(kept(false, &big, false), None, "the limit holds for kept bytes too");
+    }
+
+    proptest! {
+        // Wherever the tail starts, it reads the stream's usage or nothing, never another
+        // value; and always the usage when a whole event precedes the usage event in it.
+        #[test]
+        fn a_tail_from_anywhere_reads_the_usage_or_nothing(
+            chunks in 1usize..6,
+            p in 0u64..1000,
+            c in 0u64..1000,
+            eol in prop::sample::select(vec!["\n", "\r\n", "\r"]),
+            from in any::<prop::sample::Index>(),
+        ) {
+            let body = vllm_stream(chunks, Some((p, c)), eol);
+            let at = from.index(body.len() + 1);
+            let got = kept(true, &body.as_bytes()[at..], at > 0);
+            prop_assert!(got.is_none() || got == usage(p, c), "{got:?}");
+            // The start of the event before the usage event.
+            let usage_at = body.find("\"choices\":[]").unwrap();
+            let before = body[..usage_at].rfind("data: ").unwrap();
+            let previous = body[..before].rfind("data: ").unwrap();
+            if at <= previous {
+                prop_assert_eq!(got, usage(p, c));
+            }
+        }
     }
 
     #[test]
