@@ -9,6 +9,10 @@ use jsonwebtoken::Algorithm;
 pub const DEFAULT_MAX_TOKEN_TTL: u64 = 90 * 24 * 3600;
 /// Shortest lifetime a token may be issued with.
 pub const MIN_TOKEN_TTL: u64 = 60;
+/// `GATEWAY_STALE_IF_ERROR_SECONDS` when unset: 5 minutes.
+pub const DEFAULT_STALE_IF_ERROR_SECONDS: u64 = 300;
+/// `GATEWAY_STORE_TIMEOUT_MS` when unset.
+pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 1000;
 
 /// Request size limits applied before any route logic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +48,12 @@ pub struct Config {
     pub limits: Limits,
     /// How long an isolate may reuse a route or revocation lookup, in seconds.
     pub cache_seconds: u64,
+    /// How long past `cache_seconds` a kept lookup is still used while the store cannot be
+    /// read (`GATEWAY_STALE_IF_ERROR_SECONDS`; 0 never: fail closed) ([`crate::cache`]).
+    pub stale_if_error_seconds: u64,
+    /// Bound on one store operation, retries included, in ms (`GATEWAY_STORE_TIMEOUT_MS`;
+    /// the Lambda's DynamoDB client).
+    pub store_timeout_ms: u64,
     /// Answer plain-HTTP requests (local development only).
     pub allow_http: bool,
     /// When plain HTTP is not allowed: redirect `GET`/`HEAD` to HTTPS (308) instead of refusing (403).
@@ -137,7 +147,8 @@ impl Config {
     /// `GATEWAY_SIGNING_KID` (the key that signs; default the first),
     /// `GATEWAY_ALGORITHMS` (comma list accepted; default the keys' own),
     /// `GATEWAY_ISSUER`, `GATEWAY_AUDIENCE`, `GATEWAY_MAX_TOKEN_TTL_SECONDS`,
-    /// `GATEWAY_LEEWAY_SECONDS`, `GATEWAY_CACHE_SECONDS`, `GATEWAY_ALLOW_HTTP`,
+    /// `GATEWAY_LEEWAY_SECONDS`, `GATEWAY_CACHE_SECONDS`, `GATEWAY_STALE_IF_ERROR_SECONDS`,
+    /// `GATEWAY_STORE_TIMEOUT_MS`, `GATEWAY_ALLOW_HTTP`,
     /// `GATEWAY_PLAIN_HTTP` (`refuse`, the default, or `redirect`), `GATEWAY_OIDC_PROVIDERS`,
     /// `GATEWAY_ADMIN_HOST` (the admin API's own host name), `GATEWAY_ALLOW_LOCAL_UPSTREAMS`
     /// (`1`: endpoints may be loopback, link-local or metadata addresses; local development only),
@@ -176,6 +187,14 @@ impl Config {
         let cache_seconds = parse_u64(lookup, "GATEWAY_CACHE_SECONDS", 5)?;
         if cache_seconds > 60 {
             return Err(err("GATEWAY_CACHE_SECONDS", "must be at most 60"));
+        }
+        let stale_if_error_seconds = parse_u64(lookup, "GATEWAY_STALE_IF_ERROR_SECONDS", DEFAULT_STALE_IF_ERROR_SECONDS)?;
+        if stale_if_error_seconds > 3600 {
+            return Err(err("GATEWAY_STALE_IF_ERROR_SECONDS", "must be at most 3600"));
+        }
+        let store_timeout_ms = parse_u64(lookup, "GATEWAY_STORE_TIMEOUT_MS", DEFAULT_STORE_TIMEOUT_MS)?;
+        if !(50..=30_000).contains(&store_timeout_ms) {
+            return Err(err("GATEWAY_STORE_TIMEOUT_MS", "must be between 50 and 30000"));
         }
         let allow_http = matches!(lookup("GATEWAY_ALLOW_HTTP").as_deref().map(str::trim), Some("1" | "true" | "yes"));
         let redirect_http = match lookup("GATEWAY_PLAIN_HTTP").as_deref().map(str::trim) {
@@ -222,6 +241,8 @@ impl Config {
             leeway,
             limits: Limits::default(),
             cache_seconds,
+            stale_if_error_seconds,
+            store_timeout_ms,
             allow_http,
             redirect_http,
             admin_host,
@@ -267,6 +288,24 @@ pub(crate) mod tests {
         ]);
         let e = Config::from_lookup(&|k| env.get(k).map(|s| s.to_string())).unwrap_err();
         assert_eq!(e.setting, "GATEWAY_MAX_TOKEN_TTL_SECONDS");
+    }
+
+    #[test]
+    fn store_outage_settings_have_defaults_and_bounds() {
+        let key = r#"[{"kid":"k1","alg":"HS256","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]"#;
+        let with = |pairs: &[(&str, &str)]| {
+            let mut env = HashMap::from([("GATEWAY_SIGNING_KEYS".to_string(), key.to_string())]);
+            env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            Config::from_lookup(&|k| env.get(k).cloned())
+        };
+        let c = with(&[]).unwrap();
+        assert_eq!((c.stale_if_error_seconds, c.store_timeout_ms), (300, 1000));
+        let c = with(&[("GATEWAY_STALE_IF_ERROR_SECONDS", "0"), ("GATEWAY_STORE_TIMEOUT_MS", "250")]).unwrap();
+        assert_eq!((c.stale_if_error_seconds, c.store_timeout_ms), (0, 250));
+        assert_eq!(with(&[("GATEWAY_STALE_IF_ERROR_SECONDS", "3601")]).unwrap_err().setting, "GATEWAY_STALE_IF_ERROR_SECONDS");
+        assert_eq!(with(&[("GATEWAY_STALE_IF_ERROR_SECONDS", "-1")]).unwrap_err().setting, "GATEWAY_STALE_IF_ERROR_SECONDS");
+        assert_eq!(with(&[("GATEWAY_STORE_TIMEOUT_MS", "0")]).unwrap_err().setting, "GATEWAY_STORE_TIMEOUT_MS");
+        assert_eq!(with(&[("GATEWAY_STORE_TIMEOUT_MS", "30001")]).unwrap_err().setting, "GATEWAY_STORE_TIMEOUT_MS");
     }
 
     #[test]

@@ -56,9 +56,16 @@ pub enum Error {
     GatewayTimeout,
     /// An identity provider's keys could not be fetched (and none are cached).
     IdentityProviderUnavailable(String),
-    /// Something in the gateway itself failed (store unreachable, misconfiguration).
+    /// The gateway's store cannot be read (timed out, unreachable, throttled) and no answer
+    /// kept within `GATEWAY_STALE_IF_ERROR_SECONDS` can stand in ([`crate::cache`]). The
+    /// detail is logged, never shown.
+    StoreUnavailable(String),
+    /// Something in the gateway itself failed (misconfiguration, a value that does not decode).
     Internal(String),
 }
+
+/// `Retry-After` (seconds) of [`Error::StoreUnavailable`].
+pub const STORE_RETRY_AFTER_SECONDS: u64 = 5;
 
 /// The JSON body of every error response, in OpenAI's shape so SDK clients show the message.
 #[derive(Debug, Serialize)]
@@ -108,7 +115,7 @@ impl Error {
             BadGateway => StatusCode::BAD_GATEWAY,
             NoLiveEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            IdentityProviderUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IdentityProviderUnavailable(_) | StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -141,6 +148,7 @@ impl Error {
             NoLiveEndpoint => "no_live_endpoint",
             GatewayTimeout => "upstream_timeout",
             IdentityProviderUnavailable(_) => "identity_provider_unavailable",
+            StoreUnavailable(_) => "store_unavailable",
             Internal(_) => "internal_error",
         }
     }
@@ -159,7 +167,7 @@ impl Error {
             RateLimited { .. } => "requests",
             TokenBudgetExceeded { .. } => "tokens",
             Conflict(_) => "conflict_error",
-            BadGateway | NoLiveEndpoint | GatewayTimeout | IdentityProviderUnavailable(_) | Internal(_) => "api_error",
+            BadGateway | NoLiveEndpoint | GatewayTimeout | IdentityProviderUnavailable(_) | StoreUnavailable(_) | Internal(_) => "api_error",
         }
     }
 
@@ -193,6 +201,9 @@ impl Error {
         headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
         for (name, value) in self.extra_headers() {
             headers.insert(*name, http::HeaderValue::from_static(value));
+        }
+        if let Error::StoreUnavailable(_) = self {
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(STORE_RETRY_AFTER_SECONDS));
         }
         if let Error::TokenBudgetExceeded { retry_after, limit, .. } = self {
             headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after));
@@ -246,6 +257,7 @@ impl fmt::Display for Error {
             NoLiveEndpoint => f.write_str("this route has no live endpoint"),
             GatewayTimeout => f.write_str("the upstream did not answer in time"),
             IdentityProviderUnavailable(name) => write!(f, "the keys of identity provider `{name}` cannot be fetched; try again shortly"),
+            StoreUnavailable(_) => f.write_str("the gateway's state store cannot be reached; try again shortly"),
             // Internal details are logged by the adapter, not shown to callers.
             Internal(_) => f.write_str("internal gateway error"),
         }
@@ -294,5 +306,16 @@ mod tests {
     fn internal_details_are_not_shown() {
         let body = String::from_utf8(Error::Internal("kv at 10.0.0.1 down".into()).body()).unwrap();
         assert!(!body.contains("10.0.0.1"));
+    }
+
+    #[test]
+    fn store_unavailable_is_503_api_error_with_retry_after_and_no_detail() {
+        let res = Error::StoreUnavailable("dynamodb get: TimeoutError at 10.0.0.1".into()).into_response();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], STORE_RETRY_AFTER_SECONDS.to_string().as_str());
+        let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(v["error"]["code"], "store_unavailable");
+        assert_eq!(v["error"]["type"], "api_error");
+        assert!(!v.to_string().contains("10.0.0.1") && !v.to_string().contains("Timeout"));
     }
 }

@@ -313,14 +313,14 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
         None => None,
     };
     let target = if host_route.is_some() { parse_target(path, true)? } else { target };
-    let (route, key, rest, prefix) = match target {
+    // The route and the caller are read at once; a missing route is 404 whatever the token.
+    let (route, key, rest, prefix, principal) = match target {
         Target::Admin(segs) => return Ok(Resolution::Admin(segs)),
         Target::Model { rest } => {
             return match crate::models::classify(&parts.method, &rest) {
                 crate::models::ModelRequest::List => list_models(cfg, store, parts, now).await.map(Resolution::Answer),
                 crate::models::ModelRequest::Get(id) => {
-                    let principal = principal_of(cfg, store, parts, now).await?;
-                    model_route(store, &id, principal.as_ref(), now).await?;
+                    model_route(cfg, store, parts, &id, now).await?;
                     Ok(Resolution::Answer(json_answer(serde_json::to_vec(&crate::models::model_object(&id)).unwrap_or_default())))
                 }
                 crate::models::ModelRequest::Routed => Ok(Resolution::NeedsModel),
@@ -329,22 +329,24 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
         Target::Host { rest } => {
             let r = host_route.ok_or_else(|| Error::NotFound("no such route".into()))?;
             let key = r.name.clone();
-            (r, key, rest, "/".to_string())
+            (r, key, rest, "/".to_string(), principal_of(cfg, store, parts, now).await)
         }
         Target::Static { name, rest } => {
-            let r = store.route(&name).await?.filter(|r| r.is_active(now) && r.expires_at.is_none());
+            let (r, principal) = futures_util::future::join(store.route(&name), principal_of(cfg, store, parts, now)).await;
+            let r = r?.filter(|r| r.is_active(now) && r.expires_at.is_none());
             let prefix = format!("/{name}/");
-            (r.ok_or_else(|| Error::NotFound("no such route".into()))?, name, rest, prefix)
+            (r.ok_or_else(|| Error::NotFound("no such route".into()))?, name, rest, prefix, principal)
         }
         Target::Ephemeral { id, rest } => {
-            let r = store.ephemeral(&id).await?.filter(|r| r.is_active(now));
+            let (r, principal) = futures_util::future::join(store.ephemeral(&id), principal_of(cfg, store, parts, now)).await;
+            let r = r?.filter(|r| r.is_active(now));
             let prefix = format!("/e/{id}/");
-            (r.ok_or_else(|| Error::NotFound("no such route".into()))?, id, rest, prefix)
+            (r.ok_or_else(|| Error::NotFound("no such route".into()))?, id, rest, prefix, principal)
         }
     };
 
     // Authentication, then RBAC.
-    let principal = principal_of(cfg, store, parts, now).await?;
+    let principal = principal?;
     authorize(&route, &key, principal.as_ref())?;
     finish(cfg, store, parts, route, key, rest, prefix, principal).await
 }
@@ -358,24 +360,29 @@ pub async fn resolve_model<S: RouteSource>(cfg: &Config, store: &S, parts: &Part
     // At most the peek counts, whatever the adapter happened to read.
     let (peek, complete) = if peek.len() > crate::models::PEEK_BYTES { (&peek[..crate::models::PEEK_BYTES], false) } else { (peek, complete) };
     let model = crate::models::model_of(peek, complete)?;
-    let principal = principal_of(cfg, store, parts, now).await?;
-    let route = model_route(store, &model, principal.as_ref(), now).await?;
+    let (route, principal) = model_route(cfg, store, parts, &model, now).await?;
     let key = route.name.clone();
     finish(cfg, store, parts, route, key, rest, "/".to_string(), principal).await
 }
 
-/// The route serving `model` that `principal` may use; an unknown model and a forbidden one
-/// are the same 404, so a caller never learns which models it may not use exist.
-async fn model_route<S: RouteSource>(store: &S, model: &str, principal: Option<&Principal>, now: u64) -> Result<Route> {
+/// The caller, and the route serving `model` that it may use; an unknown model and a forbidden
+/// one are the same 404, so a caller never learns which models it may not use exist. The
+/// caller and the route are read at once; a bad token answers first.
+async fn model_route<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, model: &str, now: u64) -> Result<(Route, Option<Principal>)> {
     let not_found = || Error::ModelNotFound(model.to_string());
-    let name = store.model_route(model).await?.ok_or_else(not_found)?;
-    let route = store
-        .route(&name)
-        .await?
+    let found = async {
+        match store.model_route(model).await? {
+            Some(name) => store.route(&name).await,
+            None => Ok(None),
+        }
+    };
+    let (principal, route) = futures_util::future::join(principal_of(cfg, store, parts, now), found).await;
+    let principal = principal?;
+    let route = route?
         .filter(|r| r.is_active(now) && r.expires_at.is_none() && r.models.iter().any(|m| m == model))
         .ok_or_else(not_found)?;
-    match authorize(&route, &route.name, principal) {
-        Ok(()) => Ok(route),
+    match authorize(&route, &route.name, principal.as_ref()) {
+        Ok(()) => Ok((route, principal)),
         Err(Error::Forbidden(_) | Error::MissingToken) => Err(not_found()),
         Err(e) => Err(e),
     }
@@ -384,8 +391,8 @@ async fn model_route<S: RouteSource>(store: &S, model: &str, principal: Option<&
 /// `GET /v1/models`: the models of every route the caller may use, merged, from the routes'
 /// declarations (no upstream call).
 async fn list_models<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now: u64) -> Result<http::Response<Vec<u8>>> {
-    let principal = principal_of(cfg, store, parts, now).await?;
-    let index = store.model_index().await?;
+    let (principal, index) = futures_util::future::join(principal_of(cfg, store, parts, now), store.model_index()).await;
+    let (principal, index) = (principal?, index?);
     let mut by_route: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
     for (model, route) in &index {
         by_route.entry(route.as_str()).or_default().push(model.as_str());
@@ -426,24 +433,25 @@ async fn finish<S: RouteSource>(
             return Err(Error::PayloadTooLarge { limit: route.max_body_bytes });
         }
     }
-    let mut leases = if route.expires_at.is_none() { store.leases(&route.name).await? } else { Vec::new() };
     // Routes written to storage directly (Terraform) bypass the admin API's checks: an endpoint
     // the upstream policy refuses is never used. With none left, it is the usual 503.
     route.endpoints.retain(|e| cfg.upstreams.allows(e));
-    leases.retain(|e| cfg.upstreams.allows(e));
-    // Avoiding a down endpoint, or balancing by load, only matters when there is another to
-    // go to; both reads go out together.
-    let health = async {
-        if route.endpoints.len() + leases.len() > 1 {
-            futures_util::future::try_join(store.down_endpoints(&key), store.loads(&key)).await
+    // The leases, then (avoiding a down endpoint, or balancing by load, only matters when there
+    // is another to go to) both health reads together.
+    let endpoints = async {
+        let mut leases = if route.expires_at.is_none() { store.leases(&route.name).await? } else { Vec::new() };
+        leases.retain(|e| cfg.upstreams.allows(e));
+        let (down, loads) = if route.endpoints.len() + leases.len() > 1 {
+            futures_util::future::try_join(store.down_endpoints(&key), store.loads(&key)).await?
         } else {
-            Ok((Vec::new(), crate::load::Loads::new()))
-        }
+            (Vec::new(), crate::load::Loads::new())
+        };
+        Ok((leases, down, loads))
     };
     // The caller's token budgets (its token's, its service's, its contract's), read alongside.
     let budget_keys = crate::budget::keys_for(principal.as_ref());
     let budgets = futures_util::future::try_join_all(budget_keys.iter().map(|k| store.budget(k)));
-    let ((down, loads), found) = futures_util::future::try_join(health, budgets).await?;
+    let ((leases, down, loads), found) = futures_util::future::try_join(endpoints, budgets).await?;
     let budgets = budget_keys.into_iter().zip(found).filter_map(|(k, b)| b.map(|b| (k, b))).collect();
     Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down, loads, budgets })))
 }
