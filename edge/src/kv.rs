@@ -1,5 +1,8 @@
 //! The data plane's reads from Workers KV, with a short per-isolate cache so
-//! the hot path does not wait on KV for every request.
+//! the hot path does not wait on KV for every request: core's rules
+//! ([`gateway_core::cache`]) decide fresh, stale (used, refreshed after the response
+//! through `ctx.wait_until`, [`refresh_stale`]) and, while KV fails, stale-if-error up to
+//! `GATEWAY_STALE_IF_ERROR_SECONDS`.
 //!
 //! Keys (also written by Terraform for managed routes):
 //! `route:{name}` route JSON · `host:{host}` route name · `leases:{name}` JSON
@@ -8,6 +11,7 @@
 //! `down:{route}` JSON list of endpoints health probes found down · `model:{model}` the
 //! name of the route serving that model under `/v1/`.
 
+use gateway_core::cache::{Freshness, Lookup};
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::RouteSource;
 use gateway_core::{Error, Result};
@@ -84,19 +88,75 @@ pub async fn list_models(kv: &KvStore) -> Result<Vec<String>> {
     list_keys(kv, "model:").await
 }
 
-/// Raw KV values (or their absence) by key, each until a deadline in ms.
+/// Raw KV values (or their absence) by key ([`gateway_core::cache::TtlCache`]).
 pub type Cache = gateway_core::cache::TtlCache<Option<String>>;
+
+/// The cache key of the model list (one entry: newline-separated model names).
+const MODEL_LIST: &str = "\0models";
 
 /// Reads routes and revocations from KV through the isolate cache.
 pub struct KvReader<'a> {
     pub kv: KvStore,
     pub cache: &'a std::cell::RefCell<Cache>,
     pub cache_ms: u64,
+    /// `GATEWAY_STALE_IF_ERROR_SECONDS` in ms.
+    pub stale_if_error_ms: u64,
     pub jwks: &'a std::cell::RefCell<gateway_core::oidc::JwksCache>,
 }
 
+/// A KV call that failed: the store is unavailable (503 `store_unavailable` unless the cache
+/// has an answer within its bounds).
 fn kv_err(e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("kv: {e}"))
+    Error::StoreUnavailable(format!("kv: {e}"))
+}
+
+/// One cached raw read: the kept value while core's rules allow, else `read`'s (kept); when
+/// `read` fails, the kept value within stale-if-error's bound, else the failure.
+async fn through(cache: &std::cell::RefCell<Cache>, policy: Freshness, key: &str, read: impl std::future::Future<Output = Result<Option<String>>>) -> Result<Option<String>> {
+    let now = js_sys::Date::now() as u64;
+    if let Lookup::Fresh(v) | Lookup::Stale(v) = cache.borrow_mut().lookup(key, now, policy) {
+        return Ok(v);
+    }
+    let read = read.await;
+    let now = js_sys::Date::now() as u64;
+    match read {
+        Ok(v) => {
+            cache.borrow_mut().fresh(key.to_string(), v.clone(), now, policy);
+            Ok(v)
+        }
+        Err(e) => cache.borrow_mut().failed(key, now, policy).ok_or(e),
+    }
+}
+
+/// The raw value of a cache key: a KV key's text, or the model list.
+async fn read_raw(kv: &KvStore, key: &str) -> Result<Option<String>> {
+    if key == MODEL_LIST {
+        return Ok(Some(list_models(kv).await?.join("\n")));
+    }
+    kv.get(key).text().await.map_err(kv_err)
+}
+
+/// Reads again every key a request found stale, after its response (`ctx.wait_until`):
+/// each is read at once, kept fresh, or marked failed (so kept answers stand in up to
+/// `GATEWAY_STALE_IF_ERROR_SECONDS`).
+pub(crate) async fn refresh_stale(kv: KvStore, iso: std::rc::Rc<crate::Isolate>, policy: Freshness) {
+    let cache = &iso.kv_cache;
+    let keys = cache.borrow_mut().take_stale();
+    let reads = futures_util::future::join_all(keys.iter().map(|k| read_raw(&kv, k))).await;
+    let now = js_sys::Date::now() as u64;
+    let mut failed = None;
+    for (key, read) in keys.into_iter().zip(reads) {
+        match read {
+            Ok(v) => cache.borrow_mut().fresh(key, v, now, policy),
+            Err(e) => {
+                cache.borrow_mut().failed(&key, now, policy);
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(Error::StoreUnavailable(detail) | Error::Internal(detail)) = failed {
+        worker::console_warn!("{{\"level\":\"warn\",\"msg\":\"kv refresh failed; serving kept answers within GATEWAY_STALE_IF_ERROR_SECONDS\",\"detail\":{}}}", serde_json::Value::from(detail));
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &str) -> Result<T> {
@@ -104,18 +164,13 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, raw: &str) -> Result<T> {
 }
 
 impl KvReader<'_> {
+    /// The cache's rules for this isolate's settings.
+    pub fn policy(&self) -> Freshness {
+        Freshness { ttl_ms: self.cache_ms, stale_if_error_ms: self.stale_if_error_ms }
+    }
+
     async fn text(&self, key: String) -> Result<Option<String>> {
-        let now = js_sys::Date::now() as u64;
-        if self.cache_ms > 0 {
-            if let Some(hit) = self.cache.borrow().get(&key, now) {
-                return Ok(hit);
-            }
-        }
-        let v = self.kv.get(&key).text().await.map_err(kv_err)?;
-        if self.cache_ms > 0 {
-            self.cache.borrow_mut().put(key, v.clone(), now, now + self.cache_ms);
-        }
-        Ok(v)
+        through(self.cache, self.policy(), &key, read_raw(&self.kv, &key)).await
     }
 }
 
@@ -182,19 +237,8 @@ impl RouteSource for KvReader<'_> {
     }
     async fn model_index(&self) -> Result<Vec<(String, String)>> {
         // The list itself is cached as one entry (newline-separated model names).
-        const LIST: &str = "\0models";
-        let now = js_sys::Date::now() as u64;
-        let cached = if self.cache_ms > 0 { self.cache.borrow().get(LIST, now) } else { None };
-        let models: Vec<String> = match cached {
-            Some(hit) => hit.unwrap_or_default().lines().map(str::to_string).collect(),
-            None => {
-                let listed = list_models(&self.kv).await?;
-                if self.cache_ms > 0 {
-                    self.cache.borrow_mut().put(LIST.to_string(), Some(listed.join("\n")), now, now + self.cache_ms);
-                }
-                listed
-            }
-        };
+        let listed = self.text(MODEL_LIST.to_string()).await?;
+        let models: Vec<String> = listed.unwrap_or_default().lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
         let routes = futures_util::future::try_join_all(models.iter().map(|m| self.model_route(m))).await?;
         Ok(models.into_iter().zip(routes).filter_map(|(m, r)| r.map(|r| (m, r))).collect())
     }

@@ -61,7 +61,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     }
 
     let now = now_secs();
-    let kv = KvReader { kv: env.kv(crate::KV_BINDING)?, cache: &iso.kv_cache, cache_ms: cfg.cache_seconds * 1000, jwks: &iso.jwks };
+    let kv = KvReader { kv: env.kv(crate::KV_BINDING)?, cache: &iso.kv_cache, cache_ms: cfg.cache_seconds * 1000, stale_if_error_ms: cfg.stale_if_error_seconds * 1000, jwks: &iso.jwks };
     let client_ip = parts.headers.get("cf-connecting-ip").and_then(|v| v.to_str().ok()).map(str::to_string);
     let secret = |name: &str| env.secret(name).ok().map(|s| s.to_string());
     let avoid = |route: &str, ep: &str| iso.failures.borrow().is_avoided(route, ep, now);
@@ -77,6 +77,11 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
         }
         let (bytes, complete) = peeked.as_ref().map_or((&[][..], true), |p| (&p.bytes[..], p.complete));
         resolution = resolve_model(cfg, &kv, &parts, now, bytes, complete).await;
+    }
+    // What the request found stale in the isolate's cache is read again beside and after the
+    // response (the request never waits on it).
+    if iso.kv_cache.borrow().has_stale() {
+        ctx.wait_until(crate::kv::refresh_stale(kv.kv.clone(), iso.clone(), kv.policy()));
     }
     let routed = match resolution {
         Err(e) => Err(e),
@@ -121,7 +126,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                     }
                 }
             }
-            if let Error::Internal(detail) = &e {
+            if let Error::Internal(detail) | Error::StoreUnavailable(detail) = &e {
                 worker::console_error!(
                     "{{\"level\":\"error\",\"request_id\":{},\"trace_id\":{},\"msg\":\"decision failed\",\"detail\":{}}}",
                     json_str(request_id),
