@@ -301,11 +301,22 @@ impl FailureMemory {
     }
 }
 
+/// Fixtures for core's tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A plan on route `llama` with no upstream.
+    pub(crate) fn plan() -> ForwardPlan {
+        super::tests::plan()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn plan() -> ForwardPlan {
+    pub(super) fn plan() -> ForwardPlan {
         ForwardPlan {
             route: "llama".into(),
             upstreams: vec![],

@@ -7,7 +7,9 @@
 //! (`gateway-edge`) and the AWS Lambda (`gateway-lambda`) perform the I/O.
 
 pub mod admin;
+pub mod attempts;
 pub mod balance;
+pub mod batch;
 pub mod budget;
 pub mod cache;
 pub mod config;

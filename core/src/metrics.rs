@@ -314,7 +314,7 @@ impl RequestSample {
 /// `maxes` raise a number to at least the value (a conditional `SET`, or
 /// `max` in a transaction). Both commute, so batches may be applied in any
 /// order, merged, or split per item, and nothing is lost.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Updates {
     /// Counter key → amount to add (never 0).
     pub adds: BTreeMap<String, u64>,
