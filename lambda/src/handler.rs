@@ -33,7 +33,9 @@ pub type GwBody = UnsyncBoxBody<Bytes, BoxError>;
 /// What lives for the whole life of a Lambda instance.
 pub struct App {
     cfg: Config,
-    /// The data plane's reads, cached for `GATEWAY_CACHE_SECONDS` in this instance.
+    /// The data plane's reads, cached for `GATEWAY_CACHE_SECONDS` in this instance, refreshed
+    /// off the request path, used up to `GATEWAY_STALE_IF_ERROR_SECONDS` longer while
+    /// DynamoDB fails ([`gateway_core::cache`]).
     routes: CachedSource<DynamoStore>,
     /// Writes, admin reads and counters go to DynamoDB directly.
     store: DynamoStore,
@@ -55,7 +57,7 @@ impl App {
     /// `GATEWAY_EMF_NAMESPACE` ([`crate::emf::namespace`]).
     pub fn new(cfg: Config, dynamo: aws_sdk_dynamodb::Client, table: String) -> Self {
         let store = DynamoStore::new(dynamo, table);
-        let routes = CachedSource::new(store.clone(), cfg.cache_seconds * 1000, now_ms);
+        let routes = data_plane_cache(&cfg, store.clone());
         let emf_namespace = crate::emf::namespace(&|k| std::env::var(k).ok());
         App {
             cfg,
@@ -74,7 +76,7 @@ impl App {
     /// reaching upstreams with `tls`, probes included.
     pub fn with_upstream(mut self, secrets: crate::secrets::Secrets, tls: crate::tls::UpstreamTls) -> Self {
         let store = self.store.clone().with_tls(tls.clone());
-        self.routes = CachedSource::new(store.clone(), self.cfg.cache_seconds * 1000, now_ms);
+        self.routes = data_plane_cache(&self.cfg, store.clone());
         self.store = store;
         self.secrets = secrets;
         self.tls = tls;
@@ -125,6 +127,30 @@ impl App {
     }
 }
 
+/// The data plane's reads through core's cache, by the configured bounds.
+fn data_plane_cache(cfg: &Config, store: DynamoStore) -> CachedSource<DynamoStore> {
+    CachedSource::new(store, cfg.cache_seconds * 1000, now_ms).with_stale_if_error(cfg.stale_if_error_seconds * 1000)
+}
+
+/// Refreshes what the request found stale in the cache, beside the request (spawned: the
+/// request never waits on it; it runs while the invocation streams its answer).
+fn refresh_behind(app: &Arc<App>) {
+    if !app.routes.has_stale() {
+        return;
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let done = app.routes.refresh_stale().await;
+        if let Some(e) = done.first_error {
+            let detail = match &e {
+                Error::StoreUnavailable(d) | Error::Internal(d) => d.clone(),
+                other => other.to_string(),
+            };
+            tracing::warn!(refreshed = done.refreshed, failed = done.failed, detail, "cache refresh failed; serving kept answers within GATEWAY_STALE_IF_ERROR_SECONDS");
+        }
+    });
+}
+
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -152,6 +178,9 @@ fn respond(res: http::Response<Vec<u8>>, request_id: &str) -> http::Response<GwB
 fn error_response(e: &Error, request_id: &str) -> http::Response<Vec<u8>> {
     if let Error::Internal(detail) = e {
         tracing::error!(request_id, detail = detail.as_str(), "internal error");
+    }
+    if let Error::StoreUnavailable(detail) = e {
+        tracing::error!(request_id, detail = detail.as_str(), "store unavailable");
     }
     with_request_id(e.into_response(), request_id)
 }
@@ -274,6 +303,7 @@ async fn serve(
         }
         other => other,
     };
+    refresh_behind(app);
     // Planning is synchronous, so its lookups need not be Send.
     let routed = resolution.and_then(|r| match r {
         Resolution::Admin(segs) => Ok(Routed::Admin(segs)),

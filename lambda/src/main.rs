@@ -82,7 +82,10 @@ async fn main() -> Result<(), lambda_http::Error> {
         e
     })?;
     let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
-    let app = Arc::new(App::new(cfg, aws_sdk_dynamodb::Client::new(&aws), table).with_upstream(secrets, tls));
+    // Every DynamoDB call of the data plane (and the admin API) is bounded, retries included,
+    // so an unreachable store answers within GATEWAY_STORE_TIMEOUT_MS rather than hanging.
+    let dynamo = gateway_lambda::store::client_with_timeout(&aws, std::time::Duration::from_millis(cfg.store_timeout_ms));
+    let app = Arc::new(App::new(cfg, dynamo, table).with_upstream(secrets, tls));
     // The runtime loop ends when a streamed response cannot be delivered (the client went
     // away mid-stream); the instance itself is healthy, so ask for the next invocation again
     // rather than exiting into a cold start. Only loops that end without serving anything

@@ -116,6 +116,44 @@ fn db_err<E: std::fmt::Debug>(what: &str, e: E) -> Error {
     Error::Internal(format!("dynamodb {what}: {e:?}"))
 }
 
+/// A call's failure: [`Error::StoreUnavailable`] (503, and what the data plane's cache stands
+/// in for) when DynamoDB could not be reached or answer in time, was throttled or failed on
+/// its side; otherwise [`db_err`]'s.
+fn store_err<E, R>(what: &str, e: SdkError<E, R>) -> Error
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    if is_unavailable(&e) {
+        Error::StoreUnavailable(format!("dynamodb {what}: {e:?}"))
+    } else {
+        db_err(what, e)
+    }
+}
+
+/// True for a timeout, a connection or response failure, throttling or a DynamoDB-side error.
+fn is_unavailable<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(se) => matches!(
+            se.err().code(),
+            Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" | "InternalServerError" | "ServiceUnavailable")
+        ),
+        _ => false,
+    }
+}
+
+/// A DynamoDB client whose every operation, retries included, is bounded by `timeout`
+/// (`GATEWAY_STORE_TIMEOUT_MS`): an unreachable store fails fast instead of hanging a request.
+pub fn client_with_timeout(aws: &aws_config::SdkConfig, timeout: Duration) -> Client {
+    let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(timeout)
+        .operation_attempt_timeout(timeout)
+        .connect_timeout(timeout)
+        .build();
+    Client::from_conf(aws_sdk_dynamodb::config::Builder::from(aws).timeout_config(timeouts).build())
+}
+
 fn is_condition_failure<E, R>(e: &SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
@@ -262,7 +300,7 @@ impl DynamoStore {
             .consistent_read(consistent)
             .send()
             .await
-            .map_err(|e| db_err("get", e))?;
+            .map_err(|e| store_err("get", e))?;
         Ok(out.item)
     }
 
@@ -297,7 +335,7 @@ impl DynamoStore {
             if let Some(l) = limit {
                 q = q.limit(l);
             }
-            let page = q.send().await.map_err(|e| db_err("query", e))?;
+            let page = q.send().await.map_err(|e| store_err("query", e))?;
             out.extend(page.items.unwrap_or_default());
             if limit.is_some_and(|l| out.len() >= l as usize) {
                 break;
@@ -327,7 +365,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| db_err("scan", e))?;
+                .map_err(|e| store_err("scan", e))?;
             out.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
@@ -378,7 +416,7 @@ impl DynamoStore {
         // Unprocessed keys (throttling) are asked for again, a few times at most.
         for _ in 0..4 {
             let Some(items) = pending.take().filter(|p| !p.is_empty()) else { break };
-            let out = self.client.batch_get_item().set_request_items(Some(items)).send().await.map_err(|e| db_err("budget use", e))?;
+            let out = self.client.batch_get_item().set_request_items(Some(items)).send().await.map_err(|e| store_err("budget use", e))?;
             for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
                 if let (Some(pk), Some(sk)) = (text(item, PK), text(item, SK)) {
                     found.insert((pk.to_string(), sk.to_string()), number(item, "tokens").unwrap_or(0));
@@ -469,7 +507,7 @@ impl DynamoStore {
                 };
                 Err(refuse(current.unwrap_or(threshold)))
             }
-            Err(e) => Err(db_err("rate limit", e)),
+            Err(e) => Err(store_err("rate limit", e)),
         }
     }
 }

@@ -13,6 +13,7 @@ mod governance;
 mod identity;
 mod models;
 mod observe;
+mod outage;
 mod security;
 mod vllm;
 use gateway_tests::deploy;
@@ -350,7 +351,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Optio
     println!("contract suite against {deployment:?} at {}", ctx.base);
     let mut failed = Vec::new();
     let (mut ran, mut skipped) = (0, 0);
-    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL).chain(security::ALL).chain(cli::ALL).chain(balance::ALL).chain(deploying::ALL).chain(models::ALL).chain(governance::ALL).chain(vllm::ALL) {
+    for (name, case) in cases::ALL.iter().chain(observe::ALL).chain(identity::ALL).chain(security::ALL).chain(cli::ALL).chain(balance::ALL).chain(deploying::ALL).chain(models::ALL).chain(governance::ALL).chain(outage::ALL).chain(vllm::ALL) {
         if !selected(name, filter) {
             continue;
         }

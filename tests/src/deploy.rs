@@ -145,6 +145,48 @@ impl Running {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the started command's whole process group.
+    pub fn signal(&self, signal: &str) -> Result<(), String> {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg("--").arg(format!("-{}", self.child.id())).status().map_err(|e| format!("kill -{signal}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -{signal} -{}: {status}", self.child.id()))
+        }
+    }
+}
+
+impl LambdaDeployment {
+    /// Pauses this deployment's DynamoDB (its own moto) with SIGSTOP: a partition that loses
+    /// no data. Resumed (SIGCONT) by [`PausedStore::resume`], or when the guard is dropped,
+    /// so a failing or timed-out case never leaves it stopped.
+    pub fn pause_store(&self) -> Result<PausedStore<'_>, String> {
+        self._dynamo.signal("STOP")?;
+        Ok(PausedStore { store: &self._dynamo, resumed: false })
+    }
+}
+
+/// A paused store ([`LambdaDeployment::pause_store`]); resumed at the latest when dropped.
+pub struct PausedStore<'a> {
+    store: &'a Running,
+    resumed: bool,
+}
+
+impl PausedStore<'_> {
+    /// Resumes the store (SIGCONT).
+    pub fn resume(mut self) -> Result<(), String> {
+        self.resumed = true;
+        self.store.signal("CONT")
+    }
+}
+
+impl Drop for PausedStore<'_> {
+    fn drop(&mut self) {
+        if !self.resumed {
+            let _ = self.store.signal("CONT");
+        }
+    }
 }
 
 impl Drop for Running {
