@@ -36,6 +36,10 @@ pub(crate) struct Isolate {
     pub jwks: RefCell<gateway_core::oidc::JwksCache>,
     /// Requests in flight from this isolate, by endpoint ([`proxy::InFlightGuard`]).
     pub in_flight: RefCell<gateway_core::load::InFlight>,
+    /// Samples of finished requests not yet written ([`gateway_core::batch`]).
+    pub batch: RefCell<gateway_core::batch::Batch>,
+    /// True while a `wait_until` waits to write the batch.
+    pub flush_scheduled: std::cell::Cell<bool>,
 }
 
 thread_local! {
@@ -56,10 +60,15 @@ pub(crate) fn isolate(env: &Env) -> Rc<Isolate> {
                 if let Err(e) = &cfg {
                     console_error!("{{\"level\":\"error\",\"msg\":\"bad configuration\",\"detail\":{}}}", json_str(&e.to_string()));
                 }
-                Rc::new(Isolate { cfg, kv_cache: RefCell::new(kv::Cache::default()), failures: RefCell::default(), jwks: RefCell::default(), in_flight: RefCell::default() })
+                Rc::new(Isolate { cfg, kv_cache: RefCell::new(kv::Cache::default()), failures: RefCell::default(), jwks: RefCell::default(), in_flight: RefCell::default(), batch: RefCell::new(gateway_core::batch::Batch::new(instance_id())), flush_scheduled: Default::default() })
             })
             .clone()
     })
+}
+
+/// A random name for this isolate (batch ids; not a secret).
+fn instance_id() -> String {
+    format!("{:012x}{:012x}", (js_sys::Math::random() * 2f64.powi(48)) as u64, js_sys::Date::now() as u64 & 0xffff_ffff_ffff)
 }
 
 /// Unix seconds from the platform clock.

@@ -32,8 +32,16 @@ const AUDIT_PREFIX: &str = "audit:";
 const AUDIT_SEQ: &str = "audit-seq";
 /// Metric counters live under `c:{metrics key}`, one number each.
 const COUNTER_PREFIX: &str = "c:";
+/// A counter shard's record of a batch part it applied: `b:{part id}` → unix seconds.
+const BATCH_PREFIX: &str = "b:";
 /// Storage takes at most 128 keys per multi-key call.
 const MAX_KEYS_PER_CALL: usize = 128;
+
+/// The name of the object holding counter shard `shard` ([`gateway_core::batch`]): the
+/// same class as the global object, which merges the shards when metrics are read.
+pub(crate) fn shard_name(shard: u32) -> String {
+    format!("metrics-{shard}")
+}
 
 fn audit_key(seq: u64) -> String {
     format!("{AUDIT_PREFIX}{seq:020}")
@@ -121,6 +129,36 @@ impl DoStore {
             self.storage.delete_multiple(chunk.to_vec()).await.map_err(|e| store_err("storage delete", e))?;
         }
         Ok(keys.len())
+    }
+    /// The counters in this object's own storage (a shard's, or the global object's).
+    async fn own_counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
+        let (from, to) = metrics::recent_range(now);
+
+        let mut out = Vec::new();
+        for prefix in ["route:", "ep:", "tok:", "ptn:"] {
+            out.extend(self.list_entries(&format!("{COUNTER_PREFIX}{prefix}"), None, None).await?);
+        }
+        out.extend(self.list_entries("", Some(&format!("{COUNTER_PREFIX}{from}")), Some(&format!("{COUNTER_PREFIX}{to}"))).await?);
+        Ok(out.into_iter().filter_map(|(k, v)| Some((k.strip_prefix(COUNTER_PREFIX)?.to_string(), v.as_f64()? as u64))).collect())
+    }
+    /// One counter shard's counters, read from its object.
+    async fn shard_counters(&self, shard: u32, now: u64) -> Result<Vec<(String, u64)>> {
+        let stub = self.env.durable_object(crate::DO_BINDING).and_then(|ns| ns.get_by_name(&shard_name(shard))).map_err(|e| store_err("counter shard", e))?;
+        let url = format!("https://gateway-state/counters?now={now}");
+        let mut res = stub.fetch_with_str(&url).await.map_err(|e| store_err("counter shard", e))?;
+        if res.status_code() != 200 {
+            return Err(store_err("counter shard", format!("answered {}", res.status_code())));
+        }
+        res.json().await.map_err(|e| store_err("counter shard", e))
+    }
+    /// Forgets batch ids older than [`gateway_core::batch::BATCH_ID_SECONDS`].
+    async fn prune_batch_ids(&self, now: u64) -> Result<usize> {
+        let cutoff = now.saturating_sub(gateway_core::batch::BATCH_ID_SECONDS) as f64;
+        let old: Vec<String> = self.list_entries(BATCH_PREFIX, None, None).await?.into_iter().filter(|(_, v)| v.as_f64().is_none_or(|at| at < cutoff)).map(|(k, _)| k).collect();
+        for chunk in old.chunks(MAX_KEYS_PER_CALL) {
+            self.storage.delete_multiple(chunk.to_vec()).await.map_err(|e| store_err("storage delete", e))?;
+        }
+        Ok(old.len())
     }
     /// A route's copy in KV, where Terraform writes.
     async fn kv_route(&self, name: &str) -> Result<Option<Route>> {
@@ -395,13 +433,12 @@ impl Store for DoStore {
         Ok(())
     }
     async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
-        let (from, to) = metrics::recent_range(now);
-        let mut out = Vec::new();
-        for prefix in ["route:", "ep:", "tok:", "ptn:"] {
-            out.extend(self.list_entries(&format!("{COUNTER_PREFIX}{prefix}"), None, None).await?);
-        }
-        out.extend(self.list_entries("", Some(&format!("{COUNTER_PREFIX}{from}")), Some(&format!("{COUNTER_PREFIX}{to}"))).await?);
-        Ok(out.into_iter().filter_map(|(k, v)| Some((k.strip_prefix(COUNTER_PREFIX)?.to_string(), v.as_f64()? as u64))).collect())
+        // This object's own counters (what samples wrote before counters were sharded), and
+        // every shard's.
+        let own = self.own_counters(now).await?;
+        let shards = (0..gateway_core::batch::SHARDS).map(|shard| self.shard_counters(shard, now));
+        let shards = futures_util::future::try_join_all(shards).await?;
+        Ok(gateway_core::batch::merge_counters(std::iter::once(own).chain(shards)))
     }
     async fn health(&self) -> Result<Vec<(String, String, Health)>> {
         let mut out = Vec::new();
@@ -588,6 +625,55 @@ impl GatewayState {
         }
     }
 
+    /// Applies one part of an isolate's batch ([`gateway_core::batch`]) once: a part sent
+    /// again under the same id (its first answer was lost) is acknowledged and skipped.
+    async fn record_batch(&self, mut req: Request) -> worker::Result<Response> {
+        let part: gateway_core::batch::Part = match req.json().await {
+            Ok(p) => p,
+            Err(e) => return Response::error(format!("bad batch: {e}"), 400),
+        };
+        let store = self.store()?;
+        let storage = self.state.storage();
+        let marker = format!("{BATCH_PREFIX}{}", part.id);
+        let recorded = self
+            .state
+            .block_concurrency_while(async move {
+                if storage.get::<f64>(&marker).await.ok().flatten().is_some() {
+                    return Ok(Ok(()));
+                }
+                let applied = store.record(&part.updates).await;
+                if applied.is_ok() {
+                    storage.put(&marker, crate::now_secs() as f64).await?;
+                }
+                Ok(applied)
+            })
+            .await?;
+        match recorded {
+            Ok(()) => Response::empty().map(|r| r.with_status(204)),
+            Err(e) => Response::error(e.to_string(), 500),
+        }
+    }
+
+    /// A shard's counters, for the global object's metrics read.
+    async fn shard_counters(&self, req: Request) -> worker::Result<Response> {
+        let now = req.url()?.query_pairs().find(|(k, _)| k == "now").and_then(|(_, v)| v.parse().ok()).unwrap_or_else(crate::now_secs);
+        match self.store()?.own_counters(now).await {
+            Ok(counters) => Response::from_json(&counters),
+            Err(e) => Response::error(e.to_string(), 500),
+        }
+    }
+
+    /// A shard's housekeeping, from the global object's scheduled round: minute buckets
+    /// past retention and batch ids past keeping.
+    async fn prune_shard(&self) -> worker::Result<Response> {
+        let store = self.store()?;
+        let now = crate::now_secs();
+        match futures_util::future::try_join(store.prune_minutes(now), store.prune_batch_ids(now)).await {
+            Ok(_) => Response::empty().map(|r| r.with_status(204)),
+            Err(e) => Response::error(e.to_string(), 500),
+        }
+    }
+
     /// Keeps the load alarm running: one round of `/metrics` readings every
     /// [`gateway_core::probe::LOAD_INTERVAL_SECS`] (cron triggers fire once a minute at most).
     async fn ensure_load_alarm(&self) {
@@ -606,6 +692,19 @@ impl GatewayState {
         let report = gateway_core::probe::run(&store, now).await;
         self.ensure_load_alarm().await;
         let pruned = store.prune_minutes(now).await;
+        for shard in 0..gateway_core::batch::SHARDS {
+            let pruned = async {
+                let stub = self.env.durable_object(crate::DO_BINDING)?.get_by_name(&shard_name(shard))?;
+                let res = stub.fetch_with_str("https://gateway-state/prune").await?;
+                if res.status_code() >= 300 {
+                    return Err(worker::Error::RustError(format!("answered {}", res.status_code())));
+                }
+                Ok::<(), worker::Error>(())
+            };
+            if let Err(e) = pruned.await {
+                worker::console_error!("{{\"level\":\"error\",\"msg\":\"counter shard not pruned\",\"shard\":{},\"detail\":{}}}", shard, crate::json_str(&e.to_string()));
+            }
+        }
         // Token records past keeping (expired a month ago, revoked two days ago) go too.
         if let Err(e) = gateway_core::admin::prune_tokens(&store, now).await {
             worker::console_error!("{{\"level\":\"error\",\"msg\":\"token records not pruned\",\"detail\":{}}}", crate::json_str(&e.to_string()));
@@ -636,7 +735,14 @@ impl DurableObject for GatewayState {
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let path = req.path();
-        if path == "/record" {
+        if path == "/batch" {
+            self.record_batch(req).await
+        } else if path == "/counters" {
+            self.shard_counters(req).await
+        } else if path == "/prune" {
+            self.prune_shard().await
+        } else if path == "/record" {
+            // One sample at a time, from isolates of the previous release during a deploy.
             self.record_sample(req).await
         } else if path == "/probe" {
             self.probe_round().await

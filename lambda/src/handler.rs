@@ -7,13 +7,13 @@ use crate::store::DynamoStore;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use gateway_core::admin::{self, AdminRequest};
+use gateway_core::attempts::{Forwarding, Outcome, Step};
 use gateway_core::cache::CachedSource;
 use gateway_core::forward::{response_headers, FailureMemory, ForwardPlan};
 use gateway_core::gateway::{check_transport, plan, resolve, resolve_model, security_headers, RequestContext, Resolution, Routed, Transport};
 use gateway_core::load::InFlight;
 use gateway_core::meter::Meter;
-use gateway_core::metrics::{self, RequestSample};
-use gateway_core::store::Store;
+use gateway_core::metrics::RequestSample;
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
 use gateway_core::trace::Trace;
 use gateway_core::{Config, Error};
@@ -21,6 +21,8 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use lambda_http::RequestExt;
 use std::collections::HashMap;
 use std::convert::Infallible;
+use gateway_core::batch::{Batch, Flush};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
@@ -50,6 +52,12 @@ pub struct App {
     secrets: crate::secrets::Secrets,
     /// What upstream clients trust and present ([`crate::tls`]).
     tls: crate::tls::UpstreamTls,
+    /// Samples of finished requests not yet written ([`gateway_core::batch`]).
+    batch: Mutex<Batch>,
+    /// True while a task waits to write the batch.
+    flush_scheduled: AtomicBool,
+    /// One write of the batch at a time (a shutdown's flush waits for a running one).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl App {
@@ -69,6 +77,9 @@ impl App {
             emf_namespace,
             secrets: Default::default(),
             tls: Default::default(),
+            batch: Mutex::new(Batch::new(instance_id())),
+            flush_scheduled: AtomicBool::new(false),
+            flushing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -83,15 +94,30 @@ impl App {
         self
     }
 
-    /// Records one finished request: its EMF line and its counters (the token's use
-    /// is among them: `tok:{id}`, read back when tokens are listed).
-    async fn record(&self, sample: RequestSample, request_id: &str, arrived_ms: u64) {
+    /// Records one finished request: its EMF line at once, its counters into the
+    /// instance's batch (written at most about once a second, off every request's path;
+    /// the token's use is among them: `tok:{id}`, read back when tokens are listed), and
+    /// its budgets' use at once (the next request must see it).
+    async fn record(self: &Arc<Self>, sample: RequestSample, request_id: &str, arrived_ms: u64) {
         if let Some(ns) = &self.emf_namespace {
             // Raw JSON on stdout (not through tracing): CloudWatch Logs reads it as EMF.
             println!("{}", crate::emf::line(ns, &sample, request_id, arrived_ms));
         }
-        if let Err(e) = self.store.record(&metrics::updates(&sample)).await {
-            tracing::warn!(request_id, error = %e, "metrics not recorded");
+        let due = self.batch.lock().unwrap_or_else(|e| e.into_inner()).add(&sample, now_ms());
+        match due {
+            Flush::Now => {
+                let app = self.clone();
+                tokio::spawn(async move { app.flush().await });
+            }
+            Flush::In(ms) if !self.flush_scheduled.swap(true, Ordering::SeqCst) => {
+                let app = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    app.flush_scheduled.store(false, Ordering::SeqCst);
+                    app.flush().await;
+                });
+            }
+            _ => {}
         }
         // The answer's tokens count against its budgets.
         let tokens = sample.llm_tokens();
@@ -99,6 +125,35 @@ impl App {
             if let Err(e) = self.store.add_budget_use(&sample.budget_keys, tokens, sample.at).await {
                 tracing::warn!(request_id, error = %e, "budget use not counted");
             }
+        }
+    }
+
+    /// Writes the instance's batch: one idempotent DynamoDB transaction per part (ADDs,
+    /// with the part's id as a marker), its high-water marks after. A part whose write
+    /// failed is kept under its id and sent again with the next write, so nothing is lost
+    /// and nothing counted twice. Run by a timer, and at shutdown ([`App::shutdown`]).
+    pub async fn flush(&self) {
+        let _one = self.flushing.lock().await;
+        let parts = self.batch.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if parts.is_empty() {
+            return;
+        }
+        let results = futures_util::future::join_all(parts.iter().map(|p| self.store.record_part(p, now_secs()))).await;
+        let mut batch = self.batch.lock().unwrap_or_else(|e| e.into_inner());
+        for (part, result) in parts.into_iter().zip(results) {
+            if let Err(e) = result {
+                tracing::warn!(part = part.id.as_str(), error = %e, "metrics not recorded; kept for the next write");
+                batch.failed(part);
+            }
+        }
+    }
+
+    /// What the instance does when Lambda retires it (SIGTERM, about 500 ms): write what
+    /// its batch holds.
+    pub async fn shutdown(&self) {
+        match tokio::time::timeout(Duration::from_millis(450), self.flush()).await {
+            Ok(()) => tracing::info!("batch written at shutdown"),
+            Err(_) => tracing::error!("batch not written within the shutdown's time"),
         }
     }
 
@@ -149,6 +204,14 @@ fn refresh_behind(app: &Arc<App>) {
             tracing::warn!(refreshed = done.refreshed, failed = done.failed, detail, "cache refresh failed; serving kept answers within GATEWAY_STALE_IF_ERROR_SECONDS");
         }
     });
+}
+
+/// A random name for this instance (batch ids; not a secret).
+fn instance_id() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    // The standard library's per-process random hash keys: random enough to tell instances apart.
+    let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), nanos);
+    format!("{random:016x}{:x}", std::process::id())
 }
 
 fn now_secs() -> u64 {
@@ -407,71 +470,72 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
     // A `usage: "always"` route may send its own body (the stream's usage asked for).
     let body = plan.body.clone().unwrap_or(body);
     meter.sent(body.len() as u64);
-    for up in &plan.upstreams {
+    // Core's forwarding machine decides failover and refusals; this loop only does the I/O.
+    let mut fwd = Forwarding::new(&plan, &method, meter);
+    let mut step = fwd.start();
+    loop {
+        let up = match step {
+            Step::Try(i) => &plan.upstreams[i],
+            // (`Respond` is never looped on: an answered attempt returns below.)
+            Step::Respond(_) => {
+                log(id, Some(&plan.route), None, 502, started, plan.token_id.as_deref());
+                return refused(&Error::BadGateway, fwd.into_meter());
+            }
+            Step::Refuse(e) => {
+                log(id, Some(&plan.route), None, e.status().as_u16(), started, plan.token_id.as_deref());
+                return refused(&e, fwd.into_meter());
+            }
+        };
         let gateway_ms = started.elapsed().as_secs_f64() * 1000.0;
         let in_flight = InFlightGuard::start(&app.in_flight, &plan.route, &up.endpoint_id);
         let send = client.request(method.clone(), &up.url).headers(plan.headers.clone()).body(body.clone()).send();
-        match tokio::time::timeout(Duration::from_millis(plan.response_timeout_ms), send).await {
-            Err(_) => {
-                log(id, Some(&plan.route), Some(&up.endpoint_id), 504, started, plan.token_id.as_deref());
-                return refused(&Error::GatewayTimeout, meter);
-            }
-            Ok(Ok(resp)) => {
-                if let Ok(mut f) = app.failures.lock() {
-                    f.mark_ok(&plan.route, &up.endpoint_id);
-                }
-                let status = resp.status();
-                let mut headers = response_headers(resp.headers(), &plan, &up.base, gateway_ms);
-                if let Some(a) = &allowance {
-                    a.insert_into(&mut headers);
-                }
-                if let Some(a) = &token_allowance {
-                    a.insert_into(&mut headers);
-                }
-                meter.answered(
-                    &up.endpoint_id,
-                    status.as_u16(),
-                    &headers,
-                    gateway_ms,
-                    started.elapsed().as_secs_f64() * 1000.0 - gateway_ms,
-                );
-                let (request_id, route, endpoint) = (
-                    plan.request_id.clone(),
-                    plan.route.clone(),
-                    up.endpoint_id.clone(),
-                );
-                let log_fault = move |f: &Fault| {
-                    tracing::warn!(request_id = request_id.as_str(), route = route.as_str(), endpoint = endpoint.as_str(), fault = %f, "response stream cut short");
-                };
-                let sleep = |ms: u64| tokio::time::sleep(Duration::from_millis(ms));
-                let sse = is_event_stream(&headers);
-                let stream = Guarded::new(Box::pin(resp.bytes_stream()), plan.idle_timeout_ms, sse, sleep, |b| b, log_fault);
-                // Counted in flight until the body ends or the client goes (the stream is dropped).
-                let stream = futures_util::StreamExt::map(stream, move |chunk| {
-                    let _counted = &in_flight;
-                    chunk
-                });
-                let mut res = http::Response::new(stream);
-                *res.status_mut() = status;
-                *res.headers_mut() = headers;
-                log(id, Some(&plan.route), Some(&up.endpoint_id), status.as_u16(), started, plan.token_id.as_deref());
-                return metered(res, meter, app, started, id, arrived_ms, plan.strip_usage && sse);
-            }
-            Ok(Err(e)) if e.is_connect() => {
-                // Nothing was sent: safe to try the next endpoint.
-                if let Ok(mut f) = app.failures.lock() {
-                    f.mark_failed(&plan.route, &up.endpoint_id, now_secs());
-                }
-                meter.failed(&up.endpoint_id);
-                tracing::warn!(request_id = id, route = plan.route.as_str(), endpoint = up.endpoint_id.as_str(), "upstream connection failed");
-            }
+        let resp = match tokio::time::timeout(Duration::from_millis(plan.response_timeout_ms), send).await {
+            Err(_) => Err(Outcome::TimedOut),
+            Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
-                // The request may have reached the upstream: never sent twice.
-                tracing::warn!(request_id = id, route = plan.route.as_str(), endpoint = up.endpoint_id.as_str(), error = %e, "upstream failed after connecting");
-                break;
+                // A connect error means nothing was sent; anything else may have reached it.
+                tracing::warn!(request_id = id, route = plan.route.as_str(), endpoint = up.endpoint_id.as_str(), error = %e, "upstream attempt failed");
+                Err(Outcome::Failed { may_have_arrived: !e.is_connect() })
             }
+        };
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(outcome) => {
+                let mut failures = app.failures.lock().unwrap_or_else(|e| e.into_inner());
+                step = fwd.on(outcome, &mut failures, now_secs());
+                continue;
+            }
+        };
+        {
+            let mut failures = app.failures.lock().unwrap_or_else(|e| e.into_inner());
+            fwd.on(Outcome::Answered, &mut failures, now_secs());
         }
+        let mut meter = fwd.into_meter();
+        let status = resp.status();
+        let mut headers = response_headers(resp.headers(), &plan, &up.base, gateway_ms);
+        if let Some(a) = &allowance {
+            a.insert_into(&mut headers);
+        }
+        if let Some(a) = &token_allowance {
+            a.insert_into(&mut headers);
+        }
+        meter.answered(&up.endpoint_id, status.as_u16(), &headers, gateway_ms, started.elapsed().as_secs_f64() * 1000.0 - gateway_ms);
+        let (request_id, route, endpoint) = (plan.request_id.clone(), plan.route.clone(), up.endpoint_id.clone());
+        let log_fault = move |f: &Fault| {
+            tracing::warn!(request_id = request_id.as_str(), route = route.as_str(), endpoint = endpoint.as_str(), fault = %f, "response stream cut short");
+        };
+        let sleep = |ms: u64| tokio::time::sleep(Duration::from_millis(ms));
+        let sse = is_event_stream(&headers);
+        let stream = Guarded::new(Box::pin(resp.bytes_stream()), plan.idle_timeout_ms, sse, sleep, |b| b, log_fault);
+        // Counted in flight until the body ends or the client goes (the stream is dropped).
+        let stream = futures_util::StreamExt::map(stream, move |chunk| {
+            let _counted = &in_flight;
+            chunk
+        });
+        let mut res = http::Response::new(stream);
+        *res.status_mut() = status;
+        *res.headers_mut() = headers;
+        log(id, Some(&plan.route), Some(&up.endpoint_id), status.as_u16(), started, plan.token_id.as_deref());
+        return metered(res, meter, app, started, id, arrived_ms, plan.strip_usage && sse);
     }
-    log(id, Some(&plan.route), None, 502, started, plan.token_id.as_deref());
-    refused(&Error::BadGateway, meter)
 }

@@ -86,6 +86,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     // so an unreachable store answers within GATEWAY_STORE_TIMEOUT_MS rather than hanging.
     let dynamo = gateway_lambda::store::client_with_timeout(&aws, std::time::Duration::from_millis(cfg.store_timeout_ms));
     let app = Arc::new(App::new(cfg, dynamo, table).with_upstream(secrets, tls));
+    // Metrics are written in batches off the request path; when Lambda retires the instance
+    // (SIGTERM, about 500 ms) the last batch is written, so nothing is lost.
+    if std::env::var("GATEWAY_NO_SHUTDOWN_HOOK").is_err() {
+        let app = app.clone();
+        lambda_runtime::spawn_graceful_shutdown_handler(move || async move { app.shutdown().await }).await;
+    }
     // The runtime loop ends when a streamed response cannot be delivered (the client went
     // away mid-stream); the instance itself is healthy, so ask for the next invocation again
     // rather than exiting into a cold start. Only loops that end without serving anything

@@ -52,6 +52,8 @@ pub const PK: &str = "entity";
 pub const SK: &str = "item";
 /// TTL attribute.
 pub const TTL: &str = "ttl";
+/// Partition of the markers of batch parts already applied ([`DynamoStore::record_part`]).
+const BATCH: &str = "batch";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -994,6 +996,29 @@ fn metric_writes(updates: &Updates) -> Vec<MetricWrite> {
     by_item.into_values().collect()
 }
 
+/// The `ADD` (and `ttl` `SET`) of one item's metric write: expression, names, values.
+fn add_expression(w: &MetricWrite) -> (String, HashMap<String, String>, HashMap<String, AttributeValue>) {
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let mut adds = Vec::new();
+    for (i, (field, v)) in w.adds.iter().enumerate() {
+        // Field names hold `:`, so they always go through placeholders.
+        names.insert(format!("#f{i}"), field.clone());
+        values.insert(format!(":v{i}"), n(*v));
+        adds.push(format!("#f{i} :v{i}"));
+    }
+    let mut expr = String::new();
+    if !adds.is_empty() {
+        expr = format!("ADD {}", adds.join(", "));
+    }
+    if let Some(ttl) = w.ttl {
+        names.insert("#ttl".into(), TTL.into());
+        values.insert(":ttl".into(), n(ttl));
+        expr = format!("{expr} SET #ttl = :ttl").trim_start().to_string();
+    }
+    (expr, names, values)
+}
+
 /// Retries for metric writes: the SDK's standard mode (throttling, 5xx and transient I/O
 /// errors, jittered exponential backoff) with short waits, so a request's whole recording
 /// fits in the handler's 2 s budget.
@@ -1003,29 +1028,68 @@ fn metric_retry() -> aws_sdk_dynamodb::config::Builder {
     )
 }
 
+/// Items of a batch part written per transaction (DynamoDB takes 100, one is the marker).
+const PART_ITEMS_PER_TRANSACTION: usize = 99;
+
 impl DynamoStore {
+    /// Applies one part of an instance's batch ([`gateway_core::batch`]) exactly once: its
+    /// `ADD`s go in transactions of at most 99 items, each with a marker item
+    /// (`batch#{part id}#{n}`, kept [`gateway_core::batch::BATCH_ID_SECONDS`]) that must not
+    /// exist yet, so a transaction sent again after a lost answer changes nothing. The
+    /// high-water marks (`last_seen`) go after: a conditional `SET` is idempotent on its own.
+    pub async fn record_part(&self, part: &gateway_core::batch::Part, now: u64) -> Result<()> {
+        let writes = metric_writes(&part.updates);
+        let with_adds: Vec<&MetricWrite> = writes.iter().filter(|w| !w.adds.is_empty() || w.ttl.is_some()).collect();
+        for (n_chunk, chunk) in with_adds.chunks(PART_ITEMS_PER_TRANSACTION).enumerate() {
+            let marker_id = format!("{}#{n_chunk}", part.id);
+            // One partition per marker: markers never make a hot key.
+            let marker_entity = format!("{BATCH}#{marker_id}");
+            let mut marker = key(&marker_entity, "applied");
+            marker.insert(TTL.into(), n(now + gateway_core::batch::BATCH_ID_SECONDS));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(marker))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK)
+                .build()
+                .map_err(|e| db_err("build", e))?;
+            let mut items = vec![TransactWriteItem::builder().put(put).build()];
+            for w in chunk {
+                let (expr, names, values) = add_expression(w);
+                let update = aws_sdk_dynamodb::types::Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(w.entity, &w.item)))
+                    .update_expression(expr)
+                    .set_expression_attribute_names(Some(names))
+                    .set_expression_attribute_values(Some(values))
+                    .build()
+                    .map_err(|e| db_err("build", e))?;
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
+            let sent = self.client.transact_write_items().set_transact_items(Some(items)).customize().config_override(metric_retry()).send().await;
+            match sent {
+                Ok(_) => {}
+                // Cancelled: applied before (its marker is there), or a conflict to retry later.
+                Err(e) if is_condition_failure(&e) => {
+                    if self.get(&marker_entity, "applied", true).await?.is_none() {
+                        return Err(db_err("record metrics", e));
+                    }
+                }
+                Err(e) => return Err(db_err("record metrics", e)),
+            }
+        }
+        for w in writes.iter().filter(|w| !w.maxes.is_empty()) {
+            let maxes_only = MetricWrite { entity: w.entity, item: w.item.clone(), adds: Vec::new(), maxes: w.maxes.clone(), ttl: None };
+            self.write_metric(&maxes_only).await?;
+        }
+        Ok(())
+    }
+
     /// Applies one item's share of the metric updates: one `ADD` of every field (and the
     /// item's `ttl`), then one conditional `SET` per maximum.
     async fn write_metric(&self, w: &MetricWrite) -> Result<()> {
         if !w.adds.is_empty() || w.ttl.is_some() {
-            let mut names = HashMap::new();
-            let mut values = HashMap::new();
-            let mut adds = Vec::new();
-            for (i, (field, v)) in w.adds.iter().enumerate() {
-                // Field names hold `:`, so they always go through placeholders.
-                names.insert(format!("#f{i}"), field.clone());
-                values.insert(format!(":v{i}"), n(*v));
-                adds.push(format!("#f{i} :v{i}"));
-            }
-            let mut expr = String::new();
-            if !adds.is_empty() {
-                expr = format!("ADD {}", adds.join(", "));
-            }
-            if let Some(ttl) = w.ttl {
-                names.insert("#ttl".into(), TTL.into());
-                values.insert(":ttl".into(), n(ttl));
-                expr = format!("{expr} SET #ttl = :ttl").trim_start().to_string();
-            }
+            let (expr, names, values) = add_expression(w);
             self.client
                 .update_item()
                 .table_name(&self.table)
