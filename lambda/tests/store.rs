@@ -503,3 +503,28 @@ async fn only_a_small_200_answer_from_the_configured_url_is_taken() {
     assert!(matches!(s.jwks(&provider("silent", &format!("{silent}/jwks")), false).await, Err(Error::IdentityProviderUnavailable(_))));
     assert!(started.elapsed() < Duration::from_secs(5), "bounded by the fetch timeout");
 }
+
+/// A DynamoDB endpoint that accepts connections and never answers (as a paused moto does):
+/// every call of a client built by `client_with_timeout` ends within its bound, and the data
+/// plane's reads and the rate limiter report the store unavailable (503), never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswering_store_times_out_within_the_bound_as_store_unavailable() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(format!("http://{}", silent.local_addr().unwrap()))
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "test"))
+        .load()
+        .await;
+    let bound = Duration::from_millis(200);
+    let s = DynamoStore::new(gateway_lambda::store::client_with_timeout(&aws, bound), "gateway");
+    let t = Instant::now();
+    let read = s.route("r").await;
+    assert!(matches!(read, Err(Error::StoreUnavailable(_))), "{read:?}");
+    assert!(matches!(s.is_revoked("tok_x").await, Err(Error::StoreUnavailable(_))));
+    let limit = gateway_core::ratelimit::RateLimit { key: "tok:x".into(), per_minute: 10 };
+    assert!(matches!(s.rate_hit(&limit, 1_000_000).await, Err(Error::StoreUnavailable(_))));
+    assert!(t.elapsed() < 3 * bound + Duration::from_millis(500), "three calls took {:?}", t.elapsed());
+    assert_eq!(Error::StoreUnavailable(String::new()).status(), 503);
+    drop(silent);
+}
