@@ -148,12 +148,12 @@ fn is_unavailable<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &SdkEr
 /// A DynamoDB client whose every operation, retries included, is bounded by `timeout`
 /// (`GATEWAY_STORE_TIMEOUT_MS`): an unreachable store fails fast instead of hanging a request.
 pub fn client_with_timeout(aws: &aws_config::SdkConfig, timeout: Duration) -> Client {
-    let timeouts = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
-        .operation_timeout(timeout)
-        .operation_attempt_timeout(timeout)
-        .connect_timeout(timeout)
-        .build();
-    Client::from_conf(aws_sdk_dynamodb::config::Builder::from(aws).timeout_config(timeouts).build())
+    Client::from_conf(aws_sdk_dynamodb::config::Builder::from(aws).timeout_config(timeouts(timeout)).build())
+}
+
+/// Every operation, retries included, and every connection within `timeout`.
+fn timeouts(timeout: Duration) -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder().operation_timeout(timeout).operation_attempt_timeout(timeout).connect_timeout(timeout).build()
 }
 
 fn is_condition_failure<E, R>(e: &SdkError<E, R>) -> bool
@@ -217,6 +217,14 @@ impl DynamoStore {
     /// A store over `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoStore { client, table: table.into(), prober: Arc::default(), keys: Arc::default(), flights: Arc::default(), clock: system_now, tls: Arc::default() }
+    }
+
+    /// The same store (its key cache and probe client shared) with every DynamoDB call
+    /// bounded by `timeout` instead ([`client_with_timeout`]): the data plane's, whose reads
+    /// have a cache to fall back on and whose limiter lets a request through when it fails.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.client = Client::from_conf(self.client.config().to_builder().timeout_config(timeouts(timeout)).build());
+        self
     }
 
     /// The same store probing endpoints with `tls` (a private CA, a client certificate).
