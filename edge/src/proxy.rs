@@ -15,6 +15,7 @@ use gateway_core::metrics::RequestSample;
 use gateway_core::probe::ProbeTarget;
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
 use gateway_core::trace::Trace;
+use gateway_core::usage::Keep;
 use gateway_core::{Config, Error};
 use http::HeaderMap;
 use js_sys::Uint8Array;
@@ -22,6 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_log, console_warn, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
@@ -514,9 +516,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// A request's [`Meter`] while its body streams: it sees every chunk the
-/// client gets and hands the finished sample over once, when the body ends
-/// or when the stream is dropped (the client went away).
+/// A request's [`Meter`] while its body streams: it is told every chunk the client gets
+/// ([`Metered::chunk`], on the Rust path) or, once, the body's byte count and kept bytes
+/// ([`BodyEnd::finish`]), and hands the finished sample over once, when the body ends or when
+/// the stream is dropped (the client went away).
 struct Metered {
     meter: Option<Meter>,
     started: f64,
@@ -548,9 +551,118 @@ impl Drop for Metered {
     }
 }
 
-/// The upstream's body on its way to the client: chunks pass through as the
-/// same JS objects (no copy), with core's idle timeout and explained end, metered.
+// Rebuilds the Worker when body.js changes (wasm-bindgen reads it, cargo does not watch it).
+const _: &str = include_str!("body.js");
+
+#[wasm_bindgen(module = "/src/body.js")]
+extern "C" {
+    /// The upstream's body passed through in JS, calling [`BodyEnd::finish`] once at its end.
+    #[wasm_bindgen(js_name = passBody)]
+    #[allow(clippy::too_many_arguments)]
+    fn pass_body(
+        body: &web_sys::ReadableStream,
+        abort: &web_sys::AbortController,
+        idle_ms: f64,
+        sse: bool,
+        idle_end: &str,
+        broken_end: &str,
+        keep_mode: u32,
+        keep_limit: f64,
+        end: BodyEnd,
+    ) -> web_sys::ReadableStream;
+}
+
+/// Who a response stream belongs to, for its "cut short" warning.
+struct StreamLog {
+    request_id: String,
+    trace_id: String,
+    route: String,
+    endpoint: String,
+}
+
+impl StreamLog {
+    fn new(plan: &ForwardPlan, endpoint: &str) -> Self {
+        StreamLog { request_id: plan.request_id.clone(), trace_id: plan.trace_id.clone(), route: plan.route.clone(), endpoint: endpoint.to_string() }
+    }
+
+    fn cut_short(&self, f: &Fault) {
+        console_warn!(
+            "{{\"level\":\"warn\",\"request_id\":{},\"trace_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"response stream cut short\",\"detail\":{}}}",
+            json_str(&self.request_id),
+            json_str(&self.trace_id),
+            json_str(&self.route),
+            json_str(&self.endpoint),
+            json_str(&f.to_string())
+        );
+    }
+}
+
+/// How a body passed through in JS ended (`body.js`).
+const ENDED_UPSTREAM_FAILED: u32 = 1;
+const ENDED_IDLE: u32 = 2;
+
+/// A response body's end, handed to `body.js` with it: holds the request's [`Metered`] (and
+/// so its in-flight guard) until the body ends or the client goes, when JS calls
+/// [`BodyEnd::finish`], once; dropped unfinished, the sample is still handed over.
+#[wasm_bindgen]
+pub struct BodyEnd {
+    metered: Metered,
+    log: StreamLog,
+    idle_ms: u64,
+}
+
+#[wasm_bindgen]
+impl BodyEnd {
+    /// The body ended: `bytes` went to the client; `kept` and `cut` are what the usage tap asked
+    /// to keep ([`Meter::keep`]); `how` is 0 (ended), 1 (the upstream's body failed, `detail`),
+    /// 2 (idle) or 3 (the client went away).
+    pub fn finish(mut self, bytes: f64, kept: &[u8], cut: bool, how: u32, detail: String) {
+        if let Some(m) = self.metered.meter.as_mut() {
+            m.ended(bytes as u64, kept, cut);
+        }
+        match how {
+            ENDED_UPSTREAM_FAILED => self.log.cut_short(&Fault::Upstream(detail)),
+            ENDED_IDLE => self.log.cut_short(&Fault::Idle { after_ms: self.idle_ms }),
+            _ => {}
+        }
+        self.metered.finish();
+    }
+}
+
+/// The upstream's body on its way to the client, with core's idle timeout and explained end,
+/// metered. Chunks pass through as the same JS objects (no copy) and, unless the usage event
+/// must be taken out, without a call into wasm per chunk (`body.js`).
 fn guarded(
+    body: web_sys::ReadableStream,
+    controller: web_sys::AbortController,
+    plan: &ForwardPlan,
+    endpoint: &str,
+    sse: bool,
+    metered: Metered,
+) -> web_sys::ReadableStream {
+    if plan.strip_usage && sse {
+        return guarded_in_rust(body, controller, plan, endpoint, sse, metered);
+    }
+    let (keep_mode, keep_limit) = match metered.meter.as_ref().and_then(Meter::keep) {
+        None => (0, 0.0),
+        Some(Keep::Tail(n)) => (1, n as f64),
+        Some(Keep::Whole(n)) => (2, n as f64),
+    };
+    // Rendered once; JS sends the one that applies if the stream is cut short.
+    let idle = Fault::Idle { after_ms: plan.idle_timeout_ms };
+    let broken = Fault::Upstream(String::new());
+    let (idle_end, broken_end) = if sse {
+        (String::from_utf8_lossy(&idle.sse_event()).into_owned(), String::from_utf8_lossy(&broken.sse_event()).into_owned())
+    } else {
+        (idle.message(), broken.message())
+    };
+    let end = BodyEnd { metered, log: StreamLog::new(plan, endpoint), idle_ms: plan.idle_timeout_ms };
+    pass_body(&body, &controller, plan.idle_timeout_ms as f64, sse, &idle_end, &broken_end, keep_mode, keep_limit, end)
+}
+
+/// [`guarded`] with a Rust step per chunk: for a stream whose usage event, asked for by the
+/// gateway and not by the client, is taken out ([`gateway_core::usage::UsageStrip`]).
+fn guarded_in_rust(
     body: web_sys::ReadableStream,
     controller: web_sys::AbortController,
     plan: &ForwardPlan,
@@ -561,22 +673,8 @@ fn guarded(
     let upstream = wasm_streams::ReadableStream::from_raw(body.unchecked_into())
         .into_stream()
         .map(|r| r.map_err(|e| format!("{e:?}")));
-    let (request_id, trace_id, route, endpoint) = (
-        plan.request_id.clone(),
-        plan.trace_id.clone(),
-        plan.route.clone(),
-        endpoint.to_string(),
-    );
-    let log_fault = move |f: &Fault| {
-        console_warn!(
-            "{{\"level\":\"warn\",\"request_id\":{},\"trace_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"response stream cut short\",\"detail\":{}}}",
-            json_str(&request_id),
-            json_str(&trace_id),
-            json_str(&route),
-            json_str(&endpoint),
-            json_str(&f.to_string())
-        );
-    };
+    let log = StreamLog::new(plan, endpoint);
+    let log_fault = move |f: &Fault| log.cut_short(f);
     let sleep = |ms: u64| Delay::from(Duration::from_millis(ms));
     let to_chunk = |b: bytes::Bytes| -> JsValue { Uint8Array::from(&b[..]).into() };
     let guard = AbortOnDrop(controller);
