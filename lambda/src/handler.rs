@@ -182,8 +182,12 @@ impl App {
     }
 }
 
-/// The data plane's reads through core's cache, by the configured bounds.
+/// The data plane's reads through core's cache, by the configured bounds, each
+/// DynamoDB read bound by `GATEWAY_STORE_TIMEOUT_MS` (admin calls and metric
+/// writes keep the longer bound of the client they were given: a write cut short may still
+/// have been applied).
 fn data_plane_cache(cfg: &Config, store: DynamoStore) -> CachedSource<DynamoStore> {
+    let store = store.with_timeout(Duration::from_millis(cfg.store_timeout_ms));
     CachedSource::new(store, cfg.cache_seconds * 1000, now_ms).with_stale_if_error(cfg.stale_if_error_seconds * 1000)
 }
 
@@ -439,7 +443,7 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
     }
     let mut allowance = None;
     if let Some(limit) = &plan.rate_limit {
-        match app.store.rate_hit(limit, now_ms()).await {
+        match app.routes.inner().rate_hit(limit, now_ms()).await {
             Ok(a) => allowance = Some(a),
             Err(e @ Error::RateLimited { .. }) => {
                 log(id, Some(&plan.route), None, 429, started, plan.token_id.as_deref());
@@ -453,7 +457,7 @@ async fn forward(app: &Arc<App>, plan: ForwardPlan, method: http::Method, body: 
     if !plan.budgets.is_empty() {
         let keys: Vec<&str> = plan.budgets.iter().map(|(k, _)| k.as_str()).collect();
         let now = now_ms();
-        let checked = app.store.budget_uses(&keys, now / 1000).await.and_then(|uses| gateway_core::budget::check_all(&plan.budgets, &uses, now));
+        let checked = app.routes.inner().budget_uses(&keys, now / 1000).await.and_then(|uses| gateway_core::budget::check_all(&plan.budgets, &uses, now));
         match checked {
             Ok(a) => token_allowance = a,
             Err(e @ Error::TokenBudgetExceeded { .. }) => {

@@ -84,7 +84,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
     // Every DynamoDB call of the data plane (and the admin API) is bounded, retries included,
     // so an unreachable store answers within GATEWAY_STORE_TIMEOUT_MS rather than hanging.
-    let dynamo = gateway_lambda::store::client_with_timeout(&aws, std::time::Duration::from_millis(cfg.store_timeout_ms));
+    // The data plane's reads use GATEWAY_STORE_TIMEOUT_MS (App); admin writes and metric
+    // batches get at least 10 s, so a slow store does not cut a write short half-known.
+    let dynamo = gateway_lambda::store::client_with_timeout(&aws, std::time::Duration::from_millis(cfg.store_timeout_ms.max(10_000)));
     let app = Arc::new(App::new(cfg, dynamo, table).with_upstream(secrets, tls));
     // Metrics are written in batches off the request path; when Lambda retires the instance
     // (SIGTERM, about 500 ms) the last batch is written, so nothing is lost.
