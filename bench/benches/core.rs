@@ -132,7 +132,21 @@ fn bench_decision(c: &mut Criterion) {
         Ok(Routed::Proxy(_))
     ));
     let mut g = c.benchmark_group("gateway");
+    // Warm: the token was verified before in this isolate / instance (the usual case).
     g.bench_function("route_request", |b| b.iter(|| block_on(route_request(&cfg, &s, black_box(&parts), &ctx)).expect("a plan")));
+    g.bench_function("route_request_warm_token", |b| b.iter(|| block_on(route_request(&cfg, &s, black_box(&parts), &ctx)).expect("a plan")));
+    // Cold: an empty verified-token cache each time (signature and JSON decoding paid).
+    g.bench_function("route_request_cold_token", |b| {
+        b.iter_batched(
+            || {
+                let mut cold = cfg.clone();
+                cold.verified = Default::default();
+                cold
+            },
+            |cold| block_on(route_request(&cold, &s, black_box(&parts), &ctx)).expect("a plan"),
+            criterion::BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 

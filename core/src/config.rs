@@ -69,6 +69,8 @@ pub struct Config {
     /// (`GATEWAY_ORIGIN_SECRET`). When set, requests without it are refused and the front
     /// door's `x-forwarded-host` is the host routes are matched on ([`crate::gateway::check_origin`]).
     pub origin_secret: Option<OriginSecret>,
+    /// The gateway's own tokens verified recently in this isolate or instance.
+    pub verified: crate::token::VerifiedTokens,
 }
 
 /// The front door's shared secret; never printed.
@@ -248,6 +250,7 @@ impl Config {
             admin_host,
             upstreams: crate::route::UpstreamPolicy { allow_local, via_bindings },
             origin_secret,
+            verified: Default::default(),
         })
     }
 }

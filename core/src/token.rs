@@ -435,6 +435,65 @@ impl<'a> TokenIssuer<'a> {
     }
 }
 
+/// The gateway's own tokens verified recently in this isolate or instance, by the SHA-256
+/// of the whole token: a repeated token skips the signature check and the JSON decoding.
+/// An entry is used until the token's expiry (plus the configured leeway) at most;
+/// revocation is still checked on every request ([`crate::identity::authenticate`]). It
+/// lives in [`Config`], so a new configuration (a key rotated out) starts empty. Bounded:
+/// when full, expired entries go first, then everything.
+#[derive(Clone, Default)]
+pub struct VerifiedTokens {
+    entries: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], (Principal, u64)>>>,
+}
+
+/// Most tokens [`VerifiedTokens`] holds.
+pub const MAX_VERIFIED_TOKENS: usize = 4096;
+
+impl std::fmt::Debug for VerifiedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the tokens' digests or principals: only how many.
+        f.debug_struct("VerifiedTokens").field("len", &self.entries.lock().map(|m| m.len()).unwrap_or(0)).finish()
+    }
+}
+
+impl VerifiedTokens {
+    fn digest(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The principal of `token` if it was verified before and is still valid at `now`.
+    pub fn get(&self, token: &str, now: u64) -> Option<Principal> {
+        let map = self.entries.lock().ok()?;
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&Self::digest(token)).filter(|(_, until)| now <= *until).map(|(p, _)| p.clone())
+    }
+
+    /// Keeps `token`'s verified principal until `until` (its expiry plus leeway).
+    pub fn put(&self, token: &str, principal: &Principal, until: u64, now: u64) {
+        let Ok(mut map) = self.entries.lock() else { return };
+        if map.len() >= MAX_VERIFIED_TOKENS {
+            map.retain(|_, (_, u)| *u >= now);
+            if map.len() >= MAX_VERIFIED_TOKENS {
+                map.clear();
+            }
+        }
+        map.insert(Self::digest(token), (principal.clone(), until));
+    }
+
+    /// Tokens held (expired or not).
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Verifies bearer tokens.
 pub struct TokenVerifier<'a> {
     cfg: &'a Config,
@@ -571,6 +630,34 @@ mod tests {
         assert_eq!(p.subject, "alice");
         assert_eq!(p.token_id, "tok_abc");
         assert_eq!(p.expires_at, NOW + 3600);
+    }
+
+    #[test]
+    fn a_verified_token_is_served_from_the_cache_until_its_expiry_and_revocation_still_applies() {
+        use crate::store::{MemoryStore, Store};
+        use futures_executor::block_on;
+        let cfg = test_config();
+        let (tok, _) = TokenIssuer::new(&cfg).issue(&req(3600), NOW, "tok_cached".into()).unwrap();
+        let header = http::HeaderValue::from_str(&format!("Bearer {tok}")).unwrap();
+        let store = MemoryStore::default();
+        assert!(cfg.verified.get(&tok, NOW).is_none());
+        let p = block_on(crate::identity::authenticate(&cfg, &store, Some(&header), NOW)).unwrap();
+        assert_eq!(cfg.verified.get(&tok, NOW + 10).as_ref(), Some(&p));
+        // A clone of the configuration shares the cache; another token is not in it.
+        assert!(cfg.clone().verified.get(&tok, NOW).is_some());
+        assert!(cfg.verified.get(&format!("{tok}x"), NOW).is_none());
+        // Past its expiry (and the leeway) the entry is not used, and the token is refused.
+        let late = NOW + 3600 + cfg.leeway + 1;
+        assert!(cfg.verified.get(&tok, late).is_none());
+        assert_eq!(block_on(crate::identity::authenticate(&cfg, &store, Some(&header), late)), Err(Error::TokenExpired));
+        // Revocation is read on every request, cached principal or not.
+        block_on(store.revoke_subject("alice", NOW + 20)).unwrap();
+        assert_eq!(block_on(crate::identity::authenticate(&cfg, &store, Some(&header), NOW + 30)), Err(Error::TokenRevoked));
+        // Bounded.
+        for i in 0..MAX_VERIFIED_TOKENS + 5 {
+            cfg.verified.put(&format!("t{i}"), &p, NOW + 10, NOW);
+        }
+        assert!(cfg.verified.len() <= MAX_VERIFIED_TOKENS);
     }
 
     #[test]
