@@ -8,7 +8,9 @@ use gateway_tests::deploy::{self, Deployment};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-pub const ALL: &[Case] = &[("a_paused_store_does_not_take_the_data_plane_down", |c| boxed(a_paused_store_does_not_take_the_data_plane_down(c)))];
+pub const ALL: &[Case] = &[("a_paused_store_does_not_take_the_data_plane_down", |c| {
+    boxed(a_paused_store_does_not_take_the_data_plane_down(c))
+})];
 
 /// The deployment's bounds: cached reads for 1 s, kept answers up to 6 s past that while the
 /// store fails, each DynamoDB call bounded at 300 ms.
@@ -28,13 +30,30 @@ struct Answer {
 
 async fn call(http: &reqwest::Client, url: &str, token: &str) -> Result<Answer, String> {
     let t = Instant::now();
-    let res = http.get(url).bearer_auth(token).send().await.map_err(|e| format!("GET {url} after {:?}: {e}", t.elapsed()))?;
+    let res = http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url} after {:?}: {e}", t.elapsed()))?;
     let status = res.status().as_u16();
-    let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = res.bytes().await.map_err(|e| format!("GET {url}: body after {:?}: {e}", t.elapsed()))?;
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = res
+        .bytes()
+        .await
+        .map_err(|e| format!("GET {url}: body after {:?}: {e}", t.elapsed()))?;
     let took = t.elapsed();
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(Answer { status, code: v["error"]["code"].as_str().unwrap_or("").to_string(), retry_after, took })
+    Ok(Answer {
+        status,
+        code: v["error"]["code"].as_str().unwrap_or("").to_string(),
+        retry_after,
+        took,
+    })
 }
 
 async fn a_paused_store_does_not_take_the_data_plane_down(c: &Ctx) -> CaseResult {
@@ -50,15 +69,26 @@ async fn a_paused_store_does_not_take_the_data_plane_down(c: &Ctx) -> CaseResult
         ("GATEWAY_ALLOW_HTTP", "1".to_string()),
         ("GATEWAY_ALLOW_LOCAL_UPSTREAMS", "1".to_string()),
         ("GATEWAY_CACHE_SECONDS", CACHE_SECONDS.to_string()),
-        ("GATEWAY_STALE_IF_ERROR_SECONDS", STALE_IF_ERROR_SECONDS.to_string()),
+        (
+            "GATEWAY_STALE_IF_ERROR_SECONDS",
+            STALE_IF_ERROR_SECONDS.to_string(),
+        ),
         ("GATEWAY_STORE_TIMEOUT_MS", STORE_TIMEOUT_MS.to_string()),
     ];
     let d = deploy::start_lambda(&vars, &[], "outage").await;
     let base = d.gateway.base.clone();
     // A client that gives up well before the case does: a hang shows as an error, not a stall.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
 
-    let admin = |method: reqwest::Method, path: &str, body: Value| http.request(method, format!("{base}/_gateway/{path}")).bearer_auth(&c.admin).json(&body).send();
+    let admin = |method: reqwest::Method, path: &str, body: Value| {
+        http.request(method, format!("{base}/_gateway/{path}"))
+            .bearer_auth(&c.admin)
+            .json(&body)
+            .send()
+    };
     let res = admin(reqwest::Method::PUT, "routes/outage", json!({"endpoints": [{"id": "a", "url": c.a.url(), "weight": 1}], "auth": {"required": true, "groups": ["ml-team"]}}))
         .await
         .map_err(|e| e.to_string())?;
@@ -87,12 +117,26 @@ async fn a_paused_store_does_not_take_the_data_plane_down(c: &Ctx) -> CaseResult
     while t0.elapsed() + Duration::from_secs(2) < stale_window {
         let at = t0.elapsed();
         let a = call(&http, &url, &token).await?;
-        ensure!(a.status == 200, "{:.1} s into the outage: {} {} (want 200 from the kept answers)", at.as_secs_f64(), a.status, a.code);
-        ensure!(a.took < QUICK, "{:.1} s into the outage the answer took {:?}", at.as_secs_f64(), a.took);
+        ensure!(
+            a.status == 200,
+            "{:.1} s into the outage: {} {} (want 200 from the kept answers)",
+            at.as_secs_f64(),
+            a.status,
+            a.code
+        );
+        ensure!(
+            a.took < QUICK,
+            "{:.1} s into the outage the answer took {:?}",
+            at.as_secs_f64(),
+            a.took
+        );
         served.push(format!("{:.1}s:{}ms", at.as_secs_f64(), a.took.as_millis()));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    ensure!(served.len() >= 5, "too few requests inside the window: {served:?}");
+    ensure!(
+        served.len() >= 5,
+        "too few requests inside the window: {served:?}"
+    );
 
     // Past the bound: a quick 503 store_unavailable with Retry-After, every time, never a hang.
     let past = stale_window + Duration::from_millis(700);
@@ -103,9 +147,20 @@ async fn a_paused_store_does_not_take_the_data_plane_down(c: &Ctx) -> CaseResult
     for _ in 0..3 {
         let at = t0.elapsed();
         let a = call(&http, &url, &token).await?;
-        ensure!(a.status == 503 && a.code == "store_unavailable", "{:.1} s into the outage: {} {} (want 503 store_unavailable)", at.as_secs_f64(), a.status, a.code);
+        ensure!(
+            a.status == 503 && a.code == "store_unavailable",
+            "{:.1} s into the outage: {} {} (want 503 store_unavailable)",
+            at.as_secs_f64(),
+            a.status,
+            a.code
+        );
         ensure!(a.retry_after.is_some(), "the 503 carries Retry-After");
-        ensure!(a.took < QUICK, "{:.1} s into the outage the 503 took {:?}", at.as_secs_f64(), a.took);
+        ensure!(
+            a.took < QUICK,
+            "{:.1} s into the outage the 503 took {:?}",
+            at.as_secs_f64(),
+            a.took
+        );
         refused.push(format!("{:.1}s:{}ms", at.as_secs_f64(), a.took.as_millis()));
     }
 
@@ -117,14 +172,30 @@ async fn a_paused_store_does_not_take_the_data_plane_down(c: &Ctx) -> CaseResult
         if a.status == 200 {
             break;
         }
-        ensure!(back.elapsed() < Duration::from_secs(15), "15 s after the store resumed: still {} {}", a.status, a.code);
+        ensure!(
+            back.elapsed() < Duration::from_secs(15),
+            "15 s after the store resumed: still {} {}",
+            a.status,
+            a.code
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let recovered = back.elapsed();
     for _ in 0..3 {
         let a = call(&http, &url, &token).await?;
-        ensure!(a.status == 200 && a.took < QUICK, "after the store resumed: {} {} in {:?}", a.status, a.code, a.took);
+        ensure!(
+            a.status == 200 && a.took < QUICK,
+            "after the store resumed: {} {} in {:?}",
+            a.status,
+            a.code,
+            a.took
+        );
     }
-    println!("      served {} (at:took); then 503 {}; 200 again {:.1} s after the store resumed", served.join(" "), refused.join(" "), recovered.as_secs_f64());
+    println!(
+        "      served {} (at:took); then 503 {}; 200 again {:.1} s after the store resumed",
+        served.join(" "),
+        refused.join(" "),
+        recovered.as_secs_f64()
+    );
     Ok(())
 }
