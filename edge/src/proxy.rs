@@ -8,6 +8,8 @@ use crate::{error_response, json_str, now_secs, to_worker, Isolate};
 use futures_util::future::{select, Either, LocalBoxFuture};
 use futures_util::{FutureExt, StreamExt};
 use gateway_core::admin::{self, MAX_ADMIN_BODY};
+use gateway_core::attempts::{Forwarding, Outcome, Step};
+use gateway_core::batch::Flush;
 use gateway_core::forward::{response_headers, ForwardPlan};
 use gateway_core::gateway::{check_transport, plan, resolve, resolve_model, RequestContext, Resolution, Routed, Transport};
 use gateway_core::meter::Meter;
@@ -154,6 +156,11 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                 // object (which authenticates again, from memory and KV only) never waits on one.
                 if let Ok(token) = gateway_core::token::bearer(parts.headers.get(http::header::AUTHORIZATION)) {
                     let _ = gateway_core::oidc::verify(cfg, &kv, token, now).await;
+                }
+                // What this isolate has counted is written before a metrics read, so the
+                // read sees it (other isolates' batches arrive within their second).
+                if segments.first().is_some_and(|s| s == "metrics" || s == "tokens") {
+                    flush(env, iso).await;
                 }
                 admin(req, env, &parts, segments, request_id, &trace).await
             }
@@ -323,7 +330,7 @@ fn null_body(status: u16) -> bool {
 
 /// Forwards the request along the plan, streaming both ways.
 async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan: ForwardPlan, started: f64, peeked: Option<Peeked>) -> worker::Result<Response> {
-    let mut meter = Meter::new(&plan, now_secs());
+    let meter = Meter::new(&plan, now_secs());
     // The gateway's own answer once a route is known: logged, counted, sent.
     let refuse = |mut meter: Meter, endpoint: Option<&str>, e: &Error| {
         let status = e.status().as_u16();
@@ -337,7 +344,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
             plan.token_id.as_deref(),
         );
         meter.refused(status);
-        record(env, ctx, async move { Some(meter.finish(js_sys::Date::now() - started)) });
+        record(env, ctx, iso, async move { Some(meter.finish(js_sys::Date::now() - started)) });
         error_response(e, &plan.request_id)
     };
     let mut allowance = None;
@@ -396,11 +403,16 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
         None
     };
     let upstream_headers = Headers::from(&plan.headers);
-    for up in &plan.upstreams {
-        // A request whose body has started to flow is never sent twice.
-        if body.as_ref().is_some_and(|b| b.sent.get() > 0) {
-            break;
-        }
+    // Core's forwarding machine decides failover and refusals; this loop only does the I/O.
+    let mut fwd = Forwarding::new(&plan, method_of(&method), meter);
+    let mut step = fwd.start();
+    loop {
+        let up = match step {
+            Step::Try(i) => &plan.upstreams[i],
+            // (`Respond` is never looped on: an answered attempt returns below.)
+            Step::Respond(_) => return refuse(fwd.into_meter(), None, &Error::BadGateway),
+            Step::Refuse(e) => return refuse(fwd.into_meter(), None, &e),
+        };
         let controller = web_sys::AbortController::new()?;
         let init = web_sys::RequestInit::new();
         init.set_method(&method);
@@ -425,19 +437,45 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
         let timeout = Delay::from(Duration::from_millis(plan.response_timeout_ms));
         let outcome = select(sent, timeout).await;
         if let Some(b) = &body {
-            meter.sent(b.sent.get());
+            fwd.meter_mut().sent(b.sent.get());
         }
-        if body.as_ref().is_some_and(|b| b.over_limit.get()) {
-            controller.abort();
-            return refuse(meter, Some(&up.endpoint_id), &Error::PayloadTooLarge { limit: plan.max_body_bytes });
+        let failed = if body.as_ref().is_some_and(|b| b.over_limit.get()) {
+            Some(Outcome::BodyTooLarge)
+        } else {
+            match &outcome {
+                Either::Right(_) => Some(Outcome::TimedOut),
+                Either::Left((Ok(_), _)) => None,
+                Either::Left((Err(e), _)) => {
+                    console_warn!(
+                        "{{\"level\":\"warn\",\"request_id\":{},\"trace_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"upstream attempt failed\",\"detail\":{}}}",
+                        json_str(&plan.request_id),
+                        json_str(&plan.trace_id),
+                        json_str(&plan.route),
+                        json_str(&up.endpoint_id),
+                        json_str(&e.to_string())
+                    );
+                    // The fetch does not say whether it connected: a request none of whose body
+                    // was read cannot have reached the model server; a bodiless one may have.
+                    Some(Outcome::Failed { may_have_arrived: body.as_ref().is_none_or(|b| b.sent.get() > 0) })
+                }
+            }
+        };
+        if let Some(failed) = failed {
+            if failed != (Outcome::Failed { may_have_arrived: false }) {
+                controller.abort();
+            }
+            step = fwd.on(failed, &mut iso.failures.borrow_mut(), now_secs());
+            if let Step::Refuse(e) = &step {
+                let e = e.clone();
+                return refuse(fwd.into_meter(), Some(&up.endpoint_id), &e);
+            }
+            continue;
         }
         match outcome {
-            Either::Right(((), _)) => {
-                controller.abort();
-                return refuse(meter, Some(&up.endpoint_id), &Error::GatewayTimeout);
-            }
+            Either::Right(_) | Either::Left((Err(_), _)) => continue,
             Either::Left((Ok(resp), _)) => {
-                iso.failures.borrow_mut().mark_ok(&plan.route, &up.endpoint_id);
+                fwd.on(Outcome::Answered, &mut iso.failures.borrow_mut(), now_secs());
+                let mut meter = fwd.into_meter();
                 let upstream: web_sys::Response = resp.into();
                 let status = upstream.status();
                 let mut headers = response_headers(&HeaderMap::from(&Headers(upstream.headers())), &plan, &up.base, gateway_ms);
@@ -486,24 +524,21 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
                     plan.token_id.as_deref(),
                 );
                 // The sample arrives when the body ends or the client goes (a bodiless answer's at once).
-                record(env, ctx, async move { rx.await.ok() });
+                record(env, ctx, iso, async move { rx.await.ok() });
                 return Ok(Response::from(out));
-            }
-            Either::Left((Err(e), _)) => {
-                iso.failures.borrow_mut().mark_failed(&plan.route, &up.endpoint_id, now_secs());
-                meter.failed(&up.endpoint_id);
-                console_warn!(
-                    "{{\"level\":\"warn\",\"request_id\":{},\"trace_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"upstream connection failed\",\"detail\":{}}}",
-                    json_str(&plan.request_id),
-                    json_str(&plan.trace_id),
-                    json_str(&plan.route),
-                    json_str(&up.endpoint_id),
-                    json_str(&e.to_string())
-                );
             }
         }
     }
-    refuse(meter, None, &Error::BadGateway)
+}
+
+/// The request's method as an `http` method (an unknown one is never idempotent).
+fn method_of(m: &str) -> &'static http::Method {
+    match m {
+        "GET" => &http::Method::GET,
+        "HEAD" => &http::Method::HEAD,
+        "OPTIONS" => &http::Method::OPTIONS,
+        _ => &http::Method::POST,
+    }
 }
 
 /// Aborts the upstream fetch when dropped: when the client goes away, workerd
@@ -717,34 +752,68 @@ fn guarded_in_rust(
     wasm_streams::ReadableStream::from_stream(s).into_raw().unchecked_into()
 }
 
-/// Hands a request's sample to the state object once `sample` resolves,
-/// after the response is on its way (`wait_until`): the client never waits on it.
-fn record(env: &Env, ctx: &Context, sample: impl std::future::Future<Output = Option<RequestSample>> + 'static) {
+/// Adds a request's sample to the isolate's batch once `sample` resolves, after the
+/// response is on its way (`wait_until`): the client never waits on it. The batch is
+/// written at most about once a second ([`gateway_core::batch`]), by whichever
+/// `wait_until` first finds it unscheduled.
+fn record(env: &Env, ctx: &Context, iso: &Rc<Isolate>, sample: impl std::future::Future<Output = Option<RequestSample>> + 'static) {
     let env = env.clone();
+    let iso = iso.clone();
     ctx.wait_until(async move {
         let Some(sample) = sample.await else { return };
-        // The answer's tokens count against its budgets, in their own objects.
+        // The answer's tokens count against its budgets, in their own objects, at once:
+        // the next request must see them.
         let tokens = sample.llm_tokens();
         if tokens > 0 && !sample.budget_keys.is_empty() {
             if let Err(e) = crate::ratelimit::add_budget_use(&env, &sample.budget_keys, tokens, sample.at).await {
                 worker::console_error!("{{\"level\":\"error\",\"msg\":\"budget use not counted\",\"route\":{},\"detail\":{}}}", json_str(&sample.route), json_str(&e.to_string()));
             }
         }
+        let due = iso.batch.borrow_mut().add(&sample, js_sys::Date::now() as u64);
+        match due {
+            Flush::Now => flush(&env, &iso).await,
+            Flush::In(ms) if !iso.flush_scheduled.get() => {
+                iso.flush_scheduled.set(true);
+                Delay::from(Duration::from_millis(ms)).await;
+                iso.flush_scheduled.set(false);
+                flush(&env, &iso).await;
+            }
+            _ => {}
+        }
+    });
+}
+
+/// Writes the isolate's batch: each part to its shard's counter object, at once. A part
+/// whose write fails is kept (under its id, so a write that did land is not counted twice)
+/// and sent with the next batch.
+pub(crate) async fn flush(env: &Env, iso: &Rc<Isolate>) {
+    let parts = iso.batch.borrow_mut().take();
+    if parts.is_empty() {
+        return;
+    }
+    let sends = parts.into_iter().map(|part| async move {
         let run = async {
-            let body = serde_json::to_string(&sample).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let body = serde_json::to_string(&part).map_err(|e| worker::Error::RustError(e.to_string()))?;
             let mut init = RequestInit::new();
             init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
-            let stub = env.durable_object(crate::DO_BINDING)?.get_by_name("global")?;
-            let res = stub.fetch_with_request(Request::new_with_init("https://gateway-state/record", &init)?).await?;
+            let stub = env.durable_object(crate::DO_BINDING)?.get_by_name(&crate::state::shard_name(part.shard))?;
+            let res = stub.fetch_with_request(Request::new_with_init("https://gateway-state/batch", &init)?).await?;
             if res.status_code() >= 300 {
-                return Err(worker::Error::RustError(format!("state object answered {}", res.status_code())));
+                return Err(worker::Error::RustError(format!("counter object answered {}", res.status_code())));
             }
             Ok::<(), worker::Error>(())
         };
-        if let Err(e) = run.await {
-            worker::console_error!("{{\"level\":\"error\",\"msg\":\"metrics not recorded\",\"route\":{},\"detail\":{}}}", json_str(&sample.route), json_str(&e.to_string()));
+        match run.await {
+            Ok(()) => None,
+            Err(e) => {
+                worker::console_error!("{{\"level\":\"error\",\"msg\":\"metrics not recorded; kept for the next write\",\"shard\":{},\"detail\":{}}}", part.shard, json_str(&e.to_string()));
+                Some(part)
+            }
         }
     });
+    for part in futures_util::future::join_all(sends).await.into_iter().flatten() {
+        iso.batch.borrow_mut().failed(part);
+    }
 }
 
 /// `GET target.url` through the endpoint's VPC binding if it has one, and the handle that
