@@ -22,6 +22,7 @@ const mf = new Miniflare({
   scriptPath: path.join(root, "edge/build/index.js"),
   modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
   compatibilityDate: "2026-04-01",
+  compatibilityFlags: ["enable_request_signal"],
   kvNamespaces: { GATEWAY_KV: "gateway-kv" },
   durableObjects: {
     GATEWAY_STATE: { className: "GatewayState", useSQLite: true },

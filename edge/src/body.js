@@ -6,6 +6,11 @@
 // rendered for a broken event stream (or an error for any other body), and the upstream fetch
 // aborted when the client goes away.
 //
+// The client going away is heard two ways: the runtime cancels this stream (when a pending read
+// finds the client gone), and the incoming request's `signal` aborts (compatibility flag
+// `enable_request_signal`). workerd does not always do the first: a client that hangs up while
+// chunks flow left vLLM generating the whole answer. Either one ends the body once.
+//
 // The body passes through a pull stream: each chunk is counted and kept in JavaScript as the
 // client reads it, so the client's pace holds the upstream back, and the idle timer runs only
 // while the client waits on the upstream, as in `Guarded`. Measured in workerd (CPU per streamed
@@ -102,26 +107,55 @@ class Tally {
  * the client waits for one.
  * `sse`: an event stream, which ends with `idleEnd` / `brokenEnd` (events core rendered) when cut
  * short; any other body errors with them as the message. `keepMode`, `keepLimit`: see KEEP_*.
- * `end`: a `BodyEnd`, finished exactly once.
+ * `end`: a `BodyEnd`, finished exactly once. `clientGone`: the incoming request's signal, or
+ * null.
  */
-export function passBody(body, abort, idleMs, sse, idleEnd, brokenEnd, keepMode, keepLimit, end) {
+export function passBody(body, abort, idleMs, sse, idleEnd, brokenEnd, keepMode, keepLimit, end, clientGone) {
   const tally = new Tally(keepMode, keepLimit, end);
-  return pulled(body, abort, idleMs, sse, idleEnd, brokenEnd, tally);
+  return pulled(body, abort, idleMs, sse, idleEnd, brokenEnd, tally, clientGone);
+}
+
+/**
+ * Aborts `abort` (an upstream fetch's controller) when `clientGone` (the incoming request's
+ * signal) aborts; returns what stops listening.
+ */
+export function abortWhenClientGoes(clientGone, abort) {
+  if (!clientGone) return () => {};
+  if (clientGone.aborted) {
+    abort.abort();
+    return () => {};
+  }
+  const onAbort = () => abort.abort();
+  clientGone.addEventListener("abort", onAbort, { once: true });
+  return () => clientGone.removeEventListener("abort", onAbort);
 }
 
 /** A pull stream that counts each chunk as the client takes it. */
-function pulled(body, abort, idleMs, sse, idleEnd, brokenEnd, tally) {
+function pulled(body, abort, idleMs, sse, idleEnd, brokenEnd, tally, clientGone) {
   const reader = body.getReader();
   // When the pending read started, or -1 when none is pending (the client is not waiting).
   let waitingSince = -1;
   let timer = null;
   let out = null;
 
+  let unlisten = () => {};
+
   function finish(how, detail) {
     waitingSince = -1;
     if (timer !== null) clearTimeout(timer);
     timer = null;
+    unlisten();
     tally.finish(how, detail);
+  }
+
+  // The client went away: the upstream is stopped first (so vLLM stops generating), then the
+  // end is reported.
+  function gone(reason) {
+    if (tally.over) return undefined;
+    abort.abort();
+    const cancelled = reader.cancel(reason).catch(() => {});
+    finish(CLIENT_GONE, "");
+    return cancelled;
   }
 
   function fault(how, detail) {
@@ -174,6 +208,20 @@ function pulled(body, abort, idleMs, sse, idleEnd, brokenEnd, tally) {
     {
       start(c) {
         out = c;
+        if (clientGone) {
+          if (clientGone.aborted) return gone(undefined);
+          const onAbort = () => {
+            gone(undefined);
+            // Nobody reads it any more; closed rather than errored, which workerd would log.
+            try {
+              out.close();
+            } catch (_) {
+              // already closed
+            }
+          };
+          clientGone.addEventListener("abort", onAbort, { once: true });
+          unlisten = () => clientGone.removeEventListener("abort", onAbort);
+        }
       },
       pull() {
         waitingSince = Date.now();
@@ -181,10 +229,7 @@ function pulled(body, abort, idleMs, sse, idleEnd, brokenEnd, tally) {
         return reader.read().then(got, failed);
       },
       cancel(reason) {
-        if (tally.over) return;
-        finish(CLIENT_GONE, "");
-        abort.abort();
-        return reader.cancel(reason).catch(() => {});
+        return gone(reason);
       },
     },
     { highWaterMark: 0 },

@@ -362,6 +362,8 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
         }
     }
     let method = req.inner().method();
+    // Aborts when the client goes away (compatibility flag `enable_request_signal`).
+    let client_gone = req.inner().signal();
     let has_body = !matches!(method.as_str(), "GET" | "HEAD");
     let body = if let Some(replaced) = plan.body.as_ref() {
         // The gateway's own body (a stream's usage asked for): the peek held the whole original,
@@ -508,7 +510,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
                 } else {
                     upstream
                         .body()
-                        .map(|b| guarded(b, controller, &plan, &up.endpoint_id, sse, metered))
+                        .map(|b| guarded(b, controller, &client_gone, &plan, &up.endpoint_id, sse, metered))
                 };
                 let out = web_sys::Response::new_with_opt_readable_stream_and_init(
                     stream.as_ref(),
@@ -604,7 +606,12 @@ extern "C" {
         keep_mode: u32,
         keep_limit: f64,
         end: BodyEnd,
+        client_gone: &web_sys::AbortSignal,
     ) -> web_sys::ReadableStream;
+
+    /// Aborts `abort` when `client_gone` aborts; returns what stops listening.
+    #[wasm_bindgen(js_name = abortWhenClientGoes)]
+    fn abort_when_client_goes(client_gone: &web_sys::AbortSignal, abort: &web_sys::AbortController) -> js_sys::Function;
 }
 
 /// Who a response stream belongs to, for its "cut short" warning.
@@ -670,12 +677,15 @@ impl BodyEnd {
 fn guarded(
     body: web_sys::ReadableStream,
     controller: web_sys::AbortController,
+    client_gone: &web_sys::AbortSignal,
     plan: &ForwardPlan,
     endpoint: &str,
     sse: bool,
     metered: Metered,
 ) -> web_sys::ReadableStream {
     if plan.strip_usage && sse {
+        // Dropped with the stream; the listener itself is `once` and dies with the request.
+        let _ = abort_when_client_goes(client_gone, &controller);
         return guarded_in_rust(body, controller, plan, endpoint, sse, metered);
     }
     let (keep_mode, keep_limit) = match metered.meter.as_ref().and_then(Meter::keep) {
@@ -692,7 +702,7 @@ fn guarded(
         (idle.message(), broken.message())
     };
     let end = BodyEnd { metered, log: StreamLog::new(plan, endpoint), idle_ms: plan.idle_timeout_ms };
-    pass_body(&body, &controller, plan.idle_timeout_ms as f64, sse, &idle_end, &broken_end, keep_mode, keep_limit, end)
+    pass_body(&body, &controller, plan.idle_timeout_ms as f64, sse, &idle_end, &broken_end, keep_mode, keep_limit, end, client_gone)
 }
 
 /// [`guarded`] with a Rust step per chunk: for a stream whose usage event, asked for by the

@@ -329,9 +329,12 @@ fn watch_queues(v: &Vllm, stop: &std::sync::atomic::AtomicBool) -> [f64; 2] {
 
 /// One completion; a 502 is tried once more, as the OpenAI SDKs do (under a burst of dozens of
 /// requests at once, workerd now and then loses a connection to vLLM after the body went out,
-/// and a request whose body went out is never resent by the gateway itself).
+/// and a request whose body went out is never resent by the gateway itself). So is the 503 of
+/// `wrangler dev`'s own proxy when its connection to workerd drops under the same burst ("Your
+/// worker restarted mid-request", never the gateway's answer: it has no JSON error).
 async fn complete(c: &Ctx, route: &str, session: Option<&str>, token: Option<&str>, prompt: String, max_tokens: u32) -> CaseResult {
     let mut status = reqwest::StatusCode::BAD_GATEWAY;
+    let mut last = String::new();
     for _ in 0..2 {
         // A burst through the Lambda emulator is served one request at a time: long waits.
         let mut req = c
@@ -347,12 +350,14 @@ async fn complete(c: &Ctx, route: &str, session: Option<&str>, token: Option<&st
         }
         let res = req.send().await.map_err(|e| e.to_string())?;
         status = res.status();
-        res.bytes().await.map_err(|e| e.to_string())?;
-        if status != reqwest::StatusCode::BAD_GATEWAY {
+        let body = res.bytes().await.map_err(|e| e.to_string())?;
+        last = String::from_utf8_lossy(&body).chars().take(300).collect();
+        let dev_proxy = status == reqwest::StatusCode::SERVICE_UNAVAILABLE && last.starts_with("Your worker restarted mid-request");
+        if status != reqwest::StatusCode::BAD_GATEWAY && !dev_proxy {
             break;
         }
     }
-    ensure!(status == 200, "{route}: {status}");
+    ensure!(status == 200, "{route}: {status} {last}");
     Ok(())
 }
 
