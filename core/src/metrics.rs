@@ -641,6 +641,12 @@ pub const HEALTH_STALE_SECS: u64 = 600;
 /// Most state changes kept per endpoint; the oldest go first.
 pub const MAX_TRANSITIONS: usize = 4096;
 
+/// On an admin's `GET /_gateway/metrics`: the state-store writes this instance (an edge isolate:
+/// its Durable Object calls; a Lambda instance: its DynamoDB write requests, retries included)
+/// has sent since it started. Per instance, not summed: a benchmark reads it before and after a
+/// load to count writes per proxied request.
+pub const INSTANCE_STORE_WRITES_HEADER: &str = "x-gateway-instance-store-writes";
+
 /// The path an adapter probes on an endpoint (vLLM's liveness endpoint).
 pub const PROBE_PATH: &str = "health";
 

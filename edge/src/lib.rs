@@ -42,6 +42,22 @@ pub(crate) struct Isolate {
     pub flush_scheduled: std::cell::Cell<bool>,
 }
 
+/// Durable Object calls this isolate's Worker code has made since it started (the objects' own
+/// calls to each other are not counted): shown to admins on `GET /_gateway/metrics` as
+/// [`gateway_core::metrics::INSTANCE_STORE_WRITES_HEADER`], for the benchmark's writes per
+/// proxied request.
+static DO_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts one Durable Object call; every `fetch` on a stub from the Worker goes through here.
+pub(crate) fn do_call() {
+    DO_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Durable Object calls made by this isolate's Worker code so far.
+pub(crate) fn do_calls() -> u64 {
+    DO_CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 thread_local! {
     static ISOLATE: RefCell<Option<Rc<Isolate>>> = const { RefCell::new(None) };
 }
@@ -137,13 +153,18 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 /// (the Durable Object's) have immutable headers, so those alone are rebuilt
 /// around the same body stream, which is not read or copied.
 fn with_security_headers(res: Response, cfg: &Config) -> Result<Response> {
+    set_headers(res, |headers| gateway_core::gateway::security_headers(cfg).iter().try_for_each(|(name, value)| headers.set(name, value)))
+}
+
+/// `res` with headers set by `set`: in place when they are mutable, else (a response from a
+/// fetch) rebuilt around the same body stream, which is not read or copied.
+pub(crate) fn set_headers(res: Response, set: impl Fn(&web_sys::Headers) -> std::result::Result<(), wasm_bindgen::JsValue>) -> Result<Response> {
     let inner: web_sys::Response = res.into();
-    let set_all = |headers: &web_sys::Headers| gateway_core::gateway::security_headers(cfg).iter().try_for_each(|(name, value)| headers.set(name, value));
-    if set_all(&inner.headers()).is_ok() {
+    if set(&inner.headers()).is_ok() {
         return Ok(Response::from(inner));
     }
     let headers = web_sys::Headers::new_with_headers(&inner.headers())?;
-    set_all(&headers)?;
+    set(&headers)?;
     let init = web_sys::ResponseInit::new();
     init.set_status(inner.status());
     init.set_headers(&headers);
@@ -159,6 +180,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         let stub = env.durable_object(DO_BINDING)?.get_by_name("global")?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post);
+        do_call();
         let res = stub.fetch_with_request(Request::new_with_init("https://gateway-state/probe", &init)?).await?;
         if res.status_code() >= 300 {
             return Err(Error::Internal(format!("probe round answered {}", res.status_code())).to_string().into());

@@ -162,7 +162,13 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                 if segments.first().is_some_and(|s| s == "metrics" || s == "tokens") {
                     flush(env, iso).await;
                 }
-                admin(req, env, &parts, segments, request_id, &trace).await
+                let metrics_read = segments.len() == 1 && segments[0] == "metrics";
+                let res = admin(req, env, &parts, segments, request_id, &trace).await?;
+                if metrics_read && res.status_code() == 200 {
+                    let calls = crate::do_calls().to_string();
+                    return crate::set_headers(res, |h| h.set(gateway_core::metrics::INSTANCE_STORE_WRITES_HEADER, &calls));
+                }
+                Ok(res)
             }
         },
         Ok(Routed::Proxy(plan)) => forward(req, env, ctx, iso, *plan, started, peeked).await,
@@ -211,6 +217,7 @@ async fn admin(
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(Uint8Array::from(&body[..]).into()));
     let stub = env.durable_object(crate::DO_BINDING)?.get_by_name("global")?;
+    crate::do_call();
     stub.fetch_with_request(Request::new_with_init("https://gateway-state/admin", &init)?).await
 }
 
@@ -807,6 +814,7 @@ pub(crate) async fn flush(env: &Env, iso: &Rc<Isolate>) {
             let mut init = RequestInit::new();
             init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
             let stub = env.durable_object(crate::DO_BINDING)?.get_by_name(&crate::state::shard_name(part.shard))?;
+            crate::do_call();
             let res = stub.fetch_with_request(Request::new_with_init("https://gateway-state/batch", &init)?).await?;
             if res.status_code() >= 300 {
                 return Err(worker::Error::RustError(format!("counter object answered {}", res.status_code())));

@@ -99,7 +99,9 @@ impl RateLimiter {
     }
 }
 
+/// A budget's object, for one call (counted: every caller fetches on it once).
 fn budget_stub(env: &Env, key: &str) -> worker::Result<worker::Stub> {
+    crate::do_call();
     env.durable_object(DO_RATE_BINDING)?.get_by_name(&format!("budget:{key}"))
 }
 
@@ -162,6 +164,7 @@ pub async fn budget_use(env: &Env, key: &str, at: u64) -> worker::Result<BudgetU
 pub async fn check(env: &Env, limit: &RateLimit, request_id: &str) -> Result<Option<Allowance>, Error> {
     let run = async {
         let stub = env.durable_object(DO_RATE_BINDING)?.get_by_name(&limit.key)?;
+        crate::do_call();
         let mut res = stub.fetch_with_str(&format!("https://rate-limiter/hit?limit={}", limit.per_minute)).await?;
         let status = res.status_code();
         let body = if matches!(status, 200 | 429) { Some(res.json::<serde_json::Value>().await?) } else { None };

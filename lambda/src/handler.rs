@@ -417,8 +417,15 @@ async fn serve(
                 body: &body,
                 trace_id: Some(&trace.trace_id),
             };
+            let metrics_read = segments.len() == 1 && segments[0] == "metrics";
             match admin::handle(&app.cfg, &app.store, now, areq).await {
-                Ok(reply) => respond(reply.into_response(), &request_id),
+                Ok(reply) => {
+                    let mut res = reply.into_response();
+                    if metrics_read && res.status().is_success() {
+                        res.headers_mut().insert(gateway_core::metrics::INSTANCE_STORE_WRITES_HEADER, crate::store::writes_sent().into());
+                    }
+                    respond(res, &request_id)
+                }
                 Err(e) => error(&e, &request_id),
             }
         }

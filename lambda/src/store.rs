@@ -145,6 +145,40 @@ fn is_unavailable<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &SdkEr
     }
 }
 
+/// DynamoDB write requests this instance sent (every attempt, retries included), shown to
+/// admins as `x-gateway-instance-store-writes` on `GET /_gateway/metrics`: what the benchmark
+/// divides by the requests it proxied.
+static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// DynamoDB write requests this instance has sent since it started.
+pub fn writes_sent() -> u64 {
+    WRITES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts every write request as it goes out, whatever called it: the count cannot miss a
+/// call site.
+#[derive(Debug)]
+struct CountWrites;
+
+impl aws_sdk_dynamodb::config::Intercept for CountWrites {
+    fn name(&self) -> &'static str {
+        "CountWrites"
+    }
+
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let op = ctx.request().headers().get("x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or("");
+        if matches!(op, "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems") {
+            WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
 /// A DynamoDB client whose every operation, retries included, is bounded by `timeout`
 /// (`GATEWAY_STORE_TIMEOUT_MS`): an unreachable store fails fast instead of hanging a request.
 pub fn client_with_timeout(aws: &aws_config::SdkConfig, timeout: Duration) -> Client {
@@ -216,6 +250,7 @@ const TOKEN_RECORD_GRACE: u64 = gateway_core::admin::TOKEN_RECORD_GRACE;
 impl DynamoStore {
     /// A store over `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let client = Client::from_conf(client.config().to_builder().interceptor(CountWrites).build());
         DynamoStore { client, table: table.into(), prober: Arc::default(), keys: Arc::default(), flights: Arc::default(), clock: system_now, tls: Arc::default() }
     }
 

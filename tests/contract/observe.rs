@@ -134,6 +134,7 @@ async fn metering_hundreds_of_requests_over_time_counts_each_once(c: &Ctx) -> Ca
     c.route_over(&r1, &[&c.a]).await?;
     c.route_over(&r2, &[&c.b]).await?;
     let (id, token) = c.issue(json!({"subject": c.name("batched"), "kind": "service", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
+    let writes_before = store_writes(c).await?;
     let clients = futures_util::future::join_all((0..8).map(|k| {
         let (r1, r2, token) = (r1.clone(), r2.clone(), token.clone());
         async move {
@@ -156,6 +157,11 @@ async fn metering_hundreds_of_requests_over_time_counts_each_once(c: &Ctx) -> Ca
         served += r?;
     }
     ensure!(served == 320, "every request was served: {served} of 320");
+    // Batched: a few writes a second whatever the request rate (one per request or more before:
+    // a Durable Object call per request at the edge, 4–6 DynamoDB writes per request on Lambda).
+    let writes = store_writes(c).await?.saturating_sub(writes_before);
+    println!("      state-store writes for 320 requests over about 4 s: {writes} ({:.3} per request)", writes as f64 / 320.0);
+    ensure!(writes <= 64, "{writes} state-store writes for 320 requests: metering is not batched");
     let v1 = settled(c, &r1, 240).await?;
     let v2 = settled(c, &r2, 80).await?;
     ensure!(v1["routes"][&r1]["requests_last_hour"] == 240, "last hour of {r1}: {}", v1["routes"][&r1]);
@@ -165,6 +171,15 @@ async fn metering_hundreds_of_requests_over_time_counts_each_once(c: &Ctx) -> Ca
     }
     ensure!(v2["tokens"][&id]["routes"][&r1] == 240 && v2["tokens"][&id]["routes"][&r2] == 80, "per route: {}", v2["tokens"][&id]);
     Ok(())
+}
+
+/// The state-store writes the instance that answers has sent ([`INSTANCE_STORE_WRITES_HEADER`]
+/// on an admin's metrics read; one instance serves the whole suite locally).
+async fn store_writes(c: &Ctx) -> Result<u64, String> {
+    let res = c.http.get(c.url("/_gateway/metrics")).bearer_auth(&c.admin).send().await.map_err(|e| e.to_string())?;
+    ensure!(res.status() == 200, "metrics: {}", res.status());
+    let header = gateway_core::metrics::INSTANCE_STORE_WRITES_HEADER;
+    res.headers().get(header).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).ok_or_else(|| format!("no {header} on an admin's metrics read"))
 }
 
 async fn usage_is_summed_from_streamed_and_plain_completions(c: &Ctx) -> CaseResult {
