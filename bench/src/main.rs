@@ -448,6 +448,26 @@ impl Bench {
         self.save();
     }
 
+    /// The state-store writes the instance behind `base` has sent so far (its own count, shown
+    /// to admins on the metrics read).
+    async fn store_writes(&self, base: &str) -> Option<u64> {
+        let res = self.http.get(format!("{base}/_gateway/metrics")).bearer_auth(self.admin_token()).header("x-forwarded-proto", "https").send().await.ok()?;
+        res.headers().get(gateway_core::metrics::INSTANCE_STORE_WRITES_HEADER)?.to_str().ok()?.parse().ok()
+    }
+
+    /// Records the writes per proxied request of `system` between two readings.
+    fn writes(&mut self, system: &str, requests: u64, before: Option<u64>, after: Option<u64>) {
+        match (before, after) {
+            (Some(b), Some(a)) => {
+                let writes = a.saturating_sub(b);
+                println!("{system:<16} state-store writes: {writes} for {requests} proxied requests ({:.4} per request)", writes as f64 / requests.max(1) as f64);
+                self.results.store_writes.push(gateway_bench::results::StoreWrites { system: system.into(), requests, writes });
+                self.save();
+            }
+            _ => println!("{system:<16} state-store writes: not readable"),
+        }
+    }
+
     fn gateway_via(&self, addr: SocketAddr, token: &str) -> Via {
         let mut v = Via::plain(addr, addr, &format!("/{ROUTE_INSTANT}"), &format!("/{ROUTE_STREAM}"));
         v.headers.push((http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("token header")));
@@ -669,6 +689,7 @@ async fn edge(b: &mut Bench) -> Result<(), String> {
     }
     let entry: SocketAddr = ([127, 0, 0, 1], entry.ok_or("the Worker's workerd socket was not found")?).into();
     let (token_id, token) = b.provision(&running.base).await?;
+    let writes_before = b.store_writes(&running.base).await;
     let via = b.gateway_via(entry, &token);
     let via_dev = b.gateway_via(dev_addr, &token);
     b.until_ready(&via, &ALL, Duration::from_secs(30)).await?;
@@ -712,6 +733,10 @@ async fn edge(b: &mut Bench) -> Result<(), String> {
         sent += p.sent;
     }
     sent += edge_cpu_runs(b, "edge", entry, &via, &cpu).await;
+    // Samples wait at most about a second in the isolate's batch.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes_after = b.store_writes(&running.base).await;
+    b.writes("edge", sent, writes_before, writes_after);
     b.usage("edge", &running.base, &token_id, sent).await;
     drop(running);
     Ok(())
@@ -749,6 +774,7 @@ async fn edge_miniflare(b: &mut Bench) -> Result<(), String> {
     p.check_alive()?;
     let base = format!("http://{addr}");
     let (token_id, token) = b.provision(&base).await?;
+    let writes_before = b.store_writes(&base).await;
     let via = b.gateway_via(addr, &token);
     b.until_ready(&via, &ALL, Duration::from_secs(30)).await?;
     b.system(SystemInfo {
@@ -768,6 +794,9 @@ async fn edge_miniflare(b: &mut Bench) -> Result<(), String> {
         }
     }
     sent += edge_cpu_runs(b, "edge-mf", addr, &via, &cpu).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes_after = b.store_writes(&base).await;
+    b.writes("edge-mf", sent, writes_before, writes_after);
     b.usage("edge-mf", &base, &token_id, sent).await;
     drop(p);
     Ok(())
@@ -895,12 +924,19 @@ async fn lambda(b: &mut Bench, w_lambda: bool, w_native: bool) -> Result<(), Str
             ],
         });
         let cpu = vec![("native".to_string(), CpuSet::Pids(vec![p.pid() as i32])), moto_cpu.clone()];
+        let native_base = format!("http://{addr}");
+        let writes_before = b.store_writes(&native_base).await;
+        let mut native_sent = 0;
         for s in ALL {
             for c in b.opts.concurrency.clone() {
                 let pt = b.point("lambda-native", &via, s, c, &cpu).await;
-                sent += pt.sent;
+                native_sent += pt.sent;
             }
         }
+        sent += native_sent;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let writes_after = b.store_writes(&native_base).await;
+        b.writes("lambda-native", native_sent, writes_before, writes_after);
         drop(p);
     }
     b.usage("lambda", &d.gateway.base, &token_id, sent).await;

@@ -12,6 +12,9 @@ pub struct Results {
     pub points: Vec<Point>,
     pub cpu_runs: Vec<CpuRun>,
     pub usage: Vec<UsageCheck>,
+    /// State-store writes per proxied request, by system.
+    #[serde(default)]
+    pub store_writes: Vec<StoreWrites>,
     /// Wall time of the load part, seconds.
     pub wall_s: f64,
 }
@@ -158,6 +161,16 @@ pub struct CpuRun {
     pub idle_ms_per_s: BTreeMap<String, f64>,
     /// (cpu_ms - idle share) / requests.
     pub ms_per_request: BTreeMap<String, f64>,
+}
+
+/// State-store writes (edge: Durable Object calls; Lambda: DynamoDB write requests) an
+/// instance sent while it served `requests` proxied requests of the load, as the instance
+/// counts them (`x-gateway-instance-store-writes` on an admin's metrics read, before and after).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoreWrites {
+    pub system: String,
+    pub requests: u64,
+    pub writes: u64,
 }
 
 /// Did the gateway count the benchmark token's requests?

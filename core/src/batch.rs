@@ -26,7 +26,7 @@ pub const BATCH_ID_SECONDS: u64 = 3600;
 /// When a batch should be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flush {
-    /// Nothing to write.
+    /// Nothing to do now: nothing to write, or a write is already set for later.
     Idle,
     /// Write now.
     Now,
@@ -57,21 +57,32 @@ pub struct Batch {
     oldest_ms: Option<u64>,
     /// Parts whose write failed, kept with their ids to be sent again as they were.
     unsent: Vec<Part>,
+    /// A later write is set ([`Flush::In`] was returned and nothing was taken since).
+    timer_set: bool,
 }
 
 impl Batch {
     /// An empty batch for the instance named `instance` (random per isolate / instance:
     /// it makes part ids unique across instances).
     pub fn new(instance: impl Into<String>) -> Self {
-        Batch { instance: instance.into(), sequence: 0, parts: BTreeMap::new(), samples: 0, oldest_ms: None, unsent: Vec::new() }
+        Batch { instance: instance.into(), sequence: 0, parts: BTreeMap::new(), samples: 0, oldest_ms: None, unsent: Vec::new(), timer_set: false }
     }
 
-    /// Adds one request's sample at `now_ms`; says when the batch should be written.
+    /// Adds one request's sample at `now_ms`; says what the caller does: write now, set a
+    /// timer ([`Flush::In`], returned once until the batch is taken, so one timer is set per
+    /// write however many requests end meanwhile), or nothing.
     pub fn add(&mut self, sample: &RequestSample, now_ms: u64) -> Flush {
         self.parts.entry(shard_of(&sample.route)).or_default().merge(crate::metrics::updates(sample));
         self.samples += 1;
         self.oldest_ms.get_or_insert(now_ms);
-        self.due(now_ms)
+        match self.due(now_ms) {
+            Flush::In(_) if self.timer_set => Flush::Idle,
+            Flush::In(ms) => {
+                self.timer_set = true;
+                Flush::In(ms)
+            }
+            other => other,
+        }
     }
 
     /// When the batch should be written, at `now_ms`.
@@ -104,6 +115,7 @@ impl Batch {
         }
         self.samples = 0;
         self.oldest_ms = None;
+        self.timer_set = false;
         out
     }
 
@@ -155,10 +167,13 @@ mod tests {
         let mut b = Batch::new("i");
         assert_eq!(b.due(0), Flush::Idle);
         assert_eq!(b.add(&sample("a", 60, None), 10_000), Flush::In(FLUSH_MS));
-        assert_eq!(b.add(&sample("a", 60, None), 10_400), Flush::In(600));
+        assert_eq!(b.add(&sample("a", 60, None), 10_400), Flush::Idle, "one timer per write: it is set already");
+        assert_eq!(b.due(10_400), Flush::In(600));
         assert_eq!(b.due(11_000), Flush::Now);
         b.take();
         assert_eq!(b.due(11_000), Flush::Idle);
+        assert_eq!(b.add(&sample("a", 60, None), 11_500), Flush::In(FLUSH_MS), "taken: the next sample sets a timer again");
+        b.take();
         for i in 0..MAX_SAMPLES - 1 {
             assert_ne!(b.add(&sample("a", 60, None), 20_000 + i), Flush::Now);
         }

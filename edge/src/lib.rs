@@ -38,8 +38,6 @@ pub(crate) struct Isolate {
     pub in_flight: RefCell<gateway_core::load::InFlight>,
     /// Samples of finished requests not yet written ([`gateway_core::batch`]).
     pub batch: RefCell<gateway_core::batch::Batch>,
-    /// True while a `wait_until` waits to write the batch.
-    pub flush_scheduled: std::cell::Cell<bool>,
 }
 
 /// Durable Object calls this isolate's Worker code has made since it started (the objects' own
@@ -76,7 +74,7 @@ pub(crate) fn isolate(env: &Env) -> Rc<Isolate> {
                 if let Err(e) = &cfg {
                     console_error!("{{\"level\":\"error\",\"msg\":\"bad configuration\",\"detail\":{}}}", json_str(&e.to_string()));
                 }
-                Rc::new(Isolate { cfg, kv_cache: RefCell::new(kv::Cache::default()), failures: RefCell::default(), jwks: RefCell::default(), in_flight: RefCell::default(), batch: RefCell::new(gateway_core::batch::Batch::new(instance_id())), flush_scheduled: Default::default() })
+                Rc::new(Isolate { cfg, kv_cache: RefCell::new(kv::Cache::default()), failures: RefCell::default(), jwks: RefCell::default(), in_flight: RefCell::default(), batch: RefCell::new(gateway_core::batch::Batch::new(instance_id())) })
             })
             .clone()
     })

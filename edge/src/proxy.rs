@@ -789,13 +789,12 @@ fn record(env: &Env, ctx: &Context, iso: &Rc<Isolate>, sample: impl std::future:
         let due = iso.batch.borrow_mut().add(&sample, js_sys::Date::now() as u64);
         match due {
             Flush::Now => flush(&env, &iso).await,
-            Flush::In(ms) if !iso.flush_scheduled.get() => {
-                iso.flush_scheduled.set(true);
+            // Returned once per write (core's `Batch`): one timer, whoever ends first.
+            Flush::In(ms) => {
                 Delay::from(Duration::from_millis(ms)).await;
-                iso.flush_scheduled.set(false);
                 flush(&env, &iso).await;
             }
-            _ => {}
+            Flush::Idle => {}
         }
     });
 }

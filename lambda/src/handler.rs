@@ -22,7 +22,6 @@ use lambda_http::RequestExt;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use gateway_core::batch::{Batch, Flush};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::Instrument;
@@ -54,8 +53,6 @@ pub struct App {
     tls: crate::tls::UpstreamTls,
     /// Samples of finished requests not yet written ([`gateway_core::batch`]).
     batch: Mutex<Batch>,
-    /// True while a task waits to write the batch.
-    flush_scheduled: AtomicBool,
     /// One write of the batch at a time (a shutdown's flush waits for a running one).
     flushing: tokio::sync::Mutex<()>,
 }
@@ -78,7 +75,6 @@ impl App {
             secrets: Default::default(),
             tls: Default::default(),
             batch: Mutex::new(Batch::new(instance_id())),
-            flush_scheduled: AtomicBool::new(false),
             flushing: tokio::sync::Mutex::new(()),
         }
     }
@@ -109,15 +105,14 @@ impl App {
                 let app = self.clone();
                 tokio::spawn(async move { app.flush().await });
             }
-            Flush::In(ms) if !self.flush_scheduled.swap(true, Ordering::SeqCst) => {
+            Flush::In(ms) => {
                 let app = self.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
-                    app.flush_scheduled.store(false, Ordering::SeqCst);
                     app.flush().await;
                 });
             }
-            _ => {}
+            Flush::Idle => {}
         }
         // The answer's tokens count against its budgets.
         let tokens = sample.llm_tokens();
