@@ -78,26 +78,35 @@ impl Backing {
             Backing::Kv { state } => {
                 let (state, key, json) = (state.clone(), kv_key.to_string(), json.map(str::to_string));
                 tokio::task::spawn_blocking(move || {
-                    let mut cmd = Command::new(repo_root().join("node_modules/.bin/wrangler"));
-                    cmd.current_dir(repo_root());
-                    match &json {
-                        Some(j) => cmd.args(["kv", "key", "put", &key, j]),
-                        None => cmd.args(["kv", "key", "delete", &key]),
-                    };
-                    let out = cmd
-                        .args(["--binding", "GATEWAY_KV", "--env", "contract", "--local", "--persist-to"])
-                        .arg(&state)
-                        .env("GATEWAY_EDGE_PREBUILT", "1")
-                        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
-                        .env("WRANGLER_SEND_METRICS", "false")
-                        .stdin(Stdio::null())
-                        .output()
-                        .map_err(|e| format!("wrangler kv: {e}"))?;
-                    if out.status.success() {
-                        Ok(())
-                    } else {
-                        Err(format!("wrangler kv {key}: {}", String::from_utf8_lossy(&out.stderr)))
+                    // Tried up to 3 times, as Terraform's provider retries a 5xx: the local KV
+                    // store, shared with the running `wrangler dev`, now and then answers 500
+                    // under load. A put or delete is idempotent.
+                    let mut last = String::new();
+                    for attempt in 0..3 {
+                        if attempt > 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(500));
+                        }
+                        let mut cmd = Command::new(repo_root().join("node_modules/.bin/wrangler"));
+                        cmd.current_dir(repo_root());
+                        match &json {
+                            Some(j) => cmd.args(["kv", "key", "put", &key, j]),
+                            None => cmd.args(["kv", "key", "delete", &key]),
+                        };
+                        let out = cmd
+                            .args(["--binding", "GATEWAY_KV", "--env", "contract", "--local", "--persist-to"])
+                            .arg(&state)
+                            .env("GATEWAY_EDGE_PREBUILT", "1")
+                            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+                            .env("WRANGLER_SEND_METRICS", "false")
+                            .stdin(Stdio::null())
+                            .output()
+                            .map_err(|e| format!("wrangler kv: {e}"))?;
+                        if out.status.success() {
+                            return Ok(());
+                        }
+                        last = format!("wrangler kv {key}: {}", String::from_utf8_lossy(&out.stderr));
                     }
+                    Err(last)
                 })
                 .await
                 .map_err(|e| e.to_string())?
