@@ -690,7 +690,11 @@ fn guarded(
     sse: bool,
     metered: Metered,
 ) -> web_sys::ReadableStream {
-    if plan.strip_usage && sse {
+    // Event streams (long: an LLM answer) take the Rust path, whose stream workerd has always
+    // cancelled when the client hangs up. Through the JS pull stream it now and then did not
+    // (CI: a stand-in stream not cancelled within 6 s, vLLM generating a whole answer for
+    // nobody), even with request.signal listened to; so only other bodies go through body.js.
+    if sse {
         // Dropped with the stream; the listener itself is `once` and dies with the request.
         let _ = abort_when_client_goes(client_gone, &controller);
         return guarded_in_rust(body, controller, plan, endpoint, sse, metered);
