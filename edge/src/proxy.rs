@@ -455,14 +455,7 @@ async fn forward(req: Request, env: &Env, ctx: &Context, iso: &Rc<Isolate>, plan
                 Either::Right(_) => Some(Outcome::TimedOut),
                 Either::Left((Ok(_), _)) => None,
                 Either::Left((Err(e), _)) => {
-                    console_warn!(
-                        "{{\"level\":\"warn\",\"request_id\":{},\"trace_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"upstream attempt failed\",\"detail\":{}}}",
-                        json_str(&plan.request_id),
-                        json_str(&plan.trace_id),
-                        json_str(&plan.route),
-                        json_str(&up.endpoint_id),
-                        json_str(&e.to_string())
-                    );
+                    warn_line(&plan.request_id, &plan.trace_id, &plan.route, &up.endpoint_id, "upstream attempt failed", &e.to_string());
                     // The fetch does not say whether it connected: a request none of whose body
                     // was read cannot have reached the model server; a bodiless one may have.
                     Some(Outcome::Failed { may_have_arrived: body.as_ref().is_none_or(|b| b.sent.get() > 0) })
@@ -635,15 +628,21 @@ impl StreamLog {
     }
 
     fn cut_short(&self, f: &Fault) {
-        console_warn!(
-            "{{\"level\":\"warn\",\"request_id\":{},\"trace_id\":{},\"route\":{},\"endpoint\":{},\"msg\":\"response stream cut short\",\"detail\":{}}}",
-            json_str(&self.request_id),
-            json_str(&self.trace_id),
-            json_str(&self.route),
-            json_str(&self.endpoint),
-            json_str(&f.to_string())
-        );
+        warn_line(&self.request_id, &self.trace_id, &self.route, &self.endpoint, "response stream cut short", &f.to_string());
     }
+}
+
+/// One warning about a forwarded request, as a JSON log line.
+fn warn_line(request_id: &str, trace_id: &str, route: &str, endpoint: &str, msg: &str, detail: &str) {
+    console_warn!(
+        "{{\"level\":\"warn\",\"request_id\":{},\"trace_id\":{},\"route\":{},\"endpoint\":{},\"msg\":{},\"detail\":{}}}",
+        json_str(request_id),
+        json_str(trace_id),
+        json_str(route),
+        json_str(endpoint),
+        json_str(msg),
+        json_str(detail)
+    );
 }
 
 /// How a body passed through in JS ended (`body.js`).
