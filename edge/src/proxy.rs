@@ -703,16 +703,12 @@ fn guarded(
         Some(Keep::Tail(n)) => (1, n as f64),
         Some(Keep::Whole(n)) => (2, n as f64),
     };
-    // Rendered once; JS sends the one that applies if the stream is cut short.
-    let idle = Fault::Idle { after_ms: plan.idle_timeout_ms };
-    let broken = Fault::Upstream(String::new());
-    let (idle_end, broken_end) = if sse {
-        (String::from_utf8_lossy(&idle.sse_event()).into_owned(), String::from_utf8_lossy(&broken.sse_event()).into_owned())
-    } else {
-        (idle.message(), broken.message())
-    };
+    // Rendered once; JS errors the body with the one that applies if it is cut short (body.js
+    // can also close an event stream with core's SSE event, should event streams return to it).
+    let idle_end = Fault::Idle { after_ms: plan.idle_timeout_ms }.message();
+    let broken_end = Fault::Upstream(String::new()).message();
     let end = BodyEnd { metered, log: StreamLog::new(plan, endpoint), idle_ms: plan.idle_timeout_ms };
-    pass_body(&body, &controller, plan.idle_timeout_ms as f64, sse, &idle_end, &broken_end, keep_mode, keep_limit, end, client_gone)
+    pass_body(&body, &controller, plan.idle_timeout_ms as f64, false, &idle_end, &broken_end, keep_mode, keep_limit, end, client_gone)
 }
 
 /// [`guarded`] with a Rust step per chunk: for a stream whose usage event, asked for by the
