@@ -481,7 +481,7 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
         }
     }
     let endpoints =
-        crate::metrics::exclude_down(&endpoints, ctx.now, |id| r.down.iter().any(|d| d == id));
+        crate::health::exclude_down(&endpoints, ctx.now, |id| r.down.iter().any(|d| d == id));
     let key = balance_key(
         &r.route,
         parts,

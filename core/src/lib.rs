@@ -19,6 +19,7 @@ pub mod forward;
 #[cfg(any(test, feature = "forge"))]
 pub mod forge;
 pub mod gateway;
+pub mod health;
 pub mod identity;
 pub mod load;
 pub mod managed;

@@ -11,7 +11,7 @@
 use crate::error::Result;
 use crate::forward::upstream_url;
 use crate::load::{parse_vllm_metrics, EndpointLoad, Loads, METRICS_PATH};
-use crate::metrics::{probe_ok, Health, HealthState, PROBE_PATH};
+use crate::health::{probe_ok, Health, HealthState, PROBE_PATH};
 use crate::route::{Endpoint, Route};
 use crate::store::Store;
 use futures_util::future::join_all;

@@ -4,7 +4,8 @@
 //! serves tests.
 
 use crate::error::Result;
-use crate::metrics::{Health, Updates};
+use crate::health::Health;
+use crate::metrics::Updates;
 use crate::oidc::{Jwks, Provider};
 use crate::probe::ProbeTarget;
 use crate::route::{Endpoint, Route};

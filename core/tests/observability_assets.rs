@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use gateway_core::admin::AdminCommand;
-use gateway_core::metrics::{render_prometheus, EndpointMetrics, HealthState, RouteMetrics, Snapshot, TokenMetrics};
+use gateway_core::health::HealthState;
+use gateway_core::metrics::{render_prometheus, EndpointMetrics, RouteMetrics, Snapshot, TokenMetrics};
 use http::Method;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{walk_expr, ExprVisitor};

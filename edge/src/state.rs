@@ -6,7 +6,8 @@
 use crate::kv::{budget_key, down_key, ephemeral_key, host_key, leases_key, load_key, model_key, revoked_key, revoked_subject_key, route_key};
 use std::time::Duration;
 use gateway_core::admin::{self, AdminRequest, MAX_ADMIN_BODY};
-use gateway_core::metrics::{self, Health, RequestSample, Updates};
+use gateway_core::health::{self, Health};
+use gateway_core::metrics::{self, RequestSample, Updates};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::{AuditEntry, RouteSource, ServiceAccount, Store, TokenRecord};
@@ -443,13 +444,13 @@ impl Store for DoStore {
     async fn health(&self) -> Result<Vec<(String, String, Health)>> {
         let mut out = Vec::new();
         for (key, value) in self.list_entries("health:", None, None).await? {
-            let (Some((route, endpoint)), Some(raw)) = (metrics::parse_health_key(&key), value.as_string()) else { continue };
+            let (Some((route, endpoint)), Some(raw)) = (health::parse_health_key(&key), value.as_string()) else { continue };
             out.push((route, endpoint, decode(&raw)?));
         }
         Ok(out)
     }
     async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
-        self.put_json(&metrics::health_key(route, endpoint), health).await.map(|_| ())
+        self.put_json(&health::health_key(route, endpoint), health).await.map(|_| ())
     }
     async fn put_down(&self, route: &str, down: &[String]) -> Result<()> {
         let key = down_key(route);

@@ -4,7 +4,7 @@
 //! are rewritten when they change.
 
 use crate::store::DynamoStore;
-use gateway_core::metrics::HealthState;
+use gateway_core::health::HealthState;
 use gateway_core::probe::{load_round, ProbeReport, LOAD_INTERVAL_SECS, PROBE_TIMEOUT_MS};
 use gateway_core::Result;
 

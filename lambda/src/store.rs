@@ -15,7 +15,7 @@
 //! | `audit` | `seq#{seq:020}` | `entry` (JSON) |
 //! | `metric` | `{item}` of a total (`route:…`, `ep:…`, `tok:…`) | one number per field ([`gateway_core::metrics`]'s key scheme) |
 //! | `metric-m` | `{item}` of a minute bucket (`m:{minute}:route:…`) | one number per field, `ttl` |
-//! | `health` | `health:{route}:{endpoint}` ([`metrics::health_key`]) | `health` (JSON) |
+//! | `health` | `health:{route}:{endpoint}` ([`health::health_key`]) | `health` (JSON) |
 //! | `down` | `{route}` | `endpoints` (JSON list) |
 //! | `load` | `{route}` | `loads` (JSON: endpoint id → vLLM's latest reading) |
 //! | `svc` | `{name}` | `account` (JSON) |
@@ -34,7 +34,8 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use futures_util::future::join_all;
-use gateway_core::metrics::{self, Health, Updates};
+use gateway_core::health::{self, Health};
+use gateway_core::metrics::{self, Updates};
 use gateway_core::oidc::{self, Jwks, JwksCache, Provider};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::ratelimit::{self, RateLimit};
@@ -862,7 +863,7 @@ impl Store for DynamoStore {
     async fn health(&self) -> Result<Vec<(String, String, Health)>> {
         let mut out = Vec::new();
         for item in self.query_prefix("health", "", false, None, None).await? {
-            let Some((route, endpoint)) = text(&item, SK).and_then(metrics::parse_health_key) else { continue };
+            let Some((route, endpoint)) = text(&item, SK).and_then(health::parse_health_key) else { continue };
             // One unreadable record must not stop every probe round: it starts afresh instead.
             match decode(&item, "health") {
                 Ok(h) => out.push((route, endpoint, h)),
@@ -884,7 +885,7 @@ impl Store for DynamoStore {
     }
 
     async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
-        let mut item = key("health", &metrics::health_key(route, endpoint));
+        let mut item = key("health", &health::health_key(route, endpoint));
         item.insert("health".into(), encode(health)?);
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put health", e))?;
         Ok(())

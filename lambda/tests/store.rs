@@ -5,7 +5,8 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use gateway_core::metrics::{self, Health, RequestSample};
+use gateway_core::health::Health;
+use gateway_core::metrics::{self, RequestSample};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::{AuditEntry, MemoryStore, RouteSource, ServiceAccount, Store, TokenRecord};
@@ -321,7 +322,7 @@ async fn probes_answer_the_status_or_none_in_time_and_a_round_marks_endpoints_do
     assert_eq!(s.down_endpoints("llama").await.unwrap(), vec!["sick".to_string()]);
     let health = s.health().await.unwrap();
     let state = |id: &str| health.iter().find(|(_, e, _)| e == id).unwrap().2.state(1_900_000_060);
-    assert_eq!((state("up"), state("sick")), (metrics::HealthState::Up, metrics::HealthState::Down));
+    assert_eq!((state("up"), state("sick")), (gateway_core::health::HealthState::Up, gateway_core::health::HealthState::Down));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
