@@ -15,6 +15,7 @@
 // Listens on 127.0.0.1 only.
 
 import { createServer } from 'node:http';
+import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +23,15 @@ import path from 'node:path';
 
 const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../core/src/dashboard');
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-const FILES = { '/_gateway/dashboard': ['index.html', 'text/html; charset=utf-8'], '/_gateway/dashboard/app.js': ['app.js', 'text/javascript; charset=utf-8'], '/_gateway/dashboard/app.css': ['app.css', 'text/css; charset=utf-8'] };
+const JS = 'text/javascript; charset=utf-8';
+const FILES = {
+  '/_gateway/dashboard': ['index.html', 'text/html; charset=utf-8'],
+  '/_gateway/dashboard/app.js': ['app.js', JS],
+  '/_gateway/dashboard/app.css': ['app.css', 'text/css; charset=utf-8'],
+  // The modules app.js imports, at /_gateway/dashboard/js/{name}.js: every file of core/src/dashboard/js
+  // (the gateway serves the same files from its table in core/src/dashboard.rs).
+  ...Object.fromEntries(readdirSync(path.join(DIR, 'js')).filter((f) => f.endsWith('.js')).map((f) => [`/_gateway/dashboard/js/${f}`, [`js/${f}`, JS]])),
+};
 
 function seed(now) {
   const id = () => 'tok_' + randomBytes(13).toString('hex').slice(0, 26);
