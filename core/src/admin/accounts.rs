@@ -1,0 +1,92 @@
+//! Service accounts and the tokens issued for them.
+
+use super::*;
+use super::tokens::{issue, token_list};
+
+/// The tokens issued for a service account.
+async fn account_tokens<S: Store>(store: &S, name: &str) -> Result<Vec<TokenRecord>> {
+    Ok(store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .filter(|t| t.kind == TokenKind::Service && t.metadata.get("service_account").map(String::as_str) == Some(name))
+        .collect())
+}
+
+/// `POST /service-accounts`
+pub(super) async fn create<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, req: ServiceAccountRequest) -> Result<AdminReply> {
+    let check = TokenRequest {
+        subject: req.name.clone(),
+        kind: TokenKind::Service,
+        groups: req.groups.clone(),
+        routes: None,
+        ttl_seconds: Some(cfg.max_token_ttl),
+        description: req.description.clone(),
+        metadata: Default::default(),
+        rate_limit_rpm: None,
+        registrar: None,
+    };
+    check.validate(cfg)?;
+    if req.owner.trim().is_empty() || req.owner.len() > 128 || req.owner.chars().any(char::is_control) {
+        return Err(Error::bad_request("owner", "must be 1-128 printable characters"));
+    }
+    let account = ServiceAccount {
+        name: req.name,
+        groups: req.groups,
+        owner: req.owner,
+        description: req.description,
+        created_at: now,
+        created_by: who.subject.clone(),
+    };
+    store.create_service_account(&account).await?;
+    Ok(AdminReply::with_status(StatusCode::CREATED, serde_json::to_value(&account).map_err(|e| Error::Internal(e.to_string()))?))
+}
+
+/// `GET /service-accounts?limit=&cursor=`
+pub(super) async fn list<S: Store>(store: &S, page: Page) -> Result<AdminReply> {
+    let (accounts, next) = page.take(store.list_service_accounts().await?, |a| a.name.as_str());
+    Ok(AdminReply::ok(json!({ "service_accounts": accounts, "next_cursor": next })))
+}
+
+/// `GET /service-accounts/{name}`
+pub(super) async fn get<S: Store>(store: &S, now: u64, name: String) -> Result<AdminReply> {
+    let account = store.service_account(&name).await?.ok_or_else(|| Error::NotFound(format!("no service account `{name}`")))?;
+    let tokens = account_tokens(store, &name).await?;
+    let mut v = serde_json::to_value(&account).map_err(|e| Error::Internal(e.to_string()))?;
+    v["tokens"] = Value::Array(token_list(store, tokens, now).await?);
+    Ok(AdminReply::ok(v))
+}
+
+/// `DELETE /service-accounts/{name}`
+pub(super) async fn delete<S: Store>(store: &S, now: u64, name: String) -> Result<AdminReply> {
+    store.service_account(&name).await?.ok_or_else(|| Error::NotFound(format!("no service account `{name}`")))?;
+    // Tokens first: a failure part-way leaves the account, so deleting again finishes the job.
+    let mut revoked = 0;
+    for mut t in account_tokens(store, &name).await?.into_iter().filter(|t| t.revoked_at.is_none()) {
+        t.revoked_at = Some(now);
+        store.revoke(&t).await?;
+        revoked += 1;
+    }
+    store.delete_service_account(&name).await?;
+    Ok(AdminReply::ok(json!({ "deleted": name, "revoked_tokens": revoked })))
+}
+
+/// `POST /service-accounts/{name}/tokens`
+pub(super) async fn issue_token<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, account: String, req: ScopedTokenRequest) -> Result<AdminReply> {
+    let acct = store.service_account(&account).await?.ok_or_else(|| Error::NotFound(format!("no service account `{account}`")))?;
+    if req.groups.is_some() {
+        return Err(Error::bad_request("groups", "a service account's tokens carry the account's groups"));
+    }
+    let treq = TokenRequest {
+        subject: acct.name.clone(),
+        kind: TokenKind::Service,
+        groups: acct.groups,
+        routes: req.routes,
+        ttl_seconds: req.ttl_seconds,
+        description: req.description,
+        metadata: [("service_account".to_string(), acct.name)].into(),
+        rate_limit_rpm: req.rate_limit_rpm,
+        registrar: None,
+    };
+    issue(cfg, store, now, who, treq, None).await
+}

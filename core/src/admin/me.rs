@@ -1,0 +1,88 @@
+//! A principal's own calls (`/me`): who am I, and self-service tokens.
+
+use super::*;
+use super::tokens::{issue, own_token, revoke, token_list};
+
+/// `GET /me`
+pub(super) fn me(who: &Principal) -> Result<AdminReply> {
+    Ok(AdminReply::ok(json!({
+    "subject": who.subject,
+    "kind": who.kind,
+    "groups": who.groups,
+    "provider": who.provider,
+    "partner": who.partner,
+    "token_id": who.token_id,
+    "expires_at": who.expires_at,
+})))
+}
+
+/// `GET /me/tokens?limit=&cursor=`
+pub(super) async fn my_tokens<S: Store>(store: &S, now: u64, who: &Principal, page: Page) -> Result<AdminReply> {
+    let me = owner_of(who);
+    let tokens = store.list_tokens().await?.into_iter().filter(|t| t.owner.as_deref() == Some(me.as_str())).collect();
+    let (tokens, next) = page.take(tokens, |t| t.id.as_str());
+    Ok(AdminReply::ok(json!({ "tokens": token_list(store, tokens, now).await?, "next_cursor": next })))
+}
+
+/// `GET /me/tokens/{id}`
+pub(super) async fn my_token<S: Store>(store: &S, now: u64, who: &Principal, id: String) -> Result<AdminReply> {
+    let t = own_token(store, who, &id).await?;
+    Ok(AdminReply::ok(token_list(store, vec![t], now).await?.pop().unwrap_or(Value::Null)))
+}
+
+/// `DELETE /me/tokens/{id}`
+pub(super) async fn revoke_my_token<S: Store>(store: &S, now: u64, who: &Principal, id: String) -> Result<AdminReply> {
+    let t = own_token(store, who, &id).await?;
+    revoke(store, now, t).await
+}
+
+/// `POST /me/tokens`
+pub(super) async fn issue_my_token<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, req: ScopedTokenRequest) -> Result<AdminReply> {
+    if who.provider.is_none() || who.kind != TokenKind::User {
+        return Err(Error::Forbidden("self-service tokens are for users signed in through the identity provider".into()));
+    }
+    if req.rate_limit_rpm.is_some() {
+        return Err(Error::bad_request("rate_limit_rpm", "is set by an admin; self-service tokens take the route's limit"));
+    }
+    // Admin rights stay with the sign-in: a token that outlives it never carries them.
+    let groups = match req.groups {
+        None => who.groups.iter().filter(|g| *g != crate::rbac::ADMIN_GROUP).cloned().collect(),
+        Some(asked) => {
+            if let Some(g) = asked.iter().find(|g| !who.has_group(g)) {
+                return Err(Error::Forbidden(format!("you do not hold group `{g}`")));
+            }
+            if asked.iter().any(|g| g == crate::rbac::ADMIN_GROUP) {
+                return Err(Error::Forbidden("self-service tokens cannot carry `admin`; ask an admin for one".into()));
+            }
+            asked
+        }
+    };
+    let max = cfg.max_token_ttl.min(MAX_SELF_SERVICE_TTL);
+    if req.ttl_seconds.is_some_and(|t| t > max) {
+        return Err(Error::bad_request("ttl_seconds", format!("self-service tokens live at most {max} seconds")));
+    }
+    let me = owner_of(who);
+    let mine: Vec<TokenRecord> = store.list_tokens().await?.into_iter().filter(|t| t.owner.as_deref() == Some(me.as_str())).collect();
+    let active = mine.iter().filter(|t| t.revoked_at.is_none() && t.expires_at > now).count();
+    if active >= MAX_SELF_SERVICE_TOKENS {
+        return Err(Error::Forbidden(format!("you hold {MAX_SELF_SERVICE_TOKENS} active self-service tokens; revoke one first")));
+    }
+    // Issuing and revoking in a loop is bounded too: revoked records count for a day.
+    let today: Vec<u64> = mine.iter().map(|t| t.created_at).filter(|c| c + DAY > now).collect();
+    if today.len() >= MAX_SELF_SERVICE_ISSUES_PER_DAY {
+        let oldest = today.iter().min().copied().unwrap_or(now);
+        return Err(Error::RateLimited { limit: MAX_SELF_SERVICE_ISSUES_PER_DAY as u32, retry_after: (oldest + DAY).saturating_sub(now).max(1) });
+    }
+    let treq = TokenRequest {
+        subject: who.subject.clone(),
+        kind: TokenKind::User,
+        groups,
+        routes: req.routes,
+        ttl_seconds: req.ttl_seconds,
+        description: req.description,
+        metadata: [("issued_via".to_string(), "self-service".to_string())].into(),
+        rate_limit_rpm: req.rate_limit_rpm,
+        registrar: None,
+    };
+    issue(cfg, store, now, who, treq, Some(me)).await
+}
