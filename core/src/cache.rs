@@ -508,7 +508,7 @@ impl<S: RouteSource> RouteSource for CachedSource<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MemoryStore, Store, TokenRecord};
+    use crate::store::{AdminStore, MemoryStore, TokenRecord};
     use crate::token::TokenKind;
     use crate::Error;
     use futures_executor::block_on;

@@ -568,7 +568,7 @@ pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Part
 mod tests {
     use super::*;
     use crate::config::tests::test_config;
-    use crate::store::{MemoryStore, Store};
+    use crate::store::{AdminStore, MemoryStore, MetricsSink};
     use crate::token::{TokenIssuer, TokenKind, TokenRequest};
     use futures_executor::block_on;
 

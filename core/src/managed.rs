@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::route::Route;
-use crate::store::{AuditEntry, Store};
+use crate::store::{AdminStore, AuditEntry};
 use crate::Result;
 
 /// What the gateway last saw of one route.
@@ -95,7 +95,7 @@ pub fn reconcile(seen: &BTreeMap<String, Seen>, routes: &[Route], now: u64, trac
 /// Audits every change another owner made since the last look, and records what was seen.
 /// The audit entry goes first: a failure between the two repeats an entry rather than loses it.
 /// Returns the number of audited changes.
-pub async fn sync<S: Store>(store: &S, now: u64, trace_id: Option<&str>) -> Result<usize> {
+pub async fn sync<S: AdminStore>(store: &S, now: u64, trace_id: Option<&str>) -> Result<usize> {
     let (routes, seen) = futures_util::future::try_join(store.list_routes(), store.seen_routes()).await?;
     let mut audited = 0;
     for change in reconcile(&seen, &routes, now, trace_id) {
@@ -111,7 +111,7 @@ pub async fn sync<S: Store>(store: &S, now: u64, trace_id: Option<&str>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{AdminStore, MemoryStore};
 
     fn route(name: &str, url: &str, managed_by: Option<&str>) -> Route {
         let mut r: Route = serde_json::from_value(serde_json::json!({

@@ -1,7 +1,7 @@
 //! Health probes: which endpoints to probe, and what a round of probes
 //! changes. A scheduled job (a Worker Cron Trigger; an EventBridge schedule
 //! on Lambda) and `POST /_gateway/probes` both call [`run`]; the adapter's
-//! [`Store::probe`] makes the HTTP calls.
+//! [`Prober::probe`](crate::store::Prober::probe) makes the HTTP calls.
 //!
 //! Each endpoint's [`Health`] takes one observation per round. A route's set
 //! of down endpoints is written only when it changes, and the data plane
@@ -168,7 +168,7 @@ pub async fn load_round<S: Store>(store: &S, now: u64) -> Result<LoadReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MemoryStore, RouteSource};
+    use crate::store::{AdminStore, MemoryStore, MetricsSink, RouteSource};
     use futures_executor::block_on;
 
     fn route_with(urls: &[(&str, &str)]) -> Route {

@@ -123,11 +123,11 @@ pub trait RouteSource {
     /// True when the token id was revoked.
     async fn is_revoked(&self, token_id: &str) -> Result<bool>;
     /// When an admin revoked a subject (unix seconds), if one did: every token of that
-    /// subject issued at or before then is refused ([`Store::revoke_subject`]).
+    /// subject issued at or before then is refused ([`AdminStore::revoke_subject`]).
     async fn subject_revoked_at(&self, subject: &str) -> Result<Option<u64>>;
-    /// Endpoints of a route (by route key) that health probes found down ([`Store::put_down`]).
+    /// Endpoints of a route (by route key) that health probes found down ([`MetricsSink::put_down`]).
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>>;
-    /// The latest load readings of a route's endpoints ([`Store::put_loads`]); empty when none.
+    /// The latest load readings of a route's endpoints ([`MetricsSink::put_loads`]); empty when none.
     async fn loads(&self, route: &str) -> Result<crate::load::Loads>;
     /// The name of the route serving `model` under `/v1/` ([`crate::models`]), if any.
     async fn model_route(&self, model: &str) -> Result<Option<String>>;
@@ -142,9 +142,10 @@ pub trait RouteSource {
     async fn jwks(&self, provider: &Provider, refresh: bool) -> Result<Jwks>;
 }
 
-/// Everything the admin API reads and writes.
+/// What the admin API reads and writes: routes and leases, tokens and revocations, the
+/// audit log, service accounts, budgets, and what Terraform last wrote.
 #[allow(async_fn_in_trait)]
-pub trait Store: RouteSource {
+pub trait AdminStore: RouteSource {
     /// All static routes.
     async fn list_routes(&self) -> Result<Vec<Route>>;
     /// Creates or replaces a static route; `previous` lets the store drop a stale host binding.
@@ -173,7 +174,32 @@ pub trait Store: RouteSource {
     async fn append_audit(&self, entry: AuditEntry) -> Result<()>;
     /// Audit entries newest first, strictly below `before` when given.
     async fn audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// Creates a service account; [`crate::Error::Conflict`] if the name is taken.
+    async fn create_service_account(&self, account: &ServiceAccount) -> Result<()>;
+    /// A service account by name.
+    async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>>;
+    /// All service accounts.
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>>;
+    /// Deletes a service account (its tokens are revoked by the caller first).
+    async fn delete_service_account(&self, name: &str) -> Result<()>;
+    /// Sets the token budget under `key`.
+    async fn put_budget(&self, key: &str, budget: &crate::budget::TokenBudget) -> Result<()>;
+    /// Removes the budget under `key`; false when there was none.
+    async fn delete_budget(&self, key: &str) -> Result<bool>;
+    /// Every budget, by key.
+    async fn list_budgets(&self) -> Result<Vec<(String, crate::budget::TokenBudget)>>;
+    /// The tokens counted against `key` in the windows of `now` (unix seconds).
+    async fn budget_use(&self, key: &str, now: u64) -> Result<crate::budget::BudgetUse>;
+    /// What [`crate::managed::sync`] last saw of each route, by name.
+    async fn seen_routes(&self) -> Result<BTreeMap<String, crate::managed::Seen>>;
+    /// Replaces (or with `None` forgets) what was seen of one route.
+    async fn put_seen_route(&self, name: &str, seen: Option<&crate::managed::Seen>) -> Result<()>;
+}
 
+/// Where request metrics and endpoint health are kept: counters applied atomically, health
+/// records, and the down and load sets the data plane reads back ([`RouteSource`]).
+#[allow(async_fn_in_trait)]
+pub trait MetricsSink {
     /// Applies metric counter updates atomically per counter (nothing lost under concurrency).
     async fn record(&self, updates: &Updates) -> Result<()>;
     /// The counters a metrics snapshot at `now` reads: every total, and the minute
@@ -185,38 +211,27 @@ pub trait Store: RouteSource {
     async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()>;
     /// Replaces the set of a route's endpoints the data plane avoids ([`RouteSource::down_endpoints`]).
     async fn put_down(&self, route: &str, down: &[String]) -> Result<()>;
+    /// Replaces a route's load readings ([`crate::probe::load_round`]).
+    async fn put_loads(&self, route: &str, loads: &crate::load::Loads) -> Result<()>;
+}
+
+/// The gateway's own outbound GETs to endpoints (health probes and load readings): each
+/// within a timeout, a body read at most to a cap. Never a URL a caller chose.
+#[allow(async_fn_in_trait)]
+pub trait Prober {
     /// Makes one health probe: `GET target.url` within `target.timeout_ms`; the
     /// status, or `None` when there was no answer in time.
     async fn probe(&self, target: &ProbeTarget) -> Option<u16>;
-    /// Replaces a route's load readings ([`crate::probe::load_round`]).
-    async fn put_loads(&self, route: &str, loads: &crate::load::Loads) -> Result<()>;
     /// Reads `GET target.url` (an endpoint's `/metrics`) within `target.timeout_ms`, at most
     /// [`crate::load::MAX_METRICS_BYTES`]; the body of a 2xx answer, else `None`.
     async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String>;
-
-    /// Creates a service account; [`crate::Error::Conflict`] if the name is taken.
-    async fn create_service_account(&self, account: &ServiceAccount) -> Result<()>;
-    /// A service account by name.
-    async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>>;
-    /// All service accounts.
-    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>>;
-    /// Deletes a service account (its tokens are revoked by the caller first).
-    async fn delete_service_account(&self, name: &str) -> Result<()>;
-
-    /// Sets the token budget under `key`.
-    async fn put_budget(&self, key: &str, budget: &crate::budget::TokenBudget) -> Result<()>;
-    /// Removes the budget under `key`; false when there was none.
-    async fn delete_budget(&self, key: &str) -> Result<bool>;
-    /// Every budget, by key.
-    async fn list_budgets(&self) -> Result<Vec<(String, crate::budget::TokenBudget)>>;
-    /// The tokens counted against `key` in the windows of `now` (unix seconds).
-    async fn budget_use(&self, key: &str, now: u64) -> Result<crate::budget::BudgetUse>;
-
-    /// What [`crate::managed::sync`] last saw of each route, by name.
-    async fn seen_routes(&self) -> Result<BTreeMap<String, crate::managed::Seen>>;
-    /// Replaces (or with `None` forgets) what was seen of one route.
-    async fn put_seen_route(&self, name: &str, seen: Option<&crate::managed::Seen>) -> Result<()>;
 }
+
+/// Everything the admin API and the scheduled rounds use: each platform's state store is all
+/// three; core functions that need less ask for less.
+pub trait Store: AdminStore + MetricsSink + Prober {}
+
+impl<T: AdminStore + MetricsSink + Prober> Store for T {}
 
 /// An in-memory store for tests and the CLI's dry runs.
 #[derive(Default)]
@@ -325,14 +340,16 @@ impl RouteSource for MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
+impl AdminStore for MemoryStore {
     async fn list_routes(&self) -> Result<Vec<Route>> {
         Ok(self.with(|m| m.routes.values().cloned().collect()))
     }
+
     async fn put_route(&self, route: &Route, _previous: Option<&Route>) -> Result<()> {
         self.with(|m| m.routes.insert(route.name.clone(), route.clone()));
         Ok(())
     }
+
     async fn delete_route(&self, route: &Route) -> Result<()> {
         self.with(|m| {
             m.routes.remove(&route.name);
@@ -340,27 +357,34 @@ impl Store for MemoryStore {
         });
         Ok(())
     }
+
     async fn put_lease(&self, route: &str, endpoint: &Endpoint) -> Result<()> {
         self.with(|m| m.leases.entry(route.to_string()).or_default().insert(endpoint.id.clone(), endpoint.clone()));
         Ok(())
     }
+
     async fn delete_lease(&self, route: &str, id: &str) -> Result<bool> {
         Ok(self.with(|m| m.leases.get_mut(route).and_then(|l| l.remove(id)).is_some()))
     }
+
     async fn put_ephemeral(&self, route: &Route) -> Result<()> {
         self.with(|m| m.ephemeral.insert(route.name.clone(), route.clone()));
         Ok(())
     }
+
     async fn put_token(&self, record: &TokenRecord) -> Result<()> {
         self.with(|m| m.tokens.insert(record.id.clone(), record.clone()));
         Ok(())
     }
+
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
         Ok(self.with(|m| m.tokens.get(id).cloned()))
     }
+
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         Ok(self.with(|m| m.tokens.values().cloned().collect()))
     }
+
     async fn revoke(&self, record: &TokenRecord) -> Result<()> {
         self.with(|m| {
             m.tokens.insert(record.id.clone(), record.clone());
@@ -368,14 +392,17 @@ impl Store for MemoryStore {
         });
         Ok(())
     }
+
     async fn revoke_subject(&self, subject: &str, at: u64) -> Result<()> {
         self.with(|m| m.revoked_subjects.insert(subject.to_string(), at));
         Ok(())
     }
+
     async fn delete_token(&self, id: &str) -> Result<()> {
         self.with(|m| m.tokens.remove(id));
         Ok(())
     }
+
     async fn append_audit(&self, mut entry: AuditEntry) -> Result<()> {
         self.with(|m| {
             entry.seq = m.audit.len() as u64 + 1;
@@ -383,42 +410,13 @@ impl Store for MemoryStore {
         });
         Ok(())
     }
+
     async fn audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
         Ok(self.with(|m| {
             m.audit.iter().rev().filter(|e| before.is_none_or(|b| e.seq < b)).take(limit).cloned().collect()
         }))
     }
-    async fn record(&self, updates: &Updates) -> Result<()> {
-        self.with(|m| updates.apply_to(&mut m.counters));
-        Ok(())
-    }
-    async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
-        let (from, to) = crate::metrics::recent_range(now);
-        Ok(self.with(|m| {
-            m.counters.iter().filter(|(k, _)| !k.starts_with("m:") || (k.as_str() >= from.as_str() && k.as_str() < to.as_str())).map(|(k, v)| (k.clone(), *v)).collect()
-        }))
-    }
-    async fn health(&self) -> Result<Vec<(String, String, Health)>> {
-        Ok(self.with(|m| m.health.iter().map(|((r, e), h)| (r.clone(), e.clone(), h.clone())).collect()))
-    }
-    async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
-        self.with(|m| m.health.insert((route.to_string(), endpoint.to_string()), health.clone()));
-        Ok(())
-    }
-    async fn put_down(&self, route: &str, down: &[String]) -> Result<()> {
-        self.with(|m| m.down.insert(route.to_string(), down.to_vec()));
-        Ok(())
-    }
-    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
-        self.with(|m| m.probe_status.get(&target.url).copied())
-    }
-    async fn put_loads(&self, route: &str, loads: &crate::load::Loads) -> Result<()> {
-        self.with(|m| m.loads.insert(route.to_string(), loads.clone()));
-        Ok(())
-    }
-    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
-        self.with(|m| m.metrics_text.get(&target.url).cloned())
-    }
+
     async fn create_service_account(&self, account: &ServiceAccount) -> Result<()> {
         self.with(|m| {
             if m.accounts.contains_key(&account.name) {
@@ -428,37 +426,89 @@ impl Store for MemoryStore {
             Ok(())
         })
     }
+
     async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>> {
         Ok(self.with(|m| m.accounts.get(name).cloned()))
     }
+
     async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>> {
         Ok(self.with(|m| m.accounts.values().cloned().collect()))
     }
+
     async fn delete_service_account(&self, name: &str) -> Result<()> {
         self.with(|m| m.accounts.remove(name));
         Ok(())
     }
+
     async fn put_budget(&self, key: &str, budget: &crate::budget::TokenBudget) -> Result<()> {
         self.with(|m| m.budgets.insert(key.to_string(), *budget));
         Ok(())
     }
+
     async fn delete_budget(&self, key: &str) -> Result<bool> {
         Ok(self.with(|m| m.budgets.remove(key).is_some()))
     }
+
     async fn list_budgets(&self) -> Result<Vec<(String, crate::budget::TokenBudget)>> {
         Ok(self.with(|m| m.budgets.iter().map(|(k, b)| (k.clone(), *b)).collect()))
     }
+
     async fn budget_use(&self, key: &str, now: u64) -> Result<crate::budget::BudgetUse> {
         Ok(self.with(|m| m.budget_counters.get(key).copied().unwrap_or_default().use_at(now)))
     }
+
     async fn seen_routes(&self) -> Result<BTreeMap<String, crate::managed::Seen>> {
         Ok(self.with(|m| m.seen.clone()))
     }
+
     async fn put_seen_route(&self, name: &str, seen: Option<&crate::managed::Seen>) -> Result<()> {
         self.with(|m| match seen {
             Some(s) => m.seen.insert(name.to_string(), s.clone()),
             None => m.seen.remove(name),
         });
         Ok(())
+    }
+}
+
+impl MetricsSink for MemoryStore {
+    async fn record(&self, updates: &Updates) -> Result<()> {
+        self.with(|m| updates.apply_to(&mut m.counters));
+        Ok(())
+    }
+
+    async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
+        let (from, to) = crate::metrics::recent_range(now);
+        Ok(self.with(|m| {
+            m.counters.iter().filter(|(k, _)| !k.starts_with("m:") || (k.as_str() >= from.as_str() && k.as_str() < to.as_str())).map(|(k, v)| (k.clone(), *v)).collect()
+        }))
+    }
+
+    async fn health(&self) -> Result<Vec<(String, String, Health)>> {
+        Ok(self.with(|m| m.health.iter().map(|((r, e), h)| (r.clone(), e.clone(), h.clone())).collect()))
+    }
+
+    async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
+        self.with(|m| m.health.insert((route.to_string(), endpoint.to_string()), health.clone()));
+        Ok(())
+    }
+
+    async fn put_down(&self, route: &str, down: &[String]) -> Result<()> {
+        self.with(|m| m.down.insert(route.to_string(), down.to_vec()));
+        Ok(())
+    }
+
+    async fn put_loads(&self, route: &str, loads: &crate::load::Loads) -> Result<()> {
+        self.with(|m| m.loads.insert(route.to_string(), loads.clone()));
+        Ok(())
+    }
+}
+
+impl Prober for MemoryStore {
+    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
+        self.with(|m| m.probe_status.get(&target.url).copied())
+    }
+
+    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
+        self.with(|m| m.metrics_text.get(&target.url).cloned())
     }
 }

@@ -634,7 +634,7 @@ mod tests {
 
     #[test]
     fn a_verified_token_is_served_from_the_cache_until_its_expiry_and_revocation_still_applies() {
-        use crate::store::{MemoryStore, Store};
+        use crate::store::{AdminStore, MemoryStore};
         use futures_executor::block_on;
         let cfg = test_config();
         let (tok, _) = TokenIssuer::new(&cfg).issue(&req(3600), NOW, "tok_cached".into()).unwrap();

@@ -864,7 +864,7 @@ pub(crate) async fn probe(env: &Env, target: &ProbeTarget) -> Option<u16> {
     }
 }
 
-/// One `/metrics` read ([`gateway_core::store::Store::fetch_metrics`]): the body of a 2xx
+/// One `/metrics` read ([`gateway_core::store::Prober::fetch_metrics`]): the body of a 2xx
 /// answer, at most [`gateway_core::load::MAX_METRICS_BYTES`], all within the target's timeout.
 pub(crate) async fn fetch_metrics(env: &Env, target: &ProbeTarget) -> Option<String> {
     let (controller, sent) = probe_get(env, target)?;

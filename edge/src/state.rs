@@ -10,7 +10,7 @@ use gateway_core::health::{self, Health};
 use gateway_core::metrics::{self, RequestSample, Updates};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AuditEntry, RouteSource, ServiceAccount, Store, TokenRecord};
+use gateway_core::store::{AdminStore, AuditEntry, MetricsSink, Prober, RouteSource, ServiceAccount, TokenRecord};
 use gateway_core::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -285,7 +285,7 @@ impl RouteSource for DoStore {
     }
 }
 
-impl Store for DoStore {
+impl AdminStore for DoStore {
     async fn list_routes(&self) -> Result<Vec<Route>> {
         let mut routes: BTreeMap<String, Route> = BTreeMap::new();
         for raw in self.list_values("route:", false, None, None).await? {
@@ -310,6 +310,7 @@ impl Store for DoStore {
         }
         Ok(routes.into_values().collect())
     }
+
     async fn put_route(&self, route: &Route, previous: Option<&Route>) -> Result<()> {
         let key = route_key(&route.name);
         let raw = self.put_json(&key, route).await?;
@@ -333,6 +334,7 @@ impl Store for DoStore {
         }
         self.kv_put(&key, raw, None).await
     }
+
     async fn delete_route(&self, route: &Route) -> Result<()> {
         for model in &route.models {
             self.forget_model(model, &route.name).await?;
@@ -347,11 +349,13 @@ impl Store for DoStore {
         }
         Ok(())
     }
+
     async fn put_lease(&self, route: &str, endpoint: &Endpoint) -> Result<()> {
         let mut map = self.lease_map(route).await?;
         map.insert(endpoint.id.clone(), endpoint.clone());
         self.write_leases(route, map).await
     }
+
     async fn delete_lease(&self, route: &str, id: &str) -> Result<bool> {
         let mut map = self.lease_map(route).await?;
         let had = map.remove(id).is_some();
@@ -360,6 +364,7 @@ impl Store for DoStore {
         }
         Ok(had)
     }
+
     async fn put_ephemeral(&self, route: &Route) -> Result<()> {
         let key = ephemeral_key(&route.name);
         let raw = self.put_json(&key, route).await?;
@@ -367,15 +372,19 @@ impl Store for DoStore {
         let expiration = route.expires_at.map(|at| at.max(crate::now_secs() + 60));
         self.kv_put(&key, raw, expiration).await
     }
+
     async fn put_token(&self, record: &TokenRecord) -> Result<()> {
         self.put_json(&format!("{TOKEN_PREFIX}{}", record.id), record).await.map(|_| ())
     }
+
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
         self.get_text(&format!("{TOKEN_PREFIX}{id}")).await?.map(|r| decode(&r)).transpose()
     }
+
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
         self.list_values(TOKEN_PREFIX, false, None, None).await?.iter().map(|r| decode(r)).collect()
     }
+
     async fn revoke(&self, record: &TokenRecord) -> Result<()> {
         self.put_token(record).await?;
         let key = revoked_key(&record.id);
@@ -384,15 +393,18 @@ impl Store for DoStore {
         let until = record.expires_at.max(crate::now_secs()) + 120;
         self.kv_put(&key, "1".into(), Some(until)).await
     }
+
     async fn delete_token(&self, id: &str) -> Result<()> {
         self.delete(&format!("{TOKEN_PREFIX}{id}")).await
     }
+
     async fn revoke_subject(&self, subject: &str, at: u64) -> Result<()> {
         let key = revoked_subject_key(subject);
         // Strongly consistent here (admin calls), and in KV for the data plane.
         self.put_text(&key, at.to_string()).await?;
         self.kv_put(&key, at.to_string(), Some(at + gateway_core::store::SUBJECT_REVOCATION_SECONDS)).await
     }
+
     async fn append_audit(&self, mut entry: AuditEntry) -> Result<()> {
         let written = async {
             let seq = self.get_text(AUDIT_SEQ).await?.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
@@ -408,74 +420,12 @@ impl Store for DoStore {
         }
         written
     }
+
     async fn audit(&self, before: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
         let end = before.map(audit_key);
         self.list_values(AUDIT_PREFIX, true, end.as_deref(), Some(limit)).await?.iter().map(|r| decode(r)).collect()
     }
-    /// Callers run this inside `block_concurrency_while`, so the reads and writes of one batch
-    /// are not interleaved with another's: nothing is lost under concurrency.
-    async fn record(&self, updates: &Updates) -> Result<()> {
-        let keys: Vec<String> = updates.adds.keys().chain(updates.maxes.keys()).map(|k| format!("{COUNTER_PREFIX}{k}")).collect();
-        for chunk in keys.chunks(MAX_KEYS_PER_CALL) {
-            let current = self.storage.get_multiple(chunk.to_vec()).await.map_err(|e| store_err("storage get", e))?;
-            let next = js_sys::Object::new();
-            for key in chunk {
-                let name = &key[COUNTER_PREFIX.len()..];
-                let old = current.get(&JsValue::from_str(key)).as_f64().unwrap_or(0.0) as u64;
-                let new = match (updates.adds.get(name), updates.maxes.get(name)) {
-                    (Some(add), _) => old.saturating_add(*add),
-                    (None, Some(max)) => old.max(*max),
-                    (None, None) => continue,
-                };
-                js_sys::Reflect::set(&next, &JsValue::from_str(key), &JsValue::from_f64(new as f64)).map_err(|e| store_err("counter", format!("{e:?}")))?;
-            }
-            self.storage.put_multiple_raw(next).await.map_err(|e| store_err("storage put", e))?;
-        }
-        Ok(())
-    }
-    async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
-        // This object's own counters (what samples wrote before counters were sharded), and
-        // every shard's.
-        let own = self.own_counters(now).await?;
-        let shards = (0..gateway_core::batch::SHARDS).map(|shard| self.shard_counters(shard, now));
-        let shards = futures_util::future::try_join_all(shards).await?;
-        Ok(gateway_core::batch::merge_counters(std::iter::once(own).chain(shards)))
-    }
-    async fn health(&self) -> Result<Vec<(String, String, Health)>> {
-        let mut out = Vec::new();
-        for (key, value) in self.list_entries("health:", None, None).await? {
-            let (Some((route, endpoint)), Some(raw)) = (health::parse_health_key(&key), value.as_string()) else { continue };
-            out.push((route, endpoint, decode(&raw)?));
-        }
-        Ok(out)
-    }
-    async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
-        self.put_json(&health::health_key(route, endpoint), health).await.map(|_| ())
-    }
-    async fn put_down(&self, route: &str, down: &[String]) -> Result<()> {
-        let key = down_key(route);
-        if down.is_empty() {
-            self.delete(&key).await?;
-            return self.kv_delete(&key).await;
-        }
-        let raw = self.put_json(&key, &down).await?;
-        self.kv_put(&key, raw, None).await
-    }
-    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
-        crate::proxy::probe(&self.env, target).await
-    }
-    async fn put_loads(&self, route: &str, loads: &gateway_core::load::Loads) -> Result<()> {
-        let key = load_key(route);
-        if loads.is_empty() {
-            self.delete(&key).await?;
-            return self.kv_delete(&key).await;
-        }
-        let raw = self.put_json(&key, loads).await?;
-        self.kv_put(&key, raw, None).await
-    }
-    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
-        crate::proxy::fetch_metrics(&self.env, target).await
-    }
+
     async fn create_service_account(&self, account: &ServiceAccount) -> Result<()> {
         let key = format!("{ACCOUNT_PREFIX}{}", account.name);
         // Admin calls run one at a time (block_concurrency_while), so check-then-put is atomic.
@@ -484,26 +434,32 @@ impl Store for DoStore {
         }
         self.put_json(&key, account).await.map(|_| ())
     }
+
     async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>> {
         self.get_text(&format!("{ACCOUNT_PREFIX}{name}")).await?.map(|r| decode(&r)).transpose()
     }
+
     async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>> {
         self.list_values(ACCOUNT_PREFIX, false, None, None).await?.iter().map(|r| decode(r)).collect()
     }
+
     async fn delete_service_account(&self, name: &str) -> Result<()> {
         self.delete(&format!("{ACCOUNT_PREFIX}{name}")).await
     }
+
     async fn put_budget(&self, key: &str, budget: &gateway_core::budget::TokenBudget) -> Result<()> {
         // Kept here for the admin API, mirrored into KV where the data plane reads it.
         let raw = self.put_json(&budget_key(key), budget).await?;
         self.kv_put(&budget_key(key), raw, None).await
     }
+
     async fn delete_budget(&self, key: &str) -> Result<bool> {
         let existed = self.get_text(&budget_key(key)).await?.is_some();
         self.delete(&budget_key(key)).await?;
         self.kv_delete(&budget_key(key)).await?;
         Ok(existed)
     }
+
     async fn list_budgets(&self) -> Result<Vec<(String, gateway_core::budget::TokenBudget)>> {
         let mut out: BTreeMap<String, gateway_core::budget::TokenBudget> = BTreeMap::new();
         for (key, value) in self.list_entries("budget:", None, None).await? {
@@ -529,9 +485,11 @@ impl Store for DoStore {
         }
         Ok(out.into_iter().collect())
     }
+
     async fn budget_use(&self, key: &str, now: u64) -> Result<gateway_core::budget::BudgetUse> {
         crate::ratelimit::budget_use(&self.env, key, now).await.map_err(|e| store_err("budget counter", e))
     }
+
     async fn seen_routes(&self) -> Result<BTreeMap<String, gateway_core::managed::Seen>> {
         let mut out = BTreeMap::new();
         for (key, value) in self.list_entries(SEEN_PREFIX, None, None).await? {
@@ -542,12 +500,89 @@ impl Store for DoStore {
         }
         Ok(out)
     }
+
     async fn put_seen_route(&self, name: &str, seen: Option<&gateway_core::managed::Seen>) -> Result<()> {
         let key = format!("{SEEN_PREFIX}{name}");
         match seen {
             Some(s) => self.put_json(&key, s).await.map(|_| ()),
             None => self.delete(&key).await,
         }
+    }
+}
+
+impl MetricsSink for DoStore {
+    /// Callers run this inside `block_concurrency_while`, so the reads and writes of one batch
+    /// are not interleaved with another's: nothing is lost under concurrency.
+    async fn record(&self, updates: &Updates) -> Result<()> {
+        let keys: Vec<String> = updates.adds.keys().chain(updates.maxes.keys()).map(|k| format!("{COUNTER_PREFIX}{k}")).collect();
+        for chunk in keys.chunks(MAX_KEYS_PER_CALL) {
+            let current = self.storage.get_multiple(chunk.to_vec()).await.map_err(|e| store_err("storage get", e))?;
+            let next = js_sys::Object::new();
+            for key in chunk {
+                let name = &key[COUNTER_PREFIX.len()..];
+                let old = current.get(&JsValue::from_str(key)).as_f64().unwrap_or(0.0) as u64;
+                let new = match (updates.adds.get(name), updates.maxes.get(name)) {
+                    (Some(add), _) => old.saturating_add(*add),
+                    (None, Some(max)) => old.max(*max),
+                    (None, None) => continue,
+                };
+                js_sys::Reflect::set(&next, &JsValue::from_str(key), &JsValue::from_f64(new as f64)).map_err(|e| store_err("counter", format!("{e:?}")))?;
+            }
+            self.storage.put_multiple_raw(next).await.map_err(|e| store_err("storage put", e))?;
+        }
+        Ok(())
+    }
+
+    async fn counters(&self, now: u64) -> Result<Vec<(String, u64)>> {
+        // This object's own counters (what samples wrote before counters were sharded), and
+        // every shard's.
+        let own = self.own_counters(now).await?;
+        let shards = (0..gateway_core::batch::SHARDS).map(|shard| self.shard_counters(shard, now));
+        let shards = futures_util::future::try_join_all(shards).await?;
+        Ok(gateway_core::batch::merge_counters(std::iter::once(own).chain(shards)))
+    }
+
+    async fn health(&self) -> Result<Vec<(String, String, Health)>> {
+        let mut out = Vec::new();
+        for (key, value) in self.list_entries("health:", None, None).await? {
+            let (Some((route, endpoint)), Some(raw)) = (health::parse_health_key(&key), value.as_string()) else { continue };
+            out.push((route, endpoint, decode(&raw)?));
+        }
+        Ok(out)
+    }
+
+    async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
+        self.put_json(&health::health_key(route, endpoint), health).await.map(|_| ())
+    }
+
+    async fn put_down(&self, route: &str, down: &[String]) -> Result<()> {
+        let key = down_key(route);
+        if down.is_empty() {
+            self.delete(&key).await?;
+            return self.kv_delete(&key).await;
+        }
+        let raw = self.put_json(&key, &down).await?;
+        self.kv_put(&key, raw, None).await
+    }
+
+    async fn put_loads(&self, route: &str, loads: &gateway_core::load::Loads) -> Result<()> {
+        let key = load_key(route);
+        if loads.is_empty() {
+            self.delete(&key).await?;
+            return self.kv_delete(&key).await;
+        }
+        let raw = self.put_json(&key, loads).await?;
+        self.kv_put(&key, raw, None).await
+    }
+}
+
+impl Prober for DoStore {
+    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
+        crate::proxy::probe(&self.env, target).await
+    }
+
+    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
+        crate::proxy::fetch_metrics(&self.env, target).await
     }
 }
 

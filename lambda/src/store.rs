@@ -40,7 +40,7 @@ use gateway_core::oidc::{self, Jwks, JwksCache, Provider};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::ratelimit::{self, RateLimit};
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AuditEntry, RouteSource, ServiceAccount, Store, TokenRecord};
+use gateway_core::store::{AdminStore, AuditEntry, MetricsSink, Prober, RouteSource, ServiceAccount, TokenRecord};
 use gateway_core::{Error, Result};
 use gateway_core::budget::{BudgetUse, TokenBudget, Window};
 use std::collections::{BTreeMap, HashMap};
@@ -639,7 +639,7 @@ impl RouteSource for DynamoStore {
     }
 }
 
-impl Store for DynamoStore {
+impl AdminStore for DynamoStore {
     async fn list_routes(&self) -> Result<Vec<Route>> {
         let mut routes: Vec<Route> = self.scan_defs("route#").await?.iter().map(|i| decode(i, "route")).collect::<Result<_>>()?;
         routes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -831,6 +831,88 @@ impl Store for DynamoStore {
         items.iter().take(limit).map(|i| decode(i, "entry")).collect()
     }
 
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        self.delete(&token_entity(id), "def").await
+    }
+
+    async fn revoke_subject(&self, subject: &str, at: u64) -> Result<()> {
+        let mut item = key(&format!("subject#{subject}"), "revoked");
+        item.insert("revoked_at".into(), n(at));
+        item.insert(TTL.into(), n(at + gateway_core::store::SUBJECT_REVOCATION_SECONDS));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("revoke subject", e))?;
+        Ok(())
+    }
+
+    async fn create_service_account(&self, account: &ServiceAccount) -> Result<()> {
+        let mut item = key(SERVICE_ACCOUNT, &account.name);
+        item.insert("account".into(), encode(account)?);
+        self.put_new(item, "create service account", || format!("service account `{}` exists", account.name)).await
+    }
+
+    async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>> {
+        self.get(SERVICE_ACCOUNT, name, true).await?.map(|i| decode(&i, "account")).transpose()
+    }
+
+    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>> {
+        self.query_prefix(SERVICE_ACCOUNT, "", false, None, None).await?.iter().map(|i| decode(i, "account")).collect()
+    }
+
+    async fn delete_service_account(&self, name: &str) -> Result<()> {
+        self.delete(SERVICE_ACCOUNT, name).await
+    }
+
+    async fn put_budget(&self, key: &str, budget: &TokenBudget) -> Result<()> {
+        let mut item = self::key(BUDGETS, key);
+        item.insert("budget".into(), encode(budget)?);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put budget", e))?;
+        Ok(())
+    }
+
+    async fn delete_budget(&self, key: &str) -> Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(self::key(BUDGETS, key)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| db_err("delete budget", e))?;
+        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn list_budgets(&self) -> Result<Vec<(String, TokenBudget)>> {
+        let items = self.query_prefix(BUDGETS, "", false, None, None).await?;
+        Ok(items.iter().filter_map(|i| Some((text(i, SK)?.to_string(), decode(i, "budget").ok()?))).collect())
+    }
+
+    async fn budget_use(&self, key: &str, now: u64) -> Result<BudgetUse> {
+        Ok(self.budget_uses(&[key], now).await?.pop().unwrap_or_default())
+    }
+
+    async fn seen_routes(&self) -> Result<BTreeMap<String, gateway_core::managed::Seen>> {
+        let mut out = BTreeMap::new();
+        for item in self.query_prefix(SEEN, "", false, None, None).await? {
+            // An unreadable record is treated as unseen: the route is audited again, not lost.
+            if let (Some(name), Ok(seen)) = (text(&item, SK), decode(&item, "seen")) {
+                out.insert(name.to_string(), seen);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_seen_route(&self, name: &str, seen: Option<&gateway_core::managed::Seen>) -> Result<()> {
+        let Some(seen) = seen else {
+            return self.delete(SEEN, name).await;
+        };
+        let mut item = key(SEEN, name);
+        item.insert("seen".into(), encode(seen)?);
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put seen", e))?;
+        Ok(())
+    }
+}
+
+impl MetricsSink for DynamoStore {
     async fn record(&self, updates: &Updates) -> Result<()> {
         let writes = metric_writes(updates);
         // Items are independent (every update is atomic on its own), so they go out together.
@@ -873,17 +955,6 @@ impl Store for DynamoStore {
         Ok(out)
     }
 
-    async fn delete_token(&self, id: &str) -> Result<()> {
-        self.delete(&token_entity(id), "def").await
-    }
-    async fn revoke_subject(&self, subject: &str, at: u64) -> Result<()> {
-        let mut item = key(&format!("subject#{subject}"), "revoked");
-        item.insert("revoked_at".into(), n(at));
-        item.insert(TTL.into(), n(at + gateway_core::store::SUBJECT_REVOCATION_SECONDS));
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("revoke subject", e))?;
-        Ok(())
-    }
-
     async fn put_health(&self, route: &str, endpoint: &str, health: &Health) -> Result<()> {
         let mut item = key("health", &health::health_key(route, endpoint));
         item.insert("health".into(), encode(health)?);
@@ -910,7 +981,9 @@ impl Store for DynamoStore {
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put loads", e))?;
         Ok(())
     }
+}
 
+impl Prober for DynamoStore {
     async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
         use futures_util::StreamExt;
         let client = self.http()?;
@@ -939,68 +1012,6 @@ impl Store for DynamoStore {
         // The timeout covers the whole request, connecting included.
         let sent = client.get(&target.url).timeout(Duration::from_millis(target.timeout_ms)).send().await;
         sent.ok().map(|r| r.status().as_u16())
-    }
-
-    async fn create_service_account(&self, account: &ServiceAccount) -> Result<()> {
-        let mut item = key(SERVICE_ACCOUNT, &account.name);
-        item.insert("account".into(), encode(account)?);
-        self.put_new(item, "create service account", || format!("service account `{}` exists", account.name)).await
-    }
-
-    async fn service_account(&self, name: &str) -> Result<Option<ServiceAccount>> {
-        self.get(SERVICE_ACCOUNT, name, true).await?.map(|i| decode(&i, "account")).transpose()
-    }
-
-    async fn list_service_accounts(&self) -> Result<Vec<ServiceAccount>> {
-        self.query_prefix(SERVICE_ACCOUNT, "", false, None, None).await?.iter().map(|i| decode(i, "account")).collect()
-    }
-
-    async fn delete_service_account(&self, name: &str) -> Result<()> {
-        self.delete(SERVICE_ACCOUNT, name).await
-    }
-    async fn put_budget(&self, key: &str, budget: &TokenBudget) -> Result<()> {
-        let mut item = self::key(BUDGETS, key);
-        item.insert("budget".into(), encode(budget)?);
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put budget", e))?;
-        Ok(())
-    }
-    async fn delete_budget(&self, key: &str) -> Result<bool> {
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(self::key(BUDGETS, key)))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| db_err("delete budget", e))?;
-        Ok(out.attributes().is_some_and(|a| !a.is_empty()))
-    }
-    async fn list_budgets(&self) -> Result<Vec<(String, TokenBudget)>> {
-        let items = self.query_prefix(BUDGETS, "", false, None, None).await?;
-        Ok(items.iter().filter_map(|i| Some((text(i, SK)?.to_string(), decode(i, "budget").ok()?))).collect())
-    }
-    async fn budget_use(&self, key: &str, now: u64) -> Result<BudgetUse> {
-        Ok(self.budget_uses(&[key], now).await?.pop().unwrap_or_default())
-    }
-    async fn seen_routes(&self) -> Result<BTreeMap<String, gateway_core::managed::Seen>> {
-        let mut out = BTreeMap::new();
-        for item in self.query_prefix(SEEN, "", false, None, None).await? {
-            // An unreadable record is treated as unseen: the route is audited again, not lost.
-            if let (Some(name), Ok(seen)) = (text(&item, SK), decode(&item, "seen")) {
-                out.insert(name.to_string(), seen);
-            }
-        }
-        Ok(out)
-    }
-    async fn put_seen_route(&self, name: &str, seen: Option<&gateway_core::managed::Seen>) -> Result<()> {
-        let Some(seen) = seen else {
-            return self.delete(SEEN, name).await;
-        };
-        let mut item = key(SEEN, name);
-        item.insert("seen".into(), encode(seen)?);
-        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("put seen", e))?;
-        Ok(())
     }
 }
 

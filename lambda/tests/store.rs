@@ -9,7 +9,7 @@ use gateway_core::health::Health;
 use gateway_core::metrics::{self, RequestSample};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AuditEntry, MemoryStore, RouteSource, ServiceAccount, Store, TokenRecord};
+use gateway_core::store::{AdminStore, AuditEntry, MemoryStore, MetricsSink, Prober, RouteSource, ServiceAccount, TokenRecord};
 use gateway_core::token::TokenKind;
 use gateway_core::Error;
 use gateway_lambda::store::DynamoStore;

@@ -4,7 +4,7 @@ use super::*;
 use super::tokens::{issue, token_list};
 
 /// The tokens issued for a service account.
-async fn account_tokens<S: Store>(store: &S, name: &str) -> Result<Vec<TokenRecord>> {
+async fn account_tokens<S: AdminStore>(store: &S, name: &str) -> Result<Vec<TokenRecord>> {
     Ok(store
         .list_tokens()
         .await?
@@ -14,7 +14,7 @@ async fn account_tokens<S: Store>(store: &S, name: &str) -> Result<Vec<TokenReco
 }
 
 /// `POST /service-accounts`
-pub(super) async fn create<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, req: ServiceAccountRequest) -> Result<AdminReply> {
+pub(super) async fn create<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, req: ServiceAccountRequest) -> Result<AdminReply> {
     let check = TokenRequest {
         subject: req.name.clone(),
         kind: TokenKind::Service,
@@ -43,13 +43,13 @@ pub(super) async fn create<S: Store>(cfg: &Config, store: &S, now: u64, who: &Pr
 }
 
 /// `GET /service-accounts?limit=&cursor=`
-pub(super) async fn list<S: Store>(store: &S, page: Page) -> Result<AdminReply> {
+pub(super) async fn list<S: AdminStore>(store: &S, page: Page) -> Result<AdminReply> {
     let (accounts, next) = page.take(store.list_service_accounts().await?, |a| a.name.as_str());
     Ok(AdminReply::ok(json!({ "service_accounts": accounts, "next_cursor": next })))
 }
 
 /// `GET /service-accounts/{name}`
-pub(super) async fn get<S: Store>(store: &S, now: u64, name: String) -> Result<AdminReply> {
+pub(super) async fn get<S: AdminStore + MetricsSink>(store: &S, now: u64, name: String) -> Result<AdminReply> {
     let account = store.service_account(&name).await?.ok_or_else(|| Error::NotFound(format!("no service account `{name}`")))?;
     let tokens = account_tokens(store, &name).await?;
     let mut v = serde_json::to_value(&account).map_err(|e| Error::Internal(e.to_string()))?;
@@ -58,7 +58,7 @@ pub(super) async fn get<S: Store>(store: &S, now: u64, name: String) -> Result<A
 }
 
 /// `DELETE /service-accounts/{name}`
-pub(super) async fn delete<S: Store>(store: &S, now: u64, name: String) -> Result<AdminReply> {
+pub(super) async fn delete<S: AdminStore>(store: &S, now: u64, name: String) -> Result<AdminReply> {
     store.service_account(&name).await?.ok_or_else(|| Error::NotFound(format!("no service account `{name}`")))?;
     // Tokens first: a failure part-way leaves the account, so deleting again finishes the job.
     let mut revoked = 0;
@@ -72,7 +72,7 @@ pub(super) async fn delete<S: Store>(store: &S, now: u64, name: String) -> Resul
 }
 
 /// `POST /service-accounts/{name}/tokens`
-pub(super) async fn issue_token<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, account: String, req: ScopedTokenRequest) -> Result<AdminReply> {
+pub(super) async fn issue_token<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, account: String, req: ScopedTokenRequest) -> Result<AdminReply> {
     let acct = store.service_account(&account).await?.ok_or_else(|| Error::NotFound(format!("no service account `{account}`")))?;
     if req.groups.is_some() {
         return Err(Error::bad_request("groups", "a service account's tokens carry the account's groups"));

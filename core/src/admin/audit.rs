@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) async fn write<S: Store>(
+pub(super) async fn write<S: AdminStore>(
     store: &S,
     now: u64,
     trace_id: Option<&str>,
@@ -29,7 +29,7 @@ pub(super) async fn write<S: Store>(
 }
 
 /// `GET /audit?before=&limit=`
-pub(super) async fn page<S: Store>(store: &S, before: Option<u64>, limit: usize) -> Result<AdminReply> {
+pub(super) async fn page<S: AdminStore>(store: &S, before: Option<u64>, limit: usize) -> Result<AdminReply> {
     let entries = store.audit(before, limit).await?;
     let next = if entries.len() == limit { entries.last().map(|e| e.seq) } else { None };
     Ok(AdminReply::ok(json!({ "entries": entries, "next_before": next })))

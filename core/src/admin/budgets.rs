@@ -3,7 +3,7 @@
 use super::*;
 
 /// A budget Terraform wrote is Terraform's to change (409), as a managed route is.
-async fn refuse_managed_budget<S: Store>(store: &S, key: &str) -> Result<()> {
+async fn refuse_managed_budget<S: AdminStore>(store: &S, key: &str) -> Result<()> {
     if store.budget(key).await?.is_some_and(|b| b.managed_by.is_some()) {
         return Err(Error::Conflict(format!("budget `{key}` is managed by terraform; change it there")));
     }
@@ -11,7 +11,7 @@ async fn refuse_managed_budget<S: Store>(store: &S, key: &str) -> Result<()> {
 }
 
 /// `GET /budgets`: every token budget with its use in the current windows.
-pub(super) async fn list<S: Store>(store: &S, now: u64) -> Result<AdminReply> {
+pub(super) async fn list<S: AdminStore>(store: &S, now: u64) -> Result<AdminReply> {
     let budgets = store.list_budgets().await?;
     let uses = futures_util::future::try_join_all(budgets.iter().map(|(k, _)| store.budget_use(k, now))).await?;
     let items: Vec<Value> = budgets
@@ -30,7 +30,7 @@ pub(super) async fn list<S: Store>(store: &S, now: u64) -> Result<AdminReply> {
 }
 
 /// `PUT /budgets/{tokens|service-accounts|contracts}/{id}`
-pub(super) async fn put<S: Store>(store: &S, kind: crate::budget::BudgetKind, id: String, budget: crate::budget::TokenBudget) -> Result<AdminReply> {
+pub(super) async fn put<S: AdminStore>(store: &S, kind: crate::budget::BudgetKind, id: String, budget: crate::budget::TokenBudget) -> Result<AdminReply> {
     refuse_managed_budget(store, &kind.key(&id)).await?;
     store.put_budget(&kind.key(&id), &budget).await?;
     let mut v = serde_json::to_value(budget).unwrap_or_default();
@@ -40,7 +40,7 @@ pub(super) async fn put<S: Store>(store: &S, kind: crate::budget::BudgetKind, id
 }
 
 /// `DELETE /budgets/{kind}/{id}`
-pub(super) async fn delete<S: Store>(store: &S, kind: crate::budget::BudgetKind, id: String) -> Result<AdminReply> {
+pub(super) async fn delete<S: AdminStore>(store: &S, kind: crate::budget::BudgetKind, id: String) -> Result<AdminReply> {
     refuse_managed_budget(store, &kind.key(&id)).await?;
     if !store.delete_budget(&kind.key(&id)).await? {
         return Err(Error::NotFound(format!("no budget for {} `{id}`", kind.segment())));

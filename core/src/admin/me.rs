@@ -17,7 +17,7 @@ pub(super) fn me(who: &Principal) -> Result<AdminReply> {
 }
 
 /// `GET /me/tokens?limit=&cursor=`
-pub(super) async fn my_tokens<S: Store>(store: &S, now: u64, who: &Principal, page: Page) -> Result<AdminReply> {
+pub(super) async fn my_tokens<S: AdminStore + MetricsSink>(store: &S, now: u64, who: &Principal, page: Page) -> Result<AdminReply> {
     let me = owner_of(who);
     let tokens = store.list_tokens().await?.into_iter().filter(|t| t.owner.as_deref() == Some(me.as_str())).collect();
     let (tokens, next) = page.take(tokens, |t| t.id.as_str());
@@ -25,19 +25,19 @@ pub(super) async fn my_tokens<S: Store>(store: &S, now: u64, who: &Principal, pa
 }
 
 /// `GET /me/tokens/{id}`
-pub(super) async fn my_token<S: Store>(store: &S, now: u64, who: &Principal, id: String) -> Result<AdminReply> {
+pub(super) async fn my_token<S: AdminStore + MetricsSink>(store: &S, now: u64, who: &Principal, id: String) -> Result<AdminReply> {
     let t = own_token(store, who, &id).await?;
     Ok(AdminReply::ok(token_list(store, vec![t], now).await?.pop().unwrap_or(Value::Null)))
 }
 
 /// `DELETE /me/tokens/{id}`
-pub(super) async fn revoke_my_token<S: Store>(store: &S, now: u64, who: &Principal, id: String) -> Result<AdminReply> {
+pub(super) async fn revoke_my_token<S: AdminStore>(store: &S, now: u64, who: &Principal, id: String) -> Result<AdminReply> {
     let t = own_token(store, who, &id).await?;
     revoke(store, now, t).await
 }
 
 /// `POST /me/tokens`
-pub(super) async fn issue_my_token<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, req: ScopedTokenRequest) -> Result<AdminReply> {
+pub(super) async fn issue_my_token<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, req: ScopedTokenRequest) -> Result<AdminReply> {
     if who.provider.is_none() || who.kind != TokenKind::User {
         return Err(Error::Forbidden("self-service tokens are for users signed in through the identity provider".into()));
     }

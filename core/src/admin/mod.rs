@@ -7,7 +7,7 @@ use crate::rbac::authorize_admin;
 use crate::registrar;
 use crate::route::{is_valid_endpoint_id, is_valid_ephemeral_id, is_valid_route_name, Endpoint, Route};
 use crate::identity::owner_of;
-use crate::store::{AuditEntry, ServiceAccount, Store, TokenRecord};
+use crate::store::{AdminStore, AuditEntry, MetricsSink, ServiceAccount, Store, TokenRecord};
 use crate::token::{new_token_id, random_base32, Principal, TokenIssuer, TokenKind, TokenRequest};
 use http::{Method, StatusCode};
 use serde::Deserialize;

@@ -15,13 +15,13 @@ fn refuse_managed(route: &Route) -> Result<()> {
 }
 
 /// `GET /routes?limit=&cursor=`
-pub(super) async fn list_routes<S: Store>(store: &S, page: Page) -> Result<AdminReply> {
+pub(super) async fn list_routes<S: AdminStore>(store: &S, page: Page) -> Result<AdminReply> {
     let (routes, next) = page.take(store.list_routes().await?, |r| r.name.as_str());
     Ok(AdminReply::ok(json!({ "routes": routes, "next_cursor": next })))
 }
 
 /// `GET /routes/{name}`
-pub(super) async fn get_route<S: Store>(store: &S, now: u64, name: String) -> Result<AdminReply> {
+pub(super) async fn get_route<S: AdminStore>(store: &S, now: u64, name: String) -> Result<AdminReply> {
     let route = store.route(&name).await?.ok_or_else(|| Error::NotFound(format!("no route `{name}`")))?;
     let leases: Vec<Endpoint> = store.leases(&name).await?.into_iter().filter(|e| e.is_live(now)).collect();
     let mut v = serde_json::to_value(&route).map_err(|e| Error::Internal(e.to_string()))?;
@@ -30,7 +30,7 @@ pub(super) async fn get_route<S: Store>(store: &S, now: u64, name: String) -> Re
 }
 
 /// `PUT /routes/{name}`
-pub(super) async fn put_route<S: Store>(cfg: &Config, store: &S, mut route: Box<Route>) -> Result<AdminReply> {
+pub(super) async fn put_route<S: AdminStore>(cfg: &Config, store: &S, mut route: Box<Route>) -> Result<AdminReply> {
     for (i, ep) in route.endpoints.iter().enumerate() {
         cfg.upstreams.check(ep, &format!("endpoints[{i}]"))?;
     }
@@ -67,7 +67,7 @@ pub(super) async fn put_route<S: Store>(cfg: &Config, store: &S, mut route: Box<
 }
 
 /// `DELETE /routes/{name}`
-pub(super) async fn delete_route<S: Store>(store: &S, name: String) -> Result<AdminReply> {
+pub(super) async fn delete_route<S: AdminStore>(store: &S, name: String) -> Result<AdminReply> {
     let route = store.route(&name).await?.ok_or_else(|| Error::NotFound(format!("no route `{name}`")))?;
     refuse_managed(&route)?;
     store.delete_route(&route).await?;
@@ -75,7 +75,7 @@ pub(super) async fn delete_route<S: Store>(store: &S, name: String) -> Result<Ad
 }
 
 /// `PUT /routes/{name}/endpoints/{id}`
-pub(super) async fn put_endpoint<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, route: String, mut endpoint: Endpoint, lease_seconds: u64) -> Result<AdminReply> {
+pub(super) async fn put_endpoint<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, route: String, mut endpoint: Endpoint, lease_seconds: u64) -> Result<AdminReply> {
     let as_registrar = registrar::is_registrar(who);
     // A registrar: its routes, its hosts, its caps; the lease is then recorded as its own.
     // An admin's write clears the record, so the lease is the admins' from then on.
@@ -113,7 +113,7 @@ pub(super) async fn put_endpoint<S: Store>(cfg: &Config, store: &S, now: u64, wh
 }
 
 /// `DELETE /routes/{name}/endpoints/{id}`
-pub(super) async fn delete_endpoint<S: Store>(store: &S, who: &Principal, route: String, id: String) -> Result<AdminReply> {
+pub(super) async fn delete_endpoint<S: AdminStore>(store: &S, who: &Principal, route: String, id: String) -> Result<AdminReply> {
     let as_registrar = registrar::is_registrar(who);
     if as_registrar {
         registrar::scope_for(who, &route)?;
@@ -130,7 +130,7 @@ pub(super) async fn delete_endpoint<S: Store>(store: &S, who: &Principal, route:
 }
 
 /// `POST /ephemeral`
-pub(super) async fn create_ephemeral<S: Store>(cfg: &Config, store: &S, now: u64, req: EphemeralRequest) -> Result<AdminReply> {
+pub(super) async fn create_ephemeral<S: AdminStore>(cfg: &Config, store: &S, now: u64, req: EphemeralRequest) -> Result<AdminReply> {
     let ttl = req.ttl_seconds.ok_or_else(|| Error::bad_request("ttl_seconds", "is required"))?;
     if !(MIN_EPHEMERAL_SECONDS..=MAX_EPHEMERAL_SECONDS).contains(&ttl) {
         return Err(Error::bad_request("ttl_seconds", format!("must be between {MIN_EPHEMERAL_SECONDS} and {MAX_EPHEMERAL_SECONDS}")));

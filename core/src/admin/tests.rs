@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::tests::test_config;
-use crate::store::{MemoryStore, RouteSource};
+use crate::store::{AdminStore, MemoryStore, RouteSource};
 use crate::token::{TokenKind, TokenRequest, TokenVerifier};
 use futures_executor::block_on;
 

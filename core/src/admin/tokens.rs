@@ -10,7 +10,7 @@ pub fn record_expired(t: &TokenRecord, now: u64) -> bool {
 
 /// Removes the token records past keeping ([`record_expired`]); returns how many. Run by
 /// each deployment's scheduled job, so records never pile up in the state.
-pub async fn prune_tokens<S: Store>(store: &S, now: u64) -> Result<usize> {
+pub async fn prune_tokens<S: AdminStore>(store: &S, now: u64) -> Result<usize> {
     let mut n = 0;
     for t in store.list_tokens().await?.into_iter().filter(|t| record_expired(t, now)) {
         store.delete_token(&t.id).await?;
@@ -20,7 +20,7 @@ pub async fn prune_tokens<S: Store>(store: &S, now: u64) -> Result<usize> {
 }
 
 /// Mints a token, keeps its record (never the token), and answers with the token once.
-pub(super) async fn issue<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, req: TokenRequest, owner: Option<String>) -> Result<AdminReply> {
+pub(super) async fn issue<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, req: TokenRequest, owner: Option<String>) -> Result<AdminReply> {
     let jti = new_token_id()?;
     let (token, claims) = TokenIssuer::new(cfg).issue(&req, now, jti)?;
     let record = TokenRecord {
@@ -47,7 +47,7 @@ pub(super) async fn issue<S: Store>(cfg: &Config, store: &S, now: u64, who: &Pri
 }
 
 /// Revokes a token by its record.
-pub(super) async fn revoke<S: Store>(store: &S, now: u64, mut record: TokenRecord) -> Result<AdminReply> {
+pub(super) async fn revoke<S: AdminStore>(store: &S, now: u64, mut record: TokenRecord) -> Result<AdminReply> {
     if record.revoked_at.is_some() {
         return Err(Error::Conflict(format!("token `{}` is already revoked", record.id)));
     }
@@ -57,7 +57,7 @@ pub(super) async fn revoke<S: Store>(store: &S, now: u64, mut record: TokenRecor
 }
 
 /// A token the caller owns; 404 for any other, so others' tokens are not even confirmed to exist.
-pub(super) async fn own_token<S: Store>(store: &S, who: &Principal, id: &str) -> Result<TokenRecord> {
+pub(super) async fn own_token<S: AdminStore>(store: &S, who: &Principal, id: &str) -> Result<TokenRecord> {
     let me = owner_of(who);
     store.token(id).await?.filter(|t| t.owner.as_deref() == Some(me.as_str())).ok_or_else(|| Error::NotFound(format!("no token `{id}`")))
 }
@@ -65,7 +65,7 @@ pub(super) async fn own_token<S: Store>(store: &S, who: &Principal, id: &str) ->
 /// Token records as listed: newest first, with `revoked` and `expired` flags, and
 /// `request_count` / `last_used_at` from the metric counters (`tok:{id}`), which the
 /// data plane keeps per request; the record itself is not rewritten per request.
-pub(super) async fn token_list<S: Store>(store: &S, mut tokens: Vec<TokenRecord>, now: u64) -> Result<Vec<Value>> {
+pub(super) async fn token_list<S: AdminStore + MetricsSink>(store: &S, mut tokens: Vec<TokenRecord>, now: u64) -> Result<Vec<Value>> {
     let usage = crate::metrics::snapshot(now, store.counters(now).await?, std::iter::empty()).tokens;
     for t in &mut tokens {
         if let Some(u) = usage.get(&t.id) {
@@ -88,7 +88,7 @@ pub(super) async fn token_list<S: Store>(store: &S, mut tokens: Vec<TokenRecord>
 }
 
 /// `GET /tokens?q=&limit=&cursor=`
-pub(super) async fn list_tokens<S: Store>(store: &S, now: u64, q: Option<String>, page: Page) -> Result<AdminReply> {
+pub(super) async fn list_tokens<S: AdminStore + MetricsSink>(store: &S, now: u64, q: Option<String>, page: Page) -> Result<AdminReply> {
     let mut tokens = store.list_tokens().await?;
     if let Some(q) = q {
         let q = q.to_lowercase();
@@ -100,7 +100,7 @@ pub(super) async fn list_tokens<S: Store>(store: &S, now: u64, q: Option<String>
 
 /// `POST /subjects/{subject}/revoke`: every token the subject holds now, IdP sign-ins and
 /// self-service tokens included.
-pub(super) async fn revoke_subject<S: Store>(store: &S, now: u64, subject: String) -> Result<AdminReply> {
+pub(super) async fn revoke_subject<S: AdminStore>(store: &S, now: u64, subject: String) -> Result<AdminReply> {
     // The subject's own record first: from now on no token it held is accepted, also
     // ones the gateway has no record of (IdP sign-ins, tokens minted offline).
     store.revoke_subject(&subject, now).await?;
@@ -119,7 +119,7 @@ pub(super) async fn revoke_subject<S: Store>(store: &S, now: u64, subject: Strin
 }
 
 /// `DELETE /tokens/{id}`
-pub(super) async fn revoke_token<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, id: String) -> Result<AdminReply> {
+pub(super) async fn revoke_token<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, id: String) -> Result<AdminReply> {
     if !id.starts_with("tok_") || id.len() > 64 || !id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
         return Err(Error::NotFound(format!("no token `{id}`")));
     }
@@ -151,7 +151,7 @@ pub(super) async fn revoke_token<S: Store>(cfg: &Config, store: &S, now: u64, wh
 }
 
 /// `GET /keys`: the signing keys and what each still has to verify.
-pub(super) async fn keys<S: Store>(cfg: &Config, store: &S, now: u64) -> Result<AdminReply> {
+pub(super) async fn keys<S: AdminStore>(cfg: &Config, store: &S, now: u64) -> Result<AdminReply> {
     let tokens = store.list_tokens().await?;
     let keys: Vec<Value> = cfg
         .keys
