@@ -58,12 +58,12 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the instance state; nothing here does I/O. The EMF namespace is read from
-    /// `GATEWAY_EMF_NAMESPACE` ([`crate::emf::namespace`]).
-    pub fn new(cfg: Config, dynamo: aws_sdk_dynamodb::Client, table: String) -> Self {
+    /// Builds the instance state from settings read once at start; nothing here does I/O
+    /// or reads the environment.
+    pub fn new(cfg: Config, settings: &crate::settings::Settings, dynamo: aws_sdk_dynamodb::Client, table: String) -> Self {
         let store = DynamoStore::new(dynamo, table);
         let routes = data_plane_cache(&cfg, store.clone());
-        let emf_namespace = crate::emf::namespace(&|k| std::env::var(k).ok());
+        let emf_namespace = settings.emf_namespace.clone();
         App {
             cfg,
             routes,

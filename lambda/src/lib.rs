@@ -14,6 +14,7 @@ pub mod logging;
 pub mod metered;
 pub mod probe;
 pub mod secrets;
+pub mod settings;
 pub mod store;
 pub mod table;
 pub mod tls;

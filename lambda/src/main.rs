@@ -8,6 +8,7 @@
 
 use gateway_core::Config;
 use gateway_lambda::handler::{handle, App};
+use gateway_lambda::settings::{Mode, Settings};
 use gateway_lambda::store::DynamoStore;
 use lambda_http::lambda_runtime::{self, LambdaEvent};
 use std::sync::Arc;
@@ -28,19 +29,22 @@ async fn main() -> Result<(), lambda_http::Error> {
         .init();
     // Local development only (`scripts/dev.sh --lambda`): create the table in a local
     // DynamoDB (moto) exactly as Terraform declares it, then exit. Lambda passes no arguments.
+    // The adapter's own settings, once (GATEWAY_MODE, GATEWAY_TABLE, GATEWAY_EMF_NAMESPACE…).
+    let settings = Settings::from_env().map_err(|e| {
+        tracing::error!(setting = e.setting, "{e}");
+        e
+    })?;
+    let table = || {
+        settings.table().map_err(|e| {
+            tracing::error!(setting = e.setting, "{e}");
+            e
+        })
+    };
     if std::env::args().nth(1).as_deref() == Some("create-table") {
-        let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
+        let table = table()?;
         let aws = aws_config::load_from_env().await;
         return gateway_lambda::table::create_table(&aws_sdk_dynamodb::Client::new(&aws), &table).await.map_err(Into::into);
     }
-    let probe = match std::env::var("GATEWAY_MODE").ok().as_deref() {
-        None | Some("") => false,
-        Some("probe") => true,
-        Some(_) => {
-            tracing::error!(setting = "GATEWAY_MODE", "GATEWAY_MODE must be `probe` or unset");
-            return Err("GATEWAY_MODE must be `probe` or unset".into());
-        }
-    };
     let aws = aws_config::load_from_env().await;
     // Secrets Manager first (GATEWAY_SECRETS_ARN), once; then the settings read through it.
     let secrets = gateway_lambda::secrets::load(&aws).await.map_err(|e| {
@@ -55,9 +59,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         tracing::error!(setting = e.setting, "{e}");
         e
     })?;
-    if probe {
+    if settings.mode == Mode::Probe {
         // The prober needs the table and what reaches the endpoints (TLS), no signing keys.
-        let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
+        let table = table()?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table).with_tls(tls);
         // Any event (an EventBridge schedule's, or `{}` by hand) runs one round.
         return lambda_runtime::run(lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
@@ -81,16 +85,16 @@ async fn main() -> Result<(), lambda_http::Error> {
         tracing::error!(setting = e.setting, "{e}");
         e
     })?;
-    let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
+    let table = table()?;
     // Every DynamoDB call of the data plane (and the admin API) is bounded, retries included,
     // so an unreachable store answers within GATEWAY_STORE_TIMEOUT_MS rather than hanging.
     // The data plane's reads use GATEWAY_STORE_TIMEOUT_MS (App); admin writes and metric
     // batches get at least 10 s, so a slow store does not cut a write short half-known.
     let dynamo = gateway_lambda::store::client_with_timeout(&aws, std::time::Duration::from_millis(cfg.store_timeout_ms.max(10_000)));
-    let app = Arc::new(App::new(cfg, dynamo, table).with_upstream(secrets, tls));
+    let app = Arc::new(App::new(cfg, &settings, dynamo, table).with_upstream(secrets, tls));
     // Metrics are written in batches off the request path; when Lambda retires the instance
     // (SIGTERM, about 500 ms) the last batch is written, so nothing is lost.
-    if std::env::var("GATEWAY_NO_SHUTDOWN_HOOK").is_err() {
+    if settings.shutdown_hook {
         let app = app.clone();
         lambda_runtime::spawn_graceful_shutdown_handler(move || async move { app.shutdown().await }).await;
     }

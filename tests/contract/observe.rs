@@ -369,12 +369,12 @@ async fn dashboard_is_public_with_a_strict_csp_and_its_data_is_not(c: &Ctx) -> C
     ensure!(header("x-frame-options") == "DENY", "no framing");
     let page = res.text().await.map_err(|e| e.to_string())?;
     ensure!(page.contains("/_gateway/dashboard/app.js"), "the page loads its script from the gateway");
-    for (path, ty) in [("/_gateway/dashboard/app.js", "text/javascript"), ("/_gateway/dashboard/app.css", "text/css")] {
+    for (path, ty) in [("/_gateway/dashboard/app.js", "text/javascript"), ("/_gateway/dashboard/js/api.js", "text/javascript"), ("/_gateway/dashboard/app.css", "text/css")] {
         let res = c.http.get(c.url(path)).send().await.map_err(|e| e.to_string())?;
         let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         ensure!(res.status() == 200 && ct.starts_with(ty), "{path}: {} {ct}", res.status());
     }
-    for path in ["/_gateway/metrics", "/_gateway/dashboard/other.js"] {
+    for path in ["/_gateway/metrics", "/_gateway/dashboard/other.js", "/_gateway/dashboard/js/other.js"] {
         let res = c.http.get(c.url(path)).send().await.map_err(|e| e.to_string())?;
         ensure!(res.status() == 401, "{path} without a token: {}", res.status());
     }

@@ -31,9 +31,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         }
     }
     let cfg = Config::from_lookup(&|k| std::env::var(k).ok()).map_err(|e| format!("{e}"))?;
-    let table = std::env::var("GATEWAY_TABLE").map_err(|_| "GATEWAY_TABLE is required")?;
+    let settings = gateway_lambda::settings::Settings::from_env().map_err(|e| format!("{e}"))?;
+    let table = settings.table().map_err(|e| format!("{e}"))?;
     let aws = aws_config::load_from_env().await;
-    let app = Arc::new(App::new(cfg, aws_sdk_dynamodb::Client::new(&aws), table));
+    let app = Arc::new(App::new(cfg, &settings, aws_sdk_dynamodb::Client::new(&aws), table));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on {}", listener.local_addr()?);
     loop {
