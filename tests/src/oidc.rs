@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -26,8 +26,7 @@ use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use gateway_standin::Server;
 
 /// Path of the JWKS, as the discovery document names it.
 const JWKS_PATH: &str = "/jwks";
@@ -96,9 +95,7 @@ impl Shared {
 /// Dropping it without calling [`OidcStandIn::stop`] also shuts it down, in the background.
 pub struct OidcStandIn {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    accept_task: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl std::fmt::Debug for OidcStandIn {
@@ -141,9 +138,9 @@ impl OidcStandIn {
             published: Mutex::new(published),
             jwks_fetches: AtomicU64::new(0),
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown_rx));
-        Ok(OidcStandIn { shared, addr, shutdown, accept_task: Some(accept_task) })
+        let serving = Arc::clone(&shared);
+        let server = Server::spawn(listener, move |stream| serve_connection(stream, Arc::clone(&serving)))?;
+        Ok(OidcStandIn { shared, server })
     }
 
     /// The issuer, `http://127.0.0.1:{port}`: the `iss` of its tokens.
@@ -153,7 +150,7 @@ impl OidcStandIn {
 
     /// The bound socket address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Where its JWKS is served.
@@ -264,18 +261,8 @@ impl OidcStandIn {
     }
 
     /// Stops accepting and closes every open connection; returns once the port is released.
-    pub async fn stop(mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(task) = self.accept_task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for OidcStandIn {
-    fn drop(&mut self) {
-        // Why: a forgotten handle must not leave a live provider behind in the test runtime.
-        let _ = self.shutdown.send(true);
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
@@ -295,32 +282,12 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    // Why a JoinSet: dropping it aborts every connection task, which closes their sockets.
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let shared = Arc::clone(&shared);
-                    conns.spawn(async move {
-                        let service = service_fn(move |req| {
-                            let shared = Arc::clone(&shared);
-                            async move { Ok::<_, Infallible>(route(&shared, &req)) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new().timer(TokioTimer::new()).serve_connection(TokioIo::new(stream), service).await;
-                    });
-                }
-                // Why: transient errors (e.g. EMFILE) must not spin the loop hot.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-        }
-    }
-    drop(listener);
-    conns.shutdown().await;
+async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
+    let service = service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(route(&shared, &req)) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().timer(TokioTimer::new()).serve_connection(TokioIo::new(stream), service).await;
 }
 
 fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {

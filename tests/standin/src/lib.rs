@@ -23,8 +23,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub mod server;
+pub use server::Server;
 
 /// Name of the header that identifies which stand-in served a response.
 pub const INSTANCE_HEADER: &str = "x-standin-instance";
@@ -158,8 +161,7 @@ impl Shared {
 /// Dropping it without calling [`StandIn::stop`] also shuts it down, in the background.
 pub struct StandIn {
     shared: Arc<Shared>,
-    shutdown: watch::Sender<bool>,
-    accept_task: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl std::fmt::Debug for StandIn {
@@ -199,13 +201,9 @@ impl StandIn {
             load: Mutex::new(VllmLoad::default()),
             metrics_reads: AtomicU64::new(0),
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown_rx));
-        Ok(StandIn {
-            shared,
-            shutdown,
-            accept_task: Some(accept_task),
-        })
+        let serving = Arc::clone(&shared);
+        let server = Server::spawn(listener, move |stream| serve_connection(stream, Arc::clone(&serving)))?;
+        Ok(StandIn { shared, server })
     }
 
     /// The bound socket address.
@@ -258,18 +256,8 @@ impl StandIn {
     }
 
     /// Stops accepting and closes every open connection; returns once the port is released.
-    pub async fn stop(mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(task) = self.accept_task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        // Why: a forgotten handle must not leave a live upstream behind in the test runtime.
-        let _ = self.shutdown.send(true);
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
@@ -281,35 +269,6 @@ pub fn refused_addr() -> SocketAddr {
         // Why: port 1 (tcpmux) is privileged and essentially never served on loopback.
         Err(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1),
     }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    // Why a JoinSet: dropping it aborts every connection task, which closes their sockets.
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            // An Err means the handle was dropped; both mean "shut down".
-            _ = shutdown.changed() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let shared = Arc::clone(&shared);
-                    conns.spawn(serve_connection(stream, shared));
-                }
-                Err(_) => {
-                    // Why: transient errors (e.g. EMFILE) must not spin the loop hot.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-        }
-    }
-    drop(listener);
-    conns.shutdown().await;
 }
 
 async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
