@@ -361,16 +361,74 @@ impl TokenRequest {
     }
 }
 
-/// Makes a fresh token id, `tok_` and 26 base32 characters (128 random bits).
-pub fn new_token_id() -> Result<String> {
-    Ok(format!("tok_{}", random_base32(16)?))
+/// Where fresh ids (token ids, ephemeral route ids) come from: the OS's randomness in a
+/// deployment ([`OsRandom`]), a seeded sequence in tests ([`SeededIds`]), so an admin
+/// conversation replays exactly. Core itself never reaches for randomness.
+pub trait IdSource: Send + Sync {
+    /// `n` fresh bytes.
+    fn bytes(&self, n: usize) -> Result<Vec<u8>>;
+
+    /// Lowercase RFC 4648 base32 of `n` fresh bytes, no padding.
+    fn base32(&self, n: usize) -> Result<String> {
+        Ok(base32(&self.bytes(n)?))
+    }
+
+    /// A token id, `tok_` and 26 base32 characters (128 bits).
+    fn token_id(&self) -> Result<String> {
+        Ok(format!("tok_{}", self.base32(16)?))
+    }
 }
 
-/// Lowercase RFC 4648 base32 of `n` random bytes, no padding.
+/// The operating system's randomness (`getrandom`; `crypto.getRandomValues` in a Worker).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsRandom;
+
+impl IdSource for OsRandom {
+    fn bytes(&self, n: usize) -> Result<Vec<u8>> {
+        let mut bytes = vec![0u8; n];
+        getrandom::getrandom(&mut bytes).map_err(|_| Error::Internal("no randomness available".into()))?;
+        Ok(bytes)
+    }
+}
+
+/// A repeatable sequence of ids for tests: the same seed gives the same ids in the same order.
+/// Not random: never for a deployment.
+#[derive(Debug, Default)]
+pub struct SeededIds {
+    seed: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl SeededIds {
+    /// A sequence starting from `seed`.
+    pub fn new(seed: u64) -> SeededIds {
+        SeededIds { seed, next: Default::default() }
+    }
+}
+
+impl IdSource for SeededIds {
+    fn bytes(&self, n: usize) -> Result<Vec<u8>> {
+        use sha2::Digest;
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut out = Vec::with_capacity(n);
+        let mut block = 0u64;
+        while out.len() < n {
+            let d = sha2::Sha256::new().chain_update(self.seed.to_be_bytes()).chain_update(i.to_be_bytes()).chain_update(block.to_be_bytes()).finalize();
+            out.extend_from_slice(&d[..(n - out.len()).min(d.len())]);
+            block += 1;
+        }
+        Ok(out)
+    }
+}
+
+/// Makes a fresh token id from the OS's randomness ([`IdSource::token_id`]).
+pub fn new_token_id() -> Result<String> {
+    OsRandom.token_id()
+}
+
+/// Lowercase RFC 4648 base32 of `n` bytes of the OS's randomness, no padding.
 pub fn random_base32(n: usize) -> Result<String> {
-    let mut bytes = vec![0u8; n];
-    getrandom::getrandom(&mut bytes).map_err(|_| Error::Internal("no randomness available".into()))?;
-    Ok(base32(&bytes))
+    OsRandom.base32(n)
 }
 
 fn base32(bytes: &[u8]) -> String {

@@ -629,6 +629,7 @@ impl GatewayState {
                     authorization: authorization.as_ref(),
                     body: &body,
                     trace_id: trace_id.as_deref(),
+                    ids: &gateway_core::token::OsRandom,
                 };
                 Ok(admin::handle(cfg, &store, now, areq).await)
             })

@@ -411,6 +411,7 @@ async fn serve(
                 authorization: parts.headers.get(http::header::AUTHORIZATION),
                 body: &body,
                 trace_id: Some(&trace.trace_id),
+                ids: &gateway_core::token::OsRandom,
             };
             let metrics_read = segments.len() == 1 && segments[0] == "metrics";
             match admin::handle(&app.cfg, &app.store, now, areq).await {

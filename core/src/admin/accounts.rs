@@ -72,7 +72,7 @@ pub(super) async fn delete<S: AdminStore>(store: &S, now: u64, name: String) -> 
 }
 
 /// `POST /service-accounts/{name}/tokens`
-pub(super) async fn issue_token<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, account: String, req: ScopedTokenRequest) -> Result<AdminReply> {
+pub(super) async fn issue_token<S: AdminStore>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSource, who: &Principal, account: String, req: ScopedTokenRequest) -> Result<AdminReply> {
     let acct = store.service_account(&account).await?.ok_or_else(|| Error::NotFound(format!("no service account `{account}`")))?;
     if req.groups.is_some() {
         return Err(Error::bad_request("groups", "a service account's tokens carry the account's groups"));
@@ -88,5 +88,5 @@ pub(super) async fn issue_token<S: AdminStore>(cfg: &Config, store: &S, now: u64
         rate_limit_rpm: req.rate_limit_rpm,
         registrar: None,
     };
-    issue(cfg, store, now, who, treq, None).await
+    issue(cfg, store, now, ids, who, treq, None).await
 }

@@ -427,4 +427,6 @@ pub struct AdminRequest<'a> {
     pub body: &'a [u8],
     /// The call's W3C trace id, kept in its audit entry.
     pub trace_id: Option<&'a str>,
+    /// Where the ids it makes come from ([`crate::token::OsRandom`] in a deployment).
+    pub ids: &'a dyn crate::token::IdSource,
 }

@@ -37,7 +37,7 @@ pub(super) async fn revoke_my_token<S: AdminStore>(store: &S, now: u64, who: &Pr
 }
 
 /// `POST /me/tokens`
-pub(super) async fn issue_my_token<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, req: ScopedTokenRequest) -> Result<AdminReply> {
+pub(super) async fn issue_my_token<S: AdminStore>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSource, who: &Principal, req: ScopedTokenRequest) -> Result<AdminReply> {
     if who.provider.is_none() || who.kind != TokenKind::User {
         return Err(Error::Forbidden("self-service tokens are for users signed in through the identity provider".into()));
     }
@@ -84,5 +84,5 @@ pub(super) async fn issue_my_token<S: AdminStore>(cfg: &Config, store: &S, now: 
         rate_limit_rpm: req.rate_limit_rpm,
         registrar: None,
     };
-    issue(cfg, store, now, who, treq, Some(me)).await
+    issue(cfg, store, now, ids, who, treq, Some(me)).await
 }

@@ -8,7 +8,7 @@ use crate::registrar;
 use crate::route::{is_valid_endpoint_id, is_valid_ephemeral_id, is_valid_route_name, Endpoint, Route};
 use crate::identity::owner_of;
 use crate::store::{AdminStore, AuditEntry, MetricsSink, ServiceAccount, Store, TokenRecord};
-use crate::token::{new_token_id, random_base32, Principal, TokenIssuer, TokenKind, TokenRequest};
+use crate::token::{IdSource, Principal, TokenIssuer, TokenKind, TokenRequest};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -122,7 +122,7 @@ pub async fn handle<S: Store>(cfg: &Config, store: &S, now: u64, req: AdminReque
         }
     };
     let label = cmd.audit_label();
-    let result = execute(cfg, store, now, &principal, cmd).await;
+    let result = execute(cfg, store, now, req.ids, &principal, cmd).await;
     if admin_call && result.is_ok() && label.as_ref().is_some_and(|(a, _)| a.starts_with("route.")) {
         // The admin API's own change is recorded as seen, so a later Terraform change of the
         // same route is audited against this version.
@@ -155,7 +155,7 @@ async fn refused<S: Store>(store: &S, now: u64, req: &AdminRequest<'_>, who: Opt
 
 /// Executes a parsed command for an authorised caller: an admin, a principal on its own
 /// `/me` calls, or a registrar on its endpoint calls (held to its scope here).
-pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principal, cmd: AdminCommand) -> Result<AdminReply> {
+pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSource, who: &Principal, cmd: AdminCommand) -> Result<AdminReply> {
     let as_registrar = registrar::is_registrar(who);
     if as_registrar && !matches!(cmd, AdminCommand::PutEndpoint { .. } | AdminCommand::DeleteEndpoint { .. }) {
         return Err(Error::Forbidden("a registrar token may only register, renew and remove its own endpoints".into()));
@@ -167,8 +167,8 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
         AdminCommand::DeleteRoute(name) => routes::delete_route(store, name).await,
         AdminCommand::PutEndpoint { route, endpoint, lease_seconds } => routes::put_endpoint(cfg, store, now, who, route, endpoint, lease_seconds).await,
         AdminCommand::DeleteEndpoint { route, id } => routes::delete_endpoint(store, who, route, id).await,
-        AdminCommand::CreateEphemeral(req) => routes::create_ephemeral(cfg, store, now, req).await,
-        AdminCommand::IssueToken(req) => tokens::issue(cfg, store, now, who, req, None).await,
+        AdminCommand::CreateEphemeral(req) => routes::create_ephemeral(cfg, store, now, ids, req).await,
+        AdminCommand::IssueToken(req) => tokens::issue(cfg, store, now, ids, who, req, None).await,
         AdminCommand::ListTokens { q, page } => tokens::list_tokens(store, now, q, page).await,
         AdminCommand::RevokeSubject(subject) => tokens::revoke_subject(store, now, subject).await,
         AdminCommand::RevokeToken(id) => tokens::revoke_token(cfg, store, now, who, id).await,
@@ -177,12 +177,12 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, who: &Principa
         AdminCommand::MyTokens(page) => me::my_tokens(store, now, who, page).await,
         AdminCommand::MyToken(id) => me::my_token(store, now, who, id).await,
         AdminCommand::RevokeMyToken(id) => me::revoke_my_token(store, now, who, id).await,
-        AdminCommand::IssueMyToken(req) => me::issue_my_token(cfg, store, now, who, req).await,
+        AdminCommand::IssueMyToken(req) => me::issue_my_token(cfg, store, now, ids, who, req).await,
         AdminCommand::CreateServiceAccount(req) => accounts::create(cfg, store, now, who, req).await,
         AdminCommand::ListServiceAccounts(page) => accounts::list(store, page).await,
         AdminCommand::GetServiceAccount(name) => accounts::get(store, now, name).await,
         AdminCommand::DeleteServiceAccount(name) => accounts::delete(store, now, name).await,
-        AdminCommand::IssueServiceToken { account, req } => accounts::issue_token(cfg, store, now, who, account, req).await,
+        AdminCommand::IssueServiceToken { account, req } => accounts::issue_token(cfg, store, now, ids, who, account, req).await,
         AdminCommand::ListBudgets => budgets::list(store, now).await,
         AdminCommand::PutBudget { kind, id, budget } => budgets::put(store, kind, id, budget).await,
         AdminCommand::DeleteBudget { kind, id } => budgets::delete(store, kind, id).await,

@@ -130,12 +130,12 @@ pub(super) async fn delete_endpoint<S: AdminStore>(store: &S, who: &Principal, r
 }
 
 /// `POST /ephemeral`
-pub(super) async fn create_ephemeral<S: AdminStore>(cfg: &Config, store: &S, now: u64, req: EphemeralRequest) -> Result<AdminReply> {
+pub(super) async fn create_ephemeral<S: AdminStore>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSource, req: EphemeralRequest) -> Result<AdminReply> {
     let ttl = req.ttl_seconds.ok_or_else(|| Error::bad_request("ttl_seconds", "is required"))?;
     if !(MIN_EPHEMERAL_SECONDS..=MAX_EPHEMERAL_SECONDS).contains(&ttl) {
         return Err(Error::bad_request("ttl_seconds", format!("must be between {MIN_EPHEMERAL_SECONDS} and {MAX_EPHEMERAL_SECONDS}")));
     }
-    let id = random_base32(10)?;
+    let id = ids.base32(10)?;
     debug_assert!(is_valid_ephemeral_id(&id));
     let endpoint = Endpoint::new("e0", req.url);
     cfg.upstreams.check(&endpoint, "")?;

@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::tests::test_config;
 use crate::store::{AdminStore, MemoryStore, RouteSource};
-use crate::token::{TokenKind, TokenRequest, TokenVerifier};
+use crate::token::{OsRandom, SeededIds, TokenKind, TokenRequest, TokenVerifier};
 use futures_executor::block_on;
 
 const NOW: u64 = 1_800_000_000;
@@ -35,7 +35,7 @@ fn admin_request(
     trace_id: Option<&str>,
 ) -> Result<AdminReply> {
     let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(String::from).collect();
-    block_on(handle(cfg, store, now, AdminRequest { method: &method, segments: &segs, query: None, authorization: auth, body: body.as_bytes(), trace_id }))
+    block_on(handle(cfg, store, now, AdminRequest { method: &method, segments: &segs, query: None, authorization: auth, body: body.as_bytes(), trace_id, ids: &OsRandom }))
 }
 
 fn call(cfg: &Config, store: &MemoryStore, auth: Option<&http::HeaderValue>, method: Method, path: &str, body: &str) -> Result<AdminReply> {
@@ -125,6 +125,7 @@ fn listings_are_paged_by_cursor() {
                 authorization: Some(&admin),
                 body: b"",
                 trace_id: None,
+                ids: &OsRandom,
             },
         ))
     };
@@ -682,4 +683,51 @@ fn healthz_needs_no_token() {
     let cfg = test_config();
     let store = MemoryStore::default();
     assert_eq!(call(&cfg, &store, None, Method::GET, "healthz", "").unwrap().body["status"], "ok");
+}
+
+/// One admin conversation against a fresh store, with ids from `ids`: each reply (status and
+/// body, the issued token included) and the audit log it left.
+fn conversation(ids: &dyn IdSource) -> (Vec<(u16, String)>, Vec<AuditEntry>) {
+    let cfg = test_config();
+    let store = MemoryStore::default();
+    let admin = admin_token(&cfg, &["admin"]);
+    let calls: [(Method, &str, &str); 7] = [
+        (Method::PUT, "routes/llama", r#"{"endpoints":[{"id":"a","url":"http://10.0.0.1:8000"}],"auth":{"required":true,"groups":["ml"]}}"#),
+        (Method::POST, "tokens", r#"{"subject":"ana","kind":"user","groups":["ml"],"ttl_seconds":3600,"description":"replay"}"#),
+        (Method::POST, "ephemeral", r#"{"url":"http://10.0.0.2:8000","ttl_seconds":600,"groups":["ml"]}"#),
+        (Method::POST, "service-accounts", r#"{"name":"batch","groups":["ml"],"owner":"ops"}"#),
+        (Method::POST, "service-accounts/batch/tokens", r#"{"ttl_seconds":600}"#),
+        (Method::GET, "tokens", ""),
+        (Method::DELETE, "routes/nope", ""),
+    ];
+    let replies = calls
+        .iter()
+        .map(|(m, path, body)| {
+            let segs: Vec<String> = path.split('/').map(String::from).collect();
+            let req = AdminRequest { method: m, segments: &segs, query: None, authorization: Some(&admin), body: body.as_bytes(), trace_id: None, ids };
+            match block_on(handle(&cfg, &store, NOW, req)) {
+                Ok(r) => (r.status.as_u16(), r.body.to_string()),
+                Err(e) => (e.status().as_u16(), e.code().to_string()),
+            }
+        })
+        .collect();
+    (replies, block_on(store.audit(None, 100)).unwrap())
+}
+
+#[test]
+fn an_admin_conversation_replays_exactly_given_its_time_and_ids() {
+    let (first, audit) = conversation(&SeededIds::new(7));
+    let (again, audit_again) = conversation(&SeededIds::new(7));
+    assert_eq!(first, again, "same time, same ids: the same replies, tokens included");
+    assert_eq!(audit, audit_again);
+    assert_eq!(first.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [201, 201, 201, 201, 201, 200, 404]);
+    let token: Value = serde_json::from_str(&first[1].1).unwrap();
+    let id = token["id"].as_str().unwrap();
+    assert!(id.starts_with("tok_") && id.len() == 30, "{id}");
+    assert!(audit.iter().any(|e| e.object == format!("token/{id}")), "the audit log names the id it was given");
+    // The ids come from the source, nowhere else: another seed, other ids and tokens.
+    let (other, _) = conversation(&SeededIds::new(8));
+    assert_ne!(first[1], other[1]);
+    assert_ne!(first[2], other[2]);
+    assert_eq!(first[0], other[0], "a call that makes no id does not change");
 }

@@ -20,8 +20,8 @@ pub async fn prune_tokens<S: AdminStore>(store: &S, now: u64) -> Result<usize> {
 }
 
 /// Mints a token, keeps its record (never the token), and answers with the token once.
-pub(super) async fn issue<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, req: TokenRequest, owner: Option<String>) -> Result<AdminReply> {
-    let jti = new_token_id()?;
+pub(super) async fn issue<S: AdminStore>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSource, who: &Principal, req: TokenRequest, owner: Option<String>) -> Result<AdminReply> {
+    let jti = ids.token_id()?;
     let (token, claims) = TokenIssuer::new(cfg).issue(&req, now, jti)?;
     let record = TokenRecord {
         rate_limit_rpm: claims.rpm,
