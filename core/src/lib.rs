@@ -32,6 +32,7 @@ pub mod ratelimit;
 pub mod rbac;
 pub mod registrar;
 pub mod route;
+pub mod schema;
 pub mod stream;
 pub mod store;
 pub mod token;

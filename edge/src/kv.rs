@@ -4,7 +4,7 @@
 //! through `ctx.wait_until`, [`refresh_stale`]) and, while KV fails, stale-if-error up to
 //! `GATEWAY_STALE_IF_ERROR_SECONDS`.
 //!
-//! Keys (also written by Terraform for managed routes):
+//! Keys ([`gateway_core::schema::kv`]; Terraform writes the routes, hosts, models and budgets):
 //! `route:{name}` route JSON · `host:{host}` route name · `leases:{name}` JSON
 //! map of leased endpoints · `eph:{id}` ephemeral route JSON · `revoked:{jti}` ·
 //! `revoked-subject:{subject}` unix seconds of a subject's revocation ·
@@ -18,51 +18,8 @@ use gateway_core::{Error, Result};
 use std::collections::BTreeMap;
 use worker::kv::KvStore;
 
-/// Key of a static route.
-pub fn route_key(name: &str) -> String {
-    format!("route:{name}")
-}
-/// Key of a host binding.
-pub fn host_key(host: &str) -> String {
-    format!("host:{host}")
-}
-/// Key of a route's leases.
-pub fn leases_key(name: &str) -> String {
-    format!("leases:{name}")
-}
-/// Key of an ephemeral route.
-pub fn ephemeral_key(id: &str) -> String {
-    format!("eph:{id}")
-}
-/// Key of a revocation.
-pub fn revoked_key(jti: &str) -> String {
-    format!("revoked:{jti}")
-}
-
-/// Key of a subject's revocation (its value: when, in unix seconds).
-pub fn revoked_subject_key(subject: &str) -> String {
-    format!("revoked-subject:{subject}")
-}
-
-/// Key of a route's down endpoints.
-pub fn down_key(route: &str) -> String {
-    format!("down:{route}")
-}
-
-/// Key of a route's endpoint load readings (vLLM's `/metrics`, every few seconds).
-pub fn load_key(route: &str) -> String {
-    format!("load:{route}")
-}
-
-/// Key of a token budget (`{kind}/{id}`, [`gateway_core::budget`]).
-pub fn budget_key(key: &str) -> String {
-    format!("budget:{key}")
-}
-
-/// Key of a model's route (model routing under `/v1/`).
-pub fn model_key(model: &str) -> String {
-    format!("model:{model}")
-}
+// The key layout is core's ([`gateway_core::schema::kv`]), which Terraform's routes module is checked against.
+pub use gateway_core::schema::kv::{budget_key, down_key, ephemeral_key, host_key, leases_key, load_key, model_key, revoked_key, revoked_subject_key, route_key};
 
 /// Every key under `prefix`, without the prefix, listed page by page (a KV list page holds at
 /// most 1000 keys).
@@ -85,7 +42,7 @@ pub async fn list_keys(kv: &KvStore, prefix: &str) -> Result<Vec<String>> {
 
 /// Every `model:` key's model.
 pub async fn list_models(kv: &KvStore) -> Result<Vec<String>> {
-    list_keys(kv, "model:").await
+    list_keys(kv, gateway_core::schema::kv::MODEL_PREFIX).await
 }
 
 /// Raw KV values (or their absence) by key ([`gateway_core::cache::TtlCache`]).

@@ -288,12 +288,12 @@ impl RouteSource for DoStore {
 impl AdminStore for DoStore {
     async fn list_routes(&self) -> Result<Vec<Route>> {
         let mut routes: BTreeMap<String, Route> = BTreeMap::new();
-        for raw in self.list_values("route:", false, None, None).await? {
+        for raw in self.list_values(gateway_core::schema::kv::ROUTE_PREFIX, false, None, None).await? {
             let r: Route = decode(&raw)?;
             routes.insert(r.name.clone(), r);
         }
         // Terraform-managed routes exist only in KV, and win over an admin copy of the same name.
-        let names = crate::kv::list_keys(&self.kv, "route:").await?;
+        let names = crate::kv::list_keys(&self.kv, gateway_core::schema::kv::ROUTE_PREFIX).await?;
         let shared = futures_util::future::join_all(names.iter().map(|n| self.kv_route(n))).await;
         for (name, r) in names.into_iter().zip(shared) {
             match r? {
@@ -462,13 +462,13 @@ impl AdminStore for DoStore {
 
     async fn list_budgets(&self) -> Result<Vec<(String, gateway_core::budget::TokenBudget)>> {
         let mut out: BTreeMap<String, gateway_core::budget::TokenBudget> = BTreeMap::new();
-        for (key, value) in self.list_entries("budget:", None, None).await? {
+        for (key, value) in self.list_entries(gateway_core::schema::kv::BUDGET_PREFIX, None, None).await? {
             if let Some(b) = value.as_string().and_then(|v| serde_json::from_str(&v).ok()) {
-                out.insert(key.trim_start_matches("budget:").to_string(), b);
+                out.insert(key.trim_start_matches(gateway_core::schema::kv::BUDGET_PREFIX).to_string(), b);
             }
         }
         // Terraform's budgets exist only in KV, and win over an admin copy (which goes).
-        for key in crate::kv::list_keys(&self.kv, "budget:").await? {
+        for key in crate::kv::list_keys(&self.kv, gateway_core::schema::kv::BUDGET_PREFIX).await? {
             let shared: Option<gateway_core::budget::TokenBudget> =
                 self.kv.get(&budget_key(&key)).text().await.map_err(|e| store_err("kv get", e))?.map(|r| decode(&r)).transpose()?;
             match shared {

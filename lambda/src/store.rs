@@ -36,6 +36,10 @@ use aws_sdk_dynamodb::Client;
 use futures_util::future::join_all;
 use gateway_core::health::{self, Health};
 use gateway_core::metrics::{self, Updates};
+// The layout is core's ([`gateway_core::schema::dynamo`]), which Terraform's routes module is checked against.
+use gateway_core::schema::dynamo::{
+    budget_use_entity, ephemeral_entity, host_entity, lease_item, route_entity, subject_entity, token_entity, BUDGETS, DEF, METRIC, METRIC_MINUTE, MODELS, SEEN, SERVICE_ACCOUNT,
+};
 use gateway_core::oidc::{self, Jwks, JwksCache, Provider};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::ratelimit::{self, RateLimit};
@@ -47,12 +51,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Attribute names of the key schema, shared with Terraform (infra/modules/lambda).
-pub const PK: &str = "entity";
-/// Sort key attribute.
-pub const SK: &str = "item";
-/// TTL attribute.
-pub const TTL: &str = "ttl";
+/// Attribute names of the key schema (core's; Terraform's infra/modules/lambda declares the same).
+pub use gateway_core::schema::dynamo::{PK, SK, TTL};
 /// Partition of the markers of batch parts already applied ([`DynamoStore::record_part`]).
 const BATCH: &str = "batch";
 
@@ -79,28 +79,12 @@ pub struct DynamoStore {
 
 /// A JWKS fetch, connecting included, must be done within this.
 const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
-/// Partition of service accounts (one item per account, sort key = name).
-const SERVICE_ACCOUNT: &str = "svc";
-/// What `gateway_core::managed::sync` last saw of each route: `seen`/`{route}`.
-const SEEN: &str = "seen";
-/// Model routing's index: `models`/`{model}` with `route_name`, one partition.
-const MODELS: &str = "models";
-/// Token budgets: `budgets`/`{kind}/{id}` with `budget` JSON, one partition.
-const BUDGETS: &str = "budgets";
 
-/// The partition of a budget's counts: one item per window (`m{start}`, `d{start}`, `M{start}`).
-fn budget_use_entity(key: &str) -> String {
-    format!("bused#{key}")
-}
 
 fn system_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Partition of the metric totals (`route:…`, `ep:…`, `tok:…`).
-const METRIC: &str = "metric";
-/// Partition of the minute buckets (`m:…`), which expire.
-const METRIC_MINUTE: &str = "metric-m";
 /// Attributes of a metric item that are not counters.
 const NOT_COUNTERS: [&str; 3] = [PK, SK, TTL];
 
@@ -217,7 +201,7 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<AttributeValue> {
 
 /// The item of a token record; its counters live in their own attributes so `ADD` can update them.
 fn token_item(record: &TokenRecord) -> Result<Item> {
-    let mut item = key(&token_entity(&record.id), "def");
+    let mut item = key(&token_entity(&record.id), DEF);
     item.insert("record".into(), encode(record)?);
     item.insert("request_count".into(), n(record.request_count));
     if let Some(t) = record.last_used_at {
@@ -238,12 +222,6 @@ fn token_record(item: &Item) -> Result<TokenRecord> {
     Ok(rec)
 }
 
-fn route_entity(name: &str) -> String {
-    format!("route#{name}")
-}
-fn token_entity(id: &str) -> String {
-    format!("token#{id}")
-}
 
 /// Token records are kept a month past their expiry, so listings still show recently expired ones.
 const TOKEN_RECORD_GRACE: u64 = gateway_core::admin::TOKEN_RECORD_GRACE;
@@ -407,7 +385,7 @@ impl DynamoStore {
                 .expression_attribute_names("#pk", PK)
                 .expression_attribute_names("#sk", SK)
                 .expression_attribute_values(":p", s(prefix))
-                .expression_attribute_values(":d", s("def"))
+                .expression_attribute_values(":d", s(DEF))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -560,13 +538,13 @@ impl DynamoStore {
 
 impl RouteSource for DynamoStore {
     async fn route(&self, name: &str) -> Result<Option<Route>> {
-        self.get(&route_entity(name), "def", false).await?.map(|i| decode(&i, "route")).transpose()
+        self.get(&route_entity(name), DEF, false).await?.map(|i| decode(&i, "route")).transpose()
     }
     async fn ephemeral(&self, id: &str) -> Result<Option<Route>> {
-        self.get(&format!("eph#{id}"), "def", false).await?.map(|i| decode(&i, "route")).transpose()
+        self.get(&ephemeral_entity(id), DEF, false).await?.map(|i| decode(&i, "route")).transpose()
     }
     async fn route_for_host(&self, host: &str) -> Result<Option<Route>> {
-        let Some(item) = self.get(&format!("host#{host}"), "def", false).await? else { return Ok(None) };
+        let Some(item) = self.get(&host_entity(host), DEF, false).await? else { return Ok(None) };
         let Some(name) = text(&item, "route_name") else { return Ok(None) };
         Ok(self.route(name).await?.filter(|r| r.host.as_deref() == Some(host)))
     }
@@ -578,7 +556,7 @@ impl RouteSource for DynamoStore {
         Ok(self.get(&token_entity(token_id), "revoked", true).await?.is_some())
     }
     async fn subject_revoked_at(&self, subject: &str) -> Result<Option<u64>> {
-        Ok(self.get(&format!("subject#{subject}"), "revoked", true).await?.and_then(|i| number(&i, "revoked_at")))
+        Ok(self.get(&subject_entity(subject), "revoked", true).await?.and_then(|i| number(&i, "revoked_at")))
     }
     async fn down_endpoints(&self, route: &str) -> Result<Vec<String>> {
         // Eventually consistent: the data plane caches this per instance anyway.
@@ -647,7 +625,7 @@ impl AdminStore for DynamoStore {
     }
 
     async fn put_route(&self, route: &Route, previous: Option<&Route>) -> Result<()> {
-        let mut item = key(&route_entity(&route.name), "def");
+        let mut item = key(&route_entity(&route.name), DEF);
         item.insert("route".into(), encode(route)?);
         // Optimistic concurrency: create only if absent, replace only what we read.
         let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
@@ -659,12 +637,12 @@ impl AdminStore for DynamoStore {
         if let Some(old) = previous.and_then(|p| p.host.as_deref()).filter(|h| route.host.as_deref() != Some(*h)) {
             writes.push(
                 TransactWriteItem::builder()
-                    .delete(aws_sdk_dynamodb::types::Delete::builder().table_name(&self.table).set_key(Some(key(&format!("host#{old}"), "def"))).build().map_err(|e| db_err("build", e))?)
+                    .delete(aws_sdk_dynamodb::types::Delete::builder().table_name(&self.table).set_key(Some(key(&host_entity(old), DEF))).build().map_err(|e| db_err("build", e))?)
                     .build(),
             );
         }
         if let Some(host) = &route.host {
-            let mut h = key(&format!("host#{host}"), "def");
+            let mut h = key(&host_entity(host), DEF);
             h.insert("route_name".into(), s(&route.name));
             writes.push(TransactWriteItem::builder().put(Put::builder().table_name(&self.table).set_item(Some(h)).build().map_err(|e| db_err("build", e))?).build());
         }
@@ -716,7 +694,7 @@ impl AdminStore for DynamoStore {
             }
         }
         if let Some(host) = &route.host {
-            self.delete(&format!("host#{host}"), "def").await?;
+            self.delete(&host_entity(host), DEF).await?;
         }
         for model in &route.models {
             // Only where the index still names this route (another route may have taken it).
@@ -735,19 +713,19 @@ impl AdminStore for DynamoStore {
                 Err(e) => return Err(db_err("delete model", e)),
             }
         }
-        self.delete(&route_entity(&route.name), "def").await
+        self.delete(&route_entity(&route.name), DEF).await
     }
 
     async fn put_lease(&self, route: &str, endpoint: &Endpoint) -> Result<()> {
         let expires = endpoint.lease_expires_at.unwrap_or(0);
-        let mut item = key(&route_entity(route), &format!("lease#{}", endpoint.id));
+        let mut item = key(&route_entity(route), &lease_item(&endpoint.id));
         item.insert("endpoint".into(), encode(endpoint)?);
         item.insert("expires_at".into(), n(expires));
         item.insert(TTL.into(), n(expires + 3600));
         // The route must still exist when the lease lands (no lease on a route deleted meanwhile).
         let check = ConditionCheck::builder()
             .table_name(&self.table)
-            .set_key(Some(key(&route_entity(route), "def")))
+            .set_key(Some(key(&route_entity(route), DEF)))
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .build()
@@ -766,7 +744,7 @@ impl AdminStore for DynamoStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key(&route_entity(route), &format!("lease#{id}"))))
+            .set_key(Some(key(&route_entity(route), &lease_item(id))))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -775,7 +753,7 @@ impl AdminStore for DynamoStore {
     }
 
     async fn put_ephemeral(&self, route: &Route) -> Result<()> {
-        let mut item = key(&format!("eph#{}", route.name), "def");
+        let mut item = key(&ephemeral_entity(&route.name), DEF);
         item.insert("route".into(), encode(route)?);
         item.insert(TTL.into(), n(route.expires_at.unwrap_or(0)));
         self.put_new(item, "put ephemeral", || "ephemeral id collision; retry".into()).await
@@ -786,7 +764,7 @@ impl AdminStore for DynamoStore {
     }
 
     async fn token(&self, id: &str) -> Result<Option<TokenRecord>> {
-        self.get(&token_entity(id), "def", true).await?.map(|i| token_record(&i)).transpose()
+        self.get(&token_entity(id), DEF, true).await?.map(|i| token_record(&i)).transpose()
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>> {
@@ -832,11 +810,11 @@ impl AdminStore for DynamoStore {
     }
 
     async fn delete_token(&self, id: &str) -> Result<()> {
-        self.delete(&token_entity(id), "def").await
+        self.delete(&token_entity(id), DEF).await
     }
 
     async fn revoke_subject(&self, subject: &str, at: u64) -> Result<()> {
-        let mut item = key(&format!("subject#{subject}"), "revoked");
+        let mut item = key(&subject_entity(subject), "revoked");
         item.insert("revoked_at".into(), n(at));
         item.insert(TTL.into(), n(at + gateway_core::store::SUBJECT_REVOCATION_SECONDS));
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| db_err("revoke subject", e))?;

@@ -316,6 +316,49 @@ fn lambda_example_routes_become_table_items_the_core_accepts() {
     }
 }
 
+/// What the routes module writes, with the values (route and budget JSON) as placeholders and
+/// DynamoDB's `{"S": …}` unwrapped: the shape of `layout.golden.json`.
+fn rendered_layout(ev: &Evaluation) -> serde_json::Value {
+    let mut kv = js(&ev.outputs["kv_entries"]);
+    for (key, value) in kv.as_object_mut().unwrap() {
+        if key.starts_with(gateway_core::schema::kv::ROUTE_PREFIX) {
+            *value = json!("<route JSON>");
+        } else if key.starts_with(gateway_core::schema::kv::BUDGET_PREFIX) {
+            *value = json!("<budget JSON>");
+        }
+    }
+    let mut items = serde_json::Map::new();
+    for (key, raw) in js(&ev.outputs["dynamodb_items"]).as_object().unwrap() {
+        let item: serde_json::Value = serde_json::from_str(raw.as_str().unwrap()).unwrap();
+        let mut flat = serde_json::Map::new();
+        for (attr, v) in item.as_object().unwrap() {
+            let v = v["S"].as_str().unwrap_or_else(|| panic!("{key}.{attr} is a string attribute"));
+            let v = match attr.as_str() {
+                gateway_core::schema::dynamo::ROUTE_ATTR => "<route JSON>",
+                gateway_core::schema::dynamo::BUDGET_ATTR => "<budget JSON>",
+                _ => v,
+            };
+            flat.insert(attr.clone(), json!(v));
+        }
+        items.insert(key.clone(), serde_json::Value::Object(flat));
+    }
+    json!({ "kv_entries": kv, "dynamodb_items": items })
+}
+
+#[test]
+fn the_routes_module_writes_the_layout_the_core_owns() {
+    use gateway_core::schema::{GOLDEN_BUDGETS, GOLDEN_ROUTES};
+    let mut routes = serde_json::Map::new();
+    for r in GOLDEN_ROUTES {
+        routes.insert(r.name.into(), json!({"host": r.host, "models": r.models, "endpoints": [{"id": "a", "url": "http://10.0.1.5:8000"}]}));
+    }
+    let budgets: serde_json::Map<String, serde_json::Value> = GOLDEN_BUDGETS.iter().map(|b| (b.to_string(), json!({"tokens_per_day": 1000}))).collect();
+    let ev = eval_ok("modules/routes", json!({"routes": routes, "budgets": budgets}), STRICT);
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir("modules/routes/tests/layout.golden.json")).expect("the golden layout core writes")).unwrap();
+    assert_eq!(rendered_layout(&ev), golden, "infra/modules/routes and gateway_core::schema disagree on the storage layout");
+}
+
 #[test]
 fn host_routes_become_host_items_for_the_lambda() {
     let routes = json!({

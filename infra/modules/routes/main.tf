@@ -60,6 +60,8 @@ locals {
     ))
   }
 
+  # The layout is gateway_core::schema's: tests/layout.golden.json is what it says this module
+  # writes, and infra/check compares the rendered entries against it.
   # Workers KV (binding GATEWAY_KV): `route:{name}` → route JSON, `host:{host}` → route name,
   # `model:{model}` → route name.
   kv_entries = merge(
