@@ -13,8 +13,8 @@
 
 use gateway_core::admin::{handle, AdminCommand, AdminRequest, EphemeralRequest, LeaseRequest, MAX_LEASE_SECONDS};
 use gateway_core::route::{is_valid_endpoint_id, is_valid_route_name, validate_endpoint_url, Endpoint, Route};
-use gateway_core::store::{RouteSource, Store};
-use gateway_core::token::{TokenIssuer, TokenRequest, TokenVerifier};
+use gateway_core::store::{AdminStore, RouteSource};
+use gateway_core::token::{SeededIds, TokenIssuer, TokenRequest, TokenVerifier};
 use gateway_core::Error;
 use gateway_fuzz::{block_on, callers, check_error, config, seeded_store, NOW};
 use http::Method;
@@ -147,7 +147,9 @@ fn check_handle(method: &Method, segs: &[String], query: Option<&str>, caller: &
         let callers = |log: Vec<gateway_core::store::AuditEntry>| log.iter().filter(|e| e.actor != "terraform").count();
         let audit_before = callers(store.audit(None, usize::MAX).await.unwrap());
         let tf_before = store.route("tf").await.unwrap();
-        let result = handle(cfg, &store, NOW, AdminRequest { method, segments: segs, query, authorization, body, trace_id: None }).await;
+        // Ids from a fixed seed, so a crashing input replays exactly.
+        let ids = SeededIds::new(0);
+        let result = handle(cfg, &store, NOW, AdminRequest { method, segments: segs, query, authorization, body, trace_id: None, ids: &ids }).await;
         let healthz = segs.len() == 1 && segs[0] == "healthz";
         match &result {
             Ok(reply) => {

@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{MemoryStore, Store, TokenRecord};
+use gateway_core::store::{AdminStore, MemoryStore, TokenRecord};
 use gateway_core::token::{TokenIssuer, TokenRequest};
 use gateway_core::{Config, Error};
 use hmac::{Hmac, Mac};
