@@ -7,7 +7,7 @@ use futures_executor::block_on;
 use gateway_core::balance::Balancer;
 use gateway_core::gateway::{route_request, RequestContext, Routed};
 use gateway_core::route::{parse_target, Endpoint, Route};
-use gateway_core::store::{MemoryStore, RouteSource, Store};
+use gateway_core::store::{AdminStore, MemoryStore, RouteSource};
 use gateway_core::token::{TokenIssuer, TokenKind, TokenRequest, TokenVerifier};
 use gateway_core::Config;
 use hmac::{Hmac, Mac};

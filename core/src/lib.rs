@@ -15,12 +15,14 @@ pub mod cache;
 pub mod config;
 pub mod dashboard;
 pub mod error;
+pub mod fetch;
 pub mod forward;
 #[cfg(any(test, feature = "forge"))]
 pub mod forge;
 pub mod gateway;
 pub mod health;
 pub mod identity;
+pub mod jwks;
 pub mod load;
 pub mod managed;
 pub mod meter;

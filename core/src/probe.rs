@@ -1,7 +1,7 @@
 //! Health probes: which endpoints to probe, and what a round of probes
 //! changes. A scheduled job (a Worker Cron Trigger; an EventBridge schedule
 //! on Lambda) and `POST /_gateway/probes` both call [`run`]; the adapter's
-//! [`Prober::probe`](crate::store::Prober::probe) makes the HTTP calls.
+//! [`Fetcher`] makes the HTTP calls ([`probe`], [`read_metrics`]).
 //!
 //! Each endpoint's [`Health`] takes one observation per round. A route's set
 //! of down endpoints is written only when it changes, and the data plane
@@ -9,8 +9,9 @@
 //! ([`crate::metrics::exclude_down`]).
 
 use crate::error::Result;
+use crate::fetch::{Fetcher, Get};
 use crate::forward::upstream_url;
-use crate::load::{parse_vllm_metrics, EndpointLoad, Loads, METRICS_PATH};
+use crate::load::{parse_vllm_metrics, EndpointLoad, Loads, MAX_METRICS_BYTES, METRICS_PATH};
 use crate::health::{probe_ok, Health, HealthState, PROBE_PATH};
 use crate::route::{Endpoint, Route};
 use crate::store::Store;
@@ -35,6 +36,25 @@ pub struct ProbeTarget {
     pub via: Option<String>,
     /// Deadline for the answer, ms.
     pub timeout_ms: u64,
+}
+
+impl ProbeTarget {
+    /// The GET of this target, its body read up to `max_bytes` (0: the status only).
+    pub fn get(&self, max_bytes: usize) -> Get<'_> {
+        Get { url: &self.url, via: self.via.as_deref(), timeout_ms: self.timeout_ms, max_bytes }
+    }
+}
+
+/// One health probe (`GET {endpoint}/health`): the status, if it answered in time.
+pub async fn probe(web: &impl Fetcher, target: &ProbeTarget) -> Option<u16> {
+    web.get(&target.get(0)).await.ok().map(|a| a.status)
+}
+
+/// One `/metrics` read: the body of a 2xx answer, at most [`MAX_METRICS_BYTES`] of UTF-8,
+/// all within the target's timeout; otherwise `None`.
+pub async fn read_metrics(web: &impl Fetcher, target: &ProbeTarget) -> Option<String> {
+    let answer = web.get(&target.get(MAX_METRICS_BYTES)).await.ok()?;
+    (200..300).contains(&answer.status).then(|| String::from_utf8(answer.body).ok()).flatten()
 }
 
 /// The endpoints of `route` (its own and its live `leases`) to probe.
@@ -104,7 +124,7 @@ pub async fn run<S: Store>(store: &S, now: u64) -> Result<ProbeReport> {
     // Terraform's route changes are audited within a round even when no admin calls.
     let _ = crate::managed::sync(store, now, None).await;
     let (_, all) = every_target(store, now, PROBE_PATH).await?;
-    let statuses = join_all(all.iter().map(|t| store.probe(t))).await;
+    let statuses = join_all(all.iter().map(|t| probe(store, t))).await;
     let mut health: BTreeMap<(String, String), Health> = store.health().await?.into_iter().map(|(r, e, h)| ((r, e), h)).collect();
     let mut down: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut probes = Vec::with_capacity(all.len());
@@ -149,7 +169,7 @@ pub struct LoadReport {
 /// left out, so a route's stale readings are replaced, never kept.
 pub async fn load_round<S: Store>(store: &S, now: u64) -> Result<LoadReport> {
     let (routes, all) = every_target(store, now, METRICS_PATH).await?;
-    let texts = join_all(all.iter().map(|t| store.fetch_metrics(t))).await;
+    let texts = join_all(all.iter().map(|t| read_metrics(store, t))).await;
     let mut loads: BTreeMap<String, Loads> = routes.into_iter().map(|r| (r, Loads::new())).collect();
     for (t, text) in all.iter().zip(texts) {
         let Some(text) = text else { continue };

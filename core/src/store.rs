@@ -1,13 +1,14 @@
 //! What the gateway keeps, and the seam to where it is kept: `RouteSource`
-//! for the data plane's reads, `Store` for the admin API. Each platform
-//! implements them (Workers KV and Durable Objects; DynamoDB); `MemoryStore`
-//! serves tests.
+//! for the data plane's reads, `AdminStore` for the admin API, `MetricsSink`
+//! for counters; `Store` is those with a [`Fetcher`] (the scheduled rounds'
+//! probes). Each platform implements them (Workers KV and Durable Objects;
+//! DynamoDB); `MemoryStore` serves tests, and answers GETs from what a test set.
 
 use crate::error::Result;
 use crate::health::Health;
 use crate::metrics::Updates;
 use crate::oidc::{Jwks, Provider};
-use crate::probe::ProbeTarget;
+use crate::fetch::{Answer, FetchError, Fetcher, Get};
 use crate::route::{Endpoint, Route};
 use crate::token::TokenKind;
 use serde::{Deserialize, Serialize};
@@ -215,23 +216,11 @@ pub trait MetricsSink {
     async fn put_loads(&self, route: &str, loads: &crate::load::Loads) -> Result<()>;
 }
 
-/// The gateway's own outbound GETs to endpoints (health probes and load readings): each
-/// within a timeout, a body read at most to a cap. Never a URL a caller chose.
-#[allow(async_fn_in_trait)]
-pub trait Prober {
-    /// Makes one health probe: `GET target.url` within `target.timeout_ms`; the
-    /// status, or `None` when there was no answer in time.
-    async fn probe(&self, target: &ProbeTarget) -> Option<u16>;
-    /// Reads `GET target.url` (an endpoint's `/metrics`) within `target.timeout_ms`, at most
-    /// [`crate::load::MAX_METRICS_BYTES`]; the body of a 2xx answer, else `None`.
-    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String>;
-}
-
 /// Everything the admin API and the scheduled rounds use: each platform's state store is all
 /// three; core functions that need less ask for less.
-pub trait Store: AdminStore + MetricsSink + Prober {}
+pub trait Store: AdminStore + MetricsSink + Fetcher {}
 
-impl<T: AdminStore + MetricsSink + Prober> Store for T {}
+impl<T: AdminStore + MetricsSink + Fetcher> Store for T {}
 
 /// An in-memory store for tests and the CLI's dry runs.
 #[derive(Default)]
@@ -333,10 +322,10 @@ impl RouteSource for MemoryStore {
     async fn budget(&self, key: &str) -> Result<Option<crate::budget::TokenBudget>> {
         Ok(self.with(|m| m.budgets.get(key).copied()))
     }
+    /// Fetched on every call (no cache: tests change keys at will), the way [`crate::jwks::fetch`] fetches.
     async fn jwks(&self, provider: &Provider, _refresh: bool) -> Result<Jwks> {
-        let (raw, now) = self.with(|m| (m.jwks.get(&provider.jwks_url).cloned(), m.now));
-        let raw = raw.ok_or_else(|| crate::Error::IdentityProviderUnavailable(provider.name.clone()))?;
-        Jwks::parse(&raw, now)
+        let now = self.with(|m| m.now);
+        crate::jwks::fetch(self, &provider.jwks_url, now).await.map(|(_, set)| set).map_err(|_| crate::Error::IdentityProviderUnavailable(provider.name.clone()))
     }
 }
 
@@ -503,12 +492,18 @@ impl MetricsSink for MemoryStore {
     }
 }
 
-impl Prober for MemoryStore {
-    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
-        self.with(|m| m.probe_status.get(&target.url).copied())
-    }
-
-    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
-        self.with(|m| m.metrics_text.get(&target.url).cloned())
+/// The web as the tests set it up: each URL answers what `set_jwks`, `set_metrics` or
+/// `set_probe_status` said, others not at all.
+impl Fetcher for MemoryStore {
+    async fn get(&self, get: &Get<'_>) -> std::result::Result<Answer, FetchError> {
+        self.with(|m| {
+            let body = m.jwks.get(get.url).or_else(|| m.metrics_text.get(get.url));
+            match (body, m.probe_status.get(get.url)) {
+                (Some(b), _) if b.len() > get.max_bytes => Err(FetchError::TooLarge),
+                (Some(b), _) => Ok(Answer { status: 200, body: b.clone().into_bytes() }),
+                (None, Some(&status)) => Ok(Answer { status, body: Vec::new() }),
+                (None, None) => Err(FetchError::Failed("nothing answers there".into())),
+            }
+        })
     }
 }

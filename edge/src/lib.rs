@@ -11,6 +11,7 @@ mod kv;
 mod proxy;
 mod ratelimit;
 mod state;
+mod web;
 
 use gateway_core::{Config, Error};
 use std::cell::RefCell;

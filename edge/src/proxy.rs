@@ -14,7 +14,6 @@ use gateway_core::forward::{response_headers, ForwardPlan};
 use gateway_core::gateway::{check_transport, plan, resolve, resolve_model, RequestContext, Resolution, Routed, Transport};
 use gateway_core::meter::Meter;
 use gateway_core::metrics::RequestSample;
-use gateway_core::probe::ProbeTarget;
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
 use gateway_core::trace::Trace;
 use gateway_core::usage::Keep;
@@ -829,59 +828,6 @@ pub(crate) async fn flush(env: &Env, iso: &Rc<Isolate>) {
     });
     for part in futures_util::future::join_all(sends).await.into_iter().flatten() {
         iso.batch.borrow_mut().failed(part);
-    }
-}
-
-/// `GET target.url` through the endpoint's VPC binding if it has one, and the handle that
-/// aborts it; `None` when the request cannot be built.
-fn probe_get(env: &Env, target: &ProbeTarget) -> Option<(web_sys::AbortController, LocalBoxFuture<'static, worker::Result<Response>>)> {
-    let controller = web_sys::AbortController::new().ok()?;
-    let init = web_sys::RequestInit::new();
-    init.set_method("GET");
-    init.set_redirect(web_sys::RequestRedirect::Manual);
-    init.set_signal(Some(&controller.signal()));
-    let req = Request::from(web_sys::Request::new_with_str_and_init(&target.url, &init).ok()?);
-    let sent: LocalBoxFuture<worker::Result<Response>> = match &target.via {
-        Some(binding) => {
-            let fetcher = env.service(binding).ok()?;
-            async move { fetcher.fetch_request(req).await }.boxed_local()
-        }
-        None => async move { Fetch::Request(req).send().await }.boxed_local(),
-    };
-    Some((controller, sent))
-}
-
-/// One health probe (`GET {endpoint}/health`): the status, if it answered in time.
-pub(crate) async fn probe(env: &Env, target: &ProbeTarget) -> Option<u16> {
-    let (controller, sent) = probe_get(env, target)?;
-    match select(sent, Delay::from(Duration::from_millis(target.timeout_ms))).await {
-        Either::Left((Ok(res), _)) => Some(res.status_code()),
-        Either::Left((Err(_), _)) => None,
-        Either::Right(_) => {
-            controller.abort();
-            None
-        }
-    }
-}
-
-/// One `/metrics` read ([`gateway_core::store::Prober::fetch_metrics`]): the body of a 2xx
-/// answer, at most [`gateway_core::load::MAX_METRICS_BYTES`], all within the target's timeout.
-pub(crate) async fn fetch_metrics(env: &Env, target: &ProbeTarget) -> Option<String> {
-    let (controller, sent) = probe_get(env, target)?;
-    let read = async move {
-        let mut res = sent.await.ok()?;
-        if !(200..300).contains(&res.status_code()) {
-            return None;
-        }
-        let body = crate::read_capped(res.stream(), gateway_core::load::MAX_METRICS_BYTES).await.ok()??;
-        String::from_utf8(body).ok()
-    };
-    match select(read.boxed_local(), Delay::from(Duration::from_millis(target.timeout_ms))).await {
-        Either::Left((text, _)) => text,
-        Either::Right(_) => {
-            controller.abort();
-            None
-        }
     }
 }
 

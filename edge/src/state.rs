@@ -8,9 +8,9 @@ use std::time::Duration;
 use gateway_core::admin::{self, AdminRequest, MAX_ADMIN_BODY};
 use gateway_core::health::{self, Health};
 use gateway_core::metrics::{self, RequestSample, Updates};
-use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AdminStore, AuditEntry, MetricsSink, Prober, RouteSource, ServiceAccount, TokenRecord};
+use gateway_core::fetch::{Answer, FetchError, Fetcher, Get};
+use gateway_core::store::{AdminStore, AuditEntry, MetricsSink, RouteSource, ServiceAccount, TokenRecord};
 use gateway_core::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -576,13 +576,9 @@ impl MetricsSink for DoStore {
     }
 }
 
-impl Prober for DoStore {
-    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
-        crate::proxy::probe(&self.env, target).await
-    }
-
-    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
-        crate::proxy::fetch_metrics(&self.env, target).await
+impl Fetcher for DoStore {
+    async fn get(&self, get: &Get<'_>) -> std::result::Result<Answer, FetchError> {
+        crate::web::Web { env: Some(&self.env) }.get(get).await
     }
 }
 

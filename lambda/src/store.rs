@@ -40,11 +40,12 @@ use gateway_core::metrics::{self, Updates};
 use gateway_core::schema::dynamo::{
     budget_use_entity, ephemeral_entity, host_entity, lease_item, route_entity, subject_entity, token_entity, BUDGETS, DEF, METRIC, METRIC_MINUTE, MODELS, SEEN, SERVICE_ACCOUNT,
 };
-use gateway_core::oidc::{self, Jwks, JwksCache, Provider};
-use gateway_core::probe::ProbeTarget;
+use gateway_core::fetch::{self, Answer, FetchError, Fetcher, Get};
+use gateway_core::jwks::KeyPlace;
+use gateway_core::oidc::{Jwks, JwksCache, Provider};
 use gateway_core::ratelimit::{self, RateLimit};
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AdminStore, AuditEntry, MetricsSink, Prober, RouteSource, ServiceAccount, TokenRecord};
+use gateway_core::store::{AdminStore, AuditEntry, MetricsSink, RouteSource, ServiceAccount, TokenRecord};
 use gateway_core::{Error, Result};
 use gateway_core::budget::{BudgetUse, TokenBudget, Window};
 use std::collections::{BTreeMap, HashMap};
@@ -76,9 +77,6 @@ pub struct DynamoStore {
     /// What probes trust and present to endpoints ([`crate::tls`]).
     tls: Arc<crate::tls::UpstreamTls>,
 }
-
-/// A JWKS fetch, connecting included, must be done within this.
-const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
 
 fn system_now() -> u64 {
@@ -253,12 +251,6 @@ impl DynamoStore {
         self
     }
 
-    fn with_keys<T>(&self, f: impl FnOnce(&mut JwksCache) -> T) -> T {
-        // A poisoned lock only means a panic elsewhere; the cached keys are still sound.
-        let mut g = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut g)
-    }
-
     /// The client for probes and JWKS fetches: no redirects followed, no proxy, and no
     /// kept-alive connections (uses are minutes apart, the instance frozen in between, and
     /// a connection the server closed meanwhile would count as a failure).
@@ -276,43 +268,6 @@ impl DynamoStore {
             .map_err(|e| tracing::error!(error = %e, "HTTP client not built"))
             .ok()?;
         Some(self.prober.get_or_init(|| built).clone())
-    }
-
-    /// Fetches and parses the JWKS at `url` (the provider's configured URL, nothing else):
-    /// status 200 only, at most [`oidc::MAX_JWKS_BYTES`], within [`JWKS_FETCH_TIMEOUT`].
-    /// The error says why, for the log.
-    async fn fetch_jwks(&self, url: &str, now: u64) -> std::result::Result<Jwks, String> {
-        let client = self.http().ok_or("no HTTP client")?;
-        let fetch = async {
-            let mut resp = client
-                .get(url)
-                .header(http::header::ACCEPT, "application/json")
-                .timeout(JWKS_FETCH_TIMEOUT)
-                .send()
-                .await
-                .map_err(|e| format!("request failed: {}", e.without_url()))?;
-            if resp.status() != reqwest::StatusCode::OK {
-                return Err(format!("answered {}", resp.status().as_u16()));
-            }
-            let too_large = || format!("document over {} bytes", oidc::MAX_JWKS_BYTES);
-            if resp.content_length().is_some_and(|l| l > oidc::MAX_JWKS_BYTES as u64) {
-                return Err(too_large());
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| format!("body not read: {}", e.without_url()))? {
-                if body.len() + chunk.len() > oidc::MAX_JWKS_BYTES {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(body)
-        };
-        let body = tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch).await.map_err(|_| "timed out".to_string())??;
-        let raw = String::from_utf8(body).map_err(|_| "document is not UTF-8".to_string())?;
-        Jwks::parse(&raw, now).map_err(|e| match e {
-            Error::Internal(why) => why,
-            other => other.to_string(),
-        })
     }
 
     async fn get(&self, entity: &str, item: &str, consistent: bool) -> Result<Option<Item>> {
@@ -577,43 +532,30 @@ impl RouteSource for DynamoStore {
         self.get("load", route, false).await?.map(|i| decode(&i, "loads")).transpose().map(Option::unwrap_or_default)
     }
     async fn jwks(&self, provider: &Provider, refresh: bool) -> Result<Jwks> {
-        let now = (self.clock)();
-        let unavailable = || Error::IdentityProviderUnavailable(provider.name.clone());
-        // The cache's answer: its keys, or, when a fetch failed moments ago, what that failure
-        // left (stale keys or unavailable) without trying again.
-        let cached = || {
-            self.with_keys(|k| match k.get(provider, now, refresh) {
-                Some(set) => Some(Ok(set)),
-                None => k.backing_off(provider, now).then(|| k.stale(provider, now).ok_or_else(unavailable)),
-            })
-        };
-        if let Some(answer) = cached() {
-            return answer;
-        }
+        gateway_core::jwks::keys(self, self, provider, (self.clock)(), refresh, true).await
+    }
+}
+
+/// Each instance keeps keys in memory across warm invocations; no shelf between instances.
+impl KeyPlace for DynamoStore {
+    type Turn = tokio::sync::OwnedMutexGuard<()>;
+
+    fn with_cache<T>(&self, f: impl FnOnce(&mut JwksCache) -> T) -> T {
+        // A poisoned lock only means a panic elsewhere; the cached keys are still sound.
+        let mut g = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    async fn turn(&self, provider: &str) -> Option<Self::Turn> {
         let flight = {
             let mut f = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            f.entry(provider.name.clone()).or_default().clone()
+            f.entry(provider.to_string()).or_default().clone()
         };
-        let _one_at_a_time = flight.lock().await;
-        // A fetch that finished while this one waited may have brought the keys already
-        // (an unknown kid refetches at most once per refresh floor, so this answers).
-        if let Some(answer) = cached() {
-            return answer;
-        }
-        match self.fetch_jwks(&provider.jwks_url, now).await {
-            Ok(set) => {
-                self.with_keys(|k| k.put(provider, set.clone()));
-                Ok(set)
-            }
-            Err(why) => {
-                tracing::warn!(provider = provider.name.as_str(), url = provider.jwks_url.as_str(), error = why.as_str(), "identity provider keys not fetched");
-                self.with_keys(|k| {
-                    k.failed(provider, now);
-                    k.stale(provider, now)
-                })
-                .ok_or_else(unavailable)
-            }
-        }
+        Some(flight.lock_owned().await)
+    }
+
+    fn fetch_failed(&self, provider: &Provider, why: &str) {
+        tracing::warn!(provider = provider.name.as_str(), url = provider.jwks_url.as_str(), error = why, "identity provider keys not fetched");
     }
 }
 
@@ -961,35 +903,26 @@ impl MetricsSink for DynamoStore {
     }
 }
 
-impl Prober for DynamoStore {
-    async fn fetch_metrics(&self, target: &ProbeTarget) -> Option<String> {
-        use futures_util::StreamExt;
-        let client = self.http()?;
-        let read = async {
-            let res = client.get(&target.url).send().await.ok()?;
-            if !res.status().is_success() {
-                return None;
-            }
-            // Capped while reading: a body past the cap is dropped, never held whole.
+impl Fetcher for DynamoStore {
+    async fn get(&self, get: &Get<'_>) -> std::result::Result<Answer, FetchError> {
+        let client = self.http().ok_or_else(|| FetchError::Failed("no HTTP client".into()))?;
+        let exchange = async {
+            let failed = |e: reqwest::Error| FetchError::Failed(e.without_url().to_string());
+            let mut resp = client.get(get.url).send().await.map_err(failed)?;
             let mut body = Vec::new();
-            let mut stream = res.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.ok()?;
-                if body.len() + chunk.len() > gateway_core::load::MAX_METRICS_BYTES {
-                    return None;
+            if get.max_bytes > 0 && resp.status().is_success() {
+                if fetch::declared_too_large(resp.content_length(), get.max_bytes) {
+                    return Err(FetchError::TooLarge);
                 }
-                body.extend_from_slice(&chunk);
+                // Capped while reading: a body past the cap is dropped, never held whole.
+                while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+                    fetch::append_capped(&mut body, &chunk, get.max_bytes)?;
+                }
             }
-            String::from_utf8(body).ok()
+            Ok(Answer { status: resp.status().as_u16(), body })
         };
-        tokio::time::timeout(Duration::from_millis(target.timeout_ms), read).await.ok().flatten()
-    }
-
-    async fn probe(&self, target: &ProbeTarget) -> Option<u16> {
-        let client = self.http()?;
-        // The timeout covers the whole request, connecting included.
-        let sent = client.get(&target.url).timeout(Duration::from_millis(target.timeout_ms)).send().await;
-        sent.ok().map(|r| r.status().as_u16())
+        // The timeout covers the whole exchange, connecting included.
+        tokio::time::timeout(Duration::from_millis(get.timeout_ms), exchange).await.map_err(|_| FetchError::TimedOut)?
     }
 }
 

@@ -9,7 +9,7 @@ use gateway_core::health::Health;
 use gateway_core::metrics::{self, RequestSample};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
-use gateway_core::store::{AdminStore, AuditEntry, MemoryStore, MetricsSink, Prober, RouteSource, ServiceAccount, TokenRecord};
+use gateway_core::store::{AdminStore, AuditEntry, MemoryStore, MetricsSink, RouteSource, ServiceAccount, TokenRecord};
 use gateway_core::token::TokenKind;
 use gateway_core::Error;
 use gateway_lambda::store::DynamoStore;
@@ -305,13 +305,13 @@ async fn probes_answer_the_status_or_none_in_time_and_a_round_marks_endpoints_do
     let ok = health_server(Some(200)).await;
     let sick = health_server(Some(503)).await;
     let silent = health_server(None).await;
-    assert_eq!(s.probe(&target(format!("{ok}/health"), 2_000)).await, Some(200));
-    assert_eq!(s.probe(&target(format!("{sick}/health"), 2_000)).await, Some(503));
+    assert_eq!(gateway_core::probe::probe(&s, &target(format!("{ok}/health"), 2_000)).await, Some(200));
+    assert_eq!(gateway_core::probe::probe(&s, &target(format!("{sick}/health"), 2_000)).await, Some(503));
     let started = Instant::now();
-    assert_eq!(s.probe(&target(format!("{silent}/health"), 300)).await, None, "no answer in time");
+    assert_eq!(gateway_core::probe::probe(&s, &target(format!("{silent}/health"), 300)).await, None, "no answer in time");
     assert!(started.elapsed() < Duration::from_secs(5), "the timeout bounds the whole request");
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    assert_eq!(s.probe(&target(format!("http://{closed}/health"), 2_000)).await, None, "refused connection");
+    assert_eq!(gateway_core::probe::probe(&s, &target(format!("http://{closed}/health"), 2_000)).await, None, "refused connection");
 
     // Two rounds against the table: the failing endpoint goes down, the other stays up.
     s.put_route(&Route::new("llama", vec![Endpoint::new("up", &ok), Endpoint::new("sick", &sick)]), None).await.unwrap();
