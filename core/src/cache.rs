@@ -509,7 +509,6 @@ impl<S: RouteSource> RouteSource for CachedSource<S> {
 mod tests {
     use super::*;
     use crate::store::{AdminStore, MemoryStore, TokenRecord};
-    use crate::token::TokenKind;
     use crate::Error;
     use futures_executor::block_on;
     use std::cell::Cell;
@@ -746,25 +745,7 @@ mod tests {
     }
 
     fn record(id: &str) -> TokenRecord {
-        TokenRecord {
-            id: id.into(),
-            subject: "s".into(),
-            kind: TokenKind::User,
-            groups: vec![],
-            routes: None,
-            description: String::new(),
-            metadata: Default::default(),
-            created_by: "ops".into(),
-            created_at: 0,
-            expires_at: u64::MAX / 2,
-            revoked_at: Some(1),
-            last_used_at: None,
-            request_count: 0,
-            rate_limit_rpm: None,
-            owner: None,
-            kid: None,
-            registrar: None,
-        }
+        TokenRecord { revoked_at: Some(1), ..crate::fixtures::token_record(id, u64::MAX / 2) }
     }
 
     #[test]

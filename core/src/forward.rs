@@ -317,26 +317,7 @@ mod tests {
     use super::*;
 
     pub(super) fn plan() -> ForwardPlan {
-        ForwardPlan {
-            route: "llama".into(),
-            upstreams: vec![],
-            headers: HeaderMap::new(),
-            connect_timeout_ms: 1,
-            response_timeout_ms: 1,
-            idle_timeout_ms: 1,
-            rate_limit: None,
-            max_body_bytes: 1,
-            request_id: "rid-1".into(),
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            token_id: None,
-            partner: None,
-            public_prefix: "/llama/".into(),
-            sandbox: true,
-            forward_set_cookie: false,
-            body: None,
-            strip_usage: false,
-            budgets: Vec::new(),
-        }
+        ForwardPlan { request_id: "rid-1".into(), ..crate::fixtures::plan("llama") }
     }
 
     #[test]

@@ -950,12 +950,7 @@ mod tests {
         let cfg = test_config();
         let s = store_with_route();
         let t = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
-        let mut rec = crate::store::TokenRecord {
-            rate_limit_rpm: None,
-            id: "tok_alice".into(), subject: "alice".into(), kind: TokenKind::User, groups: vec![], routes: None,
-            description: String::new(), metadata: Default::default(), created_by: "ops".into(), created_at: NOW,
-            expires_at: NOW + 600, revoked_at: None, last_used_at: None, request_count: 0, owner: None, kid: None, registrar: None,
-        };
+        let mut rec = crate::store::TokenRecord { subject: "alice".into(), created_at: NOW, ..crate::fixtures::token_record("tok_alice", NOW + 600) };
         rec.revoked_at = Some(NOW);
         block_on(s.revoke(&rec)).unwrap();
         assert_eq!(decide(&cfg, &s, &parts("/llama/x", &[("authorization", &t)])).unwrap_err(), Error::TokenRevoked);

@@ -17,6 +17,8 @@ pub mod dashboard;
 pub mod error;
 pub mod fetch;
 pub mod forward;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 #[cfg(any(test, feature = "forge"))]
 pub mod forge;
 pub mod gateway;

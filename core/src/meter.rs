@@ -107,26 +107,7 @@ mod tests {
     use http::HeaderMap;
 
     fn plan() -> ForwardPlan {
-        ForwardPlan {
-            route: "llama".into(),
-            upstreams: Vec::new(),
-            headers: HeaderMap::new(),
-            connect_timeout_ms: 1,
-            response_timeout_ms: 1,
-            idle_timeout_ms: 1,
-            rate_limit: None,
-            max_body_bytes: 1,
-            request_id: "req_1".into(),
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            token_id: Some("tok_a".into()),
-            partner: None,
-            public_prefix: "/llama/".into(),
-            sandbox: true,
-            forward_set_cookie: false,
-            body: None,
-            strip_usage: false,
-            budgets: Vec::new(),
-        }
+        ForwardPlan { token_id: Some("tok_a".into()), ..crate::fixtures::plan("llama") }
     }
 
     #[test]

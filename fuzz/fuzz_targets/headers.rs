@@ -54,26 +54,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     check_request(&client, client_ip, affinity_cookie);
-    let plan = ForwardPlan {
-        route: "llama".into(),
-        upstreams: Vec::new(),
-        headers: HeaderMap::new(),
-        connect_timeout_ms: 1,
-        response_timeout_ms: 1,
-        idle_timeout_ms: 1,
-        rate_limit: None,
-        max_body_bytes: 1,
-        request_id: REQUEST_ID.into(),
-        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-        token_id: None,
-        partner: None,
-        public_prefix: prefix.into(),
-        sandbox,
-        forward_set_cookie,
-        body: None,
-        strip_usage: false,
-        budgets: Vec::new(),
-    };
+    let plan = ForwardPlan { request_id: REQUEST_ID.into(), public_prefix: prefix.into(), sandbox, forward_set_cookie, ..gateway_core::fixtures::plan("llama") };
     check_response(&upstream, &plan, base);
 });
 

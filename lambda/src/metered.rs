@@ -160,26 +160,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     fn meter() -> Meter {
-        let plan = ForwardPlan {
-            route: "llama".into(),
-            upstreams: Vec::new(),
-            headers: http::HeaderMap::new(),
-            connect_timeout_ms: 1,
-            response_timeout_ms: 1,
-            idle_timeout_ms: 1,
-            rate_limit: None,
-            max_body_bytes: 1,
-            request_id: "req_1".into(),
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-            token_id: Some("tok_a".into()),
-            public_prefix: "/llama/".into(),
-            sandbox: true,
-            forward_set_cookie: false,
-            partner: None,
-            body: None,
-            strip_usage: false,
-            budgets: Vec::new(),
-        };
+        let plan = ForwardPlan { token_id: Some("tok_a".into()), ..gateway_core::fixtures::plan("llama") };
         let mut m = Meter::new(&plan, 1_000);
         let mut h = http::HeaderMap::new();
         h.insert(

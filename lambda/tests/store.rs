@@ -10,7 +10,6 @@ use gateway_core::metrics::{self, RequestSample};
 use gateway_core::probe::ProbeTarget;
 use gateway_core::route::{Endpoint, Route};
 use gateway_core::store::{AdminStore, AuditEntry, MemoryStore, MetricsSink, RouteSource, ServiceAccount, TokenRecord};
-use gateway_core::token::TokenKind;
 use gateway_core::Error;
 use gateway_lambda::store::DynamoStore;
 use std::net::TcpListener;
@@ -57,25 +56,7 @@ fn route(name: &str) -> Route {
 }
 
 fn record(id: &str, expires_at: u64) -> TokenRecord {
-    TokenRecord {
-        rate_limit_rpm: None,
-        id: id.into(),
-        subject: "s".into(),
-        kind: TokenKind::User,
-        groups: vec![],
-        routes: None,
-        description: String::new(),
-        metadata: Default::default(),
-        created_by: "ops".into(),
-        created_at: 0,
-        expires_at,
-        revoked_at: None,
-        last_used_at: None,
-        request_count: 0,
-        owner: None,
-        kid: None,
-        registrar: None,
-    }
+    gateway_core::fixtures::token_record(id, expires_at)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

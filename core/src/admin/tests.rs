@@ -170,11 +170,7 @@ fn self_service_issuance_is_bounded_per_day_even_when_revoked() {
 #[test]
 fn token_records_past_keeping_are_pruned_but_revocations_stay() {
     let store = MemoryStore::default();
-    let rec = |id: &str, expires_at: u64, revoked_at: Option<u64>| TokenRecord {
-        id: id.into(), subject: "s".into(), kind: TokenKind::User, groups: vec![], routes: None, description: String::new(),
-        metadata: Default::default(), created_by: "ops".into(), created_at: 0, expires_at, revoked_at, last_used_at: None,
-        request_count: 0, rate_limit_rpm: None, owner: None, kid: None, registrar: None,
-    };
+    let rec = |id: &str, expires_at: u64, revoked_at: Option<u64>| TokenRecord { revoked_at, ..crate::fixtures::token_record(id, expires_at) };
     block_on(store.put_token(&rec("tok_old", NOW - 31 * 24 * 3600, None))).unwrap();
     block_on(store.revoke(&rec("tok_gone", NOW + 3600, Some(NOW - 3 * 24 * 3600)))).unwrap();
     block_on(store.revoke(&rec("tok_recent", NOW + 3600, Some(NOW - 3600)))).unwrap();

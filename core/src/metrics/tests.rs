@@ -6,9 +6,7 @@ use proptest::prelude::*;
 const NOW: u64 = 1_750_000_020;
 const MINUTE: &str = "0029166667";
 
-fn sample(route: &str, status: u16, latency_ms: f64, at: u64) -> RequestSample {
-    RequestSample { route: route.into(), status, latency_ms, at, ..RequestSample::default() }
-}
+use crate::fixtures::sample;
 
 fn store_of(samples: &[RequestSample]) -> BTreeMap<String, u64> {
     let mut store = BTreeMap::new();
@@ -1008,23 +1006,10 @@ fn tokens_about_to_expire_are_counted_by_kind() {
     use crate::store::TokenRecord;
     use crate::token::TokenKind;
     let record = |id: &str, kind: TokenKind, left: i64, revoked: bool| TokenRecord {
-        id: id.into(),
-        subject: "s".into(),
         kind,
-        groups: vec![],
-        routes: None,
-        description: String::new(),
-        metadata: BTreeMap::new(),
-        created_by: "ops".into(),
         created_at: NOW - 10,
-        expires_at: (NOW as i64 + left) as u64,
         revoked_at: revoked.then_some(NOW - 5),
-        last_used_at: None,
-        request_count: 0,
-        rate_limit_rpm: None,
-        owner: None,
-        kid: None,
-        registrar: None,
+        ..crate::fixtures::token_record(id, (NOW as i64 + left) as u64)
     };
     let records = [
         record("a", TokenKind::Service, 3_600, false),
