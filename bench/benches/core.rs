@@ -5,7 +5,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use futures_executor::block_on;
 use gateway_core::balance::Balancer;
-use gateway_core::gateway::{route_request, RequestContext, Routed};
+use gateway_core::gateway::{decide, Decision, RequestContext};
 use gateway_core::route::{parse_target, Endpoint, Route};
 use gateway_core::store::{AdminStore, MemoryStore, RouteSource};
 use gateway_core::token::{TokenIssuer, TokenKind, TokenRequest, TokenVerifier};
@@ -128,13 +128,13 @@ fn bench_decision(c: &mut Criterion) {
         body_peek: None,
     };
     assert!(matches!(
-        block_on(route_request(&cfg, &s, &parts, &ctx)),
-        Ok(Routed::Proxy(_))
+        block_on(decide(&cfg, &s, &parts, &ctx)),
+        Ok(Decision::Forward(_))
     ));
     let mut g = c.benchmark_group("gateway");
     // Warm: the token was verified before in this isolate / instance (the usual case).
-    g.bench_function("route_request", |b| b.iter(|| block_on(route_request(&cfg, &s, black_box(&parts), &ctx)).expect("a plan")));
-    g.bench_function("route_request_warm_token", |b| b.iter(|| block_on(route_request(&cfg, &s, black_box(&parts), &ctx)).expect("a plan")));
+    g.bench_function("route_request", |b| b.iter(|| block_on(decide(&cfg, &s, black_box(&parts), &ctx)).expect("a plan")));
+    g.bench_function("route_request_warm_token", |b| b.iter(|| block_on(decide(&cfg, &s, black_box(&parts), &ctx)).expect("a plan")));
     // Cold: an empty verified-token cache each time (signature and JSON decoding paid).
     g.bench_function("route_request_cold_token", |b| {
         b.iter_batched(
@@ -143,7 +143,7 @@ fn bench_decision(c: &mut Criterion) {
                 cold.verified = Default::default();
                 cold
             },
-            |cold| block_on(route_request(&cold, &s, black_box(&parts), &ctx)).expect("a plan"),
+            |cold| block_on(decide(&cold, &s, black_box(&parts), &ctx)).expect("a plan"),
             criterion::BatchSize::SmallInput,
         )
     });

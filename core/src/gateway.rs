@@ -1,5 +1,12 @@
 //! The whole per-request decision of the data plane, in the order the gateway
 //! applies it: limits, routing, authentication, RBAC, balancing, forwarding plan.
+//!
+//! One road, one answer ([`Decision`]). [`decide`] takes it whole, for callers that
+//! hold the body (tests, benchmarks, fuzz targets). The adapters, which stream the
+//! body, take the same road in its two steps, reading the body's start between them
+//! when asked: [`resolve`] reads the store (route, caller, leases, health, budgets;
+//! [`resolve_model`] under `/v1/`), then [`Resolution::decide`] balances and plans
+//! without I/O.
 
 use crate::balance::Balancer;
 use crate::config::Config;
@@ -11,14 +18,14 @@ use crate::store::RouteSource;
 use crate::token::Principal;
 use http::request::Parts;
 
-/// What the adapter must do with a request.
+/// What the adapter does with a request.
 #[derive(Debug)]
-pub enum Routed {
+pub enum Decision {
     /// An admin API call: hand it to [`crate::admin::handle`] with these segments.
     Admin(Vec<String>),
     /// Forward it as planned.
-    Proxy(Box<ForwardPlan>),
-    /// Send the gateway's own answer ([`Resolution::Answer`]).
+    Forward(Box<ForwardPlan>),
+    /// Send the gateway's own answer (`/v1/models`).
     Answer(http::Response<Vec<u8>>),
 }
 
@@ -241,7 +248,7 @@ async fn principal_of<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, no
     }
 }
 
-/// What the store said about a request's route and caller: everything [`plan`] needs.
+/// What the store said about a request's route and caller: everything [`Resolution::decide`] needs.
 #[derive(Debug)]
 pub struct Resolved {
     route: Route,
@@ -259,7 +266,7 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// True when [`plan`] needs the body's start ([`RequestContext::body_peek`]): to key the
+    /// True when planning needs the body's start ([`RequestContext::body_peek`]): to key the
     /// request by its prompt prefix (the route's fallback is `prefix` and the request carries
     /// no session id), or to ask for a stream's usage (a `usage: "always"` route's `POST`).
     pub fn needs_body_peek(&self, parts: &Parts) -> bool {
@@ -270,7 +277,7 @@ impl Resolved {
     }
 }
 
-/// The outcome of [`resolve`].
+/// What the store said ([`resolve`]); [`Resolution::decide`] makes it a [`Decision`].
 #[derive(Debug)]
 pub enum Resolution {
     /// An admin API call: hand it to [`crate::admin::handle`] with these segments.
@@ -283,6 +290,30 @@ pub enum Resolution {
     /// [`crate::models::PEEK_BYTES`] (forwarding them with the rest afterwards) and calls
     /// [`resolve_model`].
     NeedsModel,
+}
+
+impl Resolution {
+    /// True when deciding needs the body's start ([`RequestContext::body_peek`]): under
+    /// `/v1/` to read `model` ([`resolve_model`]), or for a route keyed by prompt prefix.
+    pub fn needs_body(&self, parts: &Parts) -> bool {
+        match self {
+            Resolution::NeedsModel => true,
+            Resolution::Route(r) => r.needs_body_peek(parts),
+            Resolution::Admin(_) | Resolution::Answer(_) => false,
+        }
+    }
+
+    /// The decision, with no I/O: an admin call, the gateway's own answer, or a forwarding
+    /// plan (balanced with what `ctx` says of this instance). Model routing must have been
+    /// resolved first ([`resolve_model`]).
+    pub fn decide(self, parts: &Parts, ctx: &RequestContext<'_>) -> Result<Decision> {
+        match self {
+            Resolution::Admin(segs) => Ok(Decision::Admin(segs)),
+            Resolution::Answer(res) => Ok(Decision::Answer(res)),
+            Resolution::Route(r) => plan(parts, *r, ctx).map(|p| Decision::Forward(Box::new(p))),
+            Resolution::NeedsModel => Err(Error::Internal("model routing resolved twice".into())),
+        }
+    }
 }
 
 /// The part of the decision that reads the store: limits, routing, authentication, RBAC.
@@ -323,7 +354,7 @@ pub async fn resolve<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, now
                     model_route(cfg, store, parts, &id, now).await?;
                     Ok(Resolution::Answer(json_answer(serde_json::to_vec(&crate::models::model_object(&id)).unwrap_or_default())))
                 }
-                crate::models::ModelRequest::Routed => Ok(Resolution::NeedsModel),
+                crate::models::ModelRequest::ByBody => Ok(Resolution::NeedsModel),
             };
         }
         Target::Host { rest } => {
@@ -457,7 +488,7 @@ async fn finish<S: RouteSource>(
 }
 
 /// The part of the decision that needs no store: balancing and the forwarding plan.
-pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<ForwardPlan> {
+fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<ForwardPlan> {
     let request_id = parts
         .headers
         .get("x-request-id")
@@ -547,8 +578,9 @@ pub fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<Forw
     })
 }
 
-/// Decides what to do with a request: [`resolve`] then [`plan`].
-pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, ctx: &RequestContext<'_>) -> Result<Routed> {
+/// Decides what to do with a request whose body's start (if read) is `ctx.body_peek`:
+/// [`resolve`], [`resolve_model`] under `/v1/`, then [`Resolution::decide`].
+pub async fn decide<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, ctx: &RequestContext<'_>) -> Result<Decision> {
     let resolution = match resolve(cfg, store, parts, ctx.now).await? {
         Resolution::NeedsModel => {
             let (peek, complete) = ctx.body_peek.unwrap_or((&[], true));
@@ -556,12 +588,7 @@ pub async fn route_request<S: RouteSource>(cfg: &Config, store: &S, parts: &Part
         }
         other => other,
     };
-    match resolution {
-        Resolution::Admin(segs) => Ok(Routed::Admin(segs)),
-        Resolution::Route(r) => Ok(Routed::Proxy(Box::new(plan(parts, *r, ctx)?))),
-        Resolution::Answer(res) => Ok(Routed::Answer(res)),
-        Resolution::NeedsModel => Err(Error::Internal("model routing resolved twice".into())),
-    }
+    resolution.decide(parts, ctx)
 }
 
 #[cfg(test)]
@@ -607,7 +634,7 @@ mod tests {
     }
 
     /// Decides `p` as an adapter would, with this request's in-flight counts and body peek.
-    fn decide_in(cfg: &Config, s: &MemoryStore, p: &Parts, in_flight: &dyn Fn(&str, &str) -> u64, body_peek: Option<(&[u8], bool)>) -> Result<Routed> {
+    fn decide_in(cfg: &Config, s: &MemoryStore, p: &Parts, in_flight: &dyn Fn(&str, &str) -> u64, body_peek: Option<(&[u8], bool)>) -> Result<Decision> {
         let secret = |n: &str| (n == "VLLM_KEY").then(|| "upstream-secret".to_string());
         let trace = crate::trace::Trace::from_headers(&p.headers, &[7; 24]);
         let ctx = RequestContext {
@@ -621,15 +648,15 @@ mod tests {
             in_flight,
             body_peek,
         };
-        block_on(route_request(cfg, s, p, &ctx))
+        block_on(super::decide(cfg, s, p, &ctx))
     }
 
-    fn decide(cfg: &Config, s: &MemoryStore, p: &Parts) -> Result<Routed> {
+    fn decide(cfg: &Config, s: &MemoryStore, p: &Parts) -> Result<Decision> {
         decide_in(cfg, s, p, &|_, _| 0, None)
     }
 
     /// [`decide`] with loads (by endpoint id, asserting the route key) and a body peek.
-    fn decide_with(cfg: &Config, s: &MemoryStore, p: &Parts, load: &dyn Fn(&str) -> u64, body_peek: Option<(&[u8], bool)>) -> Result<Routed> {
+    fn decide_with(cfg: &Config, s: &MemoryStore, p: &Parts, load: &dyn Fn(&str) -> u64, body_peek: Option<(&[u8], bool)>) -> Result<Decision> {
         let in_flight = |route: &str, id: &str| {
             assert_eq!(route, "llama");
             load(id)
@@ -823,9 +850,9 @@ mod tests {
         assert_eq!(firsts.len(), 1);
     }
 
-    fn plan(r: Result<Routed>) -> ForwardPlan {
+    fn plan(r: Result<Decision>) -> ForwardPlan {
         match r {
-            Ok(Routed::Proxy(p)) => *p,
+            Ok(Decision::Forward(p)) => *p,
             other => panic!("not a plan: {other:?}"),
         }
     }
@@ -1020,7 +1047,7 @@ mod tests {
         block_on(s.put_route(&r, None)).unwrap();
         let p = plan(decide(&cfg, &s, &parts("/v1/models", &[])));
         assert_eq!(p.upstreams[0].url, "http://10.0.0.1:8000/v1/models");
-        assert!(matches!(decide(&cfg, &s, &parts("/_gateway/routes", &[])), Ok(Routed::Admin(_))));
+        assert!(matches!(decide(&cfg, &s, &parts("/_gateway/routes", &[])), Ok(Decision::Admin(_))));
     }
 
     #[test]
@@ -1091,8 +1118,8 @@ mod tests {
             assert_eq!(e, Error::ServiceWorkerRefused, "{v}");
             assert_eq!((e.status().as_u16(), e.code()), (403, "service_worker_refused"));
         }
-        assert!(matches!(decide(&cfg, &s, &parts("/llama/sw.js", &[("authorization", &ok)])), Ok(Routed::Proxy(_))));
-        assert!(matches!(decide(&cfg, &s, &parts("/_gateway/dashboard", &[("service-worker", "script")])), Ok(Routed::Admin(_))), "admin paths are unaffected");
+        assert!(matches!(decide(&cfg, &s, &parts("/llama/sw.js", &[("authorization", &ok)])), Ok(Decision::Forward(_))));
+        assert!(matches!(decide(&cfg, &s, &parts("/_gateway/dashboard", &[("service-worker", "script")])), Ok(Decision::Admin(_))), "admin paths are unaffected");
     }
 
     #[test]
@@ -1106,22 +1133,22 @@ mod tests {
         let ok = format!("Bearer {}", token(&cfg, "alice", &["ml-team"]));
         let admin = |host: &str, path: &str| decide(&cfg, &s, &parts_on(host, path, &[]));
         // Unset: every host answers both, as before (the host route takes its host).
-        assert!(matches!(admin("gw.example.com", "/_gateway/routes"), Ok(Routed::Admin(_))));
-        assert!(matches!(admin("admin.example.com", "/v1/models"), Ok(Routed::Proxy(_))));
+        assert!(matches!(admin("gw.example.com", "/_gateway/routes"), Ok(Decision::Admin(_))));
+        assert!(matches!(admin("admin.example.com", "/v1/models"), Ok(Decision::Forward(_))));
 
         cfg.admin_host = Some("admin.example.com".into());
         let admin = |host: &str, path: &str| decide(&cfg, &s, &parts_on(host, path, &[]));
-        assert!(matches!(admin("admin.example.com", "/_gateway/routes"), Ok(Routed::Admin(_))));
-        assert!(matches!(admin("Admin.Example.com:443", "/_gateway/dashboard"), Ok(Routed::Admin(_))));
+        assert!(matches!(admin("admin.example.com", "/_gateway/routes"), Ok(Decision::Admin(_))));
+        assert!(matches!(admin("Admin.Example.com:443", "/_gateway/dashboard"), Ok(Decision::Admin(_))));
         for path in ["/_gateway/routes", "/_gateway/dashboard", "/_gateway/me"] {
             assert!(matches!(admin("gw.example.com", path), Err(Error::NotFound(_))), "{path}");
         }
-        assert!(matches!(admin("gw.example.com", "/_gateway/healthz"), Ok(Routed::Admin(_))), "healthz answers on every host");
+        assert!(matches!(admin("gw.example.com", "/_gateway/healthz"), Ok(Decision::Admin(_))), "healthz answers on every host");
         for path in ["/llama/v1/models", "/v1/models", "/e/abcdefghijklmnop/x"] {
             assert!(matches!(admin("admin.example.com", path), Err(Error::NotFound(_))), "{path}");
         }
         let p = parts_on("gw.example.com", "/llama/v1/models", &[("authorization", &ok)]);
-        assert!(matches!(decide(&cfg, &s, &p), Ok(Routed::Proxy(_))), "the data plane still answers elsewhere");
+        assert!(matches!(decide(&cfg, &s, &p), Ok(Decision::Forward(_))), "the data plane still answers elsewhere");
     }
 
     #[test]
@@ -1190,7 +1217,7 @@ mod tests {
         s
     }
 
-    fn by_model(cfg: &Config, s: &MemoryStore, headers: &[(&str, &str)], body: &str) -> Result<Routed> {
+    fn by_model(cfg: &Config, s: &MemoryStore, headers: &[(&str, &str)], body: &str) -> Result<Decision> {
         let mut p = parts("/v1/chat/completions", headers);
         p.method = http::Method::POST;
         let ctx = RequestContext {
@@ -1204,7 +1231,7 @@ mod tests {
             in_flight: &|_, _| 0,
             body_peek: Some((body.as_bytes(), true)),
         };
-        block_on(route_request(cfg, s, &p, &ctx))
+        block_on(super::decide(cfg, s, &p, &ctx))
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub enum ModelRequest {
     /// `GET /v1/models/{id}`: one model, answered by the gateway.
     Get(String),
     /// Anything else: routed by the body's `model`.
-    Routed,
+    ByBody,
 }
 
 /// Classifies a `/v1/…` request by method and normalised path (`v1/models`, …).
@@ -35,7 +35,7 @@ pub fn classify(method: &http::Method, rest: &str) -> ModelRequest {
             let decoded = percent_encoding::percent_decode_str(&id[1..]).decode_utf8_lossy().into_owned();
             ModelRequest::Get(decoded)
         }
-        _ => ModelRequest::Routed,
+        _ => ModelRequest::ByBody,
     }
 }
 
@@ -247,9 +247,9 @@ mod tests {
         assert_eq!(classify(&get, "v1/models"), ModelRequest::List);
         assert_eq!(classify(&get, "v1/models/"), ModelRequest::List);
         assert_eq!(classify(&get, "v1/models/meta-llama/Llama-3.1-8B"), ModelRequest::Get("meta-llama/Llama-3.1-8B".into()));
-        assert_eq!(classify(&http::Method::POST, "v1/models"), ModelRequest::Routed);
-        assert_eq!(classify(&http::Method::POST, "v1/chat/completions"), ModelRequest::Routed);
-        assert_eq!(classify(&get, "v1/modelsx"), ModelRequest::Routed);
+        assert_eq!(classify(&http::Method::POST, "v1/models"), ModelRequest::ByBody);
+        assert_eq!(classify(&http::Method::POST, "v1/chat/completions"), ModelRequest::ByBody);
+        assert_eq!(classify(&get, "v1/modelsx"), ModelRequest::ByBody);
     }
 
     #[test]

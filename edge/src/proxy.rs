@@ -11,7 +11,7 @@ use gateway_core::admin::{self, MAX_ADMIN_BODY};
 use gateway_core::attempts::{Forwarding, Outcome, Step};
 use gateway_core::batch::Flush;
 use gateway_core::forward::{response_headers, ForwardPlan};
-use gateway_core::gateway::{check_transport, plan, resolve, resolve_model, RequestContext, Resolution, Routed, Transport};
+use gateway_core::gateway::{check_transport, resolve, resolve_model, Decision, RequestContext, Resolution, Transport};
 use gateway_core::meter::Meter;
 use gateway_core::metrics::RequestSample;
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
@@ -86,15 +86,12 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     if iso.kv_cache.borrow().has_stale() {
         ctx.wait_until(crate::kv::refresh_stale(kv.kv.clone(), iso.clone(), kv.policy()));
     }
-    let routed = match resolution {
+    let decision = match resolution {
         Err(e) => Err(e),
-        Ok(Resolution::Admin(segs)) => Ok(Routed::Admin(segs)),
-        Ok(Resolution::Answer(res)) => Ok(Routed::Answer(res)),
-        Ok(Resolution::NeedsModel) => Err(Error::Internal("model routing resolved twice".into())),
-        Ok(Resolution::Route(resolved)) => {
+        Ok(resolution) => {
             // Routes keyed by prompt prefix read the body's start before choosing an endpoint;
             // what was read goes upstream first.
-            if peeked.is_none() && resolved.needs_body_peek(&parts) {
+            if peeked.is_none() && resolution.needs_body(&parts) {
                 match peek_body(&req).await {
                     Ok(p) => peeked = p,
                     Err(e) => return error_response(&e, request_id),
@@ -111,10 +108,10 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                 in_flight: &in_flight,
                 body_peek: peeked.as_ref().map(|p| (&p.bytes[..], p.complete)),
             };
-            plan(&parts, *resolved, &rctx).map(|p| Routed::Proxy(Box::new(p)))
+            resolution.decide(&parts, &rctx)
         }
     };
-    match routed {
+    match decision {
         Err(e) => {
             // Refused after reading part of the body: read the rest away (up to the default body
             // limit, then give up on it), so the connection is not left with an unread upload
@@ -148,7 +145,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
             );
             error_response(&e, request_id)
         }
-        Ok(Routed::Admin(segments)) => match admin::public(&parts.method, &segments) {
+        Ok(Decision::Admin(segments)) => match admin::public(&parts.method, &segments) {
             Some(reply) => to_worker(reply.into_response(), request_id),
             None => {
                 // An identity provider's keys are fetched here, in the Worker, so the state
@@ -170,8 +167,8 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                 Ok(res)
             }
         },
-        Ok(Routed::Proxy(plan)) => forward(req, env, ctx, iso, *plan, started, peeked).await,
-        Ok(Routed::Answer(res)) => {
+        Ok(Decision::Forward(plan)) => forward(req, env, ctx, iso, *plan, started, peeked).await,
+        Ok(Decision::Answer(res)) => {
             log_line(request_id, &trace.trace_id, None, None, res.status().as_u16(), started, None);
             to_worker(res, request_id)
         }

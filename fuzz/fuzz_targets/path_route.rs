@@ -1,5 +1,5 @@
 //! Request paths and the data plane's decision: `normalise_path`,
-//! `parse_target`, `check_limits` and `route_request` must never panic, and
+//! `parse_target`, `check_limits` and `decide` must never panic, and
 //! what they accept must keep route.rs's promises (no `.`/`..`, `/`, `\` or
 //! control character in a segment; only a literal first `_gateway` reaches the
 //! admin API; the forwarded rest re-decodes to the same segments).
@@ -11,7 +11,7 @@
 //! picks the method (GET by default).
 #![no_main]
 
-use gateway_core::gateway::{check_limits, check_transport, route_request, RequestContext, Routed, Transport};
+use gateway_core::gateway::{check_limits, check_transport, decide, Decision, RequestContext, Transport};
 use gateway_core::route::{encode_segments, is_valid_ephemeral_id, is_valid_route_name, normalise_path, parse_target, Target};
 use gateway_core::store::MemoryStore;
 use gateway_core::Error;
@@ -92,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
 
     let secret = |n: &str| (n == UPSTREAM_SECRET).then(|| UPSTREAM_SECRET_VALUE.to_string());
     let ctx = RequestContext { now: NOW, client_ip: Some(CLIENT_IP), proto: "https", new_request_id: "rid-fuzz", trace: &gateway_core::trace::Trace::from_headers(&parts.headers, &[3; 24]), secret: &secret, avoid: &|_, id| id == "b", in_flight: &|_, id| if id == "a" { 5 } else { 0 }, body_peek: None };
-    match block_on(route_request(cfg, store(), &parts, &ctx)) {
+    match block_on(decide(cfg, store(), &parts, &ctx)) {
         Err(e) => {
             if let Err(l) = &limits {
                 assert_eq!(&e, l, "limits are checked first");
@@ -103,12 +103,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(routed) => {
             assert!(limits.is_ok(), "routed a request over the limits");
             match routed {
-                Routed::Admin(segs) => {
+                Decision::Admin(segs) => {
                     assert_eq!(parse_target(parts.uri.path(), false), Ok(Target::Admin(segs)));
                 }
-                Routed::Proxy(plan) => check_plan(&parts, &plan),
+                Decision::Forward(plan) => check_plan(&parts, &plan),
                 // The gateway's own answers under /v1/ (the model list): always JSON.
-                Routed::Answer(res) => {
+                Decision::Answer(res) => {
                     assert_eq!(parse_target(parts.uri.path(), false).ok().map(|t| matches!(t, Target::Model { .. })), Some(true), "{:?} answered by the gateway", parts.uri);
                     assert!(serde_json::from_slice::<serde_json::Value>(res.body()).is_ok(), "the answer is JSON");
                 }

@@ -10,7 +10,7 @@ use gateway_core::admin::{self, AdminRequest};
 use gateway_core::attempts::{Forwarding, Outcome, Step};
 use gateway_core::cache::CachedSource;
 use gateway_core::forward::{response_headers, FailureMemory, ForwardPlan};
-use gateway_core::gateway::{check_transport, plan, resolve, resolve_model, security_headers, RequestContext, Resolution, Routed, Transport};
+use gateway_core::gateway::{check_transport, resolve, resolve_model, security_headers, Decision, RequestContext, Resolution, Transport};
 use gateway_core::load::InFlight;
 use gateway_core::meter::Meter;
 use gateway_core::metrics::RequestSample;
@@ -366,44 +366,39 @@ async fn serve(
         other => other,
     };
     refresh_behind(app);
-    // Planning is synchronous, so its lookups need not be Send.
-    let routed = resolution.and_then(|r| match r {
-        Resolution::Admin(segs) => Ok(Routed::Admin(segs)),
-        Resolution::Answer(res) => Ok(Routed::Answer(res)),
-        Resolution::NeedsModel => Err(Error::Internal("model routing resolved twice".into())),
-        Resolution::Route(resolved) => {
-            let secret = |name: &str| app.secrets.get(name);
-            let avoid = |route: &str, ep: &str| {
-                app.failures
-                    .lock()
-                    .map(|f| f.is_avoided(route, ep, now))
-                    .unwrap_or(false)
-            };
-            let in_flight = |route: &str, ep: &str| app.in_flight.lock().map(|t| t.get(route, ep)).unwrap_or(0);
-            let rctx = RequestContext {
-                now,
-                client_ip: client_ip.as_deref(),
-                proto: &proto,
-                new_request_id: &request_id,
-                trace,
-                secret: &secret,
-                avoid: &avoid,
-                in_flight: &in_flight,
-                // The whole body is here already; routes keyed by prompt prefix look at its start.
-                body_peek: resolved.needs_body_peek(&parts).then(|| {
-                    let n = body.len().min(gateway_core::load::BODY_PEEK_BYTES);
-                    (&body[..n], n == body.len())
-                }),
-            };
-            plan(&parts, *resolved, &rctx).map(|p| Routed::Proxy(Box::new(p)))
-        }
+    // Deciding is synchronous from here, so its lookups need not be Send.
+    let decision = resolution.and_then(|resolution| {
+        let secret = |name: &str| app.secrets.get(name);
+        let avoid = |route: &str, ep: &str| {
+            app.failures
+                .lock()
+                .map(|f| f.is_avoided(route, ep, now))
+                .unwrap_or(false)
+        };
+        let in_flight = |route: &str, ep: &str| app.in_flight.lock().map(|t| t.get(route, ep)).unwrap_or(0);
+        let rctx = RequestContext {
+            now,
+            client_ip: client_ip.as_deref(),
+            proto: &proto,
+            new_request_id: &request_id,
+            trace,
+            secret: &secret,
+            avoid: &avoid,
+            in_flight: &in_flight,
+            // The whole body is here already; routes keyed by prompt prefix look at its start.
+            body_peek: resolution.needs_body(&parts).then(|| {
+                let n = body.len().min(gateway_core::load::BODY_PEEK_BYTES);
+                (&body[..n], n == body.len())
+            }),
+        };
+        resolution.decide(&parts, &rctx)
     });
-    match routed {
+    match decision {
         Err(e) => {
             log(&request_id, None, None, e.status().as_u16(), started, None);
             error(&e, &request_id)
         }
-        Ok(Routed::Admin(segments)) => {
+        Ok(Decision::Admin(segments)) => {
             let areq = AdminRequest {
                 method: &parts.method,
                 segments: &segments,
@@ -425,8 +420,8 @@ async fn serve(
                 Err(e) => error(&e, &request_id),
             }
         }
-        Ok(Routed::Proxy(plan)) => forward(app, *plan, parts.method, body, started, arrived_ms).await,
-        Ok(Routed::Answer(res)) => {
+        Ok(Decision::Forward(plan)) => forward(app, *plan, parts.method, body, started, arrived_ms).await,
+        Ok(Decision::Answer(res)) => {
             log(&request_id, None, None, res.status().as_u16(), started, None);
             respond(res, &request_id)
         }
