@@ -114,7 +114,6 @@ fn bench_decision(c: &mut Criterion) {
         .into_parts()
         .0;
     let secret = |_: &str| None;
-    let avoid = |_: &str, _: &str| false;
     let trace = gateway_core::trace::Trace::from_headers(&parts.headers, &[5; 24]);
     let ctx = RequestContext {
         now: NOW,
@@ -123,8 +122,8 @@ fn bench_decision(c: &mut Criterion) {
         new_request_id: "req_bench",
         trace: &trace,
         secret: &secret,
-        avoid: &avoid,
-        in_flight: &|_, _| 0,
+        failures: &Default::default(),
+        in_flight: &Default::default(),
         body_peek: None,
     };
     assert!(matches!(

@@ -43,11 +43,11 @@ pub struct RequestContext<'a> {
     pub trace: &'a crate::trace::Trace,
     /// Looks up a platform secret by name (for `upstream_api_key_secret`).
     pub secret: &'a dyn Fn(&str) -> Option<String>,
-    /// True for an endpoint (route, id) that failed recently.
-    pub avoid: &'a dyn Fn(&str, &str) -> bool,
-    /// Requests this isolate or instance has in flight to an endpoint (route, id). With the
-    /// endpoint's latest vLLM reading it makes the load ([`crate::load::estimate`]).
-    pub in_flight: &'a dyn Fn(&str, &str) -> u64,
+    /// Endpoints that failed recently on this isolate or instance: tried last.
+    pub failures: &'a crate::forward::FailureMemory,
+    /// Requests this isolate or instance has in flight, by endpoint. With the endpoint's latest
+    /// vLLM reading it makes the load ([`crate::load::estimate`]).
+    pub in_flight: &'a crate::load::InFlight,
     /// The start of the request body (at most [`crate::load::BODY_PEEK_BYTES`]) and
     /// whether that is all of it, for routes keyed by prompt prefix
     /// ([`Resolved::needs_body_peek`]); `None` when not read.
@@ -520,8 +520,8 @@ fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<ForwardP
         &request_id,
         ctx.body_peek,
     );
-    let avoid = |id: &str| (ctx.avoid)(&r.key, id);
-    let load = |id: &str| crate::load::estimate(r.loads.get(id), (ctx.in_flight)(&r.key, id), ctx.now);
+    let avoid = |id: &str| ctx.failures.is_avoided(&r.key, id, ctx.now);
+    let load = |id: &str| crate::load::estimate(r.loads.get(id), ctx.in_flight.get(&r.key, id), ctx.now);
     let order = if key.spread {
         Balancer::spread
     } else {
@@ -634,7 +634,7 @@ mod tests {
     }
 
     /// Decides `p` as an adapter would, with this request's in-flight counts and body peek.
-    fn decide_in(cfg: &Config, s: &MemoryStore, p: &Parts, in_flight: &dyn Fn(&str, &str) -> u64, body_peek: Option<(&[u8], bool)>) -> Result<Decision> {
+    fn decide_in(cfg: &Config, s: &MemoryStore, p: &Parts, in_flight: &crate::load::InFlight, body_peek: Option<(&[u8], bool)>) -> Result<Decision> {
         let secret = |n: &str| (n == "VLLM_KEY").then(|| "upstream-secret".to_string());
         let trace = crate::trace::Trace::from_headers(&p.headers, &[7; 24]);
         let ctx = RequestContext {
@@ -644,7 +644,7 @@ mod tests {
             new_request_id: "rid-new",
             trace: &trace,
             secret: &secret,
-            avoid: &|_, _| false,
+            failures: &Default::default(),
             in_flight,
             body_peek,
         };
@@ -652,15 +652,17 @@ mod tests {
     }
 
     fn decide(cfg: &Config, s: &MemoryStore, p: &Parts) -> Result<Decision> {
-        decide_in(cfg, s, p, &|_, _| 0, None)
+        decide_in(cfg, s, p, &Default::default(), None)
     }
 
-    /// [`decide`] with loads (by endpoint id, asserting the route key) and a body peek.
+    /// [`decide`] with requests in flight (by endpoint id of route `llama`) and a body peek.
     fn decide_with(cfg: &Config, s: &MemoryStore, p: &Parts, load: &dyn Fn(&str) -> u64, body_peek: Option<(&[u8], bool)>) -> Result<Decision> {
-        let in_flight = |route: &str, id: &str| {
-            assert_eq!(route, "llama");
-            load(id)
-        };
+        let mut in_flight = crate::load::InFlight::default();
+        for id in ["a", "b", "c"] {
+            for _ in 0..load(id) {
+                in_flight.start("llama", id);
+            }
+        }
         decide_in(cfg, s, p, &in_flight, body_peek)
     }
 
@@ -762,6 +764,38 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn an_endpoint_that_failed_here_recently_is_tried_last_until_its_time_is_up() {
+        let cfg = test_config();
+        let s = store_with_route();
+        let p = parts("/llama/v1/models", &[("authorization", &token_of(&cfg, "alice", TokenKind::User)), ("x-session-id", "s1")]);
+        let with = |failures: &crate::forward::FailureMemory, now: u64| {
+            let ctx = RequestContext {
+                now,
+                client_ip: None,
+                proto: "https",
+                new_request_id: "rid-new",
+                trace: &crate::trace::Trace::from_headers(&p.headers, &[7; 24]),
+                secret: &|_| Some("k".into()),
+                failures,
+                in_flight: &Default::default(),
+                body_peek: None,
+            };
+            order(&plan(block_on(super::decide(&cfg, &s, &p, &ctx))))
+        };
+        let home = with(&Default::default(), NOW);
+        let mut failures = crate::forward::FailureMemory::default();
+        failures.mark_failed("llama", &home[0], NOW);
+        let avoiding = with(&failures, NOW);
+        assert_eq!(avoiding.last(), Some(&home[0]), "{home:?} → {avoiding:?}");
+        assert_eq!(avoiding.len(), home.len(), "still tried, last");
+        // A failure on another route's endpoint of the same id changes nothing here.
+        let mut elsewhere = crate::forward::FailureMemory::default();
+        elsewhere.mark_failed("other", &home[0], NOW);
+        assert_eq!(with(&elsewhere, NOW), home);
+        assert_eq!(with(&failures, NOW + crate::forward::AVOID_SECONDS), home, "remembered only for a while");
     }
 
     #[test]
@@ -1227,8 +1261,8 @@ mod tests {
             new_request_id: "req_1",
             trace: &crate::trace::Trace::from_headers(&p.headers, &[7; 24]),
             secret: &|n| (n == "VLLM_KEY").then(|| "sk-upstream".to_string()),
-            avoid: &|_, _| false,
-            in_flight: &|_, _| 0,
+            failures: &Default::default(),
+            in_flight: &Default::default(),
             body_peek: Some((body.as_bytes(), true)),
         };
         block_on(super::decide(cfg, s, &p, &ctx))

@@ -67,8 +67,6 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     let kv = KvReader { kv: env.kv(crate::KV_BINDING)?, cache: &iso.kv_cache, cache_ms: cfg.cache_seconds * 1000, stale_if_error_ms: cfg.stale_if_error_seconds * 1000, jwks: &iso.jwks };
     let client_ip = parts.headers.get("cf-connecting-ip").and_then(|v| v.to_str().ok()).map(str::to_string);
     let secret = |name: &str| env.secret(name).ok().map(|s| s.to_string());
-    let avoid = |route: &str, ep: &str| iso.failures.borrow().is_avoided(route, ep, now);
-    let in_flight = |route: &str, ep: &str| iso.in_flight.borrow().get(route, ep);
     let mut peeked = None;
     let mut resolution = resolve(cfg, &kv, &parts, now).await;
     if matches!(resolution, Ok(Resolution::NeedsModel)) {
@@ -97,6 +95,9 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                     Err(e) => return error_response(&e, request_id),
                 }
             }
+            // Borrowed only while deciding, which awaits nothing.
+            let failures = iso.failures.borrow();
+            let in_flight = iso.in_flight.borrow();
             let rctx = RequestContext {
                 now,
                 client_ip: client_ip.as_deref(),
@@ -104,7 +105,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                 new_request_id: request_id,
                 trace: &trace,
                 secret: &secret,
-                avoid: &avoid,
+                failures: &failures,
                 in_flight: &in_flight,
                 body_peek: peeked.as_ref().map(|p| (&p.bytes[..], p.complete)),
             };

@@ -11,6 +11,8 @@
 //! picks the method (GET by default).
 #![no_main]
 
+use gateway_core::forward::FailureMemory;
+use gateway_core::load::InFlight;
 use gateway_core::gateway::{check_limits, check_transport, decide, Decision, RequestContext, Transport};
 use gateway_core::route::{encode_segments, is_valid_ephemeral_id, is_valid_route_name, normalise_path, parse_target, Target};
 use gateway_core::store::MemoryStore;
@@ -91,7 +93,15 @@ fuzz_target!(|data: &[u8]| {
     check_transports(&parts);
 
     let secret = |n: &str| (n == UPSTREAM_SECRET).then(|| UPSTREAM_SECRET_VALUE.to_string());
-    let ctx = RequestContext { now: NOW, client_ip: Some(CLIENT_IP), proto: "https", new_request_id: "rid-fuzz", trace: &gateway_core::trace::Trace::from_headers(&parts.headers, &[3; 24]), secret: &secret, avoid: &|_, id| id == "b", in_flight: &|_, id| if id == "a" { 5 } else { 0 }, body_peek: None };
+    // On every seeded route, `b` failed moments ago and `a` has five requests in flight.
+    let (mut failures, mut in_flight) = (FailureMemory::default(), InFlight::default());
+    for route in ["llama", "pub", "tf", "hosted", gateway_fuzz::EPHEMERAL_ID] {
+        failures.mark_failed(route, "b", NOW);
+        for _ in 0..5 {
+            in_flight.start(route, "a");
+        }
+    }
+    let ctx = RequestContext { now: NOW, client_ip: Some(CLIENT_IP), proto: "https", new_request_id: "rid-fuzz", trace: &gateway_core::trace::Trace::from_headers(&parts.headers, &[3; 24]), secret: &secret, failures: &failures, in_flight: &in_flight, body_peek: None };
     match block_on(decide(cfg, store(), &parts, &ctx)) {
         Err(e) => {
             if let Err(l) = &limits {

@@ -369,13 +369,9 @@ async fn serve(
     // Deciding is synchronous from here, so its lookups need not be Send.
     let decision = resolution.and_then(|resolution| {
         let secret = |name: &str| app.secrets.get(name);
-        let avoid = |route: &str, ep: &str| {
-            app.failures
-                .lock()
-                .map(|f| f.is_avoided(route, ep, now))
-                .unwrap_or(false)
-        };
-        let in_flight = |route: &str, ep: &str| app.in_flight.lock().map(|t| t.get(route, ep)).unwrap_or(0);
+        // Held only while deciding (microseconds); a poisoned lock only means a panic elsewhere.
+        let failures = app.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let in_flight = app.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         let rctx = RequestContext {
             now,
             client_ip: client_ip.as_deref(),
@@ -383,7 +379,7 @@ async fn serve(
             new_request_id: &request_id,
             trace,
             secret: &secret,
-            avoid: &avoid,
+            failures: &failures,
             in_flight: &in_flight,
             // The whole body is here already; routes keyed by prompt prefix look at its start.
             body_peek: resolution.needs_body(&parts).then(|| {
