@@ -326,10 +326,10 @@ pub fn groups_of(provider: &Provider, claims: &Value) -> Vec<String> {
     out
 }
 
-/// Verifies `token` if its issuer is a configured provider: `Ok(None)` when
-/// it is not (it may be a gateway token), the principal when it verifies,
-/// 401 otherwise.
-pub async fn verify<S: RouteSource>(cfg: &Config, store: &S, token: &str, now: u64) -> Result<Option<Principal>> {
+/// The provider a token names (by its unverified `iss`), its checked header, and the
+/// provider's keys holding its `kid` when there are such (one refresh on an unknown `kid`).
+/// `None`: not a token of a configured provider.
+async fn keys_for<'c, S: RouteSource>(cfg: &'c Config, store: &S, token: &str) -> Result<Option<(&'c Provider, jsonwebtoken::Header, Jwks)>> {
     if cfg.oidc.is_empty() || token.len() > MAX_TOKEN_BYTES {
         return Ok(None);
     }
@@ -358,6 +358,22 @@ pub async fn verify<S: RouteSource>(cfg: &Config, store: &S, token: &str, now: u
     if jwks.find(kid).is_none() {
         jwks = store.jwks(provider, true).await?;
     }
+    Ok(Some((provider, header, jwks)))
+}
+
+/// Makes sure the keys a provider's token names are at hand (fetched, cached, shared),
+/// without verifying the token: the edge's Worker does this before handing an admin call to
+/// its state object, which verifies once and never waits on an identity provider.
+pub async fn prefetch_keys<S: RouteSource>(cfg: &Config, store: &S, token: &str) {
+    let _ = keys_for(cfg, store, token).await;
+}
+
+/// Verifies `token` if its issuer is a configured provider: `Ok(None)` when
+/// it is not (it may be a gateway token), the principal when it verifies,
+/// 401 otherwise.
+pub async fn verify<S: RouteSource>(cfg: &Config, store: &S, token: &str, now: u64) -> Result<Option<Principal>> {
+    let Some((provider, header, jwks)) = keys_for(cfg, store, token).await? else { return Ok(None) };
+    let kid = header.kid.as_deref().unwrap_or_default();
     let (key_alg, key) = jwks.find(kid).ok_or(Error::InvalidToken("unknown kid"))?;
     if key_alg.is_some_and(|a| a != header.alg) {
         return Err(Error::InvalidToken("algorithm does not match the key"));

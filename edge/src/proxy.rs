@@ -3,7 +3,7 @@
 //! an admin call to the Durable Object.
 
 use crate::kv::KvReader;
-use crate::state::{METHOD_HEADER, QUERY_HEADER, SEGMENTS_HEADER};
+use crate::state::STATE_ORIGIN;
 use crate::{error_response, json_str, now_secs, to_worker, Isolate};
 use futures_util::future::{select, Either, LocalBoxFuture};
 use futures_util::{FutureExt, StreamExt};
@@ -150,9 +150,9 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
             Some(reply) => to_worker(reply.into_response(), request_id),
             None => {
                 // An identity provider's keys are fetched here, in the Worker, so the state
-                // object (which authenticates again, from memory and KV only) never waits on one.
+                // object (which authenticates, from memory and KV only) never waits on one.
                 if let Ok(token) = gateway_core::token::bearer(parts.headers.get(http::header::AUTHORIZATION)) {
-                    let _ = gateway_core::oidc::verify(cfg, &kv, token, now).await;
+                    gateway_core::oidc::prefetch_keys(cfg, &kv, token).await;
                 }
                 // What this isolate has counted is written before a metrics read, so the
                 // read sees it (other isolates' batches arrive within their second).
@@ -160,7 +160,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                     flush(env, iso).await;
                 }
                 let metrics_read = segments.len() == 1 && segments[0] == "metrics";
-                let res = admin(req, env, &parts, segments, request_id, &trace).await?;
+                let res = admin(req, env, &parts, request_id, &trace).await?;
                 if metrics_read && res.status_code() == 200 {
                     let calls = crate::do_calls().to_string();
                     return crate::set_headers(res, |h| h.set(gateway_core::metrics::INSTANCE_STORE_WRITES_HEADER, &calls));
@@ -176,15 +176,10 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     }
 }
 
-/// Hands an admin call to the Durable Object, which authenticates, writes and audits.
-async fn admin(
-    mut req: Request,
-    env: &Env,
-    parts: &http::request::Parts,
-    segments: Vec<String>,
-    request_id: &str,
-    trace: &Trace,
-) -> worker::Result<Response> {
+/// Hands an admin call to the Durable Object, which authenticates, writes and audits: the
+/// client's method, path, query, authorization and body as they came (the body read to at
+/// most [`MAX_ADMIN_BODY`]), with this request's id and trace.
+async fn admin(mut req: Request, env: &Env, parts: &http::request::Parts, request_id: &str, trace: &Trace) -> worker::Result<Response> {
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -198,9 +193,6 @@ async fn admin(
         return error_response(&Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 }, request_id);
     };
     let headers = Headers::new();
-    headers.set(METHOD_HEADER, parts.method.as_str())?;
-    headers.set(SEGMENTS_HEADER, &serde_json::to_string(&segments).unwrap_or_else(|_| "[]".into()))?;
-    headers.set(QUERY_HEADER, parts.uri.query().unwrap_or(""))?;
     headers.set("x-request-id", request_id)?;
     // The object keeps the trace id in the call's audit entry.
     headers.set(gateway_core::trace::TRACEPARENT, &trace.traceparent())?;
@@ -212,10 +204,18 @@ async fn admin(
         headers.set("authorization", auth)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(Uint8Array::from(&body[..]).into()));
+    init.with_method(Method::from(parts.method.to_string())).with_headers(headers);
+    // A GET or HEAD carries no body (fetch refuses one); the admin API reads none there.
+    if !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
+        init.with_body(Some(Uint8Array::from(&body[..]).into()));
+    }
+    let target = match parts.uri.query() {
+        Some(q) => format!("{STATE_ORIGIN}{}?{q}", parts.uri.path()),
+        None => format!("{STATE_ORIGIN}{}", parts.uri.path()),
+    };
     let stub = env.durable_object(crate::DO_BINDING)?.get_by_name("global")?;
     crate::do_call();
-    stub.fetch_with_request(Request::new_with_init("https://gateway-state/admin", &init)?).await
+    stub.fetch_with_request(Request::new_with_init(&target, &init)?).await
 }
 
 /// The client's request body, shared by the attempts of one request so a

@@ -18,12 +18,9 @@ use worker::kv::KvStore;
 use worker::wasm_bindgen::JsValue;
 use worker::{durable_object, wasm_bindgen, DurableObject, Env, ListOptions, Request, Response, State, Storage};
 
-/// Header carrying the admin path segments (JSON array) from the Worker to the object.
-pub const SEGMENTS_HEADER: &str = "x-gateway-segments";
-/// Header carrying the original method.
-pub const METHOD_HEADER: &str = "x-gateway-method";
-/// Header carrying the original query string.
-pub const QUERY_HEADER: &str = "x-gateway-query";
+/// The origin of the Worker's calls to the object; an admin call keeps the client's path
+/// (`/_gateway/…`) and query after it.
+pub const STATE_ORIGIN: &str = "https://gateway-state";
 
 const TOKEN_PREFIX: &str = "tok:";
 const ACCOUNT_PREFIX: &str = "svc:";
@@ -593,9 +590,14 @@ impl GatewayState {
         if iso.cfg.is_err() {
             return crate::error_response(&Error::Internal("configuration".into()), &request_id);
         }
-        let method: http::Method = req.headers().get(METHOD_HEADER)?.unwrap_or_default().parse().unwrap_or(http::Method::GET);
-        let segments: Vec<String> = serde_json::from_str(&req.headers().get(SEGMENTS_HEADER)?.unwrap_or_default()).unwrap_or_default();
-        let query = req.headers().get(QUERY_HEADER)?.filter(|q| !q.is_empty());
+        // The client's call as the Worker passed it on: its method, path and query.
+        let method: http::Method = req.method().to_string().parse().unwrap_or(http::Method::GET);
+        let segments = match gateway_core::route::parse_target(&req.path(), false) {
+            Ok(gateway_core::route::Target::Admin(segments)) => segments,
+            _ => return crate::error_response(&Error::NotFound("no such admin path".into()), &request_id),
+        };
+        let url = req.url()?;
+        let query = url.query().filter(|q| !q.is_empty()).map(str::to_string);
         let authorization = req
             .headers()
             .get("authorization")?
