@@ -180,6 +180,10 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
 /// client's method, path, query, authorization and body as they came (the body read to at
 /// most [`MAX_ADMIN_BODY`]), with this request's id and trace.
 async fn admin(mut req: Request, env: &Env, parts: &http::request::Parts, request_id: &str, trace: &Trace) -> worker::Result<Response> {
+    // fetch refuses to send CONNECT and TRACE; the admin API serves neither.
+    if matches!(parts.method, http::Method::CONNECT | http::Method::TRACE) {
+        return error_response(&Error::MethodNotAllowed, request_id);
+    }
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
