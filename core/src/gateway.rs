@@ -50,7 +50,7 @@ pub struct RequestContext<'a> {
     pub in_flight: &'a crate::load::InFlight,
     /// The start of the request body (at most [`crate::load::BODY_PEEK_BYTES`]) and
     /// whether that is all of it, for routes keyed by prompt prefix
-    /// ([`Resolved::needs_body_peek`]); `None` when not read.
+    /// ([`Resolution::needs_body`]); `None` when not read.
     pub body_peek: Option<(&'a [u8], bool)>,
 }
 
@@ -269,7 +269,7 @@ impl Resolved {
     /// True when planning needs the body's start ([`RequestContext::body_peek`]): to key the
     /// request by its prompt prefix (the route's fallback is `prefix` and the request carries
     /// no session id), or to ask for a stream's usage (a `usage: "always"` route's `POST`).
-    pub fn needs_body_peek(&self, parts: &Parts) -> bool {
+    fn needs_body_peek(&self, parts: &Parts) -> bool {
         let kind = self.principal.as_ref().map(|p| p.kind);
         let prefix = self.route.affinity.fallback_for(kind) == AffinityFallback::Prefix && session_id(&self.route, parts).is_none();
         // A `usage: "always"` route may have to ask for a stream's usage in the body.

@@ -55,6 +55,11 @@ pub mod kv {
     }
     /// Prefix of every model's key.
     pub const MODEL_PREFIX: &str = "model:";
+    /// An identity provider's keys as an isolate fetched them ([`crate::jwks::Shelved`]), shared
+    /// with the other isolates.
+    pub fn jwks_key(provider: &str) -> String {
+        format!("jwks:{provider}")
+    }
 }
 
 /// DynamoDB items (the Lambda): partition key `entity`, sort key `item`, TTL attribute `ttl`.

@@ -5,6 +5,7 @@
 use crate::json_str;
 use gateway_core::jwks::{KeyPlace, Shelved, FETCH_TIMEOUT_MS};
 use gateway_core::oidc::{Jwks, JwksCache, Provider, MAX_STALE_SECS};
+use gateway_core::schema::kv::jwks_key;
 use gateway_core::Result;
 use std::cell::RefCell;
 use std::time::Duration;
@@ -20,7 +21,7 @@ thread_local! {
 const FLIGHT_POLL_MS: u64 = 10;
 
 /// A provider's lookup in flight; ends when dropped.
-pub(crate) struct Flight(String);
+struct Flight(String);
 
 impl Flight {
     fn start(provider: &str) -> Option<Flight> {
@@ -38,10 +39,6 @@ impl Drop for Flight {
 struct Place<'a> {
     kv: &'a KvStore,
     cache: &'a RefCell<JwksCache>,
-}
-
-fn kv_key(provider: &Provider) -> String {
-    format!("jwks:{}", provider.name)
 }
 
 impl KeyPlace for Place<'_> {
@@ -68,13 +65,13 @@ impl KeyPlace for Place<'_> {
     }
 
     async fn shelved(&self, provider: &Provider) -> Option<Shelved> {
-        self.kv.get(&kv_key(provider)).json::<Shelved>().await.ok().flatten()
+        self.kv.get(&jwks_key(&provider.name)).json::<Shelved>().await.ok().flatten()
     }
 
     async fn shelve(&self, provider: &Provider, keys: &Shelved) {
         let Ok(doc) = serde_json::to_string(keys) else { return };
         // Another isolate may be writing the same key; losing that race loses nothing.
-        if let Ok(put) = self.kv.put(&kv_key(provider), doc) {
+        if let Ok(put) = self.kv.put(&jwks_key(&provider.name), doc) {
             let _ = put.expiration_ttl(MAX_STALE_SECS).execute().await;
         }
     }

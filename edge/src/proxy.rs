@@ -213,10 +213,7 @@ async fn admin(mut req: Request, env: &Env, parts: &http::request::Parts, reques
     if !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
         init.with_body(Some(Uint8Array::from(&body[..]).into()));
     }
-    let target = match parts.uri.query() {
-        Some(q) => format!("{STATE_ORIGIN}{}?{q}", parts.uri.path()),
-        None => format!("{STATE_ORIGIN}{}", parts.uri.path()),
-    };
+    let target = format!("{STATE_ORIGIN}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     let stub = env.durable_object(crate::DO_BINDING)?.get_by_name("global")?;
     crate::do_call();
     stub.fetch_with_request(Request::new_with_init(&target, &init)?).await
