@@ -113,7 +113,6 @@ fn bench_decision(c: &mut Criterion) {
         .expect("request")
         .into_parts()
         .0;
-    let secret = |_: &str| None;
     let trace = gateway_core::trace::Trace::from_headers(&parts.headers, &[5; 24]);
     let ctx = RequestContext {
         now: NOW,
@@ -121,7 +120,6 @@ fn bench_decision(c: &mut Criterion) {
         proto: "https",
         new_request_id: "req_bench",
         trace: &trace,
-        secret: &secret,
         failures: &Default::default(),
         in_flight: &Default::default(),
         body_peek: None,

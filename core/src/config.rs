@@ -71,6 +71,41 @@ pub struct Config {
     pub origin_secret: Option<OriginSecret>,
     /// The gateway's own tokens verified recently in this isolate or instance.
     pub verified: crate::token::VerifiedTokens,
+    /// The platform's secrets routes may name in `upstream_api_key_secret`, read once at start
+    /// ([`Config::with_upstream_secrets`]).
+    pub upstream_secrets: UpstreamSecrets,
+}
+
+/// The platform's secrets that a route may send upstream as its API key, resolved once at
+/// start from every setting the platform holds (Worker secrets and vars; the Lambda's
+/// environment and Secrets Manager secret). Only names a route may name are kept
+/// ([`crate::route::may_name_secret`]): never the gateway's own (`GATEWAY_*`) nor the
+/// platform's (`AWS_*`…). `Debug` shows the names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UpstreamSecrets(std::collections::BTreeMap<String, String>);
+
+impl UpstreamSecrets {
+    /// From the platform's settings, as (name, value) pairs; a later pair wins over an earlier
+    /// one of the same name. Names a route may not name are left out.
+    pub fn from_settings<I: IntoIterator<Item = (String, String)>>(settings: I) -> UpstreamSecrets {
+        UpstreamSecrets(settings.into_iter().filter(|(name, _)| crate::route::may_name_secret(name)).collect())
+    }
+
+    /// The secret `name`, when the platform has it.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// The names held, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for UpstreamSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("UpstreamSecrets").field(&self.names().collect::<Vec<_>>()).finish()
+    }
 }
 
 /// The front door's shared secret; never printed.
@@ -100,6 +135,7 @@ impl std::fmt::Debug for Config {
             .field("leeway", &self.leeway)
             .field("admin_host", &self.admin_host)
             .field("origin_secret", &self.origin_secret.is_some())
+            .field("upstream_secrets", &self.upstream_secrets)
             .finish_non_exhaustive()
     }
 }
@@ -251,7 +287,15 @@ impl Config {
             upstreams: crate::route::UpstreamPolicy { allow_local, via_bindings },
             origin_secret,
             verified: Default::default(),
+            upstream_secrets: UpstreamSecrets::default(),
         })
+    }
+
+    /// The same configuration with the secrets routes may send upstream, resolved from every
+    /// setting the platform has (see [`UpstreamSecrets::from_settings`]).
+    pub fn with_upstream_secrets(mut self, secrets: UpstreamSecrets) -> Config {
+        self.upstream_secrets = secrets;
+        self
     }
 }
 
@@ -267,6 +311,29 @@ pub(crate) mod tests {
             r#"[{"kid":"k1","alg":"HS256","secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}]"#.to_string(),
         )]);
         Config::from_lookup(&|k| env.get(k).cloned()).unwrap()
+    }
+
+    #[test]
+    fn upstream_secrets_keep_only_what_a_route_may_name_and_never_print_a_value() {
+        let secrets = UpstreamSecrets::from_settings(
+            [
+                ("VLLM_KEY", "first"),
+                ("GATEWAY_SIGNING_KEYS", "signing"),
+                ("AWS_SECRET_ACCESS_KEY", "role"),
+                ("_HIDDEN", "x"),
+                ("lower_case", "x"),
+                ("VLLM_KEY", "second"),
+                ("PARTNER_KEY", "p"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        assert_eq!(secrets.get("VLLM_KEY"), Some("second"), "the later setting wins");
+        assert_eq!(secrets.names().collect::<Vec<_>>(), ["PARTNER_KEY", "VLLM_KEY"]);
+        assert_eq!(secrets.get("GATEWAY_SIGNING_KEYS"), None);
+        assert_eq!(secrets.get("AWS_SECRET_ACCESS_KEY"), None);
+        let cfg = test_config().with_upstream_secrets(secrets);
+        let printed = format!("{cfg:?}");
+        assert!(printed.contains("VLLM_KEY") && !printed.contains("second") && !printed.contains("\"p\""), "{printed}");
     }
 
     #[test]

@@ -41,8 +41,6 @@ pub struct RequestContext<'a> {
     pub new_request_id: &'a str,
     /// The request's W3C trace, passed on upstream.
     pub trace: &'a crate::trace::Trace,
-    /// Looks up a platform secret by name (for `upstream_api_key_secret`).
-    pub secret: &'a dyn Fn(&str) -> Option<String>,
     /// Endpoints that failed recently on this isolate or instance: tried last.
     pub failures: &'a crate::forward::FailureMemory,
     /// Requests this isolate or instance has in flight, by endpoint. With the endpoint's latest
@@ -263,6 +261,9 @@ pub struct Resolved {
     loads: crate::load::Loads,
     /// The token budgets that apply to the caller, by key.
     budgets: Vec<(String, crate::budget::TokenBudget)>,
+    /// The value of the secret the route names (`upstream_api_key_secret`), from
+    /// [`Config::upstream_secrets`]; `None` when it names none or the platform lacks it.
+    upstream_key: Option<String>,
 }
 
 impl Resolved {
@@ -484,7 +485,8 @@ async fn finish<S: RouteSource>(
     let budgets = futures_util::future::try_join_all(budget_keys.iter().map(|k| store.budget(k)));
     let ((leases, down, loads), found) = futures_util::future::try_join(endpoints, budgets).await?;
     let budgets = budget_keys.into_iter().zip(found).filter_map(|(k, b)| b.map(|b| (k, b))).collect();
-    Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down, loads, budgets })))
+    let upstream_key = route.upstream_api_key_secret.as_deref().and_then(|name| cfg.upstream_secrets.get(name)).map(str::to_string);
+    Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down, loads, budgets, upstream_key })))
 }
 
 /// The part of the decision that needs no store: balancing and the forwarding plan.
@@ -538,9 +540,9 @@ fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<ForwardP
     if ranked.is_empty() {
         return Err(Error::NoLiveEndpoint);
     }
-    let upstream_key = match &r.route.upstream_api_key_secret {
-        Some(name) => Some((ctx.secret)(name).ok_or_else(|| Error::Internal(format!("secret `{name}` is not configured")))?),
-        None => None,
+    let upstream_key = match (&r.route.upstream_api_key_secret, r.upstream_key) {
+        (Some(name), None) => return Err(Error::Internal(format!("secret `{name}` is not configured"))),
+        (_, key) => key,
     };
     let query = parts.uri.query();
     let upstreams = ranked
@@ -594,7 +596,12 @@ pub async fn decide<S: RouteSource>(cfg: &Config, store: &S, parts: &Parts, ctx:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests::test_config;
+
+    /// The crate's test configuration, with the secret the test route names (`VLLM_KEY`).
+    fn test_config() -> Config {
+        let secrets = crate::config::UpstreamSecrets::from_settings([("VLLM_KEY".to_string(), "upstream-secret".to_string())]);
+        crate::config::tests::test_config().with_upstream_secrets(secrets)
+    }
     use crate::store::{AdminStore, MemoryStore, MetricsSink};
     use crate::token::{TokenIssuer, TokenKind, TokenRequest};
     use futures_executor::block_on;
@@ -635,7 +642,6 @@ mod tests {
 
     /// Decides `p` as an adapter would, with this request's in-flight counts and body peek.
     fn decide_in(cfg: &Config, s: &MemoryStore, p: &Parts, in_flight: &crate::load::InFlight, body_peek: Option<(&[u8], bool)>) -> Result<Decision> {
-        let secret = |n: &str| (n == "VLLM_KEY").then(|| "upstream-secret".to_string());
         let trace = crate::trace::Trace::from_headers(&p.headers, &[7; 24]);
         let ctx = RequestContext {
             now: NOW,
@@ -643,7 +649,6 @@ mod tests {
             proto: "https",
             new_request_id: "rid-new",
             trace: &trace,
-            secret: &secret,
             failures: &Default::default(),
             in_flight,
             body_peek,
@@ -778,7 +783,6 @@ mod tests {
                 proto: "https",
                 new_request_id: "rid-new",
                 trace: &crate::trace::Trace::from_headers(&p.headers, &[7; 24]),
-                secret: &|_| Some("k".into()),
                 failures,
                 in_flight: &Default::default(),
                 body_peek: None,
@@ -940,6 +944,19 @@ mod tests {
         assert_eq!(p.headers["authorization"], "Bearer upstream-secret");
         assert_eq!(p.request_id, "rid-new");
         assert_eq!(p.token_id.as_deref(), Some("tok_alice"));
+    }
+
+    #[test]
+    fn a_route_naming_a_secret_the_platform_lacks_is_an_internal_error() {
+        let bare = crate::config::tests::test_config();
+        let s = store_with_route();
+        let ok = format!("Bearer {}", token(&bare, "alice", &["ml-team"]));
+        let e = decide(&bare, &s, &parts("/llama/v1/models", &[("authorization", &ok)])).unwrap_err();
+        assert_eq!(e, Error::Internal("secret `VLLM_KEY` is not configured".into()));
+        assert_eq!(e.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+        // The same route on a platform holding the secret sends it.
+        let p = plan(decide(&test_config(), &s, &parts("/llama/v1/models", &[("authorization", &ok)])));
+        assert_eq!(p.headers["authorization"], "Bearer upstream-secret");
     }
 
     #[test]
@@ -1260,7 +1277,6 @@ mod tests {
             proto: "https",
             new_request_id: "req_1",
             trace: &crate::trace::Trace::from_headers(&p.headers, &[7; 24]),
-            secret: &|n| (n == "VLLM_KEY").then(|| "sk-upstream".to_string()),
             failures: &Default::default(),
             in_flight: &Default::default(),
             body_peek: Some((body.as_bytes(), true)),

@@ -12,6 +12,17 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
 /// Prefixes of environment names a route may not send upstream: the gateway's own settings and the
 /// platform's (on Lambda, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` hold the role's credentials).
 pub const RESERVED_SECRET_PREFIXES: &[&str] = &["GATEWAY_", "AWS_", "LAMBDA_", "CLOUDFLARE_", "_"];
+
+/// True for a name of the form `[A-Z0-9_]{1,128}`: what `upstream_api_key_secret` may hold.
+pub fn is_secret_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+}
+
+/// True for a name a route may send upstream: a secret name that is none of the gateway's or
+/// the platform's own ([`RESERVED_SECRET_PREFIXES`]).
+pub fn may_name_secret(name: &str) -> bool {
+    is_secret_name(name) && !RESERVED_SECRET_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 /// Most endpoints a route may have (static plus leased).
 pub const MAX_ENDPOINTS: usize = 256;
 /// Most model names one route may serve (a DynamoDB transaction writes a route with its
@@ -551,7 +562,7 @@ impl Route {
             }
         }
         if let Some(s) = &self.upstream_api_key_secret {
-            let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_');
+            let ok = is_secret_name(s);
             // The gateway's own settings (signing keys) and the platform's (a Lambda's role
             // credentials live in AWS_* variables) must never be sendable upstream.
             if RESERVED_SECRET_PREFIXES.iter().any(|p| s.starts_with(p)) {

@@ -13,6 +13,7 @@ mod ratelimit;
 mod state;
 mod web;
 
+use gateway_core::config::UpstreamSecrets;
 use gateway_core::{Config, Error};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -66,12 +67,25 @@ pub(crate) fn setting(env: &Env, name: &str) -> Option<String> {
     env.secret(name).ok().map(|s| s.to_string()).or_else(|| env.var(name).ok().map(|v| v.to_string()))
 }
 
+/// Every binding that is a string (Worker secrets and plain-text vars), as (name, value).
+fn string_bindings(env: &Env) -> Vec<(String, String)> {
+    use wasm_bindgen::JsCast;
+    js_sys::Object::entries(env.unchecked_ref::<js_sys::Object>())
+        .iter()
+        .filter_map(|pair| {
+            let pair: js_sys::Array = pair.dyn_into().ok()?;
+            Some((pair.get(0).as_string()?, pair.get(1).as_string()?))
+        })
+        .collect()
+}
+
 /// The isolate's state, built on the first request (configuration is read once).
 pub(crate) fn isolate(env: &Env) -> Rc<Isolate> {
     ISOLATE.with(|cell| {
         cell.borrow_mut()
             .get_or_insert_with(|| {
-                let cfg = Config::from_lookup(&|name| setting(env, name));
+                // The secrets routes may send upstream are resolved here, once per isolate.
+                let cfg = Config::from_lookup(&|name| setting(env, name)).map(|c| c.with_upstream_secrets(UpstreamSecrets::from_settings(string_bindings(env))));
                 if let Err(e) = &cfg {
                     console_error!("{{\"level\":\"error\",\"msg\":\"bad configuration\",\"detail\":{}}}", json_str(&e.to_string()));
                 }

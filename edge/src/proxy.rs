@@ -66,7 +66,6 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
     let now = now_secs();
     let kv = KvReader { kv: env.kv(crate::KV_BINDING)?, cache: &iso.kv_cache, cache_ms: cfg.cache_seconds * 1000, stale_if_error_ms: cfg.stale_if_error_seconds * 1000, jwks: &iso.jwks };
     let client_ip = parts.headers.get("cf-connecting-ip").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let secret = |name: &str| env.secret(name).ok().map(|s| s.to_string());
     let mut peeked = None;
     let mut resolution = resolve(cfg, &kv, &parts, now).await;
     if matches!(resolution, Ok(Resolution::NeedsModel)) {
@@ -104,7 +103,6 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &
                 proto,
                 new_request_id: request_id,
                 trace: &trace,
-                secret: &secret,
                 failures: &failures,
                 in_flight: &in_flight,
                 body_peek: peeked.as_ref().map(|p| (&p.bytes[..], p.complete)),

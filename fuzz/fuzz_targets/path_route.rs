@@ -17,7 +17,7 @@ use gateway_core::gateway::{check_limits, check_transport, decide, Decision, Req
 use gateway_core::route::{encode_segments, is_valid_ephemeral_id, is_valid_route_name, normalise_path, parse_target, Target};
 use gateway_core::store::MemoryStore;
 use gateway_core::Error;
-use gateway_fuzz::{block_on, check_error, config, config_redirect, seeded_store, NOW, UPSTREAM_SECRET, UPSTREAM_SECRET_VALUE};
+use gateway_fuzz::{block_on, check_error, config, config_redirect, seeded_store, NOW, UPSTREAM_SECRET_VALUE};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -92,7 +92,6 @@ fuzz_target!(|data: &[u8]| {
     }
     check_transports(&parts);
 
-    let secret = |n: &str| (n == UPSTREAM_SECRET).then(|| UPSTREAM_SECRET_VALUE.to_string());
     // On every seeded route, `b` failed moments ago and `a` has five requests in flight.
     let (mut failures, mut in_flight) = (FailureMemory::default(), InFlight::default());
     for route in ["llama", "pub", "tf", "hosted", gateway_fuzz::EPHEMERAL_ID] {
@@ -101,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
             in_flight.start(route, "a");
         }
     }
-    let ctx = RequestContext { now: NOW, client_ip: Some(CLIENT_IP), proto: "https", new_request_id: "rid-fuzz", trace: &gateway_core::trace::Trace::from_headers(&parts.headers, &[3; 24]), secret: &secret, failures: &failures, in_flight: &in_flight, body_peek: None };
+    let ctx = RequestContext { now: NOW, client_ip: Some(CLIENT_IP), proto: "https", new_request_id: "rid-fuzz", trace: &gateway_core::trace::Trace::from_headers(&parts.headers, &[3; 24]), failures: &failures, in_flight: &in_flight, body_peek: None };
     match block_on(decide(cfg, store(), &parts, &ctx)) {
         Err(e) => {
             if let Err(l) = &limits {

@@ -36,7 +36,7 @@ pub fn config() -> &'static Config {
     static CFG: OnceLock<Config> = OnceLock::new();
     CFG.get_or_init(|| {
         let keys = format!(r#"[{{"kid":"{KID}","alg":"HS256","secret":"{SECRET_B64}"}}]"#);
-        Config::from_lookup(&|k| (k == "GATEWAY_SIGNING_KEYS").then(|| keys.clone())).expect("fuzz config")
+        Config::from_lookup(&|k| (k == "GATEWAY_SIGNING_KEYS").then(|| keys.clone())).expect("fuzz config").with_upstream_secrets(upstream_secrets())
     })
 }
 
@@ -51,7 +51,13 @@ pub fn config_redirect() -> &'static Config {
             _ => None,
         })
         .expect("fuzz config")
+        .with_upstream_secrets(upstream_secrets())
     })
+}
+
+/// The platform's secrets: the one the `llama` route names.
+fn upstream_secrets() -> gateway_core::config::UpstreamSecrets {
+    gateway_core::config::UpstreamSecrets::from_settings([(UPSTREAM_SECRET.to_string(), UPSTREAM_SECRET_VALUE.to_string())])
 }
 
 /// URL-safe base64 without padding, as JWTs use.

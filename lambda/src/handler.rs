@@ -47,8 +47,6 @@ pub struct App {
     in_flight: Arc<Mutex<InFlight>>,
     /// CloudWatch EMF namespace (`GATEWAY_EMF_NAMESPACE`); `None` writes no EMF lines.
     emf_namespace: Option<String>,
-    /// Settings from Secrets Manager (upstream API keys among them), else the environment.
-    secrets: crate::secrets::Secrets,
     /// What upstream clients trust and present ([`crate::tls`]).
     tls: crate::tls::UpstreamTls,
     /// Samples of finished requests not yet written ([`gateway_core::batch`]).
@@ -72,20 +70,18 @@ impl App {
             failures: Mutex::default(),
             in_flight: Arc::default(),
             emf_namespace,
-            secrets: Default::default(),
             tls: Default::default(),
             batch: Mutex::new(Batch::new(instance_id())),
             flushing: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The same instance reading settings (upstream API keys) from `secrets` first and
-    /// reaching upstreams with `tls`, probes included.
-    pub fn with_upstream(mut self, secrets: crate::secrets::Secrets, tls: crate::tls::UpstreamTls) -> Self {
+    /// The same instance reaching upstreams with `tls`, probes included. (Upstream API keys
+    /// are in the configuration: [`Config::upstream_secrets`].)
+    pub fn with_upstream(mut self, tls: crate::tls::UpstreamTls) -> Self {
         let store = self.store.clone().with_tls(tls.clone());
         self.routes = data_plane_cache(&self.cfg, store.clone());
         self.store = store;
-        self.secrets = secrets;
         self.tls = tls;
         self
     }
@@ -368,7 +364,6 @@ async fn serve(
     refresh_behind(app);
     // Deciding is synchronous from here, so its lookups need not be Send.
     let decision = resolution.and_then(|resolution| {
-        let secret = |name: &str| app.secrets.get(name);
         // Held only while deciding (microseconds); a poisoned lock only means a panic elsewhere.
         let failures = app.failures.lock().unwrap_or_else(|e| e.into_inner());
         let in_flight = app.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -378,7 +373,6 @@ async fn serve(
             proto: &proto,
             new_request_id: &request_id,
             trace,
-            secret: &secret,
             failures: &failures,
             in_flight: &in_flight,
             // The whole body is here already; routes keyed by prompt prefix look at its start.

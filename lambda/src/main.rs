@@ -85,13 +85,15 @@ async fn main() -> Result<(), lambda_http::Error> {
         tracing::error!(setting = e.setting, "{e}");
         e
     })?;
+    // The secrets routes may send upstream (`upstream_api_key_secret`), resolved once.
+    let cfg = cfg.with_upstream_secrets(gateway_core::config::UpstreamSecrets::from_settings(secrets.all_settings()));
     let table = table()?;
     // Every DynamoDB call of the data plane (and the admin API) is bounded, retries included,
     // so an unreachable store answers within GATEWAY_STORE_TIMEOUT_MS rather than hanging.
     // The data plane's reads use GATEWAY_STORE_TIMEOUT_MS (App); admin writes and metric
     // batches get at least 10 s, so a slow store does not cut a write short half-known.
     let dynamo = gateway_lambda::store::client_with_timeout(&aws, std::time::Duration::from_millis(cfg.store_timeout_ms.max(10_000)));
-    let app = Arc::new(App::new(cfg, &settings, dynamo, table).with_upstream(secrets, tls));
+    let app = Arc::new(App::new(cfg, &settings, dynamo, table).with_upstream(tls));
     // Metrics are written in batches off the request path; when Lambda retires the instance
     // (SIGTERM, about 500 ms) the last batch is written, so nothing is lost.
     if settings.shutdown_hook {

@@ -59,6 +59,12 @@ impl Secrets {
         self.0.get(name).cloned().or_else(|| std::env::var(name).ok())
     }
 
+    /// Every setting this instance has, as (name, value): the environment's, then the
+    /// secret's, which win ([`gateway_core::config::UpstreamSecrets::from_settings`]).
+    pub fn all_settings(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        std::env::vars().chain(self.0.iter().map(|(k, v)| (k.clone(), v.clone())))
+    }
+
     /// The names the secret holds.
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
