@@ -14,22 +14,8 @@ async fn account_tokens<S: AdminStore>(store: &S, name: &str) -> Result<Vec<Toke
 }
 
 /// `POST /service-accounts`
-pub(super) async fn create<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, req: ServiceAccountRequest) -> Result<AdminReply> {
-    let check = TokenRequest {
-        subject: req.name.clone(),
-        kind: TokenKind::Service,
-        groups: req.groups.clone(),
-        routes: None,
-        ttl_seconds: Some(cfg.max_token_ttl),
-        description: req.description.clone(),
-        metadata: Default::default(),
-        rate_limit_rpm: None,
-        registrar: None,
-    };
-    check.validate(cfg)?;
-    if req.owner.trim().is_empty() || req.owner.len() > 128 || req.owner.chars().any(char::is_control) {
-        return Err(Error::bad_request("owner", "must be 1-128 printable characters"));
-    }
+/// (Its name, groups and owner were checked by [`AdminCommand::validate`].)
+pub(super) async fn create<S: AdminStore>(store: &S, now: u64, who: &Principal, req: ServiceAccountRequest) -> Result<AdminReply> {
     let account = ServiceAccount {
         name: req.name,
         groups: req.groups,
@@ -74,9 +60,6 @@ pub(super) async fn delete<S: AdminStore>(store: &S, now: u64, name: String) -> 
 /// `POST /service-accounts/{name}/tokens`
 pub(super) async fn issue_token<S: AdminStore>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSource, who: &Principal, account: String, req: ScopedTokenRequest) -> Result<AdminReply> {
     let acct = store.service_account(&account).await?.ok_or_else(|| Error::NotFound(format!("no service account `{account}`")))?;
-    if req.groups.is_some() {
-        return Err(Error::bad_request("groups", "a service account's tokens carry the account's groups"));
-    }
     let treq = TokenRequest {
         subject: acct.name.clone(),
         kind: TokenKind::Service,

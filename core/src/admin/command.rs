@@ -174,6 +174,34 @@ pub struct EphemeralRequest {
     pub upstream_api_key_secret: Option<String>,
 }
 
+impl EphemeralRequest {
+    /// The route this request makes, named `name`, ending at `expires_at` (Unix seconds).
+    pub(super) fn route(&self, name: String, expires_at: u64) -> Route {
+        let mut route = Route::new(name, vec![Endpoint::new("e0", self.url.clone())]);
+        route.auth.groups = self.groups.clone();
+        route.upstream_api_key_secret = self.upstream_api_key_secret.clone();
+        route.expires_at = Some(expires_at);
+        route
+    }
+}
+
+impl ServiceAccountRequest {
+    /// What the account's tokens would be asked for at most: its groups, for `ttl` seconds.
+    pub(super) fn token_request(&self, ttl: u64) -> TokenRequest {
+        TokenRequest {
+            subject: self.name.clone(),
+            kind: TokenKind::Service,
+            groups: self.groups.clone(),
+            routes: None,
+            ttl_seconds: Some(ttl),
+            description: self.description.clone(),
+            metadata: Default::default(),
+            rate_limit_rpm: None,
+            registrar: None,
+        }
+    }
+}
+
 /// An admin reply: status and JSON body, or another kind of document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminReply {
@@ -387,6 +415,64 @@ impl AdminCommand {
             }
             _ => Err(Error::NotFound("no such admin call".into())),
         }
+    }
+
+    /// The checks a call's content needs beyond its shape: those that read the configuration
+    /// (the upstream policy, the admin host, token lifetimes) but no stored state. `execute`
+    /// runs them before anything else, so a refused call is audited under its own action.
+    /// What depends on stored state (conflicts, Terraform's routes, a registrar's holdings)
+    /// or on the caller (a registrar's scope, a user's groups) is decided where it is read.
+    pub fn validate(&self, cfg: &Config) -> Result<()> {
+        match self {
+            AdminCommand::PutRoute(route) => {
+                for (i, ep) in route.endpoints.iter().enumerate() {
+                    cfg.upstreams.check(ep, &format!("endpoints[{i}]"))?;
+                }
+                if route.host.is_some() && route.host == cfg.admin_host {
+                    return Err(Error::bad_request("host", "is the admin API's own host (GATEWAY_ADMIN_HOST), which never proxies"));
+                }
+            }
+            AdminCommand::PutEndpoint { endpoint, .. } => cfg.upstreams.check(endpoint, "")?,
+            AdminCommand::CreateEphemeral(req) => {
+                let ttl = req.ttl_seconds.ok_or_else(|| Error::bad_request("ttl_seconds", "is required"))?;
+                if !(MIN_EPHEMERAL_SECONDS..=MAX_EPHEMERAL_SECONDS).contains(&ttl) {
+                    return Err(Error::bad_request("ttl_seconds", format!("must be between {MIN_EPHEMERAL_SECONDS} and {MAX_EPHEMERAL_SECONDS}")));
+                }
+                // Ephemeral ids are not route names; the rest is checked under a stand-in name
+                // (the end is set when the route is made: it does not change what is valid).
+                let route = req.route("ephemeral".into(), ttl);
+                cfg.upstreams.check(&route.endpoints[0], "")?;
+                route.validate().map_err(|e| match e {
+                    Error::BadRequest { field, message } => Error::bad_request(field.replace("endpoints[0].", ""), message),
+                    other => other,
+                })?;
+            }
+            AdminCommand::IssueToken(req) => {
+                req.validate(cfg)?;
+            }
+            AdminCommand::CreateServiceAccount(req) => {
+                req.token_request(cfg.max_token_ttl).validate(cfg)?;
+                if req.owner.trim().is_empty() || req.owner.len() > 128 || req.owner.chars().any(char::is_control) {
+                    return Err(Error::bad_request("owner", "must be 1-128 printable characters"));
+                }
+            }
+            AdminCommand::IssueServiceToken { req, .. } => {
+                if req.groups.is_some() {
+                    return Err(Error::bad_request("groups", "a service account's tokens carry the account's groups"));
+                }
+            }
+            AdminCommand::IssueMyToken(req) => {
+                if req.rate_limit_rpm.is_some() {
+                    return Err(Error::bad_request("rate_limit_rpm", "is set by an admin; self-service tokens take the route's limit"));
+                }
+                let max = cfg.max_token_ttl.min(MAX_SELF_SERVICE_TTL);
+                if req.ttl_seconds.is_some_and(|t| t > max) {
+                    return Err(Error::bad_request("ttl_seconds", format!("self-service tokens live at most {max} seconds")));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The audit action and object of a write; `None` for reads.

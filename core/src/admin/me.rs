@@ -41,9 +41,6 @@ pub(super) async fn issue_my_token<S: AdminStore>(cfg: &Config, store: &S, now: 
     if who.provider.is_none() || who.kind != TokenKind::User {
         return Err(Error::Forbidden("self-service tokens are for users signed in through the identity provider".into()));
     }
-    if req.rate_limit_rpm.is_some() {
-        return Err(Error::bad_request("rate_limit_rpm", "is set by an admin; self-service tokens take the route's limit"));
-    }
     // Admin rights stay with the sign-in: a token that outlives it never carries them.
     let groups = match req.groups {
         None => who.groups.iter().filter(|g| *g != crate::rbac::ADMIN_GROUP).cloned().collect(),
@@ -57,10 +54,6 @@ pub(super) async fn issue_my_token<S: AdminStore>(cfg: &Config, store: &S, now: 
             asked
         }
     };
-    let max = cfg.max_token_ttl.min(MAX_SELF_SERVICE_TTL);
-    if req.ttl_seconds.is_some_and(|t| t > max) {
-        return Err(Error::bad_request("ttl_seconds", format!("self-service tokens live at most {max} seconds")));
-    }
     let me = owner_of(who);
     let mine: Vec<TokenRecord> = store.list_tokens().await?.into_iter().filter(|t| t.owner.as_deref() == Some(me.as_str())).collect();
     let active = mine.iter().filter(|t| t.revoked_at.is_none() && t.expires_at > now).count();

@@ -1,5 +1,6 @@
-//! The admin API: parse a call, authenticate and authorise its caller,
-//! validate, write through the `Store`, and audit every write.
+//! The admin API: authenticate and authorise a call's caller, parse it and check its content
+//! ([`AdminCommand::parse`], [`AdminCommand::validate`]), write through the `Store`, and
+//! audit every write.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -160,14 +161,15 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSo
     if as_registrar && !matches!(cmd, AdminCommand::PutEndpoint { .. } | AdminCommand::DeleteEndpoint { .. }) {
         return Err(Error::Forbidden("a registrar token may only register, renew and remove its own endpoints".into()));
     }
+    cmd.validate(cfg)?;
     match cmd {
         AdminCommand::ListRoutes(page) => routes::list_routes(store, page).await,
         AdminCommand::GetRoute(name) => routes::get_route(store, now, name).await,
-        AdminCommand::PutRoute(route) => routes::put_route(cfg, store, route).await,
+        AdminCommand::PutRoute(route) => routes::put_route(store, route).await,
         AdminCommand::DeleteRoute(name) => routes::delete_route(store, name).await,
-        AdminCommand::PutEndpoint { route, endpoint, lease_seconds } => routes::put_endpoint(cfg, store, now, who, route, endpoint, lease_seconds).await,
+        AdminCommand::PutEndpoint { route, endpoint, lease_seconds } => routes::put_endpoint(store, now, who, route, endpoint, lease_seconds).await,
         AdminCommand::DeleteEndpoint { route, id } => routes::delete_endpoint(store, who, route, id).await,
-        AdminCommand::CreateEphemeral(req) => routes::create_ephemeral(cfg, store, now, ids, req).await,
+        AdminCommand::CreateEphemeral(req) => routes::create_ephemeral(store, now, ids, req).await,
         AdminCommand::IssueToken(req) => tokens::issue(cfg, store, now, ids, who, req, None).await,
         AdminCommand::ListTokens { q, page } => tokens::list_tokens(store, now, q, page).await,
         AdminCommand::RevokeSubject(subject) => tokens::revoke_subject(store, now, subject).await,
@@ -178,7 +180,7 @@ pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSo
         AdminCommand::MyToken(id) => me::my_token(store, now, who, id).await,
         AdminCommand::RevokeMyToken(id) => me::revoke_my_token(store, now, who, id).await,
         AdminCommand::IssueMyToken(req) => me::issue_my_token(cfg, store, now, ids, who, req).await,
-        AdminCommand::CreateServiceAccount(req) => accounts::create(cfg, store, now, who, req).await,
+        AdminCommand::CreateServiceAccount(req) => accounts::create(store, now, who, req).await,
         AdminCommand::ListServiceAccounts(page) => accounts::list(store, page).await,
         AdminCommand::GetServiceAccount(name) => accounts::get(store, now, name).await,
         AdminCommand::DeleteServiceAccount(name) => accounts::delete(store, now, name).await,

@@ -30,22 +30,17 @@ pub(super) async fn get_route<S: AdminStore>(store: &S, now: u64, name: String) 
 }
 
 /// `PUT /routes/{name}`
-pub(super) async fn put_route<S: AdminStore>(cfg: &Config, store: &S, mut route: Box<Route>) -> Result<AdminReply> {
-    for (i, ep) in route.endpoints.iter().enumerate() {
-        cfg.upstreams.check(ep, &format!("endpoints[{i}]"))?;
-    }
+pub(super) async fn put_route<S: AdminStore>(store: &S, mut route: Box<Route>) -> Result<AdminReply> {
     let previous = store.route(&route.name).await?;
     if let Some(p) = &previous {
         refuse_managed(p)?;
     }
-    // Only Terraform writes managed routes; through this API a route is the API's own.
+    // Only Terraform writes managed routes; through this API a route is the API's own. (Checked
+    // after the stored route, so writing back a Terraform route as read is its 409.)
     if route.managed_by.is_some() {
         return Err(Error::bad_request("managed_by", "is set by Terraform, not through the admin API"));
     }
     if let Some(host) = &route.host {
-        if cfg.admin_host.as_deref() == Some(host.as_str()) {
-            return Err(Error::bad_request("host", "is the admin API's own host (GATEWAY_ADMIN_HOST), which never proxies"));
-        }
         if let Some(other) = store.route_for_host(host).await? {
             if other.name != route.name {
                 return Err(Error::Conflict(format!("host `{host}` already belongs to route `{}`", other.name)));
@@ -75,7 +70,7 @@ pub(super) async fn delete_route<S: AdminStore>(store: &S, name: String) -> Resu
 }
 
 /// `PUT /routes/{name}/endpoints/{id}`
-pub(super) async fn put_endpoint<S: AdminStore>(cfg: &Config, store: &S, now: u64, who: &Principal, route: String, mut endpoint: Endpoint, lease_seconds: u64) -> Result<AdminReply> {
+pub(super) async fn put_endpoint<S: AdminStore>(store: &S, now: u64, who: &Principal, route: String, mut endpoint: Endpoint, lease_seconds: u64) -> Result<AdminReply> {
     let as_registrar = registrar::is_registrar(who);
     // A registrar: its routes, its hosts, its caps; the lease is then recorded as its own.
     // An admin's write clears the record, so the lease is the admins' from then on.
@@ -84,7 +79,6 @@ pub(super) async fn put_endpoint<S: AdminStore>(cfg: &Config, store: &S, now: u6
         scope.check_lease(&endpoint, lease_seconds)?;
         endpoint.registered_by = Some(who.subject.clone());
     }
-    cfg.upstreams.check(&endpoint, "")?;
     // Leases are the instances' own, so they may join Terraform-managed routes too.
     let r = store.route(&route).await?.ok_or_else(|| Error::NotFound(format!("no route `{route}`")))?;
     if r.endpoints.iter().any(|e| e.id == endpoint.id) {
@@ -130,26 +124,12 @@ pub(super) async fn delete_endpoint<S: AdminStore>(store: &S, who: &Principal, r
 }
 
 /// `POST /ephemeral`
-pub(super) async fn create_ephemeral<S: AdminStore>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSource, req: EphemeralRequest) -> Result<AdminReply> {
+/// (Its content was checked by [`AdminCommand::validate`].)
+pub(super) async fn create_ephemeral<S: AdminStore>(store: &S, now: u64, ids: &dyn IdSource, req: EphemeralRequest) -> Result<AdminReply> {
     let ttl = req.ttl_seconds.ok_or_else(|| Error::bad_request("ttl_seconds", "is required"))?;
-    if !(MIN_EPHEMERAL_SECONDS..=MAX_EPHEMERAL_SECONDS).contains(&ttl) {
-        return Err(Error::bad_request("ttl_seconds", format!("must be between {MIN_EPHEMERAL_SECONDS} and {MAX_EPHEMERAL_SECONDS}")));
-    }
     let id = ids.base32(10)?;
     debug_assert!(is_valid_ephemeral_id(&id));
-    let endpoint = Endpoint::new("e0", req.url);
-    cfg.upstreams.check(&endpoint, "")?;
-    let mut route = Route::new(id.clone(), vec![endpoint]);
-    route.auth.groups = req.groups;
-    route.upstream_api_key_secret = req.upstream_api_key_secret;
-    route.expires_at = Some(now + ttl);
-    // Ephemeral ids are not route names; validate the rest under a stand-in name.
-    let mut check = route.clone();
-    check.name = "ephemeral".into();
-    check.validate().map_err(|e| match e {
-        Error::BadRequest { field, message } => Error::bad_request(field.replace("endpoints[0].", ""), message),
-        other => other,
-    })?;
+    let route = req.route(id.clone(), now + ttl);
     store.put_ephemeral(&route).await?;
     Ok(AdminReply::with_status(StatusCode::CREATED, json!({ "id": id, "path": format!("/e/{id}/"), "expires_at": now + ttl })))
 }

@@ -727,3 +727,40 @@ fn an_admin_conversation_replays_exactly_given_its_time_and_ids() {
     assert_ne!(first[2], other[2]);
     assert_eq!(first[0], other[0], "a call that makes no id does not change");
 }
+
+#[test]
+fn content_is_checked_without_the_store_and_a_refusal_keeps_its_action() {
+    let cfg = test_config();
+    // Each of these is refused by its content alone: `validate` reads no store.
+    for (m, path, body, field) in [
+        (Method::PUT, "routes/r", r#"{"endpoints":[{"id":"a","url":"http://169.254.169.254/"}]}"#, "endpoints[0].url"),
+        (Method::PUT, "routes/r/endpoints/l", r#"{"url":"http://127.0.0.1:8000","lease_seconds":30}"#, "url"),
+        (Method::POST, "ephemeral", r#"{"url":"http://10.0.0.1:8000"}"#, "ttl_seconds"),
+        (Method::POST, "ephemeral", r#"{"url":"http://10.0.0.1:8000","ttl_seconds":1}"#, "ttl_seconds"),
+        (Method::POST, "ephemeral", r#"{"url":"http://10.0.0.1:8000","ttl_seconds":60,"upstream_api_key_secret":"GATEWAY_SIGNING_KEYS"}"#, "upstream_api_key_secret"),
+        (Method::POST, "tokens", r#"{"subject":"x","kind":"user"}"#, "ttl_seconds"),
+        (Method::POST, "service-accounts", r#"{"name":"batch","groups":["ml-team"],"owner":" "}"#, "owner"),
+        (Method::POST, "service-accounts/batch/tokens", r#"{"ttl_seconds":600,"groups":["admin"]}"#, "groups"),
+        (Method::POST, "me/tokens", r#"{"ttl_seconds":600,"rate_limit_rpm":5}"#, "rate_limit_rpm"),
+        (Method::POST, "me/tokens", r#"{"ttl_seconds":999999999}"#, "ttl_seconds"),
+    ] {
+        let segs: Vec<String> = path.split('/').map(String::from).collect();
+        let cmd = AdminCommand::parse(&m, &segs, None, body.as_bytes()).unwrap_or_else(|e| panic!("{path}: parses: {e:?}"));
+        match cmd.validate(&cfg) {
+            Err(Error::BadRequest { field: f, .. }) => assert_eq!(f, field, "{path} {body}"),
+            other => panic!("{path} {body}: {other:?}"),
+        }
+    }
+    // Through the API: the refusal is audited under the call's own action, and no id is spent.
+    let store = MemoryStore::default();
+    let auth = admin_token(&cfg, &["admin"]);
+    let ids = SeededIds::new(3);
+    let segs = vec!["ephemeral".to_string()];
+    let req = |body: &'static str| AdminRequest { method: &Method::POST, segments: &segs, query: None, authorization: Some(&auth), body: body.as_bytes(), trace_id: None, ids: &ids };
+    assert!(matches!(block_on(handle(&cfg, &store, NOW, req(r#"{"url":"http://10.0.0.1:8000","ttl_seconds":1}"#))), Err(Error::BadRequest { .. })));
+    let made = block_on(handle(&cfg, &store, NOW, req(r#"{"url":"http://10.0.0.1:8000","ttl_seconds":60}"#))).unwrap();
+    assert_eq!(made.body["id"], json!(SeededIds::new(3).base32(10).unwrap()), "the refused call drew no id");
+    let audit = block_on(store.audit(None, 10)).unwrap();
+    let entries: Vec<(&str, &str)> = audit.iter().map(|e| (e.action.as_str(), e.outcome.as_str())).collect();
+    assert!(entries.contains(&("ephemeral.create", "invalid_field")) && entries.contains(&("ephemeral.create", "ok")), "{entries:?}");
+}
