@@ -2,6 +2,7 @@
 
 pub mod deploy;
 pub mod oidc;
+pub mod route;
 pub mod tls;
 /// The stand-in vLLM server lives in its own light crate, so the local demo builds it without the AWS SDK.
 pub use gateway_standin as standin;
