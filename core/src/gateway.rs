@@ -96,6 +96,28 @@ pub fn check_transport(cfg: &Config, proto: &str, parts: &Parts) -> Result<Trans
     }
 }
 
+/// The log record every request leaves, one per request, on both deployments (the edge writes
+/// it as a JSON line; the Lambda as the fields of its `request` event, inside a span that
+/// carries the trace id). Never the token, only its id.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AccessRecord<'a> {
+    /// The request's id (`x-request-id`).
+    pub request_id: &'a str,
+    /// Its W3C trace id, when the log line carries it itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
+    /// The route it reached, once known.
+    pub route: Option<&'a str>,
+    /// The endpoint that answered, once one did.
+    pub endpoint: Option<&'a str>,
+    /// The status sent to the client.
+    pub status: u16,
+    /// From arrival to the response's head, in milliseconds.
+    pub latency_ms: f64,
+    /// The caller's token id, when it had one.
+    pub token_id: Option<&'a str>,
+}
+
 /// Headers every response of the gateway carries: HSTS (outside local
 /// development), and no content sniffing.
 pub fn security_headers(cfg: &Config) -> &'static [(&'static str, &'static str)] {
@@ -944,6 +966,22 @@ mod tests {
         assert_eq!(p.headers["authorization"], "Bearer upstream-secret");
         assert_eq!(p.request_id, "rid-new");
         assert_eq!(p.token_id.as_deref(), Some("tok_alice"));
+    }
+
+    #[test]
+    fn the_access_record_is_one_json_object_with_no_secret_and_ids_replay() {
+        let r = AccessRecord { request_id: "req_a", trace_id: Some("t1"), route: Some("llama"), endpoint: None, status: 200, latency_ms: 1.5, token_id: Some("tok_x") };
+        let v: serde_json::Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(v, serde_json::json!({"request_id": "req_a", "trace_id": "t1", "route": "llama", "endpoint": null, "status": 200, "latency_ms": 1.5, "token_id": "tok_x"}));
+        // Without a trace id of its own (the Lambda's span carries it), the field is left out.
+        let bare = serde_json::to_value(AccessRecord { trace_id: None, ..r }).unwrap();
+        assert!(bare.get("trace_id").is_none());
+        // Request ids: `req_` and 16 base32 characters, the same from the same source.
+        use crate::token::IdSource;
+        let id = crate::token::SeededIds::new(1).request_id();
+        assert!(id.len() == 20 && id.starts_with("req_") && id[4..].bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b)), "{id}");
+        assert_eq!(id, crate::token::SeededIds::new(1).request_id());
+        assert!(is_valid_request_id(&id));
     }
 
     #[test]

@@ -373,6 +373,12 @@ pub trait IdSource: Send + Sync {
         Ok(base32(&self.bytes(n)?))
     }
 
+    /// A request id, `req_` and 16 base32 characters (80 bits); `req_unknown` when no
+    /// randomness is to be had (a request is never refused for want of an id).
+    fn request_id(&self) -> String {
+        format!("req_{}", self.base32(10).unwrap_or_else(|_| "unknown".into()))
+    }
+
     /// A token id, `tok_` and 26 base32 characters (128 bits).
     fn token_id(&self) -> Result<String> {
         Ok(format!("tok_{}", self.base32(16)?))
@@ -424,11 +430,6 @@ impl IdSource for SeededIds {
 /// Makes a fresh token id from the OS's randomness ([`IdSource::token_id`]).
 pub fn new_token_id() -> Result<String> {
     OsRandom.token_id()
-}
-
-/// Lowercase RFC 4648 base32 of `n` bytes of the OS's randomness, no padding.
-pub fn random_base32(n: usize) -> Result<String> {
-    OsRandom.base32(n)
 }
 
 fn base32(bytes: &[u8]) -> String {

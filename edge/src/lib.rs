@@ -129,6 +129,22 @@ pub(crate) fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// The request as core reads it, `http` types: method, path and query, headers (with the
+/// body left to the caller, untouched), and the scheme the client used. Built here rather than
+/// with the `worker` crate's `http` feature: its `Body` (worker 0.8.7) takes the runtime's body
+/// stream into a Rust stream and copies every chunk into and out of wasm, where this Worker
+/// passes chunks on as the runtime's own objects.
+pub(crate) fn request_parts(req: &Request) -> std::result::Result<(http::request::Parts, String), Error> {
+    let url = req.inner().url();
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", &url));
+    let path_and_query = rest.find('/').map_or("/", |i| &rest[i..]);
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.uri = path_and_query.parse().map_err(|_| Error::InvalidRequest("malformed URL".into()))?;
+    parts.method = req.inner().method().parse().map_err(|_| Error::InvalidRequest("unsupported method".into()))?;
+    parts.headers = http::HeaderMap::from(req.headers());
+    Ok((parts, scheme.to_string()))
+}
+
 /// Turns a core HTTP response into a Worker response.
 pub(crate) fn to_worker(res: http::Response<Vec<u8>>, request_id: &str) -> Result<Response> {
     let (parts, body) = res.into_parts();
@@ -146,7 +162,7 @@ pub(crate) fn error_response(e: &Error, request_id: &str) -> Result<Response> {
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = js_sys::Date::now();
     let iso = isolate(&env);
-    let request_id = format!("req_{}", gateway_core::token::random_base32(10).unwrap_or_else(|_| "unknown".into()));
+    let request_id = gateway_core::token::IdSource::request_id(&gateway_core::token::OsRandom);
     let cfg = match &iso.cfg {
         Ok(c) => c,
         Err(_) => return error_response(&Error::Internal("configuration".into()), &request_id),

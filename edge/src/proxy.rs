@@ -28,29 +28,13 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_log, console_warn, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
-/// Splits `scheme://authority/path?query` into the scheme and `/path?query`.
-fn split_url(url: &str) -> (&str, &str) {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
-    let path = rest.find('/').map_or("/", |i| &rest[i..]);
-    (scheme, path)
-}
-
 /// Entry point for every request the Worker receives.
 pub async fn handle(req: Request, env: &Env, ctx: &Context, cfg: &Config, iso: &Rc<Isolate>, request_id: &str, started: f64) -> worker::Result<Response> {
-    let raw_url = req.inner().url();
-    let (proto, path_and_query) = split_url(&raw_url);
-    let uri: http::Uri = match path_and_query.parse() {
-        Ok(u) => u,
-        Err(_) => return error_response(&Error::InvalidRequest("malformed URL".into()), request_id),
+    let (parts, proto) = match crate::request_parts(&req) {
+        Ok(p) => p,
+        Err(e) => return error_response(&e, request_id),
     };
-    let method: http::Method = match req.method().to_string().parse() {
-        Ok(m) => m,
-        Err(_) => return error_response(&Error::InvalidRequest("unsupported method".into()), request_id),
-    };
-    let mut parts = http::Request::new(()).into_parts().0;
-    parts.method = method;
-    parts.uri = uri;
-    parts.headers = HeaderMap::from(req.headers());
+    let proto = proto.as_str();
     let trace = Trace::from_headers(&parts.headers, &gateway_core::trace::fresh());
     match check_transport(cfg, proto, &parts) {
         Ok(Transport::Proceed) => {}
@@ -828,7 +812,7 @@ pub(crate) async fn flush(env: &Env, iso: &Rc<Isolate>) {
     }
 }
 
-/// One JSON log line per request; never the token, only its id.
+/// One JSON log line per request ([`gateway_core::gateway::AccessRecord`]); never the token, only its id.
 fn log_line(
     request_id: &str,
     trace_id: &str,
@@ -838,14 +822,6 @@ fn log_line(
     started: f64,
     token_id: Option<&str>,
 ) {
-    let line = serde_json::json!({
-        "request_id": request_id,
-        "trace_id": trace_id,
-        "route": route,
-        "endpoint": endpoint,
-        "status": status,
-        "latency_ms": js_sys::Date::now() - started,
-        "token_id": token_id,
-    });
-    console_log!("{}", line);
+    let record = gateway_core::gateway::AccessRecord { request_id, trace_id: Some(trace_id), route, endpoint, status, latency_ms: js_sys::Date::now() - started, token_id };
+    console_log!("{}", serde_json::to_string(&record).unwrap_or_default());
 }

@@ -590,23 +590,21 @@ impl GatewayState {
         if iso.cfg.is_err() {
             return crate::error_response(&Error::Internal("configuration".into()), &request_id);
         }
-        // The client's call as the Worker passed it on: its method, path and query.
-        let method: http::Method = req.method().to_string().parse().unwrap_or(http::Method::GET);
-        let segments = match gateway_core::route::parse_target(&req.path(), false) {
+        // The client's call as the Worker passed it on: its method, path, query and
+        // authorization, with the Worker's request id and the call's trace.
+        let (parts, _) = match crate::request_parts(&req) {
+            Ok(p) => p,
+            Err(e) => return crate::error_response(&e, &request_id),
+        };
+        let segments = match gateway_core::route::parse_target(parts.uri.path(), false) {
             Ok(gateway_core::route::Target::Admin(segments)) => segments,
             _ => return crate::error_response(&Error::NotFound("no such admin path".into()), &request_id),
         };
-        let url = req.url()?;
-        let query = url.query().filter(|q| !q.is_empty()).map(str::to_string);
-        let authorization = req
-            .headers()
-            .get("authorization")?
-            .and_then(|v| http::HeaderValue::from_str(&v).ok());
-        // The Worker passes on the call's trace (the caller's, or the one it started).
-        let trace_id = req
-            .headers()
-            .get(gateway_core::trace::TRACEPARENT)?
-            .and_then(|v| gateway_core::trace::trace_id_of(&v));
+        // Owned: the write below runs in a future of its own.
+        let method = parts.method.clone();
+        let query = parts.uri.query().filter(|q| !q.is_empty()).map(str::to_string);
+        let authorization = parts.headers.get(http::header::AUTHORIZATION).cloned();
+        let trace_id = parts.headers.get(gateway_core::trace::TRACEPARENT).and_then(|v| v.to_str().ok()).and_then(gateway_core::trace::trace_id_of);
         let body = req.bytes().await.unwrap_or_default();
         if body.len() > MAX_ADMIN_BODY {
             return crate::error_response(&Error::PayloadTooLarge { limit: MAX_ADMIN_BODY as u64 }, &request_id);

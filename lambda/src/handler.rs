@@ -10,11 +10,12 @@ use gateway_core::admin::{self, AdminRequest};
 use gateway_core::attempts::{Forwarding, Outcome, Step};
 use gateway_core::cache::CachedSource;
 use gateway_core::forward::{response_headers, FailureMemory, ForwardPlan};
-use gateway_core::gateway::{check_transport, resolve, resolve_model, security_headers, Decision, RequestContext, Resolution, Transport};
+use gateway_core::gateway::{check_transport, resolve, resolve_model, security_headers, AccessRecord, Decision, RequestContext, Resolution, Transport};
 use gateway_core::load::InFlight;
 use gateway_core::meter::Meter;
 use gateway_core::metrics::RequestSample;
 use gateway_core::stream::{is_event_stream, Fault, Guarded};
+use gateway_core::token::IdSource;
 use gateway_core::trace::Trace;
 use gateway_core::{Config, Error};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
@@ -269,8 +270,10 @@ fn refuse(e: &Error, mut meter: Meter, app: &Arc<App>, started: Instant, request
     metered(res, meter, app, started, request_id, arrived_ms, false)
 }
 
+/// The request's [`AccessRecord`], as the fields of a `request` event (its span carries the trace id).
 fn log(request_id: &str, route: Option<&str>, endpoint: Option<&str>, status: u16, started: Instant, token_id: Option<&str>) {
-    tracing::info!(request_id, route, endpoint, status, latency_ms = started.elapsed().as_secs_f64() * 1000.0, token_id, "request");
+    let r = AccessRecord { request_id, trace_id: None, route, endpoint, status, latency_ms: started.elapsed().as_secs_f64() * 1000.0, token_id };
+    tracing::info!(request_id = r.request_id, route = r.route, endpoint = r.endpoint, status = r.status, latency_ms = r.latency_ms, token_id = r.token_id, "request");
 }
 
 /// One request in flight to an endpoint, counted in the instance until dropped.
@@ -299,10 +302,7 @@ pub async fn handle(
     app: Arc<App>,
     req: lambda_http::Request,
 ) -> Result<http::Response<GwBody>, Infallible> {
-    let request_id = format!(
-        "req_{}",
-        gateway_core::token::random_base32(10).unwrap_or_else(|_| "unknown".into())
-    );
+    let request_id = gateway_core::token::OsRandom.request_id();
     let trace = Trace::from_headers(req.headers(), &gateway_core::trace::fresh());
     // Every line logged while serving carries the request and trace ids (the span's fields).
     let span = tracing::info_span!(
