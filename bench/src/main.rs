@@ -25,6 +25,7 @@ use gateway_bench::results::{CpuRun, Point, Results, Settings, SystemInfo, Usage
 use gateway_core::token::{new_token_id, TokenIssuer, TokenKind, TokenRequest};
 use gateway_core::Config;
 use gateway_tests::deploy;
+use gateway_tests::route::RouteJson;
 use gateway_tests::standin::{StandIn, StandInOptions, CHUNKS_HEADER, INTERVAL_HEADER};
 use http::{HeaderName, HeaderValue, Method};
 use serde_json::{json, Value};
@@ -404,11 +405,7 @@ impl Bench {
     async fn provision(&self, base: &str) -> Result<(String, String), String> {
         let admin = self.admin_token();
         for (name, addr) in [(ROUTE_INSTANT, self.instant), (ROUTE_STREAM, self.stream)] {
-            let body = json!({
-                "endpoints": [{"id": name.trim_start_matches("bench-"), "url": format!("http://{addr}"), "weight": 1}],
-                "auth": {"required": true, "groups": [GROUP]},
-                "affinity": {"header": "x-session-id"},
-            });
+            let body = RouteJson::new().groups(&[GROUP]).endpoint(name.trim_start_matches("bench-"), format!("http://{addr}")).with("affinity", json!({"header": "x-session-id"})).json();
             let (st, v) = self.admin(base, &admin, Method::PUT, &format!("routes/{name}"), Some(body)).await?;
             if st != 200 && st != 201 {
                 return Err(format!("PUT route {name}: {st} {v}"));
@@ -416,7 +413,7 @@ impl Bench {
         }
         // A public route over the same stand-in: proxied without a token, so without token
         // verification and usage counting (for the CPU profile at the edge).
-        let body = json!({"endpoints": [{"id": "instant", "url": format!("http://{}", self.instant), "weight": 1}], "auth": {"required": false}});
+        let body = RouteJson::new().public().endpoint("instant", format!("http://{}", self.instant)).json();
         let (st, v) = self.admin(base, &admin, Method::PUT, &format!("routes/{ROUTE_PUBLIC}"), Some(body)).await?;
         if st != 200 && st != 201 {
             return Err(format!("PUT route {ROUTE_PUBLIC}: {st} {v}"));

@@ -6,6 +6,7 @@
 use crate::{boxed, ensure, Case, CaseResult, Ctx};
 use gateway_core::token::TokenKind;
 use gateway_tests::deploy::Deployment;
+use gateway_tests::route::RouteJson;
 use gateway_tests::standin::{StandIn, StandInOptions, VllmLoad};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -99,8 +100,7 @@ async fn keyless_service_traffic_spreads_while_users_stay(c: &Ctx) -> CaseResult
 
     // `fallback: token` keeps even a service token's requests together.
     let pinned = c.name("pinned");
-    let endpoints = json!([{"id": a.name(), "url": a.url()}, {"id": b.name(), "url": b.url()}]);
-    c.put_route(&pinned, json!({"endpoints": endpoints, "auth": {"required": true, "groups": ["ml-team"]}, "affinity": {"fallback": "token"}})).await?;
+    c.put_route(&pinned, RouteJson::new().endpoint(a.name(), a.url()).endpoint(b.name(), b.url()).with("affinity", json!({"fallback": "token"}))).await?;
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..10 {
         seen.insert(c.served_by(&format!("/{pinned}/v1/models"), Some(&service), &[]).await?);
@@ -108,6 +108,7 @@ async fn keyless_service_traffic_spreads_while_users_stay(c: &Ctx) -> CaseResult
     ensure!(seen.len() == 1, "fallback token pins a service token: {seen:?}");
     let (s, v) = c.admin_call(Method::GET, &format!("routes/{pinned}"), None).await?;
     ensure!(s == 200 && v["affinity"]["fallback"] == "token", "the route shows its fallback: {v}");
+    let endpoints = json!([{"id": a.name(), "url": a.url()}, {"id": b.name(), "url": b.url()}]);
     let (s, v) = c.admin_call(Method::PUT, &format!("routes/{pinned}"), Some(json!({"endpoints": endpoints, "affinity": {"fallback": "sometimes"}}))).await?;
     let names = |v: &Value, what: &str| v["error"].to_string().contains(what);
     ensure!(s == 400 && names(&v, "fallback"), "an unknown fallback is refused: {s} {v}");
@@ -143,8 +144,7 @@ async fn post_chat(c: &Ctx, route: &str, token: &str, body: &Value) -> Result<St
 async fn prefix_fallback_keeps_a_shared_prompt_on_one_instance(c: &Ctx) -> CaseResult {
     let (a, b) = pair("px").await?;
     let name = c.name("prefix");
-    let endpoints = json!([{"id": a.name(), "url": a.url()}, {"id": b.name(), "url": b.url()}]);
-    c.put_route(&name, json!({"endpoints": endpoints, "auth": {"required": true, "groups": ["ml-team"]}, "affinity": {"fallback": "prefix"}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint(a.name(), a.url()).endpoint(b.name(), b.url()).with("affinity", json!({"fallback": "prefix"}))).await?;
     let system = "You are the support assistant of Example Corp. Answer from the manual only. ".repeat(20);
     // Three callers (a person and two services), no session header, one system prompt and
     // first question: one instance.

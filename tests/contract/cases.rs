@@ -3,6 +3,7 @@
 use crate::{boxed, ensure, error_code, Case, CaseResult, Ctx, UPSTREAM_KEY};
 use futures_util::StreamExt;
 use gateway_core::token::TokenKind;
+use gateway_tests::route::RouteJson;
 use gateway_tests::standin::{refused_addr, BodyDropper, StandIn};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -257,7 +258,7 @@ async fn affinity_keeps_sessions_on_one_endpoint(c: &Ctx) -> CaseResult {
 
 async fn removing_an_endpoint_moves_only_its_sessions(c: &Ctx) -> CaseResult {
     let name = c.name("movement");
-    c.put_route(&name, json!({"endpoints": [], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new()).await?;
     for s in [&c.a, &c.b, &c.c] {
         let (st, v) = c.admin_call(Method::PUT, &format!("routes/{name}/endpoints/{}", s.name()), Some(json!({"url": s.url(), "lease_seconds": 300}))).await?;
         ensure!(st == 200, "register {}: {st} {v}", s.name());
@@ -305,7 +306,7 @@ async fn removing_an_endpoint_moves_only_its_sessions(c: &Ctx) -> CaseResult {
 async fn failover_when_an_instance_is_dead(c: &Ctx) -> CaseResult {
     let name = c.name("failover");
     let dead = format!("http://{}", refused_addr());
-    c.put_route(&name, json!({"endpoints": [{"id": "dead", "url": dead}, {"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("dead", &dead).endpoint("a", c.a.url())).await?;
     let tok = c.user(&["ml-team"]);
     for i in 0..12 {
         let sid = format!("f-{i}");
@@ -327,13 +328,13 @@ async fn failover_when_an_instance_is_dead(c: &Ctx) -> CaseResult {
 
 async fn all_dead_is_502_and_none_live_is_503(c: &Ctx) -> CaseResult {
     let name = c.name("dead");
-    c.put_route(&name, json!({"endpoints": [{"id": "d1", "url": format!("http://{}", refused_addr())}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("d1", format!("http://{}", refused_addr()))).await?;
     let tok = c.user(&["ml-team"]);
     let (s, code, v) = error_code(c.get(&format!("/{name}/v1/models"), Some(&tok), &[]).await?).await;
     ensure!(s == 502 && code == "upstream_unreachable", "all dead: {s} {v}");
     ensure!(!v.to_string().contains("127.0.0.1"), "502 names no address: {v}");
     let empty = c.name("empty");
-    c.put_route(&empty, json!({"endpoints": [], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&empty, RouteJson::new()).await?;
     let (s, code, _) = error_code(c.get(&format!("/{empty}/v1/models"), Some(&tok), &[]).await?).await;
     ensure!(s == 503 && code == "no_live_endpoint", "no endpoint: {s} {code}");
     Ok(())
@@ -413,7 +414,7 @@ async fn header_hygiene_both_ways(c: &Ctx) -> CaseResult {
 
 async fn upstream_key_from_named_secret(c: &Ctx) -> CaseResult {
     let name = c.name("keyed");
-    c.put_route(&name, json!({"endpoints": [{"id": "k", "url": c.keyed.url()}], "auth": {"groups": ["ml-team"]}, "upstream_api_key_secret": "VLLM_CONTRACT_KEY"})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("k", c.keyed.url()).with("upstream_api_key_secret", json!("VLLM_CONTRACT_KEY"))).await?;
     let res = c.get(&format!("/{name}/v1/models"), Some(&c.user(&["ml-team"])), &[]).await?;
     ensure!(res.status() == 200, "with the named secret the upstream accepts: {}", res.status());
     let (s, v) = c.admin_call(Method::GET, &format!("routes/{name}"), None).await?;
@@ -452,7 +453,7 @@ async fn path_tricks_cannot_escape(c: &Ctx) -> CaseResult {
 
 async fn body_limit_counts_streamed_bytes(c: &Ctx) -> CaseResult {
     let name = c.name("limits");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "max_body_bytes": 1000})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", c.a.url()).with("max_body_bytes", json!(1000))).await?;
     let tok = c.user(&["ml-team"]);
     let url = c.url(&format!("/{name}/echo/b"));
     let res = c.http.post(&url).bearer_auth(&tok).body(vec![b'x'; 900]).send().await.map_err(|e| e.to_string())?;
@@ -504,7 +505,7 @@ async fn header_and_url_limits(c: &Ctx) -> CaseResult {
 
 async fn slow_upstream_is_504(c: &Ctx) -> CaseResult {
     let name = c.name("slow");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "timeouts": {"connect_ms": 1000, "response_ms": 500}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", c.a.url()).with("timeouts", json!({"connect_ms": 1000, "response_ms": 500}))).await?;
     let t = Instant::now();
     let (s, code, _) = error_code(c.get(&format!("/{name}/slow?ms=3000"), Some(&c.user(&["ml-team"])), &[]).await?).await;
     ensure!(s == 504 && code == "upstream_timeout", "slow upstream: {s} {code}");
@@ -542,7 +543,7 @@ async fn ephemeral_route_lives_and_dies(c: &Ctx) -> CaseResult {
 
 async fn leased_endpoint_drops_out(c: &Ctx) -> CaseResult {
     let name = c.name("lease");
-    c.put_route(&name, json!({"endpoints": [], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new()).await?;
     let (s, v) = c.admin_call(Method::PUT, &format!("routes/{name}/endpoints/b"), Some(json!({"url": c.b.url(), "weight": 2, "lease_seconds": 5}))).await?;
     ensure!(s == 200, "register: {s} {v}");
     let (s, _) = c.admin_call(Method::PUT, &format!("routes/{name}/endpoints/x"), Some(json!({"url": c.b.url()}))).await?;
@@ -555,7 +556,7 @@ async fn leased_endpoint_drops_out(c: &Ctx) -> CaseResult {
 
 async fn disabled_route_is_404(c: &Ctx) -> CaseResult {
     let name = c.name("disabled");
-    c.put_route(&name, json!({"enabled": false, "endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", c.a.url()).with("enabled", json!(false))).await?;
     let (s, _, _) = error_code(c.get(&format!("/{name}/v1/models"), Some(&c.user(&["ml-team"])), &[]).await?).await;
     ensure!(s == 404, "disabled: {s}");
     Ok(())
@@ -564,7 +565,7 @@ async fn disabled_route_is_404(c: &Ctx) -> CaseResult {
 async fn host_route_takes_every_path(c: &Ctx) -> CaseResult {
     let name = c.name("hosted");
     let host = format!("{name}.models.example.com");
-    c.put_route(&name, json!({"host": host, "endpoints": [{"id": "b", "url": c.b.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("b", c.b.url()).with("host", json!(host))).await?;
     let res = c.get("/v1/models", Some(&c.user(&["ml-team"])), &[("host", &host)]).await?;
     ensure!(res.status() == 200 && instance(&res) == "b", "host route: {}", res.status());
     let other = c.name("hosted2");
@@ -591,9 +592,7 @@ async fn terraform_takes_over_an_admin_route_and_is_audited(c: &Ctx) -> CaseResu
 
     // Terraform takes the name over, pointing at b, writing the store as infra/modules/routes does.
     let tf = |upstream: &StandIn| {
-        json!({"name": name, "endpoints": [{"id": upstream.name(), "url": upstream.url(), "weight": 1}],
-               "auth": {"required": true, "groups": ["ml-team"]}, "managed_by": "terraform"})
-        .to_string()
+        RouteJson::new().endpoint(upstream.name(), upstream.url()).with("name", json!(name)).with("managed_by", json!("terraform")).json().to_string()
     };
     c.backing.terraform_write(&name, Some(&tf(&c.b))).await?;
 
@@ -719,7 +718,7 @@ async fn token_usage_is_counted(c: &Ctx) -> CaseResult {
 
 async fn via_endpoint_goes_through_its_binding(c: &Ctx) -> CaseResult {
     let name = c.name("via");
-    c.put_route(&name, json!({"endpoints": [{"id": "p", "url": c.b.url(), "via": "VPC_CONTRACT"}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint_json(json!({"id": "p", "url": c.b.url(), "via": "VPC_CONTRACT"}))).await?;
     let res = c.get(&format!("/{name}/v1/models"), Some(&c.user(&["ml-team"])), &[]).await?;
     ensure!(res.status() == 200 && instance(&res) == "b", "via endpoint serves: {}", res.status());
     let through = res.headers().get("x-via-binding").and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -790,7 +789,7 @@ async fn rate_limits_per_token_are_429_with_retry_after(c: &Ctx) -> CaseResult {
     clear_of_minute_boundary(Duration::from_secs(20)).await;
     // The route's default: 3 a minute for each subject (all its tokens together).
     let name = c.name("rl");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "rate_limit_rpm": 3})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", c.a.url()).with("rate_limit_rpm", json!(3))).await?;
     let (t1, same_subject) = (c.user(&["ml-team"]), c.user(&["ml-team"]));
     let t2 = c.token(&c.name("rl-other-subject"), gateway_core::token::TokenKind::User, &["ml-team"], None);
     let path = format!("/{name}/v1/models");
@@ -852,7 +851,7 @@ async fn upstream_reset_mid_stream_ends_with_an_error_event(c: &Ctx) -> CaseResu
 
 async fn idle_stream_is_closed_and_the_upstream_cancelled(c: &Ctx) -> CaseResult {
     let name = c.name("idle");
-    c.put_route(&name, json!({"endpoints": [{"id": "c", "url": c.c.url()}], "auth": {"groups": ["ml-team"]}, "timeouts": {"idle_ms": 1500}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("c", c.c.url()).with("timeouts", json!({"idle_ms": 1500}))).await?;
     let before = c.c.cancelled_streams();
     let t = Instant::now();
     let res = c.get(&format!("/{name}/stall"), Some(&c.user(&["ml-team"])), &[]).await?;
@@ -867,7 +866,7 @@ async fn idle_stream_is_closed_and_the_upstream_cancelled(c: &Ctx) -> CaseResult
 async fn request_already_sent_is_never_retried(c: &Ctx) -> CaseResult {
     let dropper = BodyDropper::start().await.map_err(|e| e.to_string())?;
     let name = c.name("noretry");
-    c.put_route(&name, json!({"endpoints": [{"id": "drop", "url": dropper.url()}, {"id": "b", "url": c.b.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("drop", dropper.url()).endpoint("b", c.b.url())).await?;
     let tok = c.user(&["ml-team"]);
     let mut dropped = 0;
     for i in 0..16 {

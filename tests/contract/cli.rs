@@ -5,6 +5,7 @@
 
 use crate::{boxed, ensure, Case, CaseResult, Ctx};
 use gateway_tests::deploy;
+use gateway_tests::route::RouteJson;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,7 +65,7 @@ async fn steps(c: &Ctx, dir: &Path, routes: &Path) -> CaseResult {
     let run = |args: &'static [&'static str]| gatewayctl(&config, &env, args);
     let name = c.name("cli");
     let file = routes.join(format!("{name}.json"));
-    let body = json!({"name": name, "endpoints": [{"id": "a", "url": c.a.url(), "weight": 1}], "auth": {"required": true, "groups": ["ml-team"]}});
+    let body = RouteJson::new().endpoint("a", c.a.url()).with("name", json!(name)).json();
     std::fs::write(&file, body.to_string()).map_err(|e| e.to_string())?;
     let dir_arg = routes.to_string_lossy().into_owned();
 

@@ -4,6 +4,7 @@
 
 use crate::{boxed, ensure, error_code, Case, CaseResult, Ctx};
 use gateway_tests::deploy::{self, Deployment};
+use gateway_tests::route::RouteJson;
 use gateway_tests::tls::{Pki, TlsStandIn};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -25,8 +26,8 @@ async fn eventually(f: impl Fn() -> bool) -> bool {
     true
 }
 
-fn tls_route(upstream: &TlsStandIn) -> Value {
-    json!({"endpoints": [{"id": "tls", "url": upstream.url(), "weight": 1}], "auth": {"required": true, "groups": ["ml-team"]}})
+fn tls_route(upstream: &TlsStandIn) -> RouteJson {
+    RouteJson::new().endpoint("tls", upstream.url())
 }
 
 /// A Lambda deployment whose signing keys, origin secret and TLS material all come from a
@@ -51,8 +52,8 @@ impl Fronted {
         c.http.request(method, format!("{}{path}", self.base)).header("x-origin-verify", &self.origin).header("x-forwarded-proto", "https").bearer_auth(token)
     }
 
-    async fn put_route(&self, c: &Ctx, name: &str, body: Value) -> CaseResult {
-        let res = self.request(c, Method::PUT, &format!("/_gateway/routes/{name}"), &c.admin).json(&body).send().await.map_err(|e| e.to_string())?;
+    async fn put_route(&self, c: &Ctx, name: &str, body: impl Into<Value>) -> CaseResult {
+        let res = self.request(c, Method::PUT, &format!("/_gateway/routes/{name}"), &c.admin).json(&body.into()).send().await.map_err(|e| e.to_string())?;
         ensure!(res.status().is_success(), "route {name}: {}", res.status());
         Ok(())
     }
@@ -108,7 +109,7 @@ async fn upstream_tls_with_a_private_ca_and_client_certificates(c: &Ctx) -> Case
     ensure!(s == 403 && code == "forbidden", "straight to the Function URL: {s} {code}");
     let forged = c.http.get(format!("{}/_gateway/healthz", with_ca.base)).header("x-origin-verify", "origin-guess-0123456789abcdef0123456789abcdef").send().await.map_err(|e| e.to_string())?;
     ensure!(forged.status() == 403, "a wrong origin secret: {}", forged.status());
-    with_ca.put_route(c, "hosted", json!({"host": "llama.models.test", "endpoints": [{"id": "tls", "url": server.url(), "weight": 1}], "auth": {"required": true, "groups": ["ml-team"]}})).await?;
+    with_ca.put_route(c, "hosted", tls_route(&server).with("host", json!("llama.models.test"))).await?;
     let via_host = with_ca.request(c, Method::GET, "/v1/models", &c.user(&["ml-team"])).header("x-forwarded-host", "llama.models.test").send().await.map_err(|e| e.to_string())?;
     ensure!(via_host.status() == 200 && server.served() == 2, "a host route through the front door: {}", via_host.status());
     drop(with_ca);

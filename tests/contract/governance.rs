@@ -2,6 +2,7 @@
 //! route; token budgets; usage on every stream.
 
 use crate::{boxed, ensure, error_code, Case, CaseResult, Ctx};
+use gateway_tests::route::RouteJson;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -43,7 +44,7 @@ fn parse_duration(s: &str) -> Option<u64> {
 
 async fn governance_rate_limit_headers_on_every_answer_of_a_limited_route(c: &Ctx) -> CaseResult {
     let limited = c.name("rl-headers");
-    c.put_route(&limited, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "rate_limit_rpm": 4})).await?;
+    c.put_route(&limited, RouteJson::new().endpoint("a", c.a.url()).with("rate_limit_rpm", json!(4))).await?;
     let open = c.name("rl-none");
     c.route_over(&open, &[&c.a]).await?;
     let token = c.token(&c.name("rl-user"), gateway_core::token::TokenKind::User, &["ml-team"], None);
@@ -90,7 +91,7 @@ pub fn normalised_stream(text: &str) -> Vec<String> {
 
 async fn governance_usage_always_counts_every_stream_and_the_client_sees_its_own_stream(c: &Ctx) -> CaseResult {
     let route = c.name("usage-always");
-    c.put_route(&route, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "usage": "always"})).await?;
+    c.put_route(&route, RouteJson::new().endpoint("a", c.a.url()).with("usage", json!("always"))).await?;
     let (s, v) = c.admin_call(Method::GET, &format!("routes/{route}"), None).await?;
     ensure!(s == 200 && v["usage"] == "always", "the route keeps usage: {s} {v}");
     let (s, v) = c.admin_call(Method::PUT, &format!("routes/{}", c.name("usage-bad")), Some(json!({"endpoints": [], "usage": "sometimes"}))).await?;
@@ -168,7 +169,7 @@ async fn refused_within(c: &Ctx, route: &str, token: &str, what: &str, admitted:
 
 async fn governance_token_budgets_refuse_after_the_answer_that_crossed_them(c: &Ctx) -> CaseResult {
     let route = c.name("budget");
-    c.put_route(&route, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&route, RouteJson::new().endpoint("a", c.a.url())).await?;
     let before = c.a.requests();
 
     // A token: 15 tokens a minute. The first answer (10 tokens) fits, the second crosses and
@@ -229,7 +230,7 @@ async fn governance_token_budgets_refuse_after_the_answer_that_crossed_them(c: &
 
 async fn governance_terraform_budgets_apply_and_the_admin_api_leaves_them_alone(c: &Ctx) -> CaseResult {
     let route = c.name("tf-budget");
-    c.put_route(&route, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&route, RouteJson::new().endpoint("a", c.a.url())).await?;
     let contract = c.name("C-tf");
     let key = format!("contracts/{contract}");
     // An admin's budget first; then Terraform takes the same key over.

@@ -8,6 +8,7 @@ use base64::Engine;
 use gateway_core::token::{new_token_id, TokenIssuer, TokenKind, TokenRequest};
 use gateway_core::Config;
 use gateway_tests::deploy::{self, Deployment};
+use gateway_tests::route::RouteJson;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -426,7 +427,7 @@ async fn call_at(c: &Ctx, base: &str, token: &str, method: Method, path: &str, b
 async fn signing_key_rotation_overlap_then_removal(c: &Ctx) -> CaseResult {
     let route = "rotation";
     let seed = || {
-        let json = json!({"name": route, "endpoints": [{"id": "a", "url": c.a.url(), "weight": 1}], "auth": {"required": true, "groups": ["ml-team"]}, "managed_by": "terraform"});
+        let json = RouteJson::new().endpoint("a", c.a.url()).with("name", json!(route)).with("managed_by", json!("terraform")).json();
         vec![deploy::Seed { name: route.to_string(), json: json.to_string() }]
     };
     let vars = |keys: String, kid: Option<&str>| {

@@ -21,6 +21,7 @@ use gateway_tests::deploy;
 use gateway_core::token::{new_token_id, TokenIssuer, TokenKind, TokenRequest};
 use gateway_core::Config;
 use gateway_tests::oidc::{KeySet, OidcStandIn};
+use gateway_tests::route::RouteJson;
 use gateway_tests::standin::{StandIn, StandInOptions};
 use serde_json::{json, Value};
 use std::future::Future;
@@ -127,16 +128,16 @@ impl Ctx {
     }
 
     /// Creates a route from a JSON body; fails the case unless it is created.
-    pub async fn put_route(&self, name: &str, body: Value) -> CaseResult {
-        let (status, v) = self.admin_call(reqwest::Method::PUT, &format!("routes/{name}"), Some(body)).await?;
+    pub async fn put_route(&self, name: &str, body: impl Into<Value>) -> CaseResult {
+        let (status, v) = self.admin_call(reqwest::Method::PUT, &format!("routes/{name}"), Some(body.into())).await?;
         ensure!(status == 201 || status == 200, "PUT route {name}: {status} {v}");
         Ok(())
     }
 
     /// A route over the given stand-ins, requiring group `ml-team`.
     pub async fn route_over(&self, name: &str, upstreams: &[&StandIn]) -> CaseResult {
-        let endpoints: Vec<Value> = upstreams.iter().map(|s| json!({"id": s.name(), "url": s.url(), "weight": 1})).collect();
-        self.put_route(name, json!({"endpoints": endpoints, "auth": {"required": true, "groups": ["ml-team"]}})).await
+        let route = upstreams.iter().fold(RouteJson::new(), |r, s| r.endpoint(s.name(), s.url()));
+        self.put_route(name, route).await
     }
 
     /// Issues a token through the admin API; returns (id, token).
@@ -285,11 +286,7 @@ async fn run(deployment: deploy::Deployment, filter: &[String], real_vllm: Optio
 
     // A route as Terraform writes it (infra/modules/routes), present before the gateway starts.
     let tf_route = "tf-managed".to_string();
-    let tf_json = json!({
-        "name": tf_route, "endpoints": [{"id": "a", "url": a.url(), "weight": 1}],
-        "auth": {"required": true, "groups": ["ml-team"]}, "managed_by": "terraform"
-    })
-    .to_string();
+    let tf_json = RouteJson::new().endpoint("a", a.url()).with("name", json!(tf_route)).with("managed_by", json!("terraform")).json().to_string();
     let vars = [
         ("GATEWAY_SIGNING_KEYS", TEST_KEYS.to_string()),
         ("GATEWAY_ALLOW_HTTP", "1".to_string()),

@@ -2,6 +2,7 @@
 //! RBAC per model (issue 17).
 
 use crate::{boxed, ensure, error_code, Case, CaseResult, Ctx};
+use gateway_tests::route::RouteJson;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -17,8 +18,8 @@ pub const ALL: &[Case] = &[
 async fn two_routes(c: &Ctx, tag: &str) -> Result<(String, String, String, String, String), String> {
     let (ra, rb) = (c.name(&format!("{tag}-a")), c.name(&format!("{tag}-b")));
     let (ma, alias, mb) = (format!("{ra}-llama"), format!("{ra}-alias"), format!("mistralai/{rb}-7B"));
-    c.put_route(&ra, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "models": [ma, alias]})).await?;
-    c.put_route(&rb, json!({"endpoints": [{"id": "b", "url": c.b.url()}], "auth": {"groups": ["ml-team"]}, "models": [mb]})).await?;
+    c.put_route(&ra, RouteJson::new().endpoint("a", c.a.url()).with("models", json!([ma, alias]))).await?;
+    c.put_route(&rb, RouteJson::new().endpoint("b", c.b.url()).with("models", json!([mb]))).await?;
     Ok((ra, rb, ma, alias, mb))
 }
 
@@ -73,7 +74,7 @@ async fn models_unknown_and_forbidden_look_the_same_and_the_list_follows_rbac(c:
     let (_, _, ma, _, _) = two_routes(c, "mrb").await?;
     let secret_route = c.name("mrb-secret");
     let secret_model = format!("{secret_route}-model");
-    c.put_route(&secret_route, json!({"endpoints": [{"id": "c", "url": c.c.url()}], "auth": {"groups": ["other-team"]}, "models": [secret_model]})).await?;
+    c.put_route(&secret_route, RouteJson::new().endpoint("c", c.c.url()).groups(&["other-team"]).with("models", json!([secret_model]))).await?;
     let ml = c.user(&["ml-team"]);
     let other = c.user(&["other-team"]);
 
@@ -147,10 +148,9 @@ async fn models_the_body_is_peeked_not_buffered_and_bad_bodies_are_400s(c: &Ctx)
 async fn models_terraform_takes_a_model_and_an_admin_route_leaving_it_does_not_break_it(c: &Ctx) -> CaseResult {
     let (admin_route, tf_route) = (c.name("mtf-admin"), c.name("mtf-tf"));
     let model = format!("{admin_route}-model");
-    c.put_route(&admin_route, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "models": [model]})).await?;
+    c.put_route(&admin_route, RouteJson::new().endpoint("a", c.a.url()).with("models", json!([model]))).await?;
     // Terraform claims the same name for its route, writing the store as infra/modules/routes does.
-    let tf = json!({"name": tf_route, "endpoints": [{"id": "b", "url": c.b.url(), "weight": 1}], "auth": {"required": true, "groups": ["ml-team"]},
-                    "models": [model], "managed_by": "terraform"});
+    let tf = RouteJson::new().endpoint("b", c.b.url()).with("name", json!(tf_route)).with("models", json!([model])).with("managed_by", json!("terraform")).json();
     c.backing.terraform_write(&tf_route, Some(&tf.to_string())).await?;
     c.backing.terraform_model(&model, Some(&tf_route)).await?;
     let token = c.user(&["ml-team"]);
@@ -161,7 +161,7 @@ async fn models_terraform_takes_a_model_and_an_admin_route_leaving_it_does_not_b
     })
     .await?;
     // The admin route lets the name go, then goes: Terraform's entry stays.
-    let (s, v) = c.admin_call(Method::PUT, &format!("routes/{admin_route}"), Some(json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}}))).await?;
+    let (s, v) = c.admin_call(Method::PUT, &format!("routes/{admin_route}"), Some(RouteJson::new().endpoint("a", c.a.url()).json())).await?;
     ensure!(s == 200, "the admin route drops the model: {s} {v}");
     let (s, v) = c.admin_call(Method::DELETE, &format!("routes/{admin_route}"), None).await?;
     ensure!(s == 200, "the admin route goes: {s} {v}");

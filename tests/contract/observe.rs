@@ -4,6 +4,7 @@
 
 use crate::{boxed, ensure, Case, CaseResult, Ctx};
 use gateway_tests::deploy::Deployment;
+use gateway_tests::route::RouteJson;
 use gateway_tests::standin::{StandIn, StandInOptions};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -222,7 +223,7 @@ async fn probes_mark_a_dead_endpoint_down_then_up(c: &Ctx) -> CaseResult {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let name = c.name("probed");
     let late_url = format!("http://127.0.0.1:{port}");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}, {"id": "late", "url": late_url}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", c.a.url()).endpoint("late", &late_url)).await?;
 
     let first = probe_round(c).await?;
     ensure!(probe_of(&first, &name, "a")["health"] == "up", "a is up: {}", probe_of(&first, &name, "a"));
@@ -543,7 +544,7 @@ async fn traces_reach_vllm_the_logs_and_the_audit(c: &Ctx) -> CaseResult {
         .put(c.url(&format!("/_gateway/routes/{name}")))
         .bearer_auth(&c.admin)
         .header("traceparent", format!("00-{admin_trace}-b7ad6b7169203331-01"))
-        .json(&json!({"endpoints": [{"id": c.a.name(), "url": c.a.url(), "weight": 2}], "auth": {"required": true, "groups": ["ml-team"]}}))
+        .json(&RouteJson::new().endpoint_json(json!({"id": c.a.name(), "url": c.a.url(), "weight": 2})).json())
         .send()
         .await
         .map_err(|e| e.to_string())?;

@@ -5,6 +5,7 @@
 
 use crate::{boxed, ensure, Case, CaseResult, Ctx};
 use gateway_tests::deploy::{self, Deployment};
+use gateway_tests::route::RouteJson;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -89,7 +90,7 @@ async fn a_paused_store_does_not_take_the_data_plane_down(c: &Ctx) -> CaseResult
             .json(&body)
             .send()
     };
-    let res = admin(reqwest::Method::PUT, "routes/outage", json!({"endpoints": [{"id": "a", "url": c.a.url(), "weight": 1}], "auth": {"required": true, "groups": ["ml-team"]}}))
+    let res = admin(reqwest::Method::PUT, "routes/outage", RouteJson::new().endpoint("a", c.a.url()).json())
         .await
         .map_err(|e| e.to_string())?;
     ensure!(res.status().is_success(), "PUT route: {}", res.status());

@@ -3,6 +3,7 @@
 
 use crate::{boxed, ensure, error_code, Case, CaseResult, Ctx, OIDC_AUDIENCE};
 use gateway_tests::deploy::{self, Deployment};
+use gateway_tests::route::RouteJson;
 use reqwest::Method;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -29,7 +30,7 @@ fn header(res: &reqwest::Response, name: &str) -> Vec<String> {
 async fn proxied_content_cannot_act_on_the_gateway_origin(c: &Ctx) -> CaseResult {
     // A public route: the riskiest kind, since anyone can make a browser load it.
     let name = c.name("hostile");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"required": false}})).await?;
+    c.put_route(&name, RouteJson::new().public().endpoint("a", c.a.url())).await?;
     let res = c.get(&format!("/{name}/hostile"), None, &[]).await?;
     ensure!(res.status() == 200, "hostile page: {}", res.status());
     ensure!(header(&res, "service-worker-allowed").is_empty(), "Service-Worker-Allowed passed: {:?}", header(&res, "service-worker-allowed"));
@@ -46,7 +47,7 @@ async fn proxied_content_cannot_act_on_the_gateway_origin(c: &Ctx) -> CaseResult
     // A real web app behind a route can opt out of the sandbox and into its cookies; the
     // service-worker scope header stays dropped.
     let app = c.name("webapp");
-    c.put_route(&app, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"required": false}, "sandbox": false, "forward_set_cookie": true})).await?;
+    c.put_route(&app, RouteJson::new().public().endpoint("a", c.a.url()).with("sandbox", json!(false)).with("forward_set_cookie", json!(true))).await?;
     let (s, v) = c.admin_call(Method::GET, &format!("routes/{app}"), None).await?;
     ensure!(s == 200 && v["sandbox"] == false && v["forward_set_cookie"] == true, "route shows its choices: {v}");
     let (s, v) = c.admin_call(Method::GET, &format!("routes/{name}"), None).await?;
@@ -61,7 +62,7 @@ async fn proxied_content_cannot_act_on_the_gateway_origin(c: &Ctx) -> CaseResult
 
 async fn only_the_affinity_cookie_and_our_forwarding_headers_go_upstream(c: &Ctx) -> CaseResult {
     let name = c.name("cookies");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}, "affinity": {"header": null, "cookie": "gw_session"}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", c.a.url()).with("affinity", json!({"header": null, "cookie": "gw_session"}))).await?;
     let tok = c.user(&["ml-team"]);
     let forged = "203.0.113.66";
     let res = c
@@ -95,7 +96,7 @@ async fn only_the_affinity_cookie_and_our_forwarding_headers_go_upstream(c: &Ctx
 
 async fn location_rewrites_stay_on_the_route(c: &Ctx) -> CaseResult {
     let name = c.name("redir");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": c.a.url()}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", c.a.url())).await?;
     let tok = c.user(&["ml-team"]);
     let base = c.a.url();
     // (Location the upstream sends, what the client may see: Some(exact) or None for dropped)

@@ -4,6 +4,7 @@
 //! affinity is for: vLLM's prefix-cache hit ratio with and without it.
 
 use crate::{boxed, ensure, Case, CaseResult, Ctx};
+use gateway_tests::route::RouteJson;
 use gateway_tests::vllm::{RealVllm, MODEL};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -64,7 +65,7 @@ async fn gateway_metrics(c: &Ctx) -> Result<Value, String> {
 async fn vllm_openai_sdk_through_the_gateway_counts_vllms_usage(c: &Ctx) -> CaseResult {
     let v = vllm(c)?;
     let name = c.name("vllm-sdk");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", &v.a_url)).await?;
     let (id, token) = c.issue(json!({"subject": c.name("sdk-user"), "kind": "user", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
     let (prompt0, gen0) = (v.metric(&v.a, "vllm:prompt_tokens_total")?, v.metric(&v.a, "vllm:generation_tokens_total")?);
 
@@ -110,7 +111,7 @@ async fn vllm_openai_sdk_through_the_gateway_counts_vllms_usage(c: &Ctx) -> Case
 async fn vllm_error_bodies_reach_the_client_unchanged(c: &Ctx) -> CaseResult {
     let v = vllm(c)?;
     let name = c.name("vllm-err");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", &v.a_url)).await?;
     let tok = c.user(&["ml-team"]);
     let bodies = [
         ("/v1/chat/completions", json!({"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]})),
@@ -134,7 +135,7 @@ async fn vllm_error_bodies_reach_the_client_unchanged(c: &Ctx) -> CaseResult {
 async fn vllm_client_hangup_stops_generation(c: &Ctx) -> CaseResult {
     let v = vllm(c)?;
     let name = c.name("vllm-hangup");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", &v.a_url)).await?;
     let tok = c.user(&["ml-team"]);
     let max_tokens = 1500u32;
     let gen0 = v.metric(&v.a, "vllm:generation_tokens_total")?;
@@ -192,7 +193,7 @@ async fn probe(c: &Ctx, route: &str, endpoint: &str) -> Result<String, String> {
 async fn vllm_probes_follow_a_stopped_and_restarted_server(c: &Ctx) -> CaseResult {
     let v = vllm(c)?;
     let name = c.name("vllm-probe");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}, {"id": "b", "url": v.b_url}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", &v.a_url).endpoint("b", &v.b_url)).await?;
     let tok = c.user(&["ml-team"]);
     let sessions: Vec<String> = (0..10).map(|i| format!("probe-{i}")).collect();
     let mut home = HashMap::new();
@@ -274,11 +275,11 @@ async fn conversations(c: &Ctx, v: &Vllm, route: &str, tag: &str, sessions: usiz
 
 async fn vllm_affinity_raises_the_prefix_cache_hit_ratio(c: &Ctx) -> CaseResult {
     let v = vllm(c)?;
-    let endpoints = json!([{"id": "a", "url": v.a_url}, {"id": "b", "url": v.b_url}]);
+    let both = RouteJson::new().public().endpoint("a", &v.a_url).endpoint("b", &v.b_url);
     let (on, off) = (c.name("vllm-affinity-on"), c.name("vllm-affinity-off"));
     // Public routes, so without an affinity key nothing (no token id either) pins a request.
-    c.put_route(&on, json!({"endpoints": endpoints, "auth": {"required": false}})).await?;
-    c.put_route(&off, json!({"endpoints": endpoints, "auth": {"required": false}, "affinity": {"header": null, "cookie": null}})).await?;
+    c.put_route(&on, both.clone()).await?;
+    c.put_route(&off, both.with("affinity", json!({"header": null, "cookie": null}))).await?;
     let tag = format!("{:?}-{}", c.deployment, crate::now());
     let (sessions, turns) = (16, 6);
     let (ratio_off, spread_off) = conversations(c, v, &off, &format!("off-{tag}"), sessions, turns).await?;
@@ -396,10 +397,10 @@ async fn skewed(c: &Ctx, v: &Vllm, route: &str, tag: &str, background: &[String]
 
 async fn vllm_a_hot_session_overflows_instead_of_queueing(c: &Ctx) -> CaseResult {
     let v = vllm(c)?;
-    let endpoints = json!([{"id": "a", "url": v.a_url}, {"id": "b", "url": v.b_url}]);
+    let both = RouteJson::new().public().endpoint("a", &v.a_url).endpoint("b", &v.b_url);
     let (bounded, unbounded) = (c.name("vllm-bounded"), c.name("vllm-unbounded"));
-    c.put_route(&bounded, json!({"endpoints": endpoints, "auth": {"required": false}})).await?;
-    c.put_route(&unbounded, json!({"endpoints": endpoints, "auth": {"required": false}, "affinity": {"balance_factor": 0}})).await?;
+    c.put_route(&bounded, both.clone()).await?;
+    c.put_route(&unbounded, both.with("affinity", json!({"balance_factor": 0}))).await?;
     let tag = format!("{:?}-{}", c.deployment, crate::now());
     let tok = c.user(&["ml-team"]);
     let background: Vec<String> = (0..8).map(|i| format!("bg-{tag}-{i}")).collect();
@@ -439,7 +440,7 @@ async fn vllm_a_hot_session_overflows_instead_of_queueing(c: &Ctx) -> CaseResult
 async fn vllm_a_service_batch_without_a_session_spreads(c: &Ctx) -> CaseResult {
     let v = vllm(c)?;
     let name = c.name("vllm-batch");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}, {"id": "b", "url": v.b_url}], "auth": {"groups": ["ml-team"]}})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", &v.a_url).endpoint("b", &v.b_url)).await?;
     let (_, token) = c.issue(json!({"subject": c.name("batch-job"), "kind": "service", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
     let tag = format!("{:?}-{}", c.deployment, crate::now());
     let before = finished(v)?;
@@ -492,11 +493,11 @@ async fn shared_prompt(c: &Ctx, v: &Vllm, route: &str, tag: &str, tokens: &[Stri
 
 async fn vllm_a_shared_system_prompt_stays_together_with_prefix_fallback(c: &Ctx) -> CaseResult {
     let v = vllm(c)?;
-    let both = json!([{"id": "a", "url": v.a_url}, {"id": "b", "url": v.b_url}]);
+    let both = RouteJson::new().endpoint("a", &v.a_url).endpoint("b", &v.b_url);
     let (single, prefix, spread) = (c.name("vllm-one"), c.name("vllm-prefix"), c.name("vllm-spread"));
-    c.put_route(&single, json!({"endpoints": [{"id": "a", "url": v.a_url}], "auth": {"groups": ["ml-team"]}})).await?;
-    c.put_route(&prefix, json!({"endpoints": both, "auth": {"groups": ["ml-team"]}, "affinity": {"fallback": "prefix"}})).await?;
-    c.put_route(&spread, json!({"endpoints": both, "auth": {"groups": ["ml-team"]}, "affinity": {"fallback": "none"}})).await?;
+    c.put_route(&single, RouteJson::new().endpoint("a", &v.a_url)).await?;
+    c.put_route(&prefix, both.clone().with("affinity", json!({"fallback": "prefix"}))).await?;
+    c.put_route(&spread, both.with("affinity", json!({"fallback": "none"}))).await?;
     let mut tokens = Vec::new();
     for i in 0..8 {
         tokens.push(c.issue(json!({"subject": c.name(&format!("caller-{i}")), "kind": "service", "groups": ["ml-team"], "ttl_seconds": 600})).await?.1);
@@ -518,7 +519,7 @@ async fn vllm_a_shared_system_prompt_stays_together_with_prefix_fallback(c: &Ctx
 async fn vllm_usage_always_counts_what_vllm_reports_and_leaves_the_stream_as_it_was(c: &Ctx) -> CaseResult {
     let v = vllm(c)?;
     let name = c.name("vllm-usage");
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}], "auth": {"groups": ["ml-team"]}, "usage": "always"})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", &v.a_url).with("usage", json!("always"))).await?;
     let (id, token) = c.issue(json!({"subject": c.name("usage-user"), "kind": "user", "groups": ["ml-team"], "ttl_seconds": 600})).await?;
     // Greedy decoding of a fixed prompt: the same tokens every time.
     let body = json!({"model": MODEL, "stream": true, "temperature": 0, "max_tokens": 12, "messages": [{"role": "user", "content": "Count: one, two, three,"}]}).to_string();
@@ -574,7 +575,7 @@ async fn vllm_model_routing_reaches_real_vllm_by_model_name(c: &Ctx) -> CaseResu
     if taken {
         return Err(format!("model `{MODEL}` already served by another route"));
     }
-    c.put_route(&name, json!({"endpoints": [{"id": "a", "url": v.a_url}], "auth": {"groups": ["ml-team"]}, "models": [MODEL]})).await?;
+    c.put_route(&name, RouteJson::new().endpoint("a", &v.a_url).with("models", json!([MODEL]))).await?;
     let token = c.user(&["ml-team"]);
     let res = c.http.post(c.url("/v1/chat/completions")).bearer_auth(&token).json(&json!({"model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]})).send().await.map_err(|e| e.to_string())?;
     let status = res.status();
