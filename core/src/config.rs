@@ -92,13 +92,30 @@ impl UpstreamSecrets {
     }
 
     /// The secret `name`, when the platform has it.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+    pub fn get(&self, name: &str) -> Option<SecretValue> {
+        self.0.get(name).map(|v| SecretValue(v.clone()))
     }
 
     /// The names held, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
+    }
+}
+
+/// One secret's value, held to be sent and never printed (`Debug` shows `<redacted>`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// The value, to send.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
     }
 }
 
@@ -327,7 +344,8 @@ pub(crate) mod tests {
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );
-        assert_eq!(secrets.get("VLLM_KEY"), Some("second"), "the later setting wins");
+        assert_eq!(secrets.get("VLLM_KEY").as_ref().map(SecretValue::expose), Some("second"), "the later setting wins");
+        assert_eq!(format!("{:?}", secrets.get("VLLM_KEY")), "Some(SecretValue(<redacted>))");
         assert_eq!(secrets.names().collect::<Vec<_>>(), ["PARTNER_KEY", "VLLM_KEY"]);
         assert_eq!(secrets.get("GATEWAY_SIGNING_KEYS"), None);
         assert_eq!(secrets.get("AWS_SECRET_ACCESS_KEY"), None);

@@ -285,7 +285,7 @@ pub struct Resolved {
     budgets: Vec<(String, crate::budget::TokenBudget)>,
     /// The value of the secret the route names (`upstream_api_key_secret`), from
     /// [`Config::upstream_secrets`]; `None` when it names none or the platform lacks it.
-    upstream_key: Option<String>,
+    upstream_key: Option<crate::config::SecretValue>,
 }
 
 impl Resolved {
@@ -507,7 +507,7 @@ async fn finish<S: RouteSource>(
     let budgets = futures_util::future::try_join_all(budget_keys.iter().map(|k| store.budget(k)));
     let ((leases, down, loads), found) = futures_util::future::try_join(endpoints, budgets).await?;
     let budgets = budget_keys.into_iter().zip(found).filter_map(|(k, b)| b.map(|b| (k, b))).collect();
-    let upstream_key = route.upstream_api_key_secret.as_deref().and_then(|name| cfg.upstream_secrets.get(name)).map(str::to_string);
+    let upstream_key = route.upstream_api_key_secret.as_deref().and_then(|name| cfg.upstream_secrets.get(name));
     Ok(Resolution::Route(Box::new(Resolved { route, key, rest, prefix, principal, leases, down, loads, budgets, upstream_key })))
 }
 
@@ -576,7 +576,7 @@ fn plan(parts: &Parts, r: Resolved, ctx: &RequestContext<'_>) -> Result<ForwardP
         &request_id,
         ctx.client_ip,
         ctx.proto,
-        upstream_key.as_deref(),
+        upstream_key.as_ref().map(crate::config::SecretValue::expose),
         r.route.affinity.cookie.as_deref(),
     );
     ctx.trace.inject(&mut headers);

@@ -189,16 +189,19 @@ async fn admin(mut req: Request, env: &Env, parts: &http::request::Parts, reques
     {
         headers.set("authorization", auth)?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::from(parts.method.to_string())).with_headers(headers);
+    // The method as it came, whatever it is (the object answers one the admin API lacks with
+    // a 405, as the Lambda does).
+    let init = web_sys::RequestInit::new();
+    init.set_method(parts.method.as_str());
+    init.set_headers(&headers.0);
     // A GET or HEAD carries no body (fetch refuses one); the admin API reads none there.
     if !matches!(parts.method, http::Method::GET | http::Method::HEAD) {
-        init.with_body(Some(Uint8Array::from(&body[..]).into()));
+        init.set_body(&Uint8Array::from(&body[..]));
     }
     let target = format!("{STATE_ORIGIN}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     let stub = env.durable_object(crate::DO_BINDING)?.get_by_name("global")?;
     crate::do_call();
-    stub.fetch_with_request(Request::new_with_init(&target, &init)?).await
+    stub.fetch_with_request(Request::from(web_sys::Request::new_with_str_and_init(&target, &init)?)).await
 }
 
 /// The client's request body, shared by the attempts of one request so a

@@ -62,7 +62,9 @@ impl Secrets {
     /// Every setting this instance has, as (name, value): the environment's, then the
     /// secret's, which win ([`gateway_core::config::UpstreamSecrets::from_settings`]).
     pub fn all_settings(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        std::env::vars().chain(self.0.iter().map(|(k, v)| (k.clone(), v.clone())))
+        // `vars_os`: a variable that is not UTF-8 is skipped (`vars` would panic on it).
+        let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+        env.chain(self.0.iter().map(|(k, v)| (k.clone(), v.clone())))
     }
 
     /// The names the secret holds.

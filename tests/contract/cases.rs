@@ -175,6 +175,12 @@ async fn admin_api_needs_admin_group(c: &Ctx) -> CaseResult {
     ensure!(res.status() == 401, "no token: {}", res.status());
     let (s, v) = c.admin_call(Method::GET, "routes", None).await?;
     ensure!(s == 200 && v["routes"].is_array(), "admin lists routes: {s} {v}");
+    // A method the admin API lacks is a 405 on both deployments, never served as another one.
+    let propfind = Method::from_bytes(b"PROPFIND").map_err(|e| e.to_string())?;
+    for (method, body) in [(propfind, Some(json!({}))), (Method::PATCH, None)] {
+        let (s, v) = c.admin_call(method.clone(), "tokens", body).await?;
+        ensure!(s == 405 && v["error"]["code"] == "method_not_allowed", "{method} /_gateway/tokens: {s} {v}");
+    }
     Ok(())
 }
 

@@ -419,7 +419,8 @@ impl AdminCommand {
 
     /// The checks a call's content needs beyond its shape: those that read the configuration
     /// (the upstream policy, the admin host, token lifetimes) but no stored state. `execute`
-    /// runs them before anything else, so a refused call is audited under its own action.
+    /// runs them once the caller may make the call, before anything is read, so a refused call
+    /// is audited under its own action.
     /// What depends on stored state (conflicts, Terraform's routes, a registrar's holdings)
     /// or on the caller (a registrar's scope, a user's groups) is decided where it is read.
     pub fn validate(&self, cfg: &Config) -> Result<()> {
@@ -439,8 +440,8 @@ impl AdminCommand {
                     return Err(Error::bad_request("ttl_seconds", format!("must be between {MIN_EPHEMERAL_SECONDS} and {MAX_EPHEMERAL_SECONDS}")));
                 }
                 // Ephemeral ids are not route names; the rest is checked under a stand-in name
-                // (the end is set when the route is made: it does not change what is valid).
-                let route = req.route("ephemeral".into(), ttl);
+                // (its end is set when the route is made; validity does not depend on it).
+                let route = req.route("ephemeral".into(), u64::MAX);
                 cfg.upstreams.check(&route.endpoints[0], "")?;
                 route.validate().map_err(|e| match e {
                     Error::BadRequest { field, message } => Error::bad_request(field.replace("endpoints[0].", ""), message),

@@ -154,13 +154,38 @@ async fn refused<S: Store>(store: &S, now: u64, req: &AdminRequest<'_>, who: Opt
     e
 }
 
+/// What the caller may ask of this command, decided from its token alone, before the command's
+/// content is checked: a registrar only its endpoint calls, within its scope; a self-service
+/// token only for a user signed in through the identity provider, with groups the user holds
+/// and never `admin`.
+fn caller_may(who: &Principal, cmd: &AdminCommand) -> Result<()> {
+    if registrar::is_registrar(who) {
+        return match cmd {
+            AdminCommand::PutEndpoint { route, endpoint, lease_seconds } => registrar::scope_for(who, route)?.check_lease(endpoint, *lease_seconds),
+            AdminCommand::DeleteEndpoint { route, .. } => registrar::scope_for(who, route).map(|_| ()),
+            _ => Err(Error::Forbidden("a registrar token may only register, renew and remove its own endpoints".into())),
+        };
+    }
+    if let AdminCommand::IssueMyToken(req) = cmd {
+        if who.provider.is_none() || who.kind != TokenKind::User {
+            return Err(Error::Forbidden("self-service tokens are for users signed in through the identity provider".into()));
+        }
+        if let Some(asked) = &req.groups {
+            if let Some(g) = asked.iter().find(|g| !who.has_group(g)) {
+                return Err(Error::Forbidden(format!("you do not hold group `{g}`")));
+            }
+            if asked.iter().any(|g| g == crate::rbac::ADMIN_GROUP) {
+                return Err(Error::Forbidden("self-service tokens cannot carry `admin`; ask an admin for one".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Executes a parsed command for an authorised caller: an admin, a principal on its own
 /// `/me` calls, or a registrar on its endpoint calls (held to its scope here).
 pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSource, who: &Principal, cmd: AdminCommand) -> Result<AdminReply> {
-    let as_registrar = registrar::is_registrar(who);
-    if as_registrar && !matches!(cmd, AdminCommand::PutEndpoint { .. } | AdminCommand::DeleteEndpoint { .. }) {
-        return Err(Error::Forbidden("a registrar token may only register, renew and remove its own endpoints".into()));
-    }
+    caller_may(who, &cmd)?;
     cmd.validate(cfg)?;
     match cmd {
         AdminCommand::ListRoutes(page) => routes::list_routes(store, page).await,

@@ -764,3 +764,25 @@ fn content_is_checked_without_the_store_and_a_refusal_keeps_its_action() {
     let entries: Vec<(&str, &str)> = audit.iter().map(|e| (e.action.as_str(), e.outcome.as_str())).collect();
     assert!(entries.contains(&("ephemeral.create", "invalid_field")) && entries.contains(&("ephemeral.create", "ok")), "{entries:?}");
 }
+
+#[test]
+fn the_callers_own_limits_are_checked_before_the_content() {
+    let cfg = test_config();
+    let store = MemoryStore::default();
+    let admin = admin_token(&cfg, &["admin"]);
+    call(&cfg, &store, Some(&admin), Method::PUT, "routes/llama", r#"{"endpoints":[]}"#).unwrap();
+    call(&cfg, &store, Some(&admin), Method::PUT, "routes/other", r#"{"endpoints":[]}"#).unwrap();
+    let reg = registrar(&cfg, &store, &admin, "gpu-9", r#"{"hosts": ["10.0.1.0/24"], "max_endpoints": 2}"#);
+    let bad_url = r#"{"url": "http://127.0.0.1:8000", "lease_seconds": 60}"#;
+    // Outside its routes or its hosts, a registrar is refused as such, whatever else is wrong.
+    assert!(matches!(call_at(&cfg, &store, NOW, &reg, Method::PUT, "routes/other/endpoints/e", bad_url), Err(Error::Forbidden(_))));
+    assert!(matches!(call_at(&cfg, &store, NOW, &reg, Method::PUT, "routes/llama/endpoints/e", bad_url), Err(Error::Forbidden(_))));
+    // Within them, the content is checked next.
+    let in_scope = r#"{"url": "http://10.0.1.5:8000", "lease_seconds": 60, "via": "VPC_X"}"#;
+    assert_eq!(field_of(call_at(&cfg, &store, NOW, &reg, Method::PUT, "routes/llama/endpoints/e", in_scope)), "via");
+    // A gateway token cannot mint self-service tokens, whatever it asks for.
+    let gw = admin_token(&cfg, &["ml-team"]);
+    for body in [r#"{"ttl_seconds": 600, "rate_limit_rpm": 5}"#, r#"{"ttl_seconds": 999999999}"#] {
+        assert!(matches!(call(&cfg, &store, Some(&gw), Method::POST, "me/tokens", body), Err(Error::Forbidden(_))), "{body}");
+    }
+}
