@@ -157,12 +157,16 @@ async fn refused<S: Store>(store: &S, now: u64, req: &AdminRequest<'_>, who: Opt
 /// What the caller may ask of this command, decided from its token alone, before the command's
 /// content is checked: a registrar only its endpoint calls, within its scope; a self-service
 /// token only for a user signed in through the identity provider, with groups the user holds
-/// and never `admin`.
-fn caller_may(who: &Principal, cmd: &AdminCommand) -> Result<()> {
+/// and never `admin`. A registrar's scope on the call's route is returned, for the executor.
+fn caller_may<'a>(who: &'a Principal, cmd: &AdminCommand) -> Result<Option<&'a registrar::RegistrarScope>> {
     if registrar::is_registrar(who) {
         return match cmd {
-            AdminCommand::PutEndpoint { route, endpoint, lease_seconds } => registrar::scope_for(who, route)?.check_lease(endpoint, *lease_seconds),
-            AdminCommand::DeleteEndpoint { route, .. } => registrar::scope_for(who, route).map(|_| ()),
+            AdminCommand::PutEndpoint { route, endpoint, lease_seconds } => {
+                let scope = registrar::scope_for(who, route)?;
+                scope.check_lease(endpoint, *lease_seconds)?;
+                Ok(Some(scope))
+            }
+            AdminCommand::DeleteEndpoint { route, .. } => registrar::scope_for(who, route).map(Some),
             _ => Err(Error::Forbidden("a registrar token may only register, renew and remove its own endpoints".into())),
         };
     }
@@ -179,21 +183,21 @@ fn caller_may(who: &Principal, cmd: &AdminCommand) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Executes a parsed command for an authorised caller: an admin, a principal on its own
 /// `/me` calls, or a registrar on its endpoint calls (held to its scope here).
 pub async fn execute<S: Store>(cfg: &Config, store: &S, now: u64, ids: &dyn IdSource, who: &Principal, cmd: AdminCommand) -> Result<AdminReply> {
-    caller_may(who, &cmd)?;
+    let scope = caller_may(who, &cmd)?;
     cmd.validate(cfg)?;
     match cmd {
         AdminCommand::ListRoutes(page) => routes::list_routes(store, page).await,
         AdminCommand::GetRoute(name) => routes::get_route(store, now, name).await,
         AdminCommand::PutRoute(route) => routes::put_route(store, route).await,
         AdminCommand::DeleteRoute(name) => routes::delete_route(store, name).await,
-        AdminCommand::PutEndpoint { route, endpoint, lease_seconds } => routes::put_endpoint(store, now, who, route, endpoint, lease_seconds).await,
-        AdminCommand::DeleteEndpoint { route, id } => routes::delete_endpoint(store, who, route, id).await,
+        AdminCommand::PutEndpoint { route, endpoint, lease_seconds } => routes::put_endpoint(store, now, who, scope, route, endpoint, lease_seconds).await,
+        AdminCommand::DeleteEndpoint { route, id } => routes::delete_endpoint(store, who, scope, route, id).await,
         AdminCommand::CreateEphemeral(req) => routes::create_ephemeral(store, now, ids, req).await,
         AdminCommand::IssueToken(req) => tokens::issue(cfg, store, now, ids, who, req, None).await,
         AdminCommand::ListTokens { q, page } => tokens::list_tokens(store, now, q, page).await,

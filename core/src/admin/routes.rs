@@ -70,13 +70,12 @@ pub(super) async fn delete_route<S: AdminStore>(store: &S, name: String) -> Resu
 }
 
 /// `PUT /routes/{name}/endpoints/{id}`
-pub(super) async fn put_endpoint<S: AdminStore>(store: &S, now: u64, who: &Principal, route: String, mut endpoint: Endpoint, lease_seconds: u64) -> Result<AdminReply> {
-    let as_registrar = registrar::is_registrar(who);
-    // A registrar: its routes, its hosts, its caps (checked by `caller_may`); the lease is then
-    // recorded as its own. An admin's write clears the record, so the lease is the admins' from
-    // then on.
-    let scope = if as_registrar { Some(registrar::scope_for(who, &route)?) } else { None };
-    if scope.is_some() {
+/// `scope` is a registrar caller's, on this route, its hosts and caps checked (`caller_may`).
+pub(super) async fn put_endpoint<S: AdminStore>(store: &S, now: u64, who: &Principal, scope: Option<&registrar::RegistrarScope>, route: String, mut endpoint: Endpoint, lease_seconds: u64) -> Result<AdminReply> {
+    let as_registrar = scope.is_some();
+    // A registrar's lease is recorded as its own. An admin's write clears the record, so the
+    // lease is the admins' from then on.
+    if as_registrar {
         endpoint.registered_by = Some(who.subject.clone());
     }
     // Leases are the instances' own, so they may join Terraform-managed routes too.
@@ -107,9 +106,9 @@ pub(super) async fn put_endpoint<S: AdminStore>(store: &S, now: u64, who: &Princ
 }
 
 /// `DELETE /routes/{name}/endpoints/{id}`
-pub(super) async fn delete_endpoint<S: AdminStore>(store: &S, who: &Principal, route: String, id: String) -> Result<AdminReply> {
-    // A registrar's scope was checked by `caller_may`.
-    if registrar::is_registrar(who) {
+/// `scope` is a registrar caller's, on this route (`caller_may`).
+pub(super) async fn delete_endpoint<S: AdminStore>(store: &S, who: &Principal, scope: Option<&registrar::RegistrarScope>, route: String, id: String) -> Result<AdminReply> {
+    if scope.is_some() {
         // Someone else's lease is refused; one that does not exist answers 404 below, as for admins.
         if store.leases(&route).await?.iter().any(|e| e.id == id && !registrar::may_remove(&who.subject, e)) {
             return Err(Error::Forbidden(format!("lease `{id}` on route `{route}` was registered by someone else")));
