@@ -278,7 +278,11 @@ async fn vllm_affinity_raises_the_prefix_cache_hit_ratio(c: &Ctx) -> CaseResult 
     let both = RouteJson::new().public().endpoint("a", &v.a_url).endpoint("b", &v.b_url);
     let (on, off) = (c.name("vllm-affinity-on"), c.name("vllm-affinity-off"));
     // Public routes, so without an affinity key nothing (no token id either) pins a request.
-    c.put_route(&on, both.clone()).await?;
+    // Affinity alone, without the load bound: 16 conversations arrive at once, and a server that
+    // 9 or more of them hash to passes its bound (at least 8 in flight) while they arrive, so its
+    // overflow moves for that turn, as the bound means it to. That move is the hot-session case's
+    // (`vllm_a_hot_session_overflows_instead_of_queueing`); here each conversation stays whole.
+    c.put_route(&on, both.clone().with("affinity", json!({"balance_factor": 0}))).await?;
     c.put_route(&off, both.with("affinity", json!({"header": null, "cookie": null}))).await?;
     let tag = format!("{:?}-{}", c.deployment, crate::now());
     let (sessions, turns) = (16, 6);
